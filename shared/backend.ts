@@ -1,0 +1,125 @@
+// Picks and activates the tfjs backend a process computes on: native TensorFlow when tfjs-node
+// happens to be installed, else wasm (with our kernel fixes), else the plain JS cpu backend.
+import { createRequire } from "node:module";
+import { dirname } from "node:path";
+import * as tf from "@tensorflow/tfjs-core";
+
+export type BackendName = "auto" | "tensorflow" | "webgpu" | "wasm" | "cpu";
+export const BACKEND_NAMES: readonly BackendName[] = [
+  "auto",
+  "tensorflow",
+  "webgpu",
+  "wasm",
+  "cpu",
+];
+
+// Native bindings are an opt-in the user installs; they are never dependencies of ours.
+const TFJS_NODE_PACKAGES = ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"];
+
+const require = createRequire(import.meta.url);
+let wasmPathsSet = false;
+
+/** Sets up and activates a tfjs backend; returns the name tfjs reports as active (e.g. "tensorflow", "wasm", "cpu"). */
+export async function initBackend(
+  requested: BackendName,
+  log: (line: string) => void = () => {},
+): Promise<string> {
+  switch (requested) {
+    case "tensorflow":
+      return initTensorflow();
+    case "webgpu":
+      throw new Error(
+        "webgpu backend is not available yet (tracked in its own issue); use --backend wasm or cpu",
+      );
+    case "wasm":
+      return initWasm();
+    case "cpu":
+      return initCpu();
+    case "auto":
+      return initAuto(log);
+    default:
+      throw new Error(
+        `unknown backend '${String(requested)}'; expected one of ${BACKEND_NAMES.join(", ")}`,
+      );
+  }
+}
+
+async function initAuto(log: (line: string) => void): Promise<string> {
+  const native = installedTfjsNode();
+  if (native != null) {
+    const name = await initTensorflow();
+    log(`backend: auto chose ${name} (${native} installed)`);
+    return name;
+  }
+  try {
+    const name = await initWasm();
+    log(`backend: auto chose ${name} (tfjs-node not installed)`);
+    return name;
+  } catch (err) {
+    const name = await initCpu();
+    log(`backend: auto chose ${name} (tfjs-node not installed, wasm failed: ${errorText(err)})`);
+    return name;
+  }
+}
+
+async function initTensorflow(): Promise<string> {
+  const pkg = installedTfjsNode();
+  if (pkg == null) {
+    throw new Error(
+      "backend 'tensorflow' needs native TensorFlow: run `npm install @tensorflow/tfjs-node` " +
+        "(or @tensorflow/tfjs-node-gpu for CUDA), or use --backend wasm",
+    );
+  }
+  // A variable specifier keeps tsc from needing the package's types, which may be absent.
+  await import(/* @vite-ignore */ pkg);
+  return activate("tensorflow");
+}
+
+async function initWasm(): Promise<string> {
+  const wasm = await import("@tensorflow/tfjs-backend-wasm");
+  const { registerWasmKernels } = await import("./wasm-kernels.js");
+  registerWasmKernels();
+  if (!wasmPathsSet) {
+    // Under Node the .wasm binary is read from disk; point at the package's own dist folder
+    // so bundling or a changed working directory cannot break the lookup.
+    wasm.setWasmPaths(`${dirname(require.resolve("@tensorflow/tfjs-backend-wasm"))}/`);
+    wasmPathsSet = true;
+  }
+  return activate("wasm");
+}
+
+async function initCpu(): Promise<string> {
+  await import("@tensorflow/tfjs-backend-cpu");
+  const name = await activate("cpu");
+  // The cpu backend nags "install tfjs-node" on its first tensor. We chose cpu on purpose,
+  // and the nag's only switch is this flag (IS_TEST/PROD would also hide real warnings).
+  const cpu = tf.findBackend("cpu") as unknown as { firstUse?: boolean } | null;
+  if (cpu != null && "firstUse" in cpu) cpu.firstUse = false;
+  return name;
+}
+
+async function activate(name: string): Promise<string> {
+  if (tf.getBackend() !== name) {
+    const ok = await tf.setBackend(name);
+    if (!ok) throw new Error(`tfjs backend '${name}' failed to initialise`);
+  }
+  await tf.ready();
+  return tf.getBackend();
+}
+
+/** The tfjs-node flavour that is installed, or undefined; never loads it. */
+function installedTfjsNode(): string | undefined {
+  for (const pkg of TFJS_NODE_PACKAGES) {
+    try {
+      require.resolve(pkg);
+      return pkg;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "MODULE_NOT_FOUND") throw err;
+    }
+  }
+  return undefined;
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,56 @@
+// initBackend on this machine: wasm and cpu work, tfjs-node is absent, webgpu is not built yet.
+import * as tf from "@tensorflow/tfjs-core";
+import { describe, expect, it } from "vitest";
+import { BACKEND_NAMES, type BackendName, initBackend } from "../shared/backend.js";
+
+describe("initBackend", () => {
+  it("activates cpu", async () => {
+    expect(await initBackend("cpu")).toBe("cpu");
+    expect(tf.getBackend()).toBe("cpu");
+    // The backend computes, and its one-time tfjs-node nag stays silent.
+    const warnings: unknown[] = [];
+    const warn = console.warn;
+    console.warn = (...args: unknown[]) => warnings.push(args);
+    try {
+      expect(Array.from(await tf.add(tf.tensor([1, 2]), tf.tensor([3, 4])).data())).toEqual([4, 6]);
+    } finally {
+      console.warn = warn;
+    }
+    expect(warnings).toEqual([]);
+  });
+
+  it("activates wasm with our kernels, and a second call is cheap", async () => {
+    expect(await initBackend("wasm")).toBe("wasm");
+    expect(tf.getKernel("Conv2DBackpropFilter", "wasm")).toBeDefined();
+    const t0 = performance.now();
+    expect(await initBackend("wasm")).toBe("wasm");
+    expect(performance.now() - t0).toBeLessThan(50);
+    expect(Array.from(await tf.matMul(tf.ones([2, 3]), tf.ones([3, 1])).data())).toEqual([3, 3]);
+  });
+
+  it("switches back and forth", async () => {
+    expect(await initBackend("cpu")).toBe("cpu");
+    expect(await initBackend("wasm")).toBe("wasm");
+  });
+
+  it("auto picks wasm here (no tfjs-node) and says so", async () => {
+    const lines: string[] = [];
+    expect(await initBackend("auto", (line) => lines.push(line))).toBe("wasm");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/auto chose wasm/);
+    expect(lines[0]).toMatch(/tfjs-node not installed/);
+  });
+
+  it("tensorflow fails with an install hint when tfjs-node is absent", async () => {
+    await expect(initBackend("tensorflow")).rejects.toThrow(/npm install @tensorflow\/tfjs-node/);
+  });
+
+  it("webgpu fails clearly", async () => {
+    await expect(initBackend("webgpu")).rejects.toThrow(/webgpu backend is not available yet/);
+  });
+
+  it("rejects unknown names", async () => {
+    await expect(initBackend("metal" as BackendName)).rejects.toThrow(/unknown backend 'metal'/);
+    expect(BACKEND_NAMES).toEqual(["auto", "tensorflow", "webgpu", "wasm", "cpu"]);
+  });
+});

@@ -1,0 +1,358 @@
+// Our wasm kernels against the cpu backend (the reference), on the shapes our models use and
+// on padding/stride edge cases, plus determinism and leak checks.
+import * as tf from "@tensorflow/tfjs-core";
+// tfjs-core alone registers no gradient functions; the umbrella package would.
+import "@tensorflow/tfjs";
+import { beforeAll, describe, expect, it } from "vitest";
+import { initBackend } from "../shared/backend.js";
+import { Rng } from "../shared/rng.js";
+import { registerWasmKernels } from "../shared/wasm-kernels.js";
+
+type Pad =
+  | "same"
+  | "valid"
+  | number
+  | [[number, number], [number, number], [number, number], [number, number]];
+type Shape4 = [number, number, number, number];
+
+interface Input {
+  shape: number[];
+  values: Float32Array;
+}
+
+function input(shape: number[], seed: number): Input {
+  const rng = new Rng(seed);
+  const values = new Float32Array(shape.reduce((n, d) => n * d, 1));
+  for (let i = 0; i < values.length; i++) values[i] = rng.nextFloat() * 2 - 1;
+  return { shape, values };
+}
+
+/** Runs `f` on fresh tensors of `inputs` under one backend and reads every output back. */
+async function runOn(
+  backend: "wasm" | "cpu",
+  inputs: Input[],
+  f: (...xs: tf.Tensor[]) => tf.Tensor | tf.Tensor[],
+): Promise<Float32Array[]> {
+  await initBackend(backend);
+  const xs = inputs.map((i) => tf.tensor(i.values, i.shape));
+  const out = f(...xs);
+  const outs = Array.isArray(out) ? out : [out];
+  const data = await Promise.all(outs.map((o) => o.data() as Promise<Float32Array>));
+  tf.dispose([...xs, ...outs]);
+  return data;
+}
+
+/** Max |wasm - cpu| relative to max |cpu|, per output. */
+async function relErrors(
+  inputs: Input[],
+  f: (...xs: tf.Tensor[]) => tf.Tensor | tf.Tensor[],
+): Promise<number[]> {
+  const wasm = await runOn("wasm", inputs, f);
+  const cpu = await runOn("cpu", inputs, f);
+  return cpu.map((ref, k) => {
+    expect(wasm[k].length).toBe(ref.length);
+    let scale = 0;
+    let diff = 0;
+    for (let i = 0; i < ref.length; i++) {
+      scale = Math.max(scale, Math.abs(ref[i]));
+      diff = Math.max(diff, Math.abs(wasm[k][i] - ref[i]));
+    }
+    expect(scale).toBeGreaterThan(0);
+    return diff / scale;
+  });
+}
+
+async function expectMatchesCpu(
+  inputs: Input[],
+  f: (...xs: tf.Tensor[]) => tf.Tensor | tf.Tensor[],
+): Promise<void> {
+  for (const err of await relErrors(inputs, f)) expect(err).toBeLessThanOrEqual(1e-4);
+}
+
+/** Gradients of sum(conv(x, w) * r) w.r.t. x and w; r makes dy non-uniform. */
+function convGrads(conv: (x: tf.Tensor4D, w: tf.Tensor4D) => tf.Tensor4D) {
+  return (x: tf.Tensor, w: tf.Tensor, r: tf.Tensor) =>
+    tf.grads((a: tf.Tensor, b: tf.Tensor) =>
+      tf.sum(tf.mul(conv(a as tf.Tensor4D, b as tf.Tensor4D), r)),
+    )([x, w]);
+}
+
+function convOutShape(
+  xShape: Shape4,
+  filterShape: Shape4,
+  strides: number | [number, number],
+  pad: Pad,
+) {
+  return tf.backend_util.computeConv2DInfo(xShape, filterShape, strides, 1, pad).outShape;
+}
+
+/** conv2d(x, w) test case, with dy for its gradient. */
+function conv2dCase(
+  xShape: Shape4,
+  filterShape: Shape4,
+  strides: number | [number, number],
+  pad: Pad,
+) {
+  const seed = xShape.concat(filterShape).reduce((h, d) => h * 31 + d, 7);
+  const inputs = [
+    input(xShape, seed),
+    input(filterShape, seed + 1),
+    input(convOutShape(xShape, filterShape, strides, pad), seed + 2),
+  ];
+  const grads = convGrads((x, w) => tf.conv2d(x, w, strides, pad as "same"));
+  return { inputs, grads };
+}
+
+/** conv2dTranspose(y, w) producing `outShape`, with dy for its gradient. */
+function convTCase(
+  outShape: Shape4,
+  filterShape: Shape4,
+  strides: number | [number, number],
+  pad: Pad,
+) {
+  const seed = outShape.concat(filterShape).reduce((h, d) => h * 37 + d, 11);
+  const yShape = convOutShape(outShape, filterShape, strides, pad);
+  const inputs = [input(yShape, seed), input(filterShape, seed + 1), input(outShape, seed + 2)];
+  const forward = (y: tf.Tensor, w: tf.Tensor) =>
+    tf.conv2dTranspose(y as tf.Tensor4D, w as tf.Tensor4D, outShape, strides, pad as "same");
+  const grads = convGrads((y, w) => forward(y, w) as tf.Tensor4D);
+  return { inputs, forward, grads };
+}
+
+beforeAll(async () => {
+  await initBackend("cpu");
+  expect(await initBackend("wasm")).toBe("wasm");
+});
+
+describe("registerWasmKernels", () => {
+  it("is idempotent", () => {
+    const before = [
+      "BatchMatMul",
+      "_FusedMatMul",
+      "Conv2DBackpropInput",
+      "Conv2DBackpropFilter",
+    ].map((k) => tf.getKernel(k, "wasm")?.kernelFunc);
+    registerWasmKernels();
+    registerWasmKernels();
+    const after = [
+      "BatchMatMul",
+      "_FusedMatMul",
+      "Conv2DBackpropInput",
+      "Conv2DBackpropFilter",
+    ].map((k) => tf.getKernel(k, "wasm")?.kernelFunc);
+    expect(before.every((f) => f != null)).toBe(true);
+    expect(after).toEqual(before);
+  });
+});
+
+describe("Conv2DBackpropFilter (and conv2d gradients) on wasm", () => {
+  // DCGAN discriminator for 28x28x1: 5x5 kernels, stride 2, 'same'.
+  const cases: [string, Shape4, Shape4, number | [number, number], Pad][] = [
+    ["D conv1 b4 f8", [4, 28, 28, 1], [5, 5, 1, 8], 2, "same"],
+    ["D conv2 b4 f8", [4, 14, 14, 8], [5, 5, 8, 16], 2, "same"],
+    ["D conv1 b64 f32", [64, 28, 28, 1], [5, 5, 1, 32], 2, "same"],
+    ["valid, non-square", [3, 13, 11, 2], [3, 4, 2, 5], 2, "valid"],
+    ["valid, rows the op never reads", [2, 14, 15, 2], [3, 3, 2, 3], 3, "valid"],
+    ["same, stride 3, odd size", [2, 13, 13, 2], [3, 3, 2, 3], 3, "same"],
+    ["stride 1", [2, 8, 8, 3], [3, 3, 3, 2], 1, "same"],
+    ["numeric pad", [2, 9, 9, 2], [3, 3, 2, 3], 2, 1],
+    [
+      "explicit pads, unequal strides",
+      [2, 9, 10, 2],
+      [3, 3, 2, 3],
+      [2, 1],
+      [
+        [0, 0],
+        [1, 2],
+        [0, 1],
+        [0, 0],
+      ],
+    ],
+  ];
+  for (const [name, xShape, filterShape, strides, pad] of cases) {
+    it(`matches cpu: ${name}`, async () => {
+      const { inputs, grads } = conv2dCase(xShape, filterShape, strides, pad);
+      await expectMatchesCpu(inputs, grads);
+    });
+  }
+
+  it("rejects NCHW clearly", async () => {
+    await initBackend("wasm");
+    const x = tf.zeros([1, 2, 8, 8]);
+    const dy = tf.zeros([1, 3, 4, 4]);
+    const attrs = { strides: 2, pad: "same", dataFormat: "NCHW", filterShape: [3, 3, 2, 3] };
+    expect(() => tf.engine().runKernel("Conv2DBackpropFilter", { x, dy }, attrs)).toThrow(/NHWC/);
+    tf.dispose([x, dy]);
+  });
+});
+
+describe("Conv2DBackpropInput (conv2dTranspose) on wasm", () => {
+  // DCGAN generator for 28x28x1: convT1 [b,7,7,2f] -> [b,14,14,f], convT2 [b,14,14,f] -> [b,28,28,1].
+  const cases: [string, Shape4, Shape4, number | [number, number], Pad][] = [
+    ["G convT1 b4 f8", [4, 14, 14, 8], [5, 5, 8, 16], 2, "same"],
+    ["G convT2 b4 f8", [4, 28, 28, 1], [5, 5, 1, 8], 2, "same"],
+    ["3 output channels", [4, 28, 28, 3], [5, 5, 3, 8], 2, "same"],
+    ["valid", [3, 13, 11, 4], [3, 4, 4, 5], 2, "valid"],
+    ["same, stride 3, odd size (crop)", [2, 13, 13, 4], [3, 3, 4, 3], 3, "same"],
+    ["stride 1, one channel", [2, 8, 8, 1], [3, 3, 1, 2], 1, "same"],
+    ["filter smaller than the stride", [2, 9, 8, 2], [2, 1, 2, 3], [3, 2], "valid"],
+    ["numeric pad", [2, 9, 9, 2], [3, 3, 2, 3], 2, 1],
+    [
+      "explicit pads, unequal strides",
+      [2, 9, 10, 2],
+      [3, 3, 2, 3],
+      [2, 1],
+      [
+        [0, 0],
+        [1, 2],
+        [0, 1],
+        [0, 0],
+      ],
+    ],
+    [
+      "explicit pads wider than the filter (stock path)",
+      [2, 9, 10, 4],
+      [3, 3, 4, 3],
+      2,
+      [
+        [0, 0],
+        [3, 1],
+        [0, 1],
+        [0, 0],
+      ],
+    ],
+  ];
+  for (const [name, outShape, filterShape, strides, pad] of cases) {
+    it(`forward and gradients match cpu: ${name}`, async () => {
+      const { inputs, forward, grads } = convTCase(outShape, filterShape, strides, pad);
+      await expectMatchesCpu(inputs.slice(0, 2), forward);
+      await expectMatchesCpu(inputs, grads);
+    });
+  }
+
+  it("forward matches cpu: G convT1 b64 f32", async () => {
+    const { inputs, forward } = convTCase([64, 14, 14, 32], [5, 5, 32, 64], 2, "same");
+    await expectMatchesCpu(inputs.slice(0, 2), forward);
+  });
+});
+
+describe("BatchMatMul / _FusedMatMul on wasm", () => {
+  const combos = [
+    [false, false],
+    [true, false],
+    [false, true],
+    [true, true],
+  ] as const;
+  const dense: [number, number, number][] = [
+    [64, 784, 256],
+    [64, 256, 1],
+  ];
+  for (const [m, k, n] of dense) {
+    for (const [ta, tb] of combos) {
+      const inputs = [input(ta ? [k, m] : [m, k], m + k), input(tb ? [n, k] : [k, n], k + n)];
+      it(`matMul [${m},${k}]x[${k},${n}] transposeA=${ta} transposeB=${tb}`, async () => {
+        await expectMatchesCpu(inputs, (a, b) => tf.matMul(a, b, ta, tb));
+      });
+      it(`fused matMul + bias + relu [${m},${k}]x[${k},${n}] transposeA=${ta} transposeB=${tb}`, async () => {
+        const all = [...inputs, input([n], n)];
+        await expectMatchesCpu(all, (a, b, bias) =>
+          tf.fused.matMul({ a, b, transposeA: ta, transposeB: tb, bias, activation: "relu" }),
+        );
+      });
+    }
+  }
+
+  it("batched matMul (left to the stock kernel) still matches", async () => {
+    const inputs = [input([3, 16, 8], 1), input([3, 12, 8], 2)];
+    await expectMatchesCpu(inputs, (a, b) => tf.matMul(a, b, false, true));
+  });
+
+  it("MLP gradients match cpu", async () => {
+    const inputs = [input([64, 784], 3), input([784, 256], 4), input([256], 5), input([256, 1], 6)];
+    await expectMatchesCpu(inputs, mlpGrads);
+  });
+});
+
+/** Gradients of a 784-256-1 MLP's loss w.r.t. its weights and its input. */
+function mlpGrads(x: tf.Tensor, w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor): tf.Tensor[] {
+  return tf.grads((xi: tf.Tensor, a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => {
+    const h = tf.leakyRelu(tf.add(tf.matMul(xi, a), b), 0.2);
+    return tf.mean(tf.sigmoid(tf.matMul(h, c)));
+  })([x, w1, b1, w2]);
+}
+
+/** A small DCGAN (G: dense -> 2 convT, D: 2 conv -> dense) and the gradient of D(G(z)). */
+function dcganGrads(f: number, batch: number) {
+  const shapes = [
+    [batch, 16], // z
+    [16, 7 * 7 * 2 * f], // G dense
+    [5, 5, f, 2 * f], // G convT1
+    [5, 5, 1, f], // G convT2
+    [5, 5, 1, f], // D conv1
+    [5, 5, f, 2 * f], // D conv2
+    [7 * 7 * 2 * f, 1], // D dense
+  ];
+  const inputs = shapes.map((s, i) => input(s, 100 + i));
+  const grads = (...xs: tf.Tensor[]) => {
+    const [z, ...weights] = xs;
+    return tf.grads(
+      (
+        gd: tf.Tensor,
+        g1: tf.Tensor,
+        g2: tf.Tensor,
+        d1: tf.Tensor,
+        d2: tf.Tensor,
+        dd: tf.Tensor,
+      ) => {
+        let h: tf.Tensor = tf.reshape(tf.relu(tf.matMul(z, gd)), [batch, 7, 7, 2 * f]);
+        h = tf.relu(
+          tf.conv2dTranspose(h as tf.Tensor4D, g1 as tf.Tensor4D, [batch, 14, 14, f], 2, "same"),
+        );
+        const img = tf.tanh(
+          tf.conv2dTranspose(h as tf.Tensor4D, g2 as tf.Tensor4D, [batch, 28, 28, 1], 2, "same"),
+        );
+        let d: tf.Tensor = tf.leakyRelu(
+          tf.conv2d(img as tf.Tensor4D, d1 as tf.Tensor4D, 2, "same"),
+          0.2,
+        );
+        d = tf.leakyRelu(tf.conv2d(d as tf.Tensor4D, d2 as tf.Tensor4D, 2, "same"), 0.2);
+        return tf.mean(tf.sigmoid(tf.matMul(tf.reshape(d, [batch, -1]), dd)));
+      },
+    )(weights);
+  };
+  return { inputs, grads };
+}
+
+describe("whole-model gradients on wasm", () => {
+  it("a DCGAN-like conv stack's gradients run and match cpu", async () => {
+    const { inputs, grads } = dcganGrads(8, 4);
+    await expectMatchesCpu(inputs, grads);
+  });
+
+  it("is deterministic: same inputs give the same bits", async () => {
+    const { inputs, grads } = dcganGrads(8, 4);
+    const mlpInputs = [
+      input([64, 784], 3),
+      input([784, 256], 4),
+      input([256], 5),
+      input([256, 1], 6),
+    ];
+    const bits = async () => {
+      const outs = [
+        ...(await runOn("wasm", inputs, grads)),
+        ...(await runOn("wasm", mlpInputs, mlpGrads)),
+      ];
+      return outs.map((o) => Array.from(new Uint32Array(o.buffer, o.byteOffset, o.length)));
+    };
+    expect(await bits()).toEqual(await bits());
+  });
+
+  it("leaves no wasm buffers behind", async () => {
+    const { inputs, grads } = dcganGrads(8, 4);
+    await runOn("wasm", inputs, grads); // warm up: first calls may allocate caches
+    const backend = tf.engine().backend;
+    const before = backend.numDataIds();
+    await runOn("wasm", inputs, grads);
+    expect(backend.numDataIds()).toBe(before);
+  });
+});
