@@ -1,0 +1,262 @@
+// The run config: one YAML/JSON file plus CLI overrides, parsed once into a
+// typed, validated value. Errors name the field and say what is allowed.
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+
+const positiveInt = z.number().int().positive();
+
+const adam = z
+  .object({
+    lr: z.number().positive().default(0.0002),
+    beta1: z.number().min(0).max(1).lt(1).default(0.5),
+    beta2: z.number().min(0).lt(1).default(0.999),
+    eps: z.number().positive().default(1e-8),
+  })
+  .strict();
+
+const mlpModel = z
+  .object({
+    name: z.literal("mlp"),
+    latentDim: positiveInt.default(64),
+    gHidden: z.array(positiveInt).min(1).default([256, 512]),
+    dHidden: z.array(positiveInt).min(1).default([512, 256]),
+  })
+  .strict();
+
+const dcganModel = z
+  .object({
+    name: z.literal("dcgan"),
+    latentDim: positiveInt.default(64),
+    /** Base channel count: G is 7×7×2f → 14×14×f → 28×28×C, D mirrors it. */
+    gFilters: positiveInt.default(32),
+    dFilters: positiveInt.default(32),
+  })
+  .strict();
+
+const dataset = z.discriminatedUnion("name", [
+  z
+    .object({
+      name: z.literal("mnist"),
+      split: z.enum(["train", "test"]).default("train"),
+      limit: positiveInt.optional(),
+    })
+    .strict(),
+  z
+    .object({
+      name: z.literal("fashion-mnist"),
+      split: z.enum(["train", "test"]).default("train"),
+      limit: positiveInt.optional(),
+    })
+    .strict(),
+  z
+    .object({
+      name: z.literal("folder"),
+      path: z.string().min(1),
+      channels: z.union([z.literal(1), z.literal(3)]).default(1),
+      size: z.literal(28).default(28),
+      limit: positiveInt.optional(),
+    })
+    .strict(),
+  z
+    .object({
+      name: z.literal("ring"),
+      size: positiveInt.default(8192),
+      modes: positiveInt.default(8),
+      radius: z.number().positive().default(2),
+      std: z.number().positive().default(0.02),
+    })
+    .strict(),
+]);
+
+export const LOSS_NAMES = ["non-saturating", "minimax", "wgan-gp", "hinge"] as const;
+
+const configSchema = z
+  .object({
+    /** Names the run on the wire (NATS subjects) and in the run dir. */
+    run: z
+      .object({
+        id: z
+          .string()
+          .regex(/^[A-Za-z0-9_-]{1,64}$/, "use 1-64 letters, digits, '-' or '_'")
+          .default("agon"),
+        dir: z.string().min(1).default("runs/agon"),
+      })
+      .strict()
+      .default({ id: "agon", dir: "runs/agon" }),
+    seed: z.number().int().min(0).max(0xffffffff).default(1),
+    model: z.discriminatedUnion("name", [mlpModel, dcganModel]),
+    loss: z
+      .object({
+        name: z.enum(LOSS_NAMES).default("non-saturating"),
+        /** Gradient-penalty weight λ, used by wgan-gp only. */
+        gpWeight: z.number().min(0).default(10),
+      })
+      .strict()
+      .default({ name: "non-saturating", gpWeight: 10 }),
+    dataset,
+    /** K: the dataset is cut into K shards; each phase has exactly K microtasks. */
+    shards: positiveInt.default(4),
+    /** Global batch per phase, split evenly over the K shards. */
+    batch: positiveInt.default(64),
+    schedule: z
+      .object({ kD: positiveInt.default(1), kG: positiveInt.default(1) })
+      .strict()
+      .default({ kD: 1, kG: 1 }),
+    steps: positiveInt,
+    optimizer: z
+      .object({ g: adam.default(adam.parse({})), d: adam.default(adam.parse({})) })
+      .strict()
+      .default({ g: adam.parse({}), d: adam.parse({}) }),
+    checkpoint: z
+      .object({ every: positiveInt.default(500), keep: positiveInt.default(3) })
+      .strict()
+      .default({ every: 500, keep: 3 }),
+    samples: z
+      .object({ every: positiveInt.default(100), count: positiveInt.max(1024).default(64) })
+      .strict()
+      .default({ every: 100, count: 64 }),
+  })
+  .strict()
+  .superRefine((cfg, ctx) => {
+    if (cfg.batch % cfg.shards !== 0) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["batch"],
+        message: `must be a multiple of shards (${cfg.shards}) so every microtask has the same size`,
+      });
+    }
+    if (cfg.model.name === "dcgan" && cfg.dataset.name === "ring") {
+      ctx.addIssue({
+        code: "custom",
+        path: ["model", "name"],
+        message: "dcgan needs an image dataset (mnist, fashion-mnist, folder); use mlp for ring",
+      });
+    }
+  });
+
+export type RunConfig = z.infer<typeof configSchema>;
+export type ModelConfig = RunConfig["model"];
+export type LossConfig = RunConfig["loss"];
+export type AdamConfig = RunConfig["optimizer"]["g"];
+export type DatasetConfig = RunConfig["dataset"];
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** Parses an unknown value (from YAML, JSON or the wire) into a RunConfig. */
+export function parseConfig(raw: unknown, source = "config"): RunConfig {
+  const result = configSchema.safeParse(raw);
+  if (result.success) return result.data;
+  const lines = result.error.issues.map((issue) => {
+    const field = issue.path.length > 0 ? issue.path.join(".") : "(top level)";
+    return `${field}: ${describeIssue(issue)}`;
+  });
+  throw new ConfigError(`${source}: ${lines.join("; ")}`);
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  if (
+    issue.code === "invalid_union" &&
+    "note" in issue &&
+    issue.note === "No matching discriminator"
+  ) {
+    return `unknown name; expected one of ${discriminatorOptions(issue)}`;
+  }
+  if (issue.code === "unrecognized_keys") return `unknown field(s) ${issue.keys.join(", ")}`;
+  return issue.message;
+}
+
+function discriminatorOptions(issue: z.core.$ZodIssue): string {
+  const section = issue.path[0];
+  if (section === "model") return "mlp, dcgan";
+  if (section === "dataset") return "mnist, fashion-mnist, folder, ring";
+  return "see docs/CONFIG.md";
+}
+
+/**
+ * Applies `a.b.c=value` overrides to a raw config object. Values are parsed as
+ * YAML scalars so `steps=10`, `loss.name=hinge` and `model.gHidden=[64,64]` work.
+ */
+export function applyOverrides(
+  raw: Record<string, unknown>,
+  overrides: string[],
+): Record<string, unknown> {
+  const out = structuredClone(raw);
+  for (const override of overrides) {
+    const eq = override.indexOf("=");
+    if (eq <= 0) throw new ConfigError(`override "${override}": expected key.path=value`);
+    const path = override.slice(0, eq).split(".");
+    let value: unknown;
+    try {
+      value = parseYaml(override.slice(eq + 1));
+    } catch {
+      throw new ConfigError(`override "${override}": value is not valid YAML`);
+    }
+    let node: Record<string, unknown> = out;
+    for (const key of path.slice(0, -1)) {
+      const next = node[key];
+      if (next === undefined || next === null) node[key] = {};
+      else if (typeof next !== "object" || Array.isArray(next)) {
+        throw new ConfigError(`override "${override}": ${key} is not an object`);
+      }
+      node = node[key] as Record<string, unknown>;
+    }
+    const last = path[path.length - 1];
+    // Switching a discriminated object (model/dataset/loss) by name drops fields of the old kind.
+    if (last === "name" && node.name !== undefined && node.name !== value) {
+      for (const key of Object.keys(node)) delete node[key];
+    }
+    node[last] = value;
+  }
+  return out;
+}
+
+/** Reads a YAML or JSON config file (YAML is a superset of JSON). */
+export function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(resolve(path), "utf8");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ConfigError(`cannot read config file ${path}: ${code ?? String(err)}`);
+  }
+  let value: unknown;
+  try {
+    value = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(
+      `config file ${path} is not valid YAML/JSON: ${(err as Error).message.split("\n")[0]}`,
+    );
+  }
+  if (value === null || value === undefined) return {};
+  if (typeof value !== "object" || Array.isArray(value)) {
+    throw new ConfigError(`config file ${path}: the top level must be a mapping of fields`);
+  }
+  return value as Record<string, unknown>;
+}
+
+/** Loads a config file (optional) and overrides into a validated RunConfig. */
+export function loadConfig(path: string | undefined, overrides: string[] = []): RunConfig {
+  const raw = path ? readConfigFile(path) : {};
+  return parseConfig(applyOverrides(raw, overrides), path ?? "config");
+}
+
+/** Canonical JSON of a config (sorted keys), the input of the config hash. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** Per-microtask batch size b = batch / K. */
+export function microBatch(cfg: RunConfig): number {
+  return cfg.batch / cfg.shards;
+}

@@ -1,0 +1,174 @@
+// One microtask: the gradient of one phase's network on one shard's batch.
+// Workers run this; `agon train` runs the same code, so both give the same bits.
+import * as tf from "@tensorflow/tfjs-core";
+// tfjs-core registers no gradient functions; the umbrella package's Node build
+// does (tfjs-core's own ESM registration file cannot be loaded by Node).
+import "@tensorflow/tfjs";
+import type { GanLoss } from "./losses.js";
+import { type GanModel, type Network, toFlat, toTensors } from "./models.js";
+import { hashSeed, Rng, SeedDomain } from "./rng.js";
+
+// The WGAN-GP penalty differentiates D's gradient again; LeakyReLU's gradient
+// uses Greater, which tfjs ships no gradient for. A comparison is piecewise
+// constant, so its gradient is zero wherever it is defined.
+if (!tf.getGradient("Greater")) {
+  tf.registerGradient({
+    kernelName: "Greater",
+    inputsToSave: ["a", "b"],
+    gradFunc: (_dy, saved) => ({
+      a: () => tf.zerosLike(saved[0]),
+      b: () => tf.zerosLike(saved[1]),
+    }),
+  });
+}
+
+export type Phase = "D" | "G";
+
+export interface MicrotaskInput {
+  phase: Phase;
+  gWeights: Float32Array;
+  dWeights: Float32Array;
+  /** `batch` real samples, flat NHWC; required in the D phase, ignored in the G phase. */
+  real?: Float32Array;
+  batch: number;
+  noiseSeed: number;
+}
+
+export interface MicrotaskResult {
+  /** Gradient of the phase's loss (mean over the batch) w.r.t. that phase's network only. */
+  grad: Float32Array;
+  /** Samples the gradient averages over; the coordinator weights by it. */
+  count: number;
+  /** D loss (D phase only; null in the G phase, which sees no real samples). */
+  dLoss: number | null;
+  /** G loss on this batch's fakes (in the D phase computed from the same D outputs, no extra pass). */
+  gLoss: number;
+  /** Mean D(x) on real samples (D phase only), as the loss reports it. */
+  dReal: number | null;
+  /** Mean D(G(z)). */
+  dFake: number;
+}
+
+/** The noise seed of microtask (step, phase, shard): a pure function of the run seed. */
+export function noiseSeed(runSeed: number, step: number, phase: number, shard: number): number {
+  return hashSeed(runSeed, SeedDomain.noise, step, phase, shard);
+}
+
+/** Standard-normal latent vectors for a batch, from a seed (pure JS, backend-independent). */
+export function latentNoise(seed: number, batch: number, latentDim: number): Float32Array {
+  return new Rng(seed).normalArray(batch * latentDim);
+}
+
+export function computeMicrotask(
+  model: GanModel,
+  loss: GanLoss,
+  input: MicrotaskInput,
+): MicrotaskResult {
+  const { phase, batch } = input;
+  if (!Number.isInteger(batch) || batch < 1)
+    throw new RangeError(`batch must be ≥ 1, got ${batch}`);
+  const z = latentNoise(input.noiseSeed, batch, model.latentDim);
+  const net = phase === "D" ? model.d : model.g;
+
+  const out = tf.tidy(() => {
+    const gW = toTensors(model.g, input.gWeights);
+    const dW = toTensors(model.d, input.dWeights);
+    const zT = tf.tensor2d(z, [batch, model.latentDim]);
+    if (phase === "D") {
+      if (!input.real || input.real.length !== batch * sampleSize(model)) {
+        throw new RangeError(
+          `D phase needs ${batch * sampleSize(model)} real values, got ${input.real?.length ?? 0}`,
+        );
+      }
+      const x = tf.tensor(input.real, [batch, ...model.sampleShape]);
+      const fake = model.g.apply(gW, zT);
+      const alpha =
+        loss.gradientPenalty > 0 ? interpolationWeights(input.noiseSeed, batch, model) : null;
+      let realOut: tf.Tensor | undefined;
+      let fakeOut: tf.Tensor | undefined;
+      const { value, grads } = tf.valueAndGrads((...w: tf.Tensor[]) => {
+        realOut = tf.keep(model.d.apply(w, x));
+        fakeOut = tf.keep(model.d.apply(w, fake));
+        let l = loss.discriminator(realOut, fakeOut);
+        if (alpha)
+          l = tf.add(l, tf.mul(loss.gradientPenalty, gradientPenalty(model.d, w, x, fake, alpha)));
+        return l as tf.Scalar;
+      })(dW);
+      const stats = tf.stack([
+        value,
+        loss.generator(fakeOut!),
+        loss.report(realOut!),
+        loss.report(fakeOut!),
+      ]);
+      tf.dispose([realOut!, fakeOut!]); // kept past valueAndGrads' own tidy; outer tidy skips kept tensors
+      return { grads, stats };
+    }
+    let fakeOut: tf.Tensor | undefined;
+    const { value, grads } = tf.valueAndGrads((...w: tf.Tensor[]) => {
+      fakeOut = tf.keep(model.d.apply(dW, model.g.apply(w, zT)));
+      return loss.generator(fakeOut);
+    })(gW);
+    const stats = tf.stack([value, loss.report(fakeOut!)]);
+    tf.dispose(fakeOut!);
+    return { grads, stats };
+  });
+
+  // Read results outside tidy: tidy walks what it returns, which is slow for big arrays.
+  const grad = toFlat(net, out.grads);
+  const s = out.stats.dataSync();
+  tf.dispose([out.grads, out.stats]);
+  if (phase === "D") {
+    return { grad, count: batch, dLoss: s[0], gLoss: s[1], dReal: s[2], dFake: s[3] };
+  }
+  return { grad, count: batch, dLoss: null, gLoss: s[0], dReal: null, dFake: s[1] };
+}
+
+function sampleSize(model: GanModel): number {
+  return model.sampleShape.reduce((a, b) => a * b, 1);
+}
+
+/** Per-sample mixing weights ε ~ U(0,1) for the WGAN-GP interpolates, from the task's seed. */
+function interpolationWeights(seed: number, batch: number, model: GanModel): tf.Tensor {
+  const rng = new Rng(hashSeed(seed, SeedDomain.interpolation));
+  const eps = new Float32Array(batch);
+  for (let i = 0; i < batch; i++) eps[i] = rng.nextFloat();
+  return tf.tensor(eps, [batch, ...model.sampleShape.map(() => 1)]);
+}
+
+/** E[(‖∇x̂ D(x̂)‖₂ − 1)²] on x̂ = εx + (1−ε)G(z); differentiable w.r.t. D's weights. */
+function gradientPenalty(
+  d: Network,
+  w: tf.Tensor[],
+  real: tf.Tensor,
+  fake: tf.Tensor,
+  eps: tf.Tensor,
+): tf.Scalar {
+  const xHat = tf.add(tf.mul(eps, real), tf.mul(tf.sub(1, eps), fake));
+  const dx = tf.grad((x: tf.Tensor) => tf.sum(d.apply(w, x)))(xHat);
+  const axes = dx.shape.slice(1).map((_, i) => i + 1);
+  const norm = tf.sqrt(tf.add(tf.sum(tf.square(dx), axes), 1e-12));
+  return tf.mean(tf.square(tf.sub(norm, 1))) as tf.Scalar;
+}
+
+/**
+ * Combines microtask gradients in shard order (never arrival order): the
+ * sample-weighted mean, accumulated in double precision, rounded once to float32.
+ */
+export function aggregateGradients(
+  parts: ReadonlyArray<{ grad: Float32Array; count: number }>,
+): Float32Array {
+  if (parts.length === 0) throw new RangeError("aggregateGradients: no parts");
+  const size = parts[0].grad.length;
+  const acc = new Float64Array(size);
+  let total = 0;
+  for (const part of parts) {
+    if (part.grad.length !== size)
+      throw new RangeError("aggregateGradients: gradient sizes differ");
+    const { grad, count } = part;
+    for (let i = 0; i < size; i++) acc[i] += count * grad[i];
+    total += count;
+  }
+  const out = new Float32Array(size);
+  for (let i = 0; i < size; i++) out[i] = acc[i] / total;
+  return out;
+}
