@@ -1,0 +1,213 @@
+// Checkpoints: a directory written under a temporary name, fsync'd, then
+// renamed into place, with the sha256 of every blob in its manifest so a torn
+// or corrupted checkpoint is detected on load instead of trained from.
+import { closeSync, fsyncSync, openSync } from "node:fs";
+import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { AdamState } from "../shared/adam.js";
+import { canonicalJson, type RunConfig } from "../shared/config.js";
+import { sha256 } from "../shared/hash.js";
+
+export const CHECKPOINT_FORMAT = 1;
+const PREFIX = "ckpt-";
+
+export interface CheckpointData {
+  step: number;
+  phase: number;
+  versions: { G: number; D: number };
+  weights: { G: Float32Array; D: Float32Array };
+  adam: { G: AdamState; D: AdamState };
+}
+
+export interface Manifest {
+  format: number;
+  step: number;
+  phase: number;
+  versions: { G: number; D: number };
+  seed: number;
+  configHash: string;
+  config: RunConfig;
+  /** Data cursors are pure functions of the step: shard k's next D draw is step·kD. */
+  dataCursors: { shard: number; nextDraw: number }[];
+  adamSteps: { G: number; D: number };
+  blobs: Record<string, { bytes: number; sha256: string }>;
+  createdAt: string;
+}
+
+export class CheckpointError extends Error {
+  override name = "CheckpointError";
+}
+
+/**
+ * Hash of the fields that decide the training trajectory. Steps, run dir,
+ * checkpoint and sample cadence are left out so a run can be extended or moved.
+ */
+export function configHash(cfg: RunConfig): string {
+  const {
+    steps: _steps,
+    run: _run,
+    checkpoint: _checkpoint,
+    samples: _samples,
+    ...trajectory
+  } = cfg;
+  return sha256(new TextEncoder().encode(canonicalJson(trajectory)));
+}
+
+function bytesOf(a: Float32Array): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+function blobsOf(data: CheckpointData): Record<string, Float32Array> {
+  return {
+    "G.weights.f32": data.weights.G,
+    "D.weights.f32": data.weights.D,
+    "G.adam.m.f32": data.adam.G.m,
+    "G.adam.v.f32": data.adam.G.v,
+    "D.adam.m.f32": data.adam.D.m,
+    "D.adam.v.f32": data.adam.D.v,
+  };
+}
+
+function fsyncPath(path: string): void {
+  const fd = openSync(path, "r");
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Writes a checkpoint atomically and prunes all but the newest `keep`. Returns its path. */
+export async function writeCheckpoint(
+  runDir: string,
+  cfg: RunConfig,
+  data: CheckpointData,
+  keep: number,
+): Promise<string> {
+  const name = `${PREFIX}${String(data.step).padStart(8, "0")}`;
+  const finalPath = join(runDir, name);
+  const tmpPath = join(runDir, `.tmp-${name}-${process.pid}`);
+  await rm(tmpPath, { recursive: true, force: true });
+  await mkdir(tmpPath, { recursive: true });
+  const blobs: Manifest["blobs"] = {};
+  for (const [file, array] of Object.entries(blobsOf(data))) {
+    const bytes = bytesOf(array);
+    await writeFile(join(tmpPath, file), bytes);
+    fsyncPath(join(tmpPath, file));
+    blobs[file] = { bytes: bytes.byteLength, sha256: sha256(bytes) };
+  }
+  const manifest: Manifest = {
+    format: CHECKPOINT_FORMAT,
+    step: data.step,
+    phase: data.phase,
+    versions: data.versions,
+    seed: cfg.seed,
+    configHash: configHash(cfg),
+    config: cfg,
+    dataCursors: Array.from({ length: cfg.shards }, (_, shard) => ({
+      shard,
+      nextDraw: data.step * cfg.schedule.kD,
+    })),
+    adamSteps: { G: data.adam.G.t, D: data.adam.D.t },
+    blobs,
+    createdAt: new Date().toISOString(),
+  };
+  await writeFile(join(tmpPath, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
+  fsyncPath(join(tmpPath, "manifest.json"));
+  fsyncPath(tmpPath);
+  await rm(finalPath, { recursive: true, force: true });
+  await rename(tmpPath, finalPath);
+  fsyncPath(runDir);
+  await pruneCheckpoints(runDir, keep);
+  return finalPath;
+}
+
+async function checkpointNames(runDir: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir(runDir);
+  } catch {
+    return [];
+  }
+  return names.filter((n) => /^ckpt-\d{8}$/.test(n)).sort();
+}
+
+async function pruneCheckpoints(runDir: string, keep: number): Promise<void> {
+  const names = await checkpointNames(runDir);
+  for (const old of names.slice(0, Math.max(0, names.length - keep))) {
+    await rm(join(runDir, old), { recursive: true, force: true });
+  }
+}
+
+/** Reads and verifies one checkpoint directory; throws CheckpointError naming what is wrong. */
+export async function readCheckpoint(
+  dir: string,
+): Promise<{ manifest: Manifest; data: CheckpointData }> {
+  let manifest: Manifest;
+  try {
+    manifest = JSON.parse(await readFile(join(dir, "manifest.json"), "utf8")) as Manifest;
+  } catch (err) {
+    throw new CheckpointError(
+      `${dir}: unreadable manifest.json (${(err as Error).message.split("\n")[0]})`,
+    );
+  }
+  if (manifest?.format !== CHECKPOINT_FORMAT) {
+    throw new CheckpointError(`${dir}: unsupported checkpoint format ${String(manifest?.format)}`);
+  }
+  const arrays: Record<string, Float32Array> = {};
+  for (const [file, meta] of Object.entries(manifest.blobs ?? {})) {
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(join(dir, file));
+    } catch {
+      throw new CheckpointError(`${dir}: missing blob ${file}`);
+    }
+    if (bytes.byteLength !== meta.bytes || sha256(bytes) !== meta.sha256) {
+      throw new CheckpointError(`${dir}: blob ${file} fails its checksum (torn or corrupted)`);
+    }
+    const copy = new Uint8Array(bytes.byteLength);
+    copy.set(bytes);
+    arrays[file] = new Float32Array(copy.buffer);
+  }
+  const need = [
+    "G.weights.f32",
+    "D.weights.f32",
+    "G.adam.m.f32",
+    "G.adam.v.f32",
+    "D.adam.m.f32",
+    "D.adam.v.f32",
+  ];
+  for (const file of need) {
+    if (!arrays[file]) throw new CheckpointError(`${dir}: manifest lists no ${file}`);
+  }
+  return {
+    manifest,
+    data: {
+      step: manifest.step,
+      phase: manifest.phase,
+      versions: manifest.versions,
+      weights: { G: arrays["G.weights.f32"], D: arrays["D.weights.f32"] },
+      adam: {
+        G: { t: manifest.adamSteps.G, m: arrays["G.adam.m.f32"], v: arrays["G.adam.v.f32"] },
+        D: { t: manifest.adamSteps.D, m: arrays["D.adam.m.f32"], v: arrays["D.adam.v.f32"] },
+      },
+    },
+  };
+}
+
+/** The newest checkpoint in a run dir that verifies; corrupt ones are reported and skipped. */
+export async function latestValidCheckpoint(
+  runDir: string,
+  onRejected: (dir: string, reason: string) => void = () => {},
+): Promise<{ dir: string; manifest: Manifest; data: CheckpointData } | null> {
+  const names = await checkpointNames(runDir);
+  for (const name of names.reverse()) {
+    const dir = join(runDir, name);
+    try {
+      return { dir, ...(await readCheckpoint(dir)) };
+    } catch (err) {
+      onRejected(dir, (err as Error).message);
+    }
+  }
+  return null;
+}

@@ -1,0 +1,134 @@
+// The canonical training state the coordinator owns: both networks' weights,
+// their optimizers, the version counters and the position in the schedule.
+// Applying a phase is the only way it changes.
+import { FlatAdam } from "../shared/adam.js";
+import type { RunConfig } from "../shared/config.js";
+import { weightsHash } from "../shared/hash.js";
+import { aggregateGradients, type MicrotaskResult, type Phase } from "../shared/microtask.js";
+import { type GanModel, initWeights } from "../shared/models.js";
+import { hashSeed, SeedDomain } from "../shared/rng.js";
+import { phaseKind, phasesPerStep } from "../shared/schedule.js";
+import type { CheckpointData } from "./checkpoint.js";
+
+export interface PhaseSummary {
+  step: number;
+  phase: number;
+  kind: Phase;
+  dLoss: number | null;
+  gLoss: number;
+  dReal: number | null;
+  dFake: number;
+  gradNorm: number;
+  versions: { G: number; D: number };
+}
+
+export class TrainingState {
+  /** Steps completed; the next phase belongs to step `step`. */
+  step = 0;
+  /** Next phase index within the current step. */
+  phase = 0;
+  /** Optimizer updates applied to each network; travels with parameters. */
+  versions = { G: 0, D: 0 };
+  readonly weights: { G: Float32Array; D: Float32Array };
+  adam: { G: FlatAdam; D: FlatAdam };
+
+  constructor(
+    readonly cfg: RunConfig,
+    readonly model: GanModel,
+  ) {
+    this.weights = {
+      G: initWeights(model.g, hashSeed(cfg.seed, SeedDomain.initG)),
+      D: initWeights(model.d, hashSeed(cfg.seed, SeedDomain.initD)),
+    };
+    this.adam = {
+      G: new FlatAdam(model.g.size, cfg.optimizer.g),
+      D: new FlatAdam(model.d.size, cfg.optimizer.d),
+    };
+  }
+
+  /** Continues from a checkpoint; sizes must match this model. */
+  restore(data: CheckpointData): void {
+    for (const net of ["G", "D"] as const) {
+      if (data.weights[net].length !== this.weights[net].length) {
+        throw new RangeError(
+          `checkpoint ${net} has ${data.weights[net].length} weights, model has ${this.weights[net].length}`,
+        );
+      }
+      this.weights[net].set(data.weights[net]);
+    }
+    this.adam.G = new FlatAdam(this.model.g.size, this.cfg.optimizer.g, data.adam.G);
+    this.adam.D = new FlatAdam(this.model.d.size, this.cfg.optimizer.d, data.adam.D);
+    this.step = data.step;
+    this.phase = data.phase;
+    this.versions = { ...data.versions };
+  }
+
+  /** A copy of everything a checkpoint holds, safe to write while training goes on. */
+  snapshot(): CheckpointData {
+    return {
+      step: this.step,
+      phase: this.phase,
+      versions: { ...this.versions },
+      weights: { G: this.weights.G.slice(), D: this.weights.D.slice() },
+      adam: { G: this.adam.G.exportState(), D: this.adam.D.exportState() },
+    };
+  }
+
+  get done(): boolean {
+    return this.step >= this.cfg.steps;
+  }
+
+  get kind(): Phase {
+    return phaseKind(this.cfg, this.phase);
+  }
+
+  /**
+   * Applies the current phase: `results[k]` is shard k's microtask result.
+   * Gradients are combined in shard order, then one Adam update is made.
+   */
+  applyPhase(results: ReadonlyArray<MicrotaskResult>): PhaseSummary {
+    if (results.length !== this.cfg.shards) {
+      throw new RangeError(
+        `applyPhase: expected ${this.cfg.shards} results, got ${results.length}`,
+      );
+    }
+    const kind = this.kind;
+    const grad = aggregateGradients(results);
+    this.adam[kind].step(this.weights[kind], grad);
+    this.versions[kind] += 1;
+    const summary: PhaseSummary = {
+      step: this.step,
+      phase: this.phase,
+      kind,
+      dLoss: kind === "D" ? weightedMean(results, (r) => r.dLoss!) : null,
+      gLoss: weightedMean(results, (r) => r.gLoss),
+      dReal: kind === "D" ? weightedMean(results, (r) => r.dReal!) : null,
+      dFake: weightedMean(results, (r) => r.dFake),
+      gradNorm: Math.sqrt(grad.reduce((s, v) => s + v * v, 0)),
+      versions: { ...this.versions },
+    };
+    this.phase += 1;
+    if (this.phase === phasesPerStep(this.cfg)) {
+      this.phase = 0;
+      this.step += 1;
+    }
+    return summary;
+  }
+
+  hashes(): { G: string; D: string } {
+    return { G: weightsHash(this.weights.G), D: weightsHash(this.weights.D) };
+  }
+}
+
+function weightedMean(
+  results: ReadonlyArray<MicrotaskResult>,
+  pick: (r: MicrotaskResult) => number,
+): number {
+  let sum = 0;
+  let n = 0;
+  for (const r of results) {
+    sum += r.count * pick(r);
+    n += r.count;
+  }
+  return sum / n;
+}

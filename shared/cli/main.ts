@@ -1,0 +1,106 @@
+// The `agon` command line: parses flags into typed values once, runs the
+// subcommand, and turns every known failure into one clear line and an exit code.
+import { Command, CommanderError, Option } from "commander";
+import { CheckpointError } from "../../coordinator/checkpoint.js";
+import { train } from "../../coordinator/train.js";
+import { BACKEND_NAMES, type BackendName } from "../backend.js";
+import { ConfigError, loadConfig } from "../config.js";
+import { DatasetError } from "../data/index.js";
+
+/** Flags that are shorthands for config overrides. */
+const CONFIG_FLAGS: Array<[flag: string, key: string, help: string]> = [
+  ["--model <name>", "model.name", "model: mlp | dcgan"],
+  ["--loss <name>", "loss.name", "loss: non-saturating | minimax | wgan-gp | hinge"],
+  ["--dataset <name>", "dataset.name", "dataset: mnist | fashion-mnist | folder | ring"],
+  ["--data-path <dir>", "dataset.path", "image folder for --dataset folder"],
+  ["--steps <n>", "steps", "training steps (one step = kD D phases + kG G phases)"],
+  ["--batch <n>", "batch", "global batch per phase, a multiple of --shards"],
+  ["--shards <k>", "shards", "K, the number of data shards and microtasks per phase"],
+  ["--seed <n>", "seed", "run seed"],
+  ["--run-dir <dir>", "run.dir", "where checkpoints, samples and metrics go"],
+];
+
+function optionKey(flag: string): string {
+  // "--run-dir <dir>" → "runDir", as commander names it.
+  return flag
+    .split(" ")[0]
+    .replace(/^--/, "")
+    .replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+function addConfigOptions(cmd: Command): Command {
+  cmd
+    .option("-c, --config <file>", "run config (YAML or JSON)")
+    .option(
+      "--set <key=value...>",
+      "override any config field, e.g. --set loss.name=hinge optimizer.g.lr=1e-4",
+    );
+  for (const [flag, , help] of CONFIG_FLAGS) cmd.option(flag, help);
+  return cmd;
+}
+
+function configFromOptions(opts: Record<string, unknown>) {
+  const overrides: string[] = [];
+  for (const [flag, key] of CONFIG_FLAGS) {
+    const value = opts[optionKey(flag)];
+    if (value !== undefined) overrides.push(`${key}=${String(value)}`);
+  }
+  overrides.push(...((opts.set as string[] | undefined) ?? []));
+  return loadConfig(opts.config as string | undefined, overrides);
+}
+
+const backendOption = () =>
+  new Option("--backend <name>", "compute backend").choices([...BACKEND_NAMES]).default("auto");
+
+export function buildCli(): Command {
+  const program = new Command("agon")
+    .description("Distributed GAN training: coordinator, workers, gRPC and NATS")
+    .showHelpAfterError("(run with --help for usage)")
+    .exitOverride();
+
+  addConfigOptions(
+    program
+      .command("train")
+      .description("train in one process (the reference the distributed run matches bit for bit)"),
+  )
+    .addOption(backendOption())
+    .option("--fresh", "ignore checkpoints in the run dir and start from step 0")
+    .option("--force", "resume even if the newest checkpoint was written with a different config")
+    .option("--json", "print the final summary (step, weight hashes) as JSON on stdout")
+    .action(async (opts) => {
+      const cfg = configFromOptions(opts);
+      const result = await train(cfg, {
+        backend: opts.backend as BackendName,
+        fresh: Boolean(opts.fresh),
+        force: Boolean(opts.force),
+      });
+      if (opts.json) process.stdout.write(`${JSON.stringify(result)}\n`);
+    });
+
+  return program;
+}
+
+const USER_ERRORS = [ConfigError, DatasetError, CheckpointError];
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildCli();
+  try {
+    await program.parseAsync(argv, { from: "user" });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Commander has already printed its message (or the help text).
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    if (USER_ERRORS.some((cls) => err instanceof cls)) {
+      process.stderr.write(`agon: error: ${(err as Error).message}\n`);
+      return 2;
+    }
+    const e = err as Error;
+    process.stderr.write(`agon: error: ${e.message}\n`);
+    if (process.env.AGON_DEBUG) process.stderr.write(`${e.stack}\n`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,86 @@
+// Runs microtasks given their spec and the weights they need: the piece a
+// worker and the single-process trainer share, so both compute the same bits.
+import * as tf from "@tensorflow/tfjs-core";
+import type { RunConfig } from "./config.js";
+import {
+  type Dataset,
+  drawIndices,
+  gatherSamples,
+  imageGridPng,
+  ringModes,
+  type ShardPlan,
+  scatterPng,
+} from "./data/index.js";
+import { type GanLoss, selectLoss } from "./losses.js";
+import { computeMicrotask, latentNoise, type MicrotaskResult } from "./microtask.js";
+import { buildModel, type GanModel, toTensors } from "./models.js";
+import { hashSeed, SeedDomain } from "./rng.js";
+import type { MicrotaskSpec } from "./schedule.js";
+
+export class MicrotaskRunner {
+  readonly model: GanModel;
+  readonly loss: GanLoss;
+  readonly plan: ShardPlan;
+  private readonly realBuffer: Float32Array;
+
+  constructor(
+    readonly cfg: RunConfig,
+    readonly dataset: Dataset,
+  ) {
+    this.model = buildModel(cfg.model, dataset.sampleShape);
+    this.loss = selectLoss(cfg.loss);
+    if (cfg.shards > dataset.count) {
+      throw new RangeError(`shards (${cfg.shards}) exceeds the dataset's ${dataset.count} samples`);
+    }
+    this.plan = { count: dataset.count, shards: cfg.shards, seed: cfg.seed };
+    this.realBuffer = new Float32Array((cfg.batch / cfg.shards) * dataset.sampleSize);
+  }
+
+  run(spec: MicrotaskSpec, gWeights: Float32Array, dWeights: Float32Array): MicrotaskResult {
+    let real: Float32Array | undefined;
+    if (spec.kind === "D") {
+      const indices = drawIndices(this.plan, spec.shard, spec.draw!, spec.batch);
+      real = gatherSamples(this.dataset, indices, this.realBuffer);
+    }
+    return computeMicrotask(this.model, this.loss, {
+      phase: spec.kind,
+      gWeights,
+      dWeights,
+      real,
+      batch: spec.batch,
+      noiseSeed: spec.noiseSeed,
+    });
+  }
+}
+
+/** G's output on the run's fixed sample noise (the same every time, so grids are comparable). */
+export function generateSamples(
+  model: GanModel,
+  gWeights: Float32Array,
+  seed: number,
+  count: number,
+): Float32Array {
+  const z = latentNoise(hashSeed(seed, SeedDomain.sampleNoise), count, model.latentDim);
+  const out = tf.tidy(() =>
+    model.g.apply(toTensors(model.g, gWeights), tf.tensor2d(z, [count, model.latentDim])),
+  );
+  const data = out.dataSync() as Float32Array;
+  out.dispose();
+  return data;
+}
+
+/** A PNG of the fixed-noise samples: an image grid, or a dot plot for 2-D points. */
+export function samplesPng(cfg: RunConfig, model: GanModel, gWeights: Float32Array): Buffer {
+  const count = cfg.samples.count;
+  const samples = generateSamples(model, gWeights, cfg.seed, count);
+  if (model.sampleShape.length === 3) {
+    const cols = Math.ceil(Math.sqrt(count));
+    return imageGridPng(samples, count, model.sampleShape as [number, number, number], cols);
+  }
+  const ring = cfg.dataset.name === "ring" ? cfg.dataset : null;
+  return scatterPng(samples, count, {
+    size: 256,
+    extent: ring ? ring.radius * 1.6 : 3,
+    reference: ring ? ringModes(ring.modes, ring.radius) : undefined,
+  });
+}
