@@ -120,6 +120,19 @@ describe("agon train", () => {
     expect(result.hashes).toEqual({ G: weightsHash(w.G), D: weightsHash(w.D) });
   });
 
+  it("resumes from its newest checkpoint and continues exactly as if never stopped", async () => {
+    const straight = tempDir();
+    const stopped = tempDir();
+    const every = ["--set", "checkpoint.every=3"];
+    const full = await runAgon(ringArgs(straight, every));
+    // Stop at step 9 (a checkpoint), then run the same command to step 20 in the same dir.
+    const first = await runAgon(ringArgs(stopped, [...every, "--steps", "9"]));
+    const resumed = await runAgon(ringArgs(stopped, every));
+    for (const r of [full, first, resumed]) expect(r.code, r.stderr).toBe(0);
+    expect(resumed.stderr).toMatch(/resumed from .*ckpt-00000009 \(step 9\)/);
+    expect(summary(resumed.stdout).hashes).toEqual(summary(full.stdout).hashes);
+  });
+
   it("learns the 8-Gaussian ring: ≥ 6 of 8 modes covered, ≥ 50% of samples within 3σ of a mode", async () => {
     const dir = tempDir();
     const cfgPath = join(dir, "ring.yaml");

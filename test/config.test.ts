@@ -1,0 +1,84 @@
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { configHash } from "../coordinator/checkpoint.js";
+import { applyOverrides, ConfigError, loadConfig, parseConfig } from "../shared/config.js";
+import { tempDir } from "./helpers/cli.js";
+
+const minimal = { model: { name: "mlp" }, dataset: { name: "ring" }, steps: 10 };
+
+describe("run config", () => {
+  it("fills documented defaults", () => {
+    const cfg = parseConfig(minimal);
+    expect(cfg.loss.name).toBe("non-saturating");
+    expect(cfg.shards).toBe(4);
+    expect(cfg.batch).toBe(64);
+    expect(cfg.schedule).toEqual({ kD: 1, kG: 1 });
+    expect(cfg.optimizer.g).toEqual({ lr: 0.0002, beta1: 0.5, beta2: 0.999, eps: 1e-8 });
+    expect(cfg.model).toEqual({
+      name: "mlp",
+      latentDim: 64,
+      gHidden: [256, 512],
+      dHidden: [512, 256],
+    });
+  });
+
+  it.each([
+    [{ ...minimal, steps: 0 }, /^config: steps: /],
+    [{ ...minimal, batch: -64 }, /batch: /],
+    [{ ...minimal, batch: 10, shards: 4 }, /batch: must be a multiple of shards \(4\)/],
+    [
+      { ...minimal, model: { name: "gpt" } },
+      /model\.name: unknown name; expected one of mlp, dcgan/,
+    ],
+    [{ ...minimal, loss: { name: "l1" } }, /loss\.name: /],
+    [
+      { ...minimal, dataset: { name: "imagenet" } },
+      /dataset\.name: .*mnist, fashion-mnist, folder, ring/,
+    ],
+    [{ ...minimal, optimizer: { g: { lr: -1 } } }, /optimizer\.g\.lr: /],
+    [{ ...minimal, schedule: { kD: 0 } }, /schedule\.kD: /],
+    [{ ...minimal, stepz: 3 }, /unknown field\(s\) stepz/],
+    [{ ...minimal, model: { name: "dcgan" } }, /model\.name: dcgan needs an image dataset/],
+    [{ ...minimal, run: { id: "a b" } }, /run\.id: /],
+  ])("names the field in its error: %j", (raw, pattern) => {
+    expect(() => parseConfig(raw)).toThrow(ConfigError);
+    expect(() => parseConfig(raw)).toThrow(pattern);
+  });
+
+  it("applies key.path=value overrides as YAML scalars, switching kinds cleanly", () => {
+    const raw = applyOverrides({ ...minimal, dataset: { name: "ring", size: 100 } }, [
+      "steps=7",
+      "model.gHidden=[8,8]",
+      "dataset.name=mnist",
+      "optimizer.d.lr=1e-3",
+    ]);
+    const cfg = parseConfig(raw);
+    expect(cfg.steps).toBe(7);
+    expect(cfg.model.name === "mlp" && cfg.model.gHidden).toEqual([8, 8]);
+    expect(cfg.dataset).toEqual({ name: "mnist", split: "train" });
+    expect(cfg.optimizer.d.lr).toBe(0.001);
+    expect(() => applyOverrides(minimal, ["steps"])).toThrow(/expected key\.path=value/);
+  });
+
+  it("loads YAML and JSON files and reports unreadable ones by path", () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, "a.yaml"), "model: { name: mlp }\ndataset: { name: ring }\nsteps: 3\n");
+    writeFileSync(join(dir, "b.json"), JSON.stringify(minimal));
+    writeFileSync(join(dir, "bad.yaml"), "model: [unclosed\n");
+    expect(loadConfig(join(dir, "a.yaml")).steps).toBe(3);
+    expect(loadConfig(join(dir, "b.json")).steps).toBe(10);
+    expect(() => loadConfig(join(dir, "bad.yaml"))).toThrow(/bad\.yaml is not valid YAML/);
+    expect(() => loadConfig(join(dir, "none.yaml"))).toThrow(
+      /cannot read config file .*none\.yaml: ENOENT/,
+    );
+  });
+
+  it("hashes only what decides the trajectory", () => {
+    const a = parseConfig(minimal);
+    expect(configHash(parseConfig({ ...minimal, steps: 99, run: { dir: "/elsewhere" } }))).toBe(
+      configHash(a),
+    );
+    expect(configHash(parseConfig({ ...minimal, seed: 2 }))).not.toBe(configHash(a));
+  });
+});
