@@ -104,7 +104,7 @@ export class TrainingState {
       gLoss: weightedMean(results, (r) => r.gLoss),
       dReal: kind === "D" ? weightedMean(results, (r) => r.dReal!) : null,
       dFake: weightedMean(results, (r) => r.dFake),
-      gradNorm: Math.sqrt(grad.reduce((s, v) => s + v * v, 0)),
+      gradNorm: l2Norm(grad),
       versions: { ...this.versions },
     };
     this.phase += 1;
@@ -118,6 +118,12 @@ export class TrainingState {
   hashes(): { G: string; D: string } {
     return { G: weightsHash(this.weights.G), D: weightsHash(this.weights.D) };
   }
+}
+
+function l2Norm(a: Float32Array): number {
+  let sum = 0;
+  for (let i = 0; i < a.length; i++) sum += a[i] * a[i];
+  return Math.sqrt(sum);
 }
 
 function weightedMean(

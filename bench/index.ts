@@ -1,0 +1,39 @@
+// `npm run bench -- <name> [options]`: a small dispatcher of named benchmarks.
+import { runStepBench } from "./step.js";
+
+interface Benchmark {
+  summary: string;
+  run: (argv: string[]) => Promise<number>;
+}
+
+const BENCHMARKS: Record<string, Benchmark> = {
+  step: {
+    summary: "ms per full training step (D + G phase) per model × backend, single process",
+    run: runStepBench,
+  },
+};
+
+function usage(): string {
+  const names = Object.entries(BENCHMARKS).map(([name, b]) => `  ${name.padEnd(8)} ${b.summary}`);
+  return [
+    "usage: npm run bench -- <benchmark> [options]   (<benchmark> --help for its options)",
+    "benchmarks:",
+    ...names,
+  ].join("\n");
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "-h" || name === "--help") {
+    process.stdout.write(`${usage()}\n`);
+    return name === undefined ? 2 : 0;
+  }
+  const bench = BENCHMARKS[name];
+  if (!bench) {
+    process.stderr.write(`bench: unknown benchmark '${name}'\n${usage()}\n`);
+    return 2;
+  }
+  return bench.run(rest);
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,449 @@
+// `bench step`: wall time of full training steps (kD D phases + kG G phases, each K
+// microtasks + gradient aggregation + Adam), run exactly as coordinator/train.ts runs
+// them but without writing files, for each model × backend.
+import { writeFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import * as tf from "@tensorflow/tfjs-core";
+import { TrainingState } from "../coordinator/state.js";
+import { type BackendName, initBackend } from "../shared/backend.js";
+import { parseConfig, type RunConfig, readConfigFile } from "../shared/config.js";
+import { type Dataset, loadDataset } from "../shared/data/index.js";
+import type { MicrotaskResult } from "../shared/microtask.js";
+import { MicrotaskRunner } from "../shared/runner.js";
+import { datasetSpec, microtaskSpec, phasesPerStep } from "../shared/schedule.js";
+import { type MachineInfo, machineHeader, machineInfo } from "./machine.js";
+import { fmtMs, median, percentile, textTable } from "./stats.js";
+
+const BACKENDS = ["tensorflow", "webgpu", "wasm", "cpu"] as const;
+type Backend = (typeof BACKENDS)[number];
+
+interface ModelCase {
+  name: string;
+  describe: string;
+  /** Model and dataset sections of the run config. */
+  raw: () => Record<string, unknown>;
+  steps: number;
+  warmup: number;
+  /** Backends this model is skipped on unless --include-slow, and why. */
+  slowOn?: Partial<Record<Backend, string>>;
+}
+
+const RING_YAML = fileURLToPath(new URL("../docs/examples/ring.yaml", import.meta.url));
+
+const MODELS: Record<string, ModelCase> = {
+  mlp: {
+    name: "mlp",
+    describe: "MLP GAN on MNIST 28×28, G [256,512], D [512,256], latent 64",
+    raw: () => ({
+      model: { name: "mlp", latentDim: 64, gHidden: [256, 512], dHidden: [512, 256] },
+      dataset: { name: "mnist", split: "train" },
+    }),
+    steps: 50,
+    warmup: 3,
+  },
+  dcgan: {
+    name: "dcgan",
+    describe: "DCGAN on MNIST 28×28, gFilters = dFilters = 32, latent 64",
+    raw: () => ({
+      model: { name: "dcgan", latentDim: 64, gFilters: 32, dFilters: 32 },
+      dataset: { name: "mnist", split: "train" },
+    }),
+    steps: 20,
+    warmup: 2,
+    slowOn: {
+      cpu: "about a minute per step on 2 cores (the cpu backend's plain-JS conv gradients)",
+    },
+  },
+  ring: {
+    name: "ring",
+    describe: "small MLP GAN on the 8-Gaussian ring (model and dataset of docs/examples/ring.yaml)",
+    raw: () => {
+      const file = readConfigFile(RING_YAML);
+      return { model: file.model, dataset: file.dataset };
+    },
+    steps: 100,
+    warmup: 5,
+  },
+};
+
+const DEFAULT_BUDGET_S = 15;
+const MIN_MEASURED = 2;
+
+export const STEP_USAGE = `usage: npm run bench -- step [options]
+
+Times full training steps (one D phase + one G phase, each K microtasks + aggregation +
+Adam, as \`agon train\` runs them, without writing files) per model × backend.
+
+options:
+  --backends LIST    comma-separated, from ${BACKENDS.join(",")} (default: all; unavailable ones are skipped)
+  --models LIST      comma-separated, from ${Object.keys(MODELS).join(",")} (default: all)
+  --steps N          measured steps per cell (default: mlp ${MODELS.mlp.steps}, dcgan ${MODELS.dcgan.steps}, ring ${MODELS.ring.steps})
+  --warmup N         unmeasured steps first (default: mlp ${MODELS.mlp.warmup}, dcgan ${MODELS.dcgan.warmup}, ring ${MODELS.ring.warmup})
+  --shards K         microtasks per phase (default 1)
+  --batch B          global batch per phase, a multiple of K (default 64)
+  --max-seconds S    per-cell time budget: stop measuring once S seconds of measured steps
+                     have passed (at least ${MIN_MEASURED} steps), and warm up at most 1 step when one
+                     step is slower than S/4 (default ${DEFAULT_BUDGET_S}; 0 = no limit). This is what keeps
+                     cpu × dcgan (seconds per step) to a few steps.
+  --include-slow     also measure the cells skipped by default (dcgan × cpu: about a minute
+                     per step here, so 1 warm-up + ${MIN_MEASURED} steps take several minutes)
+  --json FILE        also write machine facts and all samples as JSON
+  -h, --help         this text`;
+
+interface StepOptions {
+  backends: Backend[];
+  models: ModelCase[];
+  steps: number | null;
+  warmup: number | null;
+  shards: number;
+  batch: number;
+  budgetS: number;
+  includeSlow: boolean;
+  json: string | null;
+}
+
+export interface CellResult {
+  model: string;
+  backend: string;
+  shards: number;
+  batch: number;
+  params: { G: number; D: number };
+  warmup: number;
+  /** Wall time of each measured step, ms. */
+  stepMs: number[];
+  medianMs: number;
+  p90Ms: number;
+  /** Real samples consumed per second: batch × kD per step / median step time. */
+  samplesPerSec: number;
+  /** Medians over measured steps of: all D microtasks, all G microtasks, aggregation + Adam. */
+  partsMedianMs: { D: number; G: number; update: number };
+  /** Live tfjs tensors gained over the cell (should be 0). */
+  tensorLeak: number;
+  note?: string;
+}
+
+export interface StepReport {
+  benchmark: "step";
+  date: string;
+  command: string;
+  machine: MachineInfo;
+  options: {
+    backends: string[];
+    models: string[];
+    steps: number | null;
+    warmup: number | null;
+    shards: number;
+    batch: number;
+    maxSeconds: number;
+    includeSlow: boolean;
+  };
+  unavailable: Array<{ backend: string; reason: string }>;
+  skipped: Array<{ model: string; backend: string; reason: string }>;
+  failed: Array<{ model: string; backend: string; reason: string }>;
+  results: CellResult[];
+}
+
+class UsageError extends Error {}
+
+function parseOptions(argv: string[]): StepOptions | null {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      backends: { type: "string" },
+      models: { type: "string" },
+      steps: { type: "string" },
+      warmup: { type: "string" },
+      shards: { type: "string" },
+      batch: { type: "string" },
+      "max-seconds": { type: "string" },
+      "include-slow": { type: "boolean" },
+      json: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) return null;
+  if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  const list = (flag: string, value: string | undefined, allowed: readonly string[]) => {
+    if (value === undefined) return [...allowed];
+    const items = value
+      .split(",")
+      .map((s) => s.trim())
+      .filter((s) => s !== "");
+    for (const item of items) {
+      if (!allowed.includes(item)) {
+        throw new UsageError(`--${flag}: unknown '${item}'; expected ${allowed.join(", ")}`);
+      }
+    }
+    if (items.length === 0) throw new UsageError(`--${flag}: empty list`);
+    return items;
+  };
+  const int = (flag: string, value: string | undefined, min: number): number | null => {
+    if (value === undefined) return null;
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min) {
+      throw new UsageError(`--${flag}: expected an integer >= ${min}, got '${value}'`);
+    }
+    return n;
+  };
+  const budget =
+    values["max-seconds"] === undefined ? DEFAULT_BUDGET_S : Number(values["max-seconds"]);
+  if (!Number.isFinite(budget) || budget < 0) {
+    throw new UsageError(`--max-seconds: expected a number >= 0, got '${values["max-seconds"]}'`);
+  }
+  const shards = int("shards", values.shards, 1) ?? 1;
+  const batch = int("batch", values.batch, 1) ?? 64;
+  if (batch % shards !== 0) {
+    throw new UsageError(`--batch ${batch} must be a multiple of --shards ${shards}`);
+  }
+  return {
+    backends: list("backends", values.backends, BACKENDS) as Backend[],
+    models: list("models", values.models, Object.keys(MODELS)).map((m) => MODELS[m]),
+    steps: int("steps", values.steps, 1),
+    warmup: int("warmup", values.warmup, 0),
+    shards,
+    batch,
+    budgetS: budget,
+    includeSlow: values["include-slow"] ?? false,
+    json: values.json ?? null,
+  };
+}
+
+function configFor(mc: ModelCase, opts: StepOptions, totalSteps: number): RunConfig {
+  return parseConfig(
+    {
+      ...mc.raw(),
+      run: { id: "bench", dir: "runs/bench" },
+      seed: 1,
+      shards: opts.shards,
+      batch: opts.batch,
+      steps: totalSteps,
+    },
+    `bench ${mc.name}`,
+  );
+}
+
+interface StepTiming {
+  total: number;
+  D: number;
+  G: number;
+  update: number;
+}
+
+/** One training step, the loop body of coordinator/train.ts without the file writes. */
+function trainStep(cfg: RunConfig, runner: MicrotaskRunner, state: TrainingState): StepTiming {
+  const t: StepTiming = { total: 0, D: 0, G: 0, update: 0 };
+  const start = performance.now();
+  for (let p = 0; p < phasesPerStep(cfg); p++) {
+    const kind = state.kind;
+    const t0 = performance.now();
+    const results: MicrotaskResult[] = [];
+    for (let shard = 0; shard < cfg.shards; shard++) {
+      const spec = microtaskSpec(cfg, state.step, state.phase, shard);
+      results.push(runner.run(spec, state.weights.G, state.weights.D));
+    }
+    const t1 = performance.now();
+    state.applyPhase(results);
+    t[kind] += t1 - t0;
+    t.update += performance.now() - t1;
+  }
+  t.total = performance.now() - start;
+  return t;
+}
+
+async function runCell(
+  mc: ModelCase,
+  backend: string,
+  opts: StepOptions,
+  datasets: Map<string, Promise<Dataset>>,
+  log: (line: string) => void,
+): Promise<CellResult> {
+  const steps = opts.steps ?? mc.steps;
+  const warmup = opts.warmup ?? mc.warmup;
+  const cfg = configFor(mc, opts, steps + warmup);
+  const key = JSON.stringify(datasetSpec(cfg));
+  if (!datasets.has(key)) datasets.set(key, loadDataset(datasetSpec(cfg)));
+  const dataset = await datasets.get(key)!;
+  const runner = new MicrotaskRunner(cfg, dataset);
+  const state = new TrainingState(cfg, runner.model);
+  const budgetMs = opts.budgetS * 1000;
+  const tensorsBefore = tf.memory().numTensors;
+  const notes: string[] = [];
+
+  let warmed = 0;
+  for (let i = 0; i < warmup; i++) {
+    const t = trainStep(cfg, runner, state);
+    warmed++;
+    if (budgetMs > 0 && t.total > budgetMs / 4 && i + 1 < warmup) {
+      notes.push(`warm-up cut to ${warmed} (step ${fmtMs(t.total)} ms > budget/4)`);
+      break;
+    }
+  }
+  const timings: StepTiming[] = [];
+  let spent = 0;
+  for (let i = 0; i < steps; i++) {
+    const t = trainStep(cfg, runner, state);
+    timings.push(t);
+    spent += t.total;
+    if (budgetMs > 0 && spent > budgetMs && timings.length >= MIN_MEASURED && i + 1 < steps) {
+      notes.push(`stopped at ${timings.length}/${steps} steps (${opts.budgetS} s budget)`);
+      break;
+    }
+  }
+  const tensorLeak = tf.memory().numTensors - tensorsBefore;
+  if (tensorLeak !== 0) notes.push(`${tensorLeak} tensors leaked`);
+
+  const stepMs = timings.map((t) => t.total);
+  const med = median(stepMs);
+  const result: CellResult = {
+    model: mc.name,
+    backend,
+    shards: cfg.shards,
+    batch: cfg.batch,
+    params: { G: runner.model.g.size, D: runner.model.d.size },
+    warmup: warmed,
+    stepMs: stepMs.map((v) => Math.round(v * 1000) / 1000),
+    medianMs: med,
+    p90Ms: percentile(stepMs, 90),
+    samplesPerSec: (cfg.batch * cfg.schedule.kD) / (med / 1000),
+    partsMedianMs: {
+      D: median(timings.map((t) => t.D)),
+      G: median(timings.map((t) => t.G)),
+      update: median(timings.map((t) => t.update)),
+    },
+    tensorLeak,
+  };
+  if (notes.length > 0) result.note = notes.join("; ");
+  log(
+    `  ${mc.name} × ${backend}: median ${fmtMs(med)} ms over ${stepMs.length} steps` +
+      (result.note ? ` (${result.note})` : ""),
+  );
+  return result;
+}
+
+function errorLine(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  return text.split("\n")[0];
+}
+
+export function formatStepTable(results: readonly CellResult[]): string {
+  const header = [
+    "model",
+    "backend",
+    "K",
+    "median ms/step",
+    "p90 ms/step",
+    "samples/s",
+    "steps",
+    "D ms",
+    "G ms",
+    "update ms",
+  ];
+  const rows = results.map((r) => [
+    r.model,
+    r.backend,
+    String(r.shards),
+    fmtMs(r.medianMs),
+    fmtMs(r.p90Ms),
+    r.samplesPerSec.toFixed(r.samplesPerSec >= 100 ? 0 : 1),
+    String(r.stepMs.length),
+    fmtMs(r.partsMedianMs.D),
+    fmtMs(r.partsMedianMs.G),
+    fmtMs(r.partsMedianMs.update),
+  ]);
+  return textTable(header, rows, new Set([2, 3, 4, 5, 6, 7, 8, 9]));
+}
+
+export async function runStepBench(argv: string[]): Promise<number> {
+  let opts: StepOptions | null;
+  try {
+    opts = parseOptions(argv);
+  } catch (err) {
+    process.stderr.write(`bench step: ${errorLine(err)}\n\n${STEP_USAGE}\n`);
+    return 2;
+  }
+  if (opts == null) {
+    process.stdout.write(`${STEP_USAGE}\n`);
+    return 0;
+  }
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  const out = (line: string) => process.stdout.write(`${line}\n`);
+  const machine = machineInfo();
+  out(machineHeader(machine));
+  out(
+    `bench step: global batch ${opts.batch}, K=${opts.shards} shard(s) (${opts.batch / opts.shards} samples per microtask), ` +
+      `one step = 1 D phase + 1 G phase, time budget ${opts.budgetS > 0 ? `${opts.budgetS} s` : "none"} per cell`,
+  );
+  for (const mc of opts.models) out(`  ${mc.name}: ${mc.describe}`);
+  out("");
+
+  const report: StepReport = {
+    benchmark: "step",
+    date: new Date().toISOString(),
+    command: ["npm run bench --", "step", ...argv].join(" "),
+    machine,
+    options: {
+      backends: opts.backends,
+      models: opts.models.map((m) => m.name),
+      steps: opts.steps,
+      warmup: opts.warmup,
+      shards: opts.shards,
+      batch: opts.batch,
+      maxSeconds: opts.budgetS,
+      includeSlow: opts.includeSlow,
+    },
+    unavailable: [],
+    skipped: [],
+    failed: [],
+    results: [],
+  };
+  const datasets = new Map<string, Promise<Dataset>>();
+  for (const backend of opts.backends) {
+    let active: string;
+    try {
+      active = await initBackend(backend as BackendName);
+    } catch (err) {
+      const reason = errorLine(err);
+      out(`${backend}: not available: ${reason}`);
+      report.unavailable.push({ backend, reason });
+      continue;
+    }
+    log(`${backend}: measuring (tfjs reports '${active}')`);
+    for (const mc of opts.models) {
+      const slow = mc.slowOn?.[backend];
+      if (slow && !opts.includeSlow) {
+        out(`${mc.name} × ${backend}: skipped by default: ${slow}; --include-slow measures it`);
+        report.skipped.push({ model: mc.name, backend, reason: slow });
+        continue;
+      }
+      try {
+        report.results.push(await runCell(mc, active, opts, datasets, log));
+      } catch (err) {
+        const reason = errorLine(err);
+        out(`${mc.name} × ${backend}: failed: ${reason}`);
+        report.failed.push({ model: mc.name, backend, reason });
+      }
+    }
+  }
+
+  const order = opts.models.map((m) => m.name);
+  report.results.sort((a, b) => order.indexOf(a.model) - order.indexOf(b.model));
+  out("");
+  out(formatStepTable(report.results));
+  const noted = report.results.filter((r) => r.note);
+  if (noted.length > 0) {
+    out("");
+    for (const r of noted) out(`note: ${r.model} × ${r.backend}: ${r.note}`);
+  }
+  out("");
+  out(
+    "samples/s = real samples per step (batch × kD) / median step time; D/G ms = the phase's " +
+      "microtasks, update ms = aggregation + Adam (medians).",
+  );
+  if (opts.json) {
+    writeFileSync(opts.json, `${JSON.stringify(report, null, 2)}\n`);
+    out(`wrote ${opts.json}`);
+  }
+  return report.failed.length > 0 ? 1 : 0;
+}
