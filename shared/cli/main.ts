@@ -2,10 +2,14 @@
 // subcommand, and turns every known failure into one clear line and an exit code.
 import { Command, CommanderError, Option } from "commander";
 import { CheckpointError } from "../../coordinator/checkpoint.js";
+import { LocalError, registerLocalCommand } from "../../coordinator/local.js";
+import { CoordinatorServer } from "../../coordinator/server.js";
 import { train } from "../../coordinator/train.js";
+import { defaultWorkerName, Worker } from "../../worker/worker.js";
 import { BACKEND_NAMES, type BackendName } from "../backend.js";
 import { ConfigError, loadConfig } from "../config.js";
 import { DatasetError } from "../data/index.js";
+import { NatsError } from "../nats.js";
 
 /** Flags that are shorthands for config overrides. */
 const CONFIG_FLAGS: Array<[flag: string, key: string, help: string]> = [
@@ -77,10 +81,88 @@ export function buildCli(): Command {
       if (opts.json) process.stdout.write(`${JSON.stringify(result)}\n`);
     });
 
+  addConfigOptions(
+    program
+      .command("coordinator")
+      .description("run the coordinator: owns the weights, schedules microtasks, applies updates"),
+  )
+    .option("--listen <host:port>", "gRPC address to serve", "127.0.0.1:7070")
+    .requiredOption("--nats <urls>", "NATS server URL(s), comma-separated")
+    .addOption(backendOption())
+    .option("--fresh", "ignore checkpoints in the run dir and start from step 0")
+    .option("--force", "resume even if the newest checkpoint was written with a different config")
+    .action(async (opts) => {
+      const cfg = configFromOptions(opts);
+      const server = new CoordinatorServer(cfg, {
+        listen: parseHostPort(opts.listen as string, "--listen"),
+        nats: parseNatsUrls(opts.nats as string),
+        backend: opts.backend as BackendName,
+        fresh: Boolean(opts.fresh),
+        force: Boolean(opts.force),
+        emit: (event) => process.stdout.write(`${JSON.stringify(event)}\n`),
+      });
+      await server.start();
+      const stop = async () => {
+        await server.stop();
+        process.exit(0);
+      };
+      process.once("SIGTERM", stop);
+      process.once("SIGINT", stop);
+      await server.done;
+    });
+
+  program
+    .command("worker")
+    .description("run a worker: computes microtask gradients for the coordinator")
+    .requiredOption("--coordinator <host:port>", "the coordinator's gRPC address")
+    .requiredOption("--nats <urls>", "NATS server URL(s), comma-separated")
+    .option(
+      "--name <name>",
+      "stable worker name (re-joins under it after a reconnect)",
+      defaultWorkerName(),
+    )
+    .addOption(backendOption())
+    .action(async (opts) => {
+      const worker = new Worker({
+        coordinator: parseHostPort(opts.coordinator as string, "--coordinator"),
+        nats: parseNatsUrls(opts.nats as string),
+        name: opts.name as string,
+        backend: opts.backend as BackendName,
+      });
+      const stop = () => void worker.stop();
+      process.once("SIGTERM", stop);
+      process.once("SIGINT", stop);
+      await worker.start();
+      process.exitCode = await worker.exited;
+    });
+
+  registerLocalCommand(program, { addConfigOptions, configFromOptions, backendOption });
+
   return program;
 }
 
-const USER_ERRORS = [ConfigError, DatasetError, CheckpointError];
+function parseHostPort(value: string, flag: string): string {
+  const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value);
+  if (!m || Number(m[2]) > 65535)
+    throw new ConfigError(`${flag}: expected host:port, got "${value}"`);
+  return value;
+}
+
+function parseNatsUrls(value: string): string[] {
+  const urls = value
+    .split(",")
+    .map((u) => u.trim())
+    .filter((u) => u !== "");
+  for (const u of urls) {
+    if (!/^(nats|tls|ws|wss):\/\/[^\s]+$/.test(u) && !/^[A-Za-z0-9.-]+:\d+$/.test(u)) {
+      throw new ConfigError(`--nats: "${u}" is not a NATS URL (nats://host:port)`);
+    }
+  }
+  if (urls.length === 0) throw new ConfigError("--nats: give at least one URL");
+  return urls;
+}
+
+const USER_ERRORS = [ConfigError, DatasetError, CheckpointError, NatsError, LocalError];
 
 export async function main(argv: string[]): Promise<number> {
   const program = buildCli();

@@ -1,0 +1,613 @@
+// `agon local --workers N`: a whole cluster on this machine in one command.
+// It starts nats-server (unless --nats names one), the coordinator and N
+// workers as child processes of the real `agon` command, shows the run's live
+// progress from the metrics subject, and stops everything in order: on
+// completion, on failure, and on Ctrl-C (the coordinator checkpoints first, so
+// the same command resumes).
+import { type ChildProcess, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import type { Readable } from "node:stream";
+import { type Command, InvalidArgumentError, type Option } from "commander";
+import type { RunConfig } from "../shared/config.js";
+import {
+  connectNats,
+  freePort,
+  type NatsConnection,
+  NatsError,
+  type NatsServerHandle,
+  spawnNatsServer,
+  subjects,
+} from "../shared/nats.js";
+import { Progress, type ProgressInfo } from "../shared/progress.js";
+
+/** The `agon` command the children run. */
+export const AGON_CLI = resolve(import.meta.dirname, "../shared/cli/agon.js");
+
+/** `agon local` failed; the message is the one line shown to the user. */
+export class LocalError extends Error {
+  override name = "LocalError";
+}
+
+export interface LocalOptions {
+  workers: number;
+  /** NATS server URL(s), comma-separated; when absent a nats-server is started on a free loopback port. */
+  nats?: string;
+  /** Compute backend of the workers (and of the coordinator's sample grids). */
+  backend: string;
+  fresh?: boolean;
+  force?: boolean;
+  /** Coordinator gRPC address; default 127.0.0.1 on a free port. */
+  listen?: string;
+  /** The config flags as given to `agon local` (--config, --set, shorthands), passed to the coordinator. */
+  configArgs: string[];
+  /** Where progress and log lines go (default stderr). */
+  out?: NodeJS.WriteStream;
+  /** The `agon` entry point the children run (default shared/cli/agon.js). */
+  agonCli?: string;
+  /** After the coordinator is done, how long workers get to exit on their own. */
+  workerExitMs?: number;
+  /** After SIGTERM, how long the coordinator gets to write its checkpoint. */
+  coordinatorStopMs?: number;
+}
+
+export type LocalResult =
+  | { status: "done"; summary: Record<string, unknown> }
+  | { status: "stopped"; signal: NodeJS.Signals };
+
+/** The coordinator's metrics message, one per phase (schema 1). */
+interface MetricsMessage {
+  schema: 1;
+  runId: string;
+  step: number;
+  phase: number;
+  kind: "D" | "G";
+  dLoss: number | null;
+  gLoss: number | null;
+  dReal: number | null;
+  dFake: number | null;
+  gradNorm: number;
+  versions: { G: number; D: number };
+  workers: number;
+  steps: number;
+  stepDone: boolean;
+}
+
+type Outcome =
+  | { kind: "done"; done: Record<string, unknown> }
+  | { kind: "stopped"; signal: NodeJS.Signals }
+  | { kind: "failed"; message: string };
+
+interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  error?: string;
+}
+
+const ESC = String.fromCharCode(27);
+const ANSI = new RegExp(`${ESC}\\[[0-9;?]*[A-Za-z]`, "g");
+/** Status lines the children draw themselves; `agon local` draws its own from the metrics. */
+const PROGRESS_NOISE = /^step \d+\/\d+ \[/;
+
+/** A child `agon` process with its output turned into prefixed lines. */
+class Child {
+  readonly exited: Promise<Exit>;
+  private readonly tail: string[] = [];
+  private exitInfo: Exit | null = null;
+
+  constructor(
+    readonly name: string,
+    readonly proc: ChildProcess,
+    onStdout: (line: string) => void,
+    onStderr: (line: string) => void,
+  ) {
+    this.exited = new Promise<Exit>((done) => {
+      let pending = 3; // exit + both streams closed, so no line arrives after `exited`
+      const finish = () => {
+        if (--pending === 0) done(this.exitInfo!);
+      };
+      proc.once("exit", (code, signal) => {
+        this.exitInfo ??= { code, signal };
+        finish();
+      });
+      proc.once("error", (err) => {
+        this.exitInfo ??= { code: null, signal: null, error: err.message };
+        pending = 1;
+        finish();
+      });
+      lines(proc.stdout!, finish, onStdout);
+      lines(proc.stderr!, finish, (line) => {
+        this.tail.push(line);
+        this.tail.splice(0, Math.max(0, this.tail.length - 30));
+        onStderr(line);
+      });
+    });
+  }
+
+  get alive(): boolean {
+    return this.proc.exitCode === null && this.proc.signalCode === null && !this.exitInfo?.error;
+  }
+
+  get pid(): number {
+    return this.proc.pid ?? -1;
+  }
+
+  kill(signal: NodeJS.Signals): void {
+    if (this.alive) this.proc.kill(signal);
+  }
+
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves true when it had to be killed. */
+  async terminate(graceMs: number): Promise<boolean> {
+    if (!this.alive) {
+      await this.exited;
+      return false;
+    }
+    this.kill("SIGTERM");
+    return this.killAfter(graceMs);
+  }
+
+  /** Waits up to `ms` for the process to exit, then SIGKILLs it; true when killed. */
+  async killAfter(ms: number): Promise<boolean> {
+    let killed = false;
+    const timer = setTimeout(() => {
+      if (this.alive) {
+        killed = true;
+        this.kill("SIGKILL");
+      }
+    }, ms);
+    await this.exited;
+    clearTimeout(timer);
+    return killed;
+  }
+
+  /** The line that best explains a failure: its last `agon: error:` line, else its last line. */
+  reason(): string | undefined {
+    const err = [...this.tail].reverse().find((l) => l.startsWith("agon: error: "));
+    return (err ?? this.tail.at(-1))?.replace(/^agon: error: /, "");
+  }
+}
+
+/** Longer lines (Node prints the source line of a crash, minified bundles included) are cut. */
+const MAX_LINE = 400;
+
+function lines(stream: Readable, onClose: () => void, onLine: (line: string) => void): void {
+  const rl = createInterface({ input: stream, crlfDelay: Number.POSITIVE_INFINITY });
+  rl.on("line", (raw) => {
+    const line = raw.replace(ANSI, "").trimEnd();
+    // The caret under such a source line is just as wide and says nothing once it is cut.
+    if (!line || (line.length > MAX_LINE && /^\s*\^$/.test(line))) return;
+    onLine(
+      line.length > MAX_LINE
+        ? `${line.slice(0, MAX_LINE)}… (${line.length - MAX_LINE} more characters)`
+        : line,
+    );
+  });
+  rl.once("close", onClose);
+}
+
+function describeExit(e: Exit): string {
+  if (e.error) return `failed to start (${e.error})`;
+  if (e.signal) return `was killed by ${e.signal}`;
+  return `exited with code ${e.code}`;
+}
+
+function waitMs(ms: number): { promise: Promise<void>; cancel(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  const promise = new Promise<void>((r) => {
+    timer = setTimeout(r, ms);
+  });
+  return { promise, cancel: () => clearTimeout(timer) };
+}
+
+/** Workers must connect to an address they can reach: a wildcard bind means loopback. */
+function dialable(address: string): string {
+  const m = /^(.*):(\d+)$/.exec(address);
+  if (!m) return address;
+  const host = m[1].replace(/^\[|\]$/g, "");
+  return ["0.0.0.0", "::", ""].includes(host) ? `127.0.0.1:${m[2]}` : address;
+}
+
+/**
+ * Runs the cluster until the run completes (resolves "done" with the run's
+ * summary), or a SIGINT/SIGTERM/SIGHUP stops it (resolves "stopped" after the
+ * coordinator has checkpointed and every child has exited). Anything else
+ * throws LocalError with one line, after stopping every child.
+ */
+export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<LocalResult> {
+  const out = opts.out ?? process.stderr;
+  const cli = opts.agonCli ?? AGON_CLI;
+  const tty = Boolean(out.isTTY);
+  const started = performance.now();
+
+  // --- Output: own lines, child lines and the live status line share stderr.
+  let progress: Progress | null = null;
+  let lastInfo: ProgressInfo | null = null;
+  const say = (line: string) => {
+    if (tty && lastInfo) out.write("\r\x1b[2K");
+    out.write(`${line}\n`);
+    if (tty && progress && lastInfo) progress.update(lastInfo, true);
+  };
+  const childLine = (name: string) => (line: string) => {
+    if (!PROGRESS_NOISE.test(line)) say(`[${name}] ${line}`);
+  };
+
+  // --- Children, and the guarantee that none outlives us.
+  const children: Child[] = [];
+  const killAll = () => {
+    for (const c of children) c.kill("SIGKILL");
+  };
+  process.on("exit", killAll);
+  const startChild = (name: string, args: string[], onStdout?: (line: string) => void): Child => {
+    // Each child gets its own process group: Ctrl-C reaches only `agon local`,
+    // which then stops them in order (coordinator first, so it checkpoints).
+    const proc = spawn(process.execPath, [cli, ...args], {
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
+      env: process.env,
+    });
+    const child = new Child(name, proc, onStdout ?? childLine(name), childLine(name));
+    children.push(child);
+    return child;
+  };
+
+  // --- Signals: the first stops in order, a second one kills.
+  let stopSignal: NodeJS.Signals | null = null;
+  let onStop: (signal: NodeJS.Signals) => void = () => {};
+  const stopRequested = new Promise<NodeJS.Signals>((r) => {
+    onStop = r;
+  });
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopSignal) {
+      say(`local: ${signal} again: killing every process (the last complete checkpoint stays)`);
+      killAll();
+      return;
+    }
+    stopSignal = signal;
+    say(`local: ${signal}: stopping; the coordinator writes a checkpoint first`);
+    onStop(signal);
+  };
+  const signals: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+  for (const s of signals) process.on(s, onSignal);
+
+  let natsServer: NatsServerHandle | null = null;
+  let nc: NatsConnection | null = null;
+  let coordinator: Child | null = null;
+  const workers: Child[] = [];
+  let doneEvent: Record<string, unknown> | null = null;
+  let workersTimer: ReturnType<typeof waitMs> | null = null;
+
+  // --- Live progress from the metrics subject.
+  let lastD: MetricsMessage | null = null;
+  let last: MetricsMessage | null = null;
+  const infoFrom = (step: number, m: MetricsMessage | null): ProgressInfo => ({
+    step,
+    total: cfg.steps,
+    dLoss: lastD?.dLoss ?? null,
+    gLoss: last?.gLoss ?? null,
+    dReal: lastD?.dReal ?? null,
+    dFake: last?.dFake ?? null,
+    workers: m?.workers,
+  });
+  const onMetrics = (m: MetricsMessage) => {
+    if (m?.schema !== 1 || typeof m.step !== "number") return;
+    if (m.kind === "D") lastD = m;
+    last = m;
+    // `step` is the step the phase belongs to (as in metrics.jsonl); a phase
+    // that completes a step brings the count of completed steps to step + 1.
+    const completed = Math.min(cfg.steps, m.step + (m.stepDone ? 1 : 0));
+    const info = infoFrom(completed, m);
+    if (!progress) {
+      progress = new Progress(out, undefined, completed);
+      lastInfo = info;
+      progress.update(info, true);
+    } else {
+      lastInfo = info;
+      if (m.stepDone) progress.update(info);
+    }
+  };
+
+  const run = async (): Promise<Outcome> => {
+    const stopped = (): Outcome => ({ kind: "stopped", signal: stopSignal! });
+
+    // NATS.
+    let natsUrl = opts.nats;
+    if (!natsUrl) {
+      natsServer = await spawnNatsServer({ missingHint: "pass --nats nats://host:port" });
+      natsUrl = natsServer.url;
+      say(`local: started nats-server on ${natsUrl}`);
+    }
+    if (stopSignal) return stopped();
+    const natsServers = natsUrl
+      .split(",")
+      .map((u) => u.trim())
+      .filter(Boolean);
+    nc = await connectNats(natsServers, "agon-local", (l) => say(`local: ${l}`));
+    nc.subscribe(subjects(cfg.run.id).metrics, {
+      callback: (err, msg) => {
+        if (err) return;
+        try {
+          onMetrics(msg.json<MetricsMessage>());
+        } catch {
+          // Not JSON: not ours to show.
+        }
+      },
+    });
+    await nc.flush(); // subscribed before the coordinator publishes anything
+
+    // The coordinator.
+    const listen = opts.listen ?? `127.0.0.1:${await freePort()}`;
+    if (stopSignal) return stopped();
+    let onListening: (address: string) => void = () => {};
+    const listening = new Promise<string>((r) => {
+      onListening = r;
+    });
+    const coordArgs = [
+      "coordinator",
+      ...opts.configArgs,
+      "--listen",
+      listen,
+      "--nats",
+      natsUrl,
+      "--backend",
+      opts.backend,
+      ...(opts.fresh ? ["--fresh"] : []),
+      ...(opts.force ? ["--force"] : []),
+    ];
+    const coord = startChild("coordinator", coordArgs, (line) => {
+      let ev: Record<string, unknown> | null = null;
+      try {
+        const parsed: unknown = JSON.parse(line);
+        if (parsed && typeof parsed === "object" && "event" in parsed) {
+          ev = parsed as Record<string, unknown>;
+        }
+      } catch {}
+      if (!ev) return childLine("coordinator")(line);
+      if (ev.event === "listening" && typeof ev.address === "string") onListening(ev.address);
+      else if (ev.event === "done") doneEvent = ev;
+    });
+    coordinator = coord;
+    const coordFailed = (e: Exit): Outcome => {
+      const why = coord.reason();
+      return {
+        kind: "failed",
+        message: `coordinator ${describeExit(e)} before the run finished${why ? `: ${why}` : ""}`,
+      };
+    };
+
+    const ready = await Promise.race([
+      listening.then((address) => ({ address })),
+      coord.exited.then((exit) => ({ exit })),
+      stopRequested.then(() => null),
+    ]);
+    if (ready === null) return stopped();
+    if ("exit" in ready) return coordFailed(ready.exit);
+    const address = dialable(ready.address);
+
+    // The workers.
+    let onWorkersGone: (message: string) => void = () => {};
+    const workersGone = new Promise<string>((r) => {
+      onWorkersGone = r;
+    });
+    const failures: string[] = [];
+    for (let i = 1; i <= opts.workers; i++) {
+      const name = `worker-${i}`;
+      const w = startChild(name, [
+        "worker",
+        "--coordinator",
+        address,
+        "--nats",
+        natsUrl,
+        "--name",
+        name,
+        "--backend",
+        opts.backend,
+      ]);
+      workers.push(w);
+      void w.exited.then((e) => {
+        if (stopSignal || doneEvent || !coord.alive) return;
+        const failed = e.code !== 0;
+        if (failed) {
+          const why = w.reason();
+          failures.push(`${name} ${describeExit(e)}${why ? `: ${why}` : ""}`);
+          say(`local: ${name} ${describeExit(e)}`);
+        }
+        if (workers.some((x) => x.alive)) return;
+        if (failures.length > 0) {
+          onWorkersGone(
+            `all ${opts.workers} workers exited before the run finished (${failures[0]})`,
+          );
+        } else {
+          // Workers exit 0 when the run is finished; the done line should follow shortly.
+          workersTimer = waitMs(30_000);
+          void workersTimer.promise.then(() =>
+            onWorkersGone("the workers finished but the coordinator did not within 30 s"),
+          );
+        }
+      });
+    }
+    say(
+      `local: coordinator (pid ${coord.pid}) on ${address}, ${opts.workers} worker(s) (pids ${workers
+        .map((w) => w.pid)
+        .join(", ")}), NATS ${natsUrl}`,
+    );
+
+    const end = await Promise.race([
+      coord.exited.then((exit) => ({ exit })),
+      workersGone.then((message) => ({ message })),
+      stopRequested.then(() => null),
+    ]);
+    if (end === null) return stopped();
+    if ("message" in end) return { kind: "failed", message: end.message };
+    if (end.exit.code === 0 && doneEvent) return { kind: "done", done: doneEvent };
+    if (stopSignal) return stopped();
+    if (end.exit.code === 0) {
+      return {
+        kind: "failed",
+        message: "coordinator stopped before the run finished (exit code 0, no done line)",
+      };
+    }
+    return coordFailed(end.exit);
+  };
+
+  /** Stops what is still running, in order: coordinator (checkpoints), workers, NATS. */
+  const shutdown = async (outcome: Outcome): Promise<void> => {
+    workersTimer?.cancel();
+    if (coordinator?.alive) {
+      if (await coordinator.terminate(opts.coordinatorStopMs ?? 30_000)) {
+        say("local: the coordinator did not stop in time and was killed");
+      }
+    }
+    if (outcome.kind === "done") {
+      // Workers exit by themselves when the run is finished.
+      const grace = waitMs(opts.workerExitMs ?? 10_000);
+      await Promise.race([Promise.all(workers.map((w) => w.exited)), grace.promise]);
+      grace.cancel();
+    }
+    const stubborn = await Promise.all(workers.map((w) => w.terminate(5000)));
+    if (stubborn.some(Boolean)) say("local: some workers ignored SIGTERM and were killed");
+    if (nc) await (nc as NatsConnection).close().catch(() => {});
+    if (natsServer) await (natsServer as NatsServerHandle).stop();
+  };
+
+  let outcome: Outcome;
+  try {
+    try {
+      outcome = await run();
+    } catch (err) {
+      if (!(err instanceof NatsError) && process.env.AGON_DEBUG) say(String((err as Error).stack));
+      outcome = { kind: "failed", message: (err as Error).message };
+    }
+    await shutdown(outcome);
+  } finally {
+    killAll();
+    process.off("exit", killAll);
+    for (const s of signals) process.off(s, onSignal);
+  }
+
+  const elapsed = ((performance.now() - started) / 1000).toFixed(1);
+  switch (outcome.kind) {
+    case "done": {
+      const summary = readSummary(cfg.run.dir) ?? outcome.done;
+      const step = Number(summary.step);
+      lastInfo = infoFrom(step, last);
+      if (!progress) progress = new Progress(out);
+      (progress as Progress).finish(lastInfo);
+      lastInfo = null;
+      const hashes = (summary.hashes ?? {}) as { G?: string; D?: string };
+      say(
+        `local: done: step ${step} in ${elapsed} s with ${opts.workers} worker(s); G sha256 ${hashes.G}, D sha256 ${hashes.D}; run dir ${cfg.run.dir}`,
+      );
+      return { status: "done", summary };
+    }
+    case "stopped":
+      if (progress && lastInfo) (progress as Progress).finish(lastInfo);
+      lastInfo = null;
+      say(
+        opts.fresh
+          ? "stopped; resume with the same command without --fresh"
+          : "stopped; resume with the same command",
+      );
+      return { status: "stopped", signal: outcome.signal };
+    case "failed":
+      if (tty && lastInfo) out.write("\n");
+      throw new LocalError(outcome.message);
+  }
+}
+
+/** The run's summary.json (the same format `agon train` writes), or null. */
+function readSummary(runDir: string): Record<string, unknown> | null {
+  try {
+    return JSON.parse(readFileSync(join(runDir, "summary.json"), "utf8"));
+  } catch {
+    return null;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The `agon local` subcommand.
+
+/** What shared/cli/main.ts already has for its other subcommands. */
+export interface CliHelpers {
+  addConfigOptions(cmd: Command): Command;
+  configFromOptions(opts: Record<string, unknown>): RunConfig;
+  backendOption(): Option;
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("must be a positive integer");
+  return n;
+}
+
+function hostPort(value: string): string {
+  if (!/^.+:\d{1,5}$/.test(value)) throw new InvalidArgumentError("expected host:port");
+  return value;
+}
+
+/** The flags of `options` present in `opts`, as `--flag=value` arguments for a child command. */
+export function passThroughArgs(
+  options: readonly Option[],
+  opts: Record<string, unknown>,
+): string[] {
+  const args: string[] = [];
+  for (const o of options) {
+    const value = opts[o.attributeName()];
+    if (value === undefined || value === false || !o.long) continue;
+    if (value === true) args.push(o.long);
+    else
+      for (const v of Array.isArray(value) ? value : [value]) args.push(`${o.long}=${String(v)}`);
+  }
+  return args;
+}
+
+/** Adds `agon local` to the CLI. */
+export function registerLocalCommand(
+  program: Command,
+  helpers: CliHelpers,
+  agonCli: string = AGON_CLI,
+): Command {
+  const cmd = program
+    .command("local")
+    .description(
+      "run a whole cluster on this machine: nats-server, the coordinator and N workers, with live progress",
+    );
+  const before = cmd.options.length;
+  helpers.addConfigOptions(cmd);
+  const configOptions = cmd.options.slice(before);
+  const backend = helpers.backendOption();
+  backend.description = "compute backend of the workers and the coordinator";
+  return cmd
+    .addOption(backend)
+    .option("--workers <n>", "number of worker processes", positiveInt, 2)
+    .option(
+      "--nats <urls>",
+      "use this NATS server (URLs comma-separated) instead of starting nats-server",
+    )
+    .option(
+      "--listen <host:port>",
+      "coordinator gRPC address (default: 127.0.0.1 on a free port)",
+      hostPort,
+    )
+    .option("--fresh", "ignore checkpoints in the run dir and start from step 0")
+    .option("--force", "resume even if the newest checkpoint was written with a different config")
+    .option("--json", "print the final summary (step, weight hashes) as JSON on stdout")
+    .action(async (opts: Record<string, unknown>) => {
+      const cfg = helpers.configFromOptions(opts);
+      const result = await runLocal(cfg, {
+        workers: opts.workers as number,
+        nats: opts.nats as string | undefined,
+        backend: opts.backend as string,
+        fresh: Boolean(opts.fresh),
+        force: Boolean(opts.force),
+        listen: opts.listen as string | undefined,
+        configArgs: passThroughArgs(configOptions, opts),
+        agonCli,
+      });
+      if (result.status === "stopped") {
+        // 128 + signal number, as a shell reports a process stopped by it.
+        process.exit(result.signal === "SIGINT" ? 130 : result.signal === "SIGHUP" ? 129 : 143);
+      }
+      if (opts.json) process.stdout.write(`${JSON.stringify(result.summary)}\n`);
+    });
+}

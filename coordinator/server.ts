@@ -1,0 +1,482 @@
+// `agon coordinator`: the gRPC service around the pure Scheduler and the
+// TrainingState. It validates every inbound message, applies each phase when
+// all K results are in (in shard order), broadcasts parameters on NATS after
+// every update, and writes metrics, samples and checkpoints to the run dir.
+import { appendFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import * as grpc from "@grpc/grpc-js";
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { CoordinatorHandlers } from "../proto/gen/agon/v1/Coordinator.js";
+import type { CoordinatorMessage } from "../proto/gen/agon/v1/CoordinatorMessage.js";
+import type { GradientChunk__Output } from "../proto/gen/agon/v1/GradientChunk.js";
+import type { ParamChunk } from "../proto/gen/agon/v1/ParamChunk.js";
+import type { WorkerMessage__Output } from "../proto/gen/agon/v1/WorkerMessage.js";
+import { type BackendName, initBackend } from "../shared/backend.js";
+import type { RunConfig } from "../shared/config.js";
+import { loadDataset } from "../shared/data/index.js";
+import { sha256 } from "../shared/hash.js";
+import type { MicrotaskResult } from "../shared/microtask.js";
+import { buildModel, type GanModel } from "../shared/models.js";
+import { connectNats, subjects } from "../shared/nats.js";
+import { type Net, publishParams } from "../shared/params-bus.js";
+import { samplesPng } from "../shared/runner.js";
+import { datasetSpec, phaseKind } from "../shared/schedule.js";
+import {
+  ChunkAssembler,
+  chunksOf,
+  floatBytes,
+  loadAgonProto,
+  SERVER_OPTIONS,
+  WireError,
+} from "../shared/wire.js";
+import {
+  CheckpointError,
+  configHash,
+  latestValidCheckpoint,
+  writeCheckpoint,
+} from "./checkpoint.js";
+import { type Action, Scheduler } from "./scheduler.js";
+import { type PhaseSummary, TrainingState } from "./state.js";
+
+export interface CoordinatorOptions {
+  listen: string;
+  nats: string[];
+  backend: BackendName;
+  fresh?: boolean;
+  force?: boolean;
+  leaseMs?: number;
+  log?: (line: string) => void;
+  /** Called with machine-readable events (listening, done) for the CLI to print. */
+  emit?: (event: Record<string, unknown>) => void;
+}
+
+interface Published {
+  version: number;
+  weights: Float32Array;
+  checksum: string;
+}
+
+export class CoordinatorServer {
+  private readonly server = new grpc.Server(SERVER_OPTIONS);
+  private readonly streams = new Map<
+    string,
+    grpc.ServerDuplexStream<WorkerMessage__Output, CoordinatorMessage>
+  >();
+  private readonly published = new Map<Net, Published>();
+  private scheduler!: Scheduler;
+  private state!: TrainingState;
+  private model!: GanModel;
+  private nc!: NatsConnection;
+  private ticker: NodeJS.Timeout | undefined;
+  private phaseStarted = 0;
+  private bytesIn = 0;
+  private bytesOut = 0;
+  private finished: Promise<void> | null = null;
+  /** The phase being applied (checkpoint/sample I/O included), so stop() can wait for it. */
+  private applying: Promise<void> | null = null;
+  private stopping = false;
+  private resolveDone!: () => void;
+  readonly done = new Promise<void>((r) => {
+    this.resolveDone = r;
+  });
+  private readonly log: (line: string) => void;
+
+  constructor(
+    readonly cfg: RunConfig,
+    private readonly opts: CoordinatorOptions,
+  ) {
+    this.log = opts.log ?? ((line) => process.stderr.write(`${line}\n`));
+  }
+
+  async start(): Promise<string> {
+    const cfg = this.cfg;
+    const dataset = await loadDataset(datasetSpec(cfg));
+    await initBackend(this.opts.backend, this.log);
+    this.model = buildModel(cfg.model, dataset.sampleShape);
+    this.state = new TrainingState(cfg, this.model);
+    mkdirSync(join(cfg.run.dir, "samples"), { recursive: true });
+    if (!this.opts.fresh) await this.resume();
+    writeFileSync(join(cfg.run.dir, "config.json"), `${JSON.stringify(cfg, null, 2)}\n`);
+
+    this.nc = await connectNats(this.opts.nats, `agon-coordinator-${cfg.run.id}`, this.log);
+    this.publish("G");
+    this.publish("D");
+
+    this.scheduler = new Scheduler(cfg.shards, this.opts.leaseMs ?? 2000);
+    const proto = loadAgonProto();
+    this.server.addService(proto.agon.v1.Coordinator.service, this.handlers());
+    const port = await new Promise<number>((resolve, reject) =>
+      this.server.bindAsync(this.opts.listen, grpc.ServerCredentials.createInsecure(), (err, p) =>
+        err ? reject(err) : resolve(p),
+      ),
+    );
+    const host = this.opts.listen.slice(0, this.opts.listen.lastIndexOf(":"));
+    const address = `${host}:${port}`;
+    this.ticker = setInterval(() => this.dispatch(this.scheduler.tick(Date.now())), 250);
+    this.log(
+      `coordinator: run ${cfg.run.id} at step ${this.state.step}/${cfg.steps}, listening on ${address}, K=${cfg.shards}`,
+    );
+    this.opts.emit?.({ event: "listening", address });
+    if (this.state.done) void this.finish();
+    else this.startPhase();
+    return address;
+  }
+
+  /** Writes a checkpoint of the last completed phase and stops (SIGTERM / Ctrl-C). */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.ticker) clearInterval(this.ticker);
+    await this.applying;
+    if (this.state && !this.state.done) {
+      const dir = await writeCheckpoint(
+        this.cfg.run.dir,
+        this.cfg,
+        this.state.snapshot(),
+        this.cfg.checkpoint.keep,
+      );
+      this.log(
+        `coordinator: stopped at step ${this.state.step} phase ${this.state.phase}; checkpoint ${dir}`,
+      );
+    }
+    for (const s of this.streams.values()) s.end();
+    this.server.forceShutdown();
+    await this.nc?.drain().catch(() => {});
+  }
+
+  private async resume(): Promise<void> {
+    const found = await latestValidCheckpoint(this.cfg.run.dir, (dir, reason) =>
+      this.log(`checkpoint rejected: ${dir}: ${reason}`),
+    );
+    if (!found) return;
+    if (found.manifest.configHash !== configHash(this.cfg) && !this.opts.force) {
+      throw new CheckpointError(
+        `${found.dir} was written with a different config; use --fresh to start over or --force to resume anyway`,
+      );
+    }
+    this.state.restore(found.data);
+    this.log(`resumed from ${found.dir} (step ${found.data.step}, phase ${found.data.phase})`);
+  }
+
+  private publish(net: Net): void {
+    const weights = this.state.weights[net].slice();
+    const version = this.state.versions[net];
+    this.published.set(net, { version, weights, checksum: sha256(floatBytes(weights)) });
+    this.bytesOut += publishParams(this.nc, this.cfg.run.id, net, version, weights);
+  }
+
+  private startPhase(): void {
+    if (this.stopping) return;
+    this.phaseStarted = performance.now();
+    this.dispatch(
+      this.scheduler.startPhase(
+        this.state.step,
+        this.state.phase,
+        { ...this.state.versions },
+        Date.now(),
+      ),
+    );
+  }
+
+  private dispatch(actions: Action[]): void {
+    for (const a of actions) {
+      switch (a.type) {
+        case "assign": {
+          const { task } = a;
+          this.streams.get(a.workerId)?.write({
+            task: {
+              taskId: task.taskId,
+              step: task.step,
+              phase: task.phase,
+              shard: task.shard,
+              gVersion: task.versions.G,
+              dVersion: task.versions.D,
+              deadlineMs: 0,
+            },
+          });
+          break;
+        }
+        case "cancel":
+          this.streams.get(a.workerId)?.write({ cancel: { taskId: a.taskId, reason: a.reason } });
+          break;
+        case "workerLost": {
+          if (!this.finished) this.log(`coordinator: worker ${a.workerId} lost: ${a.reason}`);
+          const s = this.streams.get(a.workerId);
+          this.streams.delete(a.workerId);
+          s?.end();
+          break;
+        }
+        case "taskReassigned":
+          this.log(`coordinator: microtask ${a.taskId} reassigned from ${a.from} to ${a.to}`);
+          break;
+        case "phaseComplete":
+          this.applying = this.completePhase(a.results).finally(() => {
+            this.applying = null;
+          });
+          break;
+      }
+    }
+  }
+
+  private async completePhase(results: MicrotaskResult[]): Promise<void> {
+    const summary = this.state.applyPhase(results);
+    this.publish(summary.kind);
+    const stepDone = this.state.phase === 0;
+    this.recordMetrics(summary, stepDone);
+    if (stepDone) {
+      const step = this.state.step;
+      if (step % this.cfg.samples.every === 0 || this.state.done) {
+        const png = samplesPng(this.cfg, this.model, this.state.weights.G);
+        writeFileSync(
+          join(this.cfg.run.dir, "samples", `step-${String(step).padStart(8, "0")}.png`),
+          png,
+        );
+        writeFileSync(join(this.cfg.run.dir, "samples", "latest.png"), png);
+        this.nc.publish(subjects(this.cfg.run.id).samples, png);
+      }
+      if (step % this.cfg.checkpoint.every === 0 || this.state.done) {
+        await writeCheckpoint(
+          this.cfg.run.dir,
+          this.cfg,
+          this.state.snapshot(),
+          this.cfg.checkpoint.keep,
+        );
+      }
+    }
+    if (this.state.done) await this.finish();
+    else this.startPhase();
+  }
+
+  private recordMetrics(summary: PhaseSummary, stepDone: boolean): void {
+    const metrics = {
+      schema: 1,
+      runId: this.cfg.run.id,
+      ...summary,
+      steps: this.cfg.steps,
+      stepDone,
+      workers: this.scheduler.liveCount(),
+      phaseSeconds: (performance.now() - this.phaseStarted) / 1000,
+      bytesIn: this.bytesIn,
+      bytesOut: this.bytesOut,
+    };
+    appendFileSync(join(this.cfg.run.dir, "metrics.jsonl"), `${JSON.stringify(summary)}\n`);
+    this.nc.publish(subjects(this.cfg.run.id).metrics, JSON.stringify(metrics));
+  }
+
+  private finish(): Promise<void> {
+    this.finished ??= (async () => {
+      if (this.ticker) clearInterval(this.ticker);
+      const hashes = this.state.hashes();
+      const summary = {
+        step: this.state.step,
+        hashes,
+        backend: "coordinator",
+        runDir: this.cfg.run.dir,
+      };
+      writeFileSync(
+        join(this.cfg.run.dir, "summary.json"),
+        `${JSON.stringify(summary, null, 2)}\n`,
+      );
+      for (const s of this.streams.values()) {
+        s.write({ finished: { step: this.state.step } });
+        s.end();
+      }
+      await this.nc.flush().catch(() => {});
+      this.log(`done: step ${this.state.step}, G sha256 ${hashes.G}, D sha256 ${hashes.D}`);
+      this.opts.emit?.({ event: "done", step: this.state.step, hashes });
+      // Give workers a moment to read Finished before the server goes away.
+      setTimeout(() => {
+        this.server.forceShutdown();
+        void this.nc.drain().catch(() => {});
+        this.resolveDone();
+      }, 300);
+    })();
+    return this.finished;
+  }
+
+  private handlers(): CoordinatorHandlers {
+    return {
+      Join: (call, callback) => {
+        const name = call.request.workerName;
+        if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) {
+          callback({
+            code: grpc.status.INVALID_ARGUMENT,
+            details: "worker_name must be 1-64 of [A-Za-z0-9_.-]",
+          });
+          return;
+        }
+        const { workerId, actions } = this.scheduler.join(name, Date.now());
+        this.dispatch(actions);
+        this.log(`coordinator: ${workerId} joined (backend ${call.request.backend || "?"})`);
+        callback(null, {
+          workerId,
+          leaseMs: this.scheduler.leaseMs,
+          runId: this.cfg.run.id,
+          configJson: JSON.stringify(this.cfg),
+        });
+      },
+
+      Work: (call) => {
+        let workerId: string | null = null;
+        const lost = (reason: string) => {
+          if (workerId && this.streams.get(workerId) === call) {
+            this.streams.delete(workerId);
+            this.dispatch(this.scheduler.lose(workerId, reason, Date.now()));
+          }
+        };
+        call.on("data", (msg: WorkerMessage__Output) => {
+          const now = Date.now();
+          if (workerId === null) {
+            if (msg.body !== "hello" || !this.scheduler.isMember(msg.workerId)) {
+              call.emit("error", {
+                code: grpc.status.PERMISSION_DENIED,
+                details: "join first, then say hello",
+              });
+              call.end();
+              return;
+            }
+            workerId = msg.workerId;
+            this.streams.set(workerId, call);
+            if (this.finished) {
+              call.write({ finished: { step: this.state.step } });
+              call.end();
+              return;
+            }
+            this.dispatch(this.scheduler.connect(workerId, now));
+            return;
+          }
+          if (msg.workerId !== workerId) return; // a stream speaks for its own worker only
+          if (msg.body === "heartbeat" || msg.body === "ack")
+            this.scheduler.heartbeat(workerId, now);
+          else if (msg.body === "leaving") lost("left cleanly");
+        });
+        call.on("end", () => {
+          lost("stream closed");
+          call.end();
+        });
+        call.on("error", () => lost("stream error"));
+        call.on("cancelled", () => lost("stream cancelled"));
+      },
+
+      SubmitGradients: (call, callback) => {
+        let assembler: ChunkAssembler | null = null;
+        let header: GradientChunk__Output["header"] = null;
+        let failed: string | null = null;
+        call.on("data", (chunk: GradientChunk__Output) => {
+          if (failed) return;
+          try {
+            if (!assembler) {
+              header = chunk.header;
+              if (!header) throw new WireError("first chunk carries no header");
+              const task = this.scheduler.task(header.taskId);
+              if (!task)
+                throw new WireError(`task ${header.taskId} is not part of the current phase`);
+              const kind = phaseKind(this.cfg, task.phase);
+              const expected = kind === "D" ? this.model.d.size : this.model.g.size;
+              if (header.length !== expected) {
+                throw new WireError(
+                  `gradient has ${header.length} values, ${kind} has ${expected}`,
+                );
+              }
+              assembler = new ChunkAssembler(header.length, header.chunks, header.sha256);
+            }
+            assembler.add(chunk.index, chunk.data);
+            this.bytesIn += chunk.data.byteLength;
+          } catch (err) {
+            failed = (err as Error).message;
+          }
+        });
+        call.on("end", () => {
+          const reject = (reason: string) => {
+            this.log(`coordinator: rejected a gradient: ${reason}`);
+            callback(null, { accepted: false, reason });
+          };
+          if (this.stopping) return reject("coordinator is stopping");
+          if (failed) return reject(failed);
+          if (!assembler || !header) return reject("empty stream");
+          let grad: Float32Array;
+          try {
+            grad = assembler.finish(true);
+          } catch (err) {
+            return reject((err as Error).message);
+          }
+          const h = header;
+          const task = this.scheduler.task(h.taskId);
+          const isD = task !== undefined && phaseKind(this.cfg, task.phase) === "D";
+          if (!Number.isInteger(h.count) || h.count !== this.cfg.batch / this.cfg.shards) {
+            return reject(`count ${h.count} does not match the microtask batch`);
+          }
+          const result: MicrotaskResult = {
+            grad,
+            count: h.count,
+            dLoss: isD ? h.dLoss : null,
+            gLoss: h.gLoss,
+            dReal: isD ? h.dReal : null,
+            dFake: h.dFake,
+          };
+          const { verdict, actions } = this.scheduler.submit(
+            h.workerId,
+            h.taskId,
+            result,
+            Date.now(),
+          );
+          if (!verdict.ok) return reject(verdict.reason);
+          callback(null, { accepted: true, reason: "" });
+          this.dispatch(actions);
+        });
+      },
+
+      FetchParams: (call) => {
+        const net = call.request.net;
+        if (net !== "G" && net !== "D") {
+          call.emit("error", {
+            code: grpc.status.INVALID_ARGUMENT,
+            details: `net must be G or D, got ${net}`,
+          });
+          return;
+        }
+        const p = this.published.get(net);
+        if (!p || (call.request.version !== 0 && call.request.version !== p.version)) {
+          call.emit("error", {
+            code: grpc.status.NOT_FOUND,
+            details: `${net} version ${call.request.version} is not available (current ${p?.version})`,
+          });
+          return;
+        }
+        const chunks = chunksOf(p.weights);
+        chunks.forEach((data, index) => {
+          const msg: ParamChunk = {
+            net,
+            version: p.version,
+            index,
+            chunks: chunks.length,
+            length: p.weights.length,
+            sha256: p.checksum,
+            data,
+          };
+          call.write(msg);
+          this.bytesOut += data.byteLength;
+        });
+        call.end();
+      },
+
+      Status: (_call, callback) => {
+        const workers = [...this.scheduler.ownership()].map(([workerId, shards]) => ({
+          workerId,
+          workerName: this.scheduler.memberName(workerId) ?? "",
+          backend: "",
+          shards,
+        }));
+        callback(null, {
+          runId: this.cfg.run.id,
+          step: this.state.step,
+          phase: this.state.phase,
+          steps: this.cfg.steps,
+          gVersion: this.state.versions.G,
+          dVersion: this.state.versions.D,
+          workers,
+          done: this.state.done,
+        });
+      },
+    };
+  }
+}

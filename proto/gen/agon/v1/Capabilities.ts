@@ -1,0 +1,10 @@
+// Original file: proto/agon.proto
+
+
+export interface Capabilities {
+  'cores'?: (number);
+}
+
+export interface Capabilities__Output {
+  'cores': (number);
+}

@@ -1,0 +1,37 @@
+// Original file: proto/agon.proto
+
+import type { Long } from '@grpc/proto-loader';
+
+/**
+ * Microtask (step, phase, shard). Everything else a worker needs (sample
+ * indices, noise seed, batch) is a pure function of these and the run config.
+ */
+export interface Microtask {
+  'taskId'?: (string);
+  'step'?: (number | string | Long);
+  'phase'?: (number);
+  'shard'?: (number);
+  /**
+   * The parameter versions the gradient must be computed at.
+   */
+  'gVersion'?: (number | string | Long);
+  'dVersion'?: (number | string | Long);
+  'deadlineMs'?: (number);
+}
+
+/**
+ * Microtask (step, phase, shard). Everything else a worker needs (sample
+ * indices, noise seed, batch) is a pure function of these and the run config.
+ */
+export interface Microtask__Output {
+  'taskId': (string);
+  'step': (number);
+  'phase': (number);
+  'shard': (number);
+  /**
+   * The parameter versions the gradient must be computed at.
+   */
+  'gVersion': (number);
+  'dVersion': (number);
+  'deadlineMs': (number);
+}

@@ -1,0 +1,12 @@
+// Original file: proto/agon.proto
+
+
+export interface SubmitReply {
+  'accepted'?: (boolean);
+  'reason'?: (string);
+}
+
+export interface SubmitReply__Output {
+  'accepted': (boolean);
+  'reason': (string);
+}

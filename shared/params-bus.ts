@@ -1,0 +1,152 @@
+// Parameters over NATS: after every optimizer update the coordinator publishes
+// the updated network on agon.<run>.params.<net> as chunked core-NATS messages
+// with version and sha256 in headers; workers reassemble and verify them. A
+// missed or corrupted chunk just means the worker fetches over gRPC instead.
+import { headers, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { sha256 } from "./hash.js";
+import { subjects } from "./nats.js";
+import { ChunkAssembler, chunksOf, floatBytes, WireError } from "./wire.js";
+
+export type Net = "G" | "D";
+
+export interface ParamSet {
+  net: Net;
+  version: number;
+  weights: Float32Array;
+}
+
+export function publishParams(
+  nc: NatsConnection,
+  runId: string,
+  net: Net,
+  version: number,
+  weights: Float32Array,
+): number {
+  const checksum = sha256(floatBytes(weights));
+  const chunks = chunksOf(weights);
+  let bytes = 0;
+  chunks.forEach((data, index) => {
+    const h = headers();
+    h.set("Agon-Version", String(version));
+    h.set("Agon-Sha256", checksum);
+    h.set("Agon-Length", String(weights.length));
+    h.set("Agon-Chunk", String(index));
+    h.set("Agon-Chunks", String(chunks.length));
+    nc.publish(subjects(runId).params(net), data, { headers: h });
+    bytes += data.byteLength;
+  });
+  return bytes;
+}
+
+/** Keeps the newest verified version of each network seen on NATS. */
+export class ParamSubscriber {
+  private readonly latest = new Map<Net, ParamSet>();
+  private readonly pending = new Map<Net, { version: number; assembler: ChunkAssembler }>();
+  private readonly waiters: Array<{
+    net: Net;
+    version: number;
+    resolve: (p: ParamSet | null) => void;
+  }> = [];
+  private readonly subs: Subscription[] = [];
+  /** Chunks rejected (bad headers, out of order, checksum): counted for metrics and tests. */
+  rejected = 0;
+
+  constructor(
+    nc: NatsConnection | null,
+    runId: string,
+    private readonly sizes: Record<Net, number>,
+    private readonly log: (line: string) => void = () => {},
+  ) {
+    for (const net of ["G", "D"] as const) {
+      if (!nc) break;
+      const sub = nc.subscribe(subjects(runId).params(net), {
+        callback: (err, msg) => {
+          if (err) return;
+          this.onChunk(net, msg.headers, msg.data);
+        },
+      });
+      this.subs.push(sub);
+    }
+  }
+
+  /** Puts parameters obtained another way (FetchParams) in the same cache. */
+  offer(p: ParamSet): void {
+    const cur = this.latest.get(p.net);
+    if (!cur || p.version >= cur.version) this.latest.set(p.net, p);
+    this.wake();
+  }
+
+  get(net: Net, version: number): ParamSet | undefined {
+    const p = this.latest.get(net);
+    return p && p.version === version ? p : undefined;
+  }
+
+  /** Resolves with the parameters once that version arrives, or null after `ms`. */
+  waitFor(net: Net, version: number, ms: number): Promise<ParamSet | null> {
+    const have = this.get(net, version);
+    if (have) return Promise.resolve(have);
+    return new Promise((resolve) => {
+      const waiter = { net, version, resolve };
+      this.waiters.push(waiter);
+      setTimeout(() => {
+        const i = this.waiters.indexOf(waiter);
+        if (i >= 0) {
+          this.waiters.splice(i, 1);
+          resolve(null);
+        }
+      }, ms);
+    });
+  }
+
+  close(): void {
+    for (const s of this.subs) s.unsubscribe();
+  }
+
+  private onChunk(net: Net, h: { get(k: string): string } | undefined, data: Uint8Array): void {
+    try {
+      if (!h) throw new WireError("parameter chunk without headers");
+      const version = Number(h.get("Agon-Version"));
+      const index = Number(h.get("Agon-Chunk"));
+      const chunks = Number(h.get("Agon-Chunks"));
+      const length = Number(h.get("Agon-Length"));
+      if (!Number.isSafeInteger(version) || version < 0)
+        throw new WireError("bad Agon-Version header");
+      if (length !== this.sizes[net])
+        throw new WireError(
+          `${net} chunk announces ${length} values, model has ${this.sizes[net]}`,
+        );
+      const cur = this.latest.get(net);
+      if (cur && version <= cur.version) return; // old news
+      let p = this.pending.get(net);
+      if (index === 0) {
+        p = { version, assembler: new ChunkAssembler(length, chunks, h.get("Agon-Sha256")) };
+        this.pending.set(net, p);
+      }
+      if (!p || p.version !== version)
+        throw new WireError(`chunk ${index} of ${net} v${version} without its start`);
+      p.assembler.add(index, data);
+      if (p.assembler.complete) {
+        this.pending.delete(net);
+        this.latest.set(net, { net, version, weights: p.assembler.finish(true) });
+        this.wake();
+      }
+    } catch (err) {
+      this.pending.delete(net);
+      this.rejected += 1;
+      this.log(
+        `params: dropped a ${net} chunk from NATS (${(err as Error).message}); will fetch over gRPC if needed`,
+      );
+    }
+  }
+
+  private wake(): void {
+    for (let i = this.waiters.length - 1; i >= 0; i--) {
+      const w = this.waiters[i];
+      const p = this.get(w.net, w.version);
+      if (p) {
+        this.waiters.splice(i, 1);
+        w.resolve(p);
+      }
+    }
+  }
+}

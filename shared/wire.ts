@@ -1,0 +1,131 @@
+// The gRPC side of the wire: loading proto/agon.proto with the options the
+// generated types in proto/gen assume, channel settings chosen on purpose, and
+// the chunk codec that carries float32 arrays in pieces of at most 1 MiB.
+import { resolve } from "node:path";
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
+import type { ProtoGrpcType } from "../proto/gen/agon.js";
+import { sha256 } from "./hash.js";
+
+export const PROTO_PATH = resolve(import.meta.dirname, "../proto/agon.proto");
+
+/** Chunk payload size: well under gRPC's 4 MiB default and NATS's 1 MiB max payload, headers included. */
+export const CHUNK_BYTES = 512 * 1024;
+/** Largest message either side accepts: one chunk plus headers, with room to spare. */
+export const MAX_MESSAGE_BYTES = 2 * 1024 * 1024;
+/** Largest array (in float32 values) a peer may announce: 256 MiB of weights. */
+export const MAX_ARRAY_LENGTH = 64 * 1024 * 1024;
+
+export function loadAgonProto(): ProtoGrpcType {
+  // Must match the flags in package.json's "proto" script (the generated types assume them).
+  const def = protoLoader.loadSync(PROTO_PATH, {
+    longs: Number,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+  });
+  return grpc.loadPackageDefinition(def) as unknown as ProtoGrpcType;
+}
+
+/**
+ * Keepalive pings every second with a one-second timeout notice a frozen
+ * peer (SIGSTOP, dead link) in about 2 s; reconnect backoff stays short.
+ */
+export const CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  "grpc.keepalive_time_ms": 1000,
+  "grpc.keepalive_timeout_ms": 1000,
+  "grpc.keepalive_permit_without_calls": 1,
+  "grpc.initial_reconnect_backoff_ms": 100,
+  "grpc.max_reconnect_backoff_ms": 1000,
+  "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+  "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+};
+
+export const SERVER_OPTIONS: grpc.ServerOptions = {
+  "grpc.keepalive_time_ms": 1000,
+  "grpc.keepalive_timeout_ms": 1000,
+  "grpc.keepalive_permit_without_calls": 1,
+  "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+  "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+};
+
+export function floatBytes(a: Float32Array): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+/** Splits an array's bytes into chunks of at most CHUNK_BYTES (at least one chunk). */
+export function chunksOf(a: Float32Array): Uint8Array[] {
+  const bytes = floatBytes(a);
+  const out: Uint8Array[] = [];
+  for (let off = 0; off < bytes.byteLength; off += CHUNK_BYTES) {
+    out.push(bytes.subarray(off, Math.min(off + CHUNK_BYTES, bytes.byteLength)));
+  }
+  if (out.length === 0) out.push(new Uint8Array(0));
+  return out;
+}
+
+export function chunkCount(length: number): number {
+  return Math.max(1, Math.ceil((length * 4) / CHUNK_BYTES));
+}
+
+export class WireError extends Error {
+  override name = "WireError";
+}
+
+/**
+ * Reassembles a float32 array from chunks, checking everything a hostile or
+ * broken peer could get wrong: announced sizes, chunk order and sizes, checksum,
+ * and (optionally) that every value is finite.
+ */
+export class ChunkAssembler {
+  private readonly bytes: Uint8Array;
+  private next = 0;
+  private offset = 0;
+
+  constructor(
+    readonly length: number,
+    readonly chunks: number,
+    readonly checksum: string,
+  ) {
+    if (!Number.isInteger(length) || length < 0 || length > MAX_ARRAY_LENGTH) {
+      throw new WireError(`announced length ${length} is out of range`);
+    }
+    if (chunks !== chunkCount(length)) {
+      throw new WireError(
+        `announced ${chunks} chunks for ${length} values, expected ${chunkCount(length)}`,
+      );
+    }
+    if (!/^[0-9a-f]{64}$/.test(checksum))
+      throw new WireError("checksum is not a sha256 hex digest");
+    this.bytes = new Uint8Array(length * 4);
+  }
+
+  add(index: number, data: Uint8Array): void {
+    if (index !== this.next) throw new WireError(`chunk ${index} arrived, expected ${this.next}`);
+    const expected = Math.min(CHUNK_BYTES, this.bytes.byteLength - this.offset);
+    if (data.byteLength !== expected) {
+      throw new WireError(`chunk ${index} has ${data.byteLength} bytes, expected ${expected}`);
+    }
+    this.bytes.set(data, this.offset);
+    this.offset += data.byteLength;
+    this.next += 1;
+  }
+
+  get complete(): boolean {
+    return this.next === this.chunks;
+  }
+
+  /** The array, after verifying completeness, checksum and (if asked) finiteness. */
+  finish(requireFinite: boolean): Float32Array {
+    if (!this.complete)
+      throw new WireError(`stream ended after ${this.next} of ${this.chunks} chunks`);
+    if (sha256(this.bytes) !== this.checksum) throw new WireError("checksum mismatch");
+    const out = new Float32Array(this.bytes.buffer);
+    if (requireFinite) {
+      for (let i = 0; i < out.length; i++) {
+        if (!Number.isFinite(out[i])) throw new WireError(`value ${i} is not finite (${out[i]})`);
+      }
+    }
+    return out;
+  }
+}

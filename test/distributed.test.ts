@@ -1,0 +1,168 @@
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { PNG } from "pngjs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runAgon, tempDir } from "./helpers/cli.js";
+import {
+  lastStep,
+  startCoordinator,
+  startWorker,
+  waitFor,
+  waitForStep,
+} from "./helpers/cluster.js";
+import { startNats } from "./helpers/nats.js";
+
+let nats: Awaited<ReturnType<typeof startNats>>;
+beforeAll(async () => {
+  nats = await startNats();
+});
+afterAll(async () => {
+  await nats?.stop();
+});
+
+const ring = (steps: number, shards = 6) => [
+  "--dataset",
+  "ring",
+  "--model",
+  "mlp",
+  "--set",
+  "model.latentDim=4",
+  "model.gHidden=[16,16]",
+  "model.dHidden=[16,16]",
+  "dataset.size=600",
+  "--steps",
+  String(steps),
+  "--shards",
+  String(shards),
+  "--batch",
+  "36",
+];
+
+const dcgan = (steps: number) => [
+  "--dataset",
+  "mnist",
+  "--model",
+  "dcgan",
+  "--set",
+  "model.gFilters=4",
+  "model.dFilters=4",
+  "model.latentDim=16",
+  "dataset.limit=600",
+  "samples.every=1",
+  "samples.count=16",
+  "--steps",
+  String(steps),
+  "--shards",
+  "6",
+  "--batch",
+  "12",
+];
+
+function lastJson(stdout: string): { step: number; hashes: { G: string; D: string } } {
+  return JSON.parse(stdout.trim().split("\n").at(-1)!);
+}
+
+async function reference(config: string[]) {
+  const r = await runAgon([
+    "train",
+    ...config,
+    "--run-dir",
+    tempDir(),
+    "--backend",
+    "wasm",
+    "--json",
+  ]);
+  expect(r.code, r.stderr).toBe(0);
+  return lastJson(r.stdout).hashes;
+}
+
+async function local(config: string[], workers: number, runDir = tempDir()) {
+  const r = await runAgon([
+    "local",
+    ...config,
+    "--workers",
+    String(workers),
+    "--nats",
+    nats.url,
+    "--backend",
+    "wasm",
+    "--run-dir",
+    runDir,
+    "--json",
+  ]);
+  expect(r.code, r.stderr).toBe(0);
+  return lastJson(r.stdout).hashes;
+}
+
+describe("distributed training is bit-for-bit the single-process run", () => {
+  it("MLP GAN on the ring: agon train = local --workers 1 = local --workers 3 (K=6)", async () => {
+    const config = ring(12);
+    const expected = await reference(config);
+    expect(await local(config, 1)).toEqual(expected);
+    expect(await local(config, 3)).toEqual(expected);
+  });
+
+  it("small DCGAN on MNIST: agon train = local --workers 1 = local --workers 3 (K=6), with sample grids", async () => {
+    const config = dcgan(3);
+    const expected = await reference(config);
+    expect(await local(config, 1)).toEqual(expected);
+    const runDir = tempDir();
+    expect(await local(config, 3, runDir)).toEqual(expected);
+    const png = PNG.sync.read(readFileSync(join(runDir, "samples", "step-00000003.png")));
+    expect(png.width).toBeGreaterThanOrEqual(4 * 28);
+  });
+
+  it("arrival order does not matter: a worker paused mid-phase delivers late and the hashes stay equal", async () => {
+    const config = ring(30);
+    const expected = await reference(config);
+    const runDir = tempDir();
+    const coord = await startCoordinator([...config, "--run-dir", runDir], nats.url);
+    const workers = [0, 1, 2].map((i) => startWorker(coord.address, nats.url, `w${i}`));
+    const slow = workers[0].child;
+    // Freeze w0 for 400 ms every 600 ms (below the 2 s lease): its results come in last.
+    const pauser = setInterval(() => {
+      slow.kill("SIGSTOP");
+      setTimeout(() => slow.kill("SIGCONT"), 400);
+    }, 600);
+    const done = await coord.done;
+    clearInterval(pauser);
+    slow.kill("SIGCONT");
+    expect(done.hashes).toEqual(expected);
+    expect(coord.stderr()).not.toMatch(/lost|reassigned/);
+    await Promise.all(workers.map((w) => w.exited));
+  });
+
+  it("a worker without NATS (it misses every broadcast) recovers through FetchParams", async () => {
+    const config = ring(10);
+    const expected = await reference(config);
+    const coord = await startCoordinator([...config, "--run-dir", tempDir()], nats.url);
+    const deaf = startWorker(coord.address, "nats://127.0.0.1:1", "deaf");
+    const ok = startWorker(coord.address, nats.url, "ok");
+    expect((await coord.done).hashes).toEqual(expected);
+    expect(deaf.stderr()).toMatch(/NATS unavailable/);
+    expect(await deaf.exited).toBe(0);
+    expect(await ok.exited).toBe(0);
+  });
+
+  it("a worker joining at step s and another leaving at step s' leave the hashes unchanged", async () => {
+    const config = ring(600);
+    const expected = await reference(config);
+    const runDir = tempDir();
+    const metrics = join(runDir, "metrics.jsonl");
+    const coord = await startCoordinator([...config, "--run-dir", runDir], nats.url);
+    const a = startWorker(coord.address, nats.url, "a");
+    const b = startWorker(coord.address, nats.url, "b");
+    await waitForStep(metrics, 5);
+    const late = startWorker(coord.address, nats.url, "late");
+    await waitFor(() => /late#\d+ joined/.test(coord.stderr()));
+    const joinedAt = lastStep(metrics);
+    await waitForStep(metrics, joinedAt + 20);
+    b.child.kill("SIGTERM"); // a clean leave
+    const done = await coord.done;
+    expect(joinedAt).toBeLessThan(580); // the newcomer really took part
+    expect(done.hashes).toEqual(expected);
+    expect(coord.stderr()).toMatch(/b#\d+ lost: left cleanly/);
+    for (const w of [a, b, late]) expect(await w.exited).toBe(0);
+    expect(existsSync(join(runDir, "summary.json"))).toBe(true);
+  });
+});

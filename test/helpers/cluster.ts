@@ -1,0 +1,103 @@
+// Starts a real coordinator and real workers as child processes, for tests
+// that need to reach into a cluster (pause a worker, add one mid-run).
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { createInterface } from "node:readline";
+import { AGON } from "./cli.js";
+
+export interface Proc {
+  child: ChildProcess;
+  stderr: () => string;
+  exited: Promise<number | null>;
+}
+
+function start(args: string[]): Proc {
+  const child = spawn(process.execPath, [AGON, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  let stderr = "";
+  child.stderr!.on("data", (b: Buffer) => {
+    stderr += b.toString();
+  });
+  const exited = new Promise<number | null>((resolve) =>
+    child.on("close", (code) => resolve(code)),
+  );
+  return { child, stderr: () => stderr, exited };
+}
+
+export interface CoordinatorProc extends Proc {
+  address: string;
+  /** Resolves with the final hashes from the coordinator's "done" line. */
+  done: Promise<{ step: number; hashes: { G: string; D: string } }>;
+}
+
+export async function startCoordinator(
+  configArgs: string[],
+  natsUrl: string,
+): Promise<CoordinatorProc> {
+  const proc = start([
+    "coordinator",
+    ...configArgs,
+    "--listen",
+    "127.0.0.1:0",
+    "--nats",
+    natsUrl,
+    "--fresh",
+  ]);
+  const lines = createInterface({ input: proc.child.stdout! });
+  let resolveDone!: (v: { step: number; hashes: { G: string; D: string } }) => void;
+  const done = new Promise<{ step: number; hashes: { G: string; D: string } }>((r) => {
+    resolveDone = r;
+  });
+  const address = await new Promise<string>((resolve, reject) => {
+    lines.on("line", (line) => {
+      const event = JSON.parse(line) as { event: string; address?: string };
+      if (event.event === "listening") resolve(event.address!);
+      if (event.event === "done") resolveDone(event as never);
+    });
+    void proc.exited.then((code) =>
+      reject(new Error(`coordinator exited (${code}): ${proc.stderr()}`)),
+    );
+  });
+  return { ...proc, address, done };
+}
+
+export function startWorker(address: string, natsUrl: string, name: string): Proc {
+  return start([
+    "worker",
+    "--coordinator",
+    address,
+    "--nats",
+    natsUrl,
+    "--name",
+    name,
+    "--backend",
+    "wasm",
+  ]);
+}
+
+/** The step of the last phase recorded in a run's metrics.jsonl (-1 before the first). */
+export function lastStep(metricsFile: string): number {
+  if (!existsSync(metricsFile)) return -1;
+  const last = readFileSync(metricsFile, "utf8").trim().split("\n").at(-1);
+  return last ? (JSON.parse(last) as { step: number }).step : -1;
+}
+
+export async function waitFor(
+  condition: () => boolean,
+  timeoutMs = 60_000,
+  what = "condition",
+): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > until) throw new Error(`${what} not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** Resolves when the run's metrics show step ≥ n. */
+export async function waitForStep(
+  metricsFile: string,
+  n: number,
+  timeoutMs = 60_000,
+): Promise<void> {
+  await waitFor(() => lastStep(metricsFile) >= n, timeoutMs, `step ${n}`);
+}

@@ -1,0 +1,108 @@
+import { describe, expect, it } from "vitest";
+import { type Action, Scheduler } from "../coordinator/scheduler.js";
+import type { MicrotaskResult } from "../shared/microtask.js";
+
+const result = (v: number): MicrotaskResult => ({
+  grad: Float32Array.from([v]),
+  count: 1,
+  dLoss: 0,
+  gLoss: 0,
+  dReal: 0,
+  dFake: 0,
+});
+const assigns = (actions: Action[]) =>
+  actions
+    .filter((a) => a.type === "assign")
+    .map((a) => (a.type === "assign" ? `${a.task.shard}->${a.workerId}` : ""));
+
+function cluster(workers: string[], shards = 6) {
+  const s = new Scheduler(shards, 2000);
+  const ids = workers.map((name) => {
+    const { workerId } = s.join(name, 0);
+    s.connect(workerId, 0);
+    return workerId;
+  });
+  return { s, ids };
+}
+
+describe("scheduler", () => {
+  it("balances shard ownership over live workers in join order", () => {
+    const { s, ids } = cluster(["a", "b", "c"]);
+    const actions = s.startPhase(0, 0, { G: 0, D: 0 }, 0);
+    expect(assigns(actions)).toEqual([0, 1, 2, 3, 4, 5].map((k) => `${k}->${ids[k % 3]}`));
+  });
+
+  it("completes a phase with results in shard order, whatever the arrival order", () => {
+    const { s, ids } = cluster(["a", "b"], 4);
+    s.startPhase(3, 1, { G: 2, D: 3 }, 0);
+    const order = [3, 0, 2, 1];
+    let done: Action | undefined;
+    for (const shard of order) {
+      const { verdict, actions } = s.submit(ids[shard % 2], `3.1.${shard}`, result(shard), 1);
+      expect(verdict.ok).toBe(true);
+      done = actions.find((a) => a.type === "phaseComplete") ?? done;
+    }
+    expect(done?.type).toBe("phaseComplete");
+    if (done?.type === "phaseComplete")
+      expect(done.results.map((r) => r.grad[0])).toEqual([0, 1, 2, 3]);
+  });
+
+  it("reassigns a lost worker's unfinished microtasks and ignores its late results", () => {
+    const { s, ids } = cluster(["a", "b", "c"]);
+    s.startPhase(0, 0, { G: 0, D: 0 }, 0);
+    s.submit(ids[1], "0.0.1", result(1), 1);
+    const actions = s.lose(ids[1], "stream closed", 2);
+    // Shard 4 (b's unfinished one) goes to the least-loaded live worker; shard 1 stays done.
+    expect(assigns(actions)).toEqual([`4->${ids[0]}`]);
+    expect(s.submit(ids[1], "0.0.4", result(4), 3).verdict).toEqual({
+      ok: false,
+      reason: `unknown or evicted worker ${ids[1]}`,
+    });
+  });
+
+  it("expires a lease without heartbeats", () => {
+    const { s, ids } = cluster(["a", "b"], 2);
+    s.startPhase(0, 0, { G: 0, D: 0 }, 0);
+    s.heartbeat(ids[0], 1500);
+    const actions = s.tick(2500);
+    expect(
+      actions
+        .filter((a) => a.type === "workerLost")
+        .map((a) => a.type === "workerLost" && a.workerId),
+    ).toEqual([ids[1]]);
+    expect(assigns(actions)).toEqual([`1->${ids[0]}`]);
+  });
+
+  it("rejects unknown tasks, other workers' tasks and duplicates", () => {
+    const { s, ids } = cluster(["a", "b"], 2);
+    s.startPhase(0, 0, { G: 0, D: 0 }, 0);
+    expect(s.submit(ids[0], "9.9.9", result(0), 0).verdict.ok).toBe(false);
+    expect(s.submit(ids[0], "0.0.1", result(0), 0).verdict).toEqual({
+      ok: false,
+      reason: `task 0.0.1 is not assigned to ${ids[0]}`,
+    });
+    expect(s.submit(ids[0], "0.0.0", result(0), 0).verdict.ok).toBe(true);
+    expect(s.submit(ids[0], "0.0.0", result(0), 0).verdict.ok).toBe(false);
+  });
+
+  it("gives a newcomer shards at the next phase boundary, and waiting tasks at once", () => {
+    const s = new Scheduler(2, 2000);
+    expect(s.startPhase(0, 0, { G: 0, D: 0 }, 0)).toEqual([]);
+    const a = s.join("a", 0).workerId;
+    expect(assigns(s.connect(a, 0))).toEqual([`0->${a}`, `1->${a}`]);
+    const b = s.join("b", 0).workerId;
+    expect(assigns(s.connect(b, 0))).toEqual([]);
+    s.submit(a, "0.0.0", result(0), 0);
+    s.submit(a, "0.0.1", result(1), 0);
+    expect(assigns(s.startPhase(0, 1, { G: 0, D: 1 }, 0))).toEqual([`0->${a}`, `1->${b}`]);
+  });
+
+  it("a worker re-joining under its name replaces its old session", () => {
+    const { s, ids } = cluster(["a", "b"], 2);
+    s.startPhase(0, 0, { G: 0, D: 0 }, 0);
+    const { workerId, actions } = s.join("a", 1);
+    expect(workerId).not.toBe(ids[0]);
+    expect(actions.some((x) => x.type === "workerLost" && x.workerId === ids[0])).toBe(true);
+    expect(assigns(actions)).toEqual([`0->${ids[1]}`]);
+  });
+});

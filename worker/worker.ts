@@ -1,0 +1,296 @@
+// `agon worker`: joins the coordinator, keeps G and D at the versions its
+// microtasks need (NATS broadcast first, gRPC FetchParams when a broadcast was
+// missed), computes one gradient per microtask and streams it back in chunks.
+import { cpus, hostname } from "node:os";
+import * as grpc from "@grpc/grpc-js";
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { CoordinatorClient } from "../proto/gen/agon/v1/Coordinator.js";
+import type { CoordinatorMessage__Output } from "../proto/gen/agon/v1/CoordinatorMessage.js";
+import type { GradientChunk } from "../proto/gen/agon/v1/GradientChunk.js";
+import type { Microtask__Output } from "../proto/gen/agon/v1/Microtask.js";
+import type { ParamChunk__Output } from "../proto/gen/agon/v1/ParamChunk.js";
+import type { WorkerMessage } from "../proto/gen/agon/v1/WorkerMessage.js";
+import { type BackendName, initBackend } from "../shared/backend.js";
+import { parseConfig, type RunConfig } from "../shared/config.js";
+import { loadDataset } from "../shared/data/index.js";
+import { sha256 } from "../shared/hash.js";
+import { connectNats } from "../shared/nats.js";
+import { type Net, type ParamSet, ParamSubscriber } from "../shared/params-bus.js";
+import { MicrotaskRunner } from "../shared/runner.js";
+import { datasetSpec, microtaskSpec } from "../shared/schedule.js";
+import {
+  CHANNEL_OPTIONS,
+  ChunkAssembler,
+  chunksOf,
+  floatBytes,
+  loadAgonProto,
+} from "../shared/wire.js";
+
+export interface WorkerOptions {
+  coordinator: string;
+  nats: string[];
+  name: string;
+  backend: BackendName;
+  /** How long to wait for a NATS broadcast before fetching over gRPC. */
+  natsWaitMs?: number;
+  log?: (line: string) => void;
+}
+
+export function defaultWorkerName(): string {
+  return `${hostname()
+    .replace(/[^A-Za-z0-9_.-]/g, "-")
+    .slice(0, 40)}-${process.pid}`;
+}
+
+export class Worker {
+  private client!: CoordinatorClient;
+  private runner!: MicrotaskRunner;
+  private cfg!: RunConfig;
+  private params!: ParamSubscriber;
+  private nc: NatsConnection | null = null;
+  private workerId = "";
+  private stream: grpc.ClientDuplexStream<WorkerMessage, CoordinatorMessage__Output> | null = null;
+  private readonly queue: Microtask__Output[] = [];
+  private readonly cancelled = new Set<string>();
+  private busy = false;
+  private closed = false;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private finishedStep: number | null = null;
+  private readonly log: (line: string) => void;
+  private resolveExit!: (code: number) => void;
+  /** Resolves with the exit code when the run is finished or the worker stops. */
+  readonly exited = new Promise<number>((r) => {
+    this.resolveExit = r;
+  });
+
+  constructor(private readonly opts: WorkerOptions) {
+    this.log = opts.log ?? ((line) => process.stderr.write(`${line}\n`));
+  }
+
+  async start(): Promise<void> {
+    const proto = loadAgonProto();
+    this.client = new proto.agon.v1.Coordinator(
+      this.opts.coordinator,
+      grpc.credentials.createInsecure(),
+      CHANNEL_OPTIONS,
+    ) as unknown as CoordinatorClient;
+    const backend = await initBackend(this.opts.backend, this.log);
+    const joined = await this.join(backend);
+    this.cfg = parseConfig(JSON.parse(joined.configJson), "config from coordinator");
+    const dataset = await loadDataset(datasetSpec(this.cfg));
+    this.runner = new MicrotaskRunner(this.cfg, dataset);
+    try {
+      this.nc = await connectNats(this.opts.nats, `agon-worker-${this.opts.name}`, this.log);
+    } catch (err) {
+      // Parameters still arrive over gRPC; NATS only makes it cheaper.
+      this.log(`worker: NATS unavailable (${(err as Error).message}); using FetchParams only`);
+    }
+    const sizes = { G: this.runner.model.g.size, D: this.runner.model.d.size };
+    this.params = new ParamSubscriber(this.nc, joined.runId, sizes, this.log);
+    this.openWork();
+    this.log(`worker ${this.workerId}: ready (backend ${backend}, ${dataset.count} samples)`);
+  }
+
+  /** Leaves cleanly: tells the coordinator so its shards go back at once. */
+  async stop(): Promise<void> {
+    this.stream?.write({ workerId: this.workerId, leaving: {} });
+    this.shutdown(0);
+  }
+
+  private join(backend: string): Promise<{ workerId: string; runId: string; configJson: string }> {
+    return new Promise((resolve, reject) => {
+      const attempt = (n: number) => {
+        this.client.Join(
+          { workerName: this.opts.name, backend, capabilities: { cores: cpus().length } },
+          { deadline: Date.now() + 5000, waitForReady: true } as grpc.CallOptions,
+          (err, res) => {
+            if (err || !res) {
+              if (n < 20 && err?.code === grpc.status.UNAVAILABLE) {
+                setTimeout(() => attempt(n + 1), Math.min(1000, 100 * 2 ** n));
+                return;
+              }
+              reject(
+                new Error(`join ${this.opts.coordinator} failed: ${err?.details ?? "no reply"}`),
+              );
+              return;
+            }
+            this.workerId = res.workerId;
+            resolve(res);
+          },
+        );
+      };
+      attempt(0);
+    });
+  }
+
+  private openWork(): void {
+    const stream = this.client.Work();
+    this.stream = stream;
+    stream.write({ workerId: this.workerId, hello: {} });
+    stream.on("data", (msg: CoordinatorMessage__Output) => {
+      if (msg.body === "task" && msg.task) {
+        stream.write({ workerId: this.workerId, ack: { taskId: msg.task.taskId } });
+        this.queue.push(msg.task);
+        void this.drain();
+      } else if (msg.body === "cancel" && msg.cancel) {
+        this.cancelled.add(msg.cancel.taskId);
+      } else if (msg.body === "finished" && msg.finished) {
+        this.finishedStep = msg.finished.step;
+      }
+    });
+    const closed = (why: string) => {
+      if (this.stream !== stream) return;
+      this.stream = null;
+      if (this.finishedStep !== null) {
+        this.log(`worker ${this.workerId}: run finished at step ${this.finishedStep}`);
+        this.shutdown(0);
+      } else {
+        this.log(`worker ${this.workerId}: lost the coordinator (${why})`);
+        this.shutdown(1);
+      }
+    };
+    stream.on("end", () => closed("stream ended"));
+    stream.on("error", (err: grpc.ServiceError) => closed(err.details || err.message));
+    this.heartbeat = setInterval(() => {
+      const taskIds = this.queue.map((t) => t.taskId);
+      this.stream?.write({ workerId: this.workerId, heartbeat: { taskIds } });
+    }, 500);
+  }
+
+  private shutdown(code: number): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.queue.length = 0;
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.stream?.end();
+    this.stream = null;
+    this.params?.close();
+    void (this.nc?.drain().catch(() => {}) ?? Promise.resolve()).then(() => {
+      this.client?.close();
+      this.resolveExit(code);
+    });
+  }
+
+  /** Runs queued microtasks one at a time, in arrival order. */
+  private async drain(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      for (let task = this.queue.shift(); task && !this.closed; task = this.queue.shift()) {
+        if (this.cancelled.delete(task.taskId)) continue;
+        try {
+          await this.runTask(task);
+        } catch (err) {
+          if (!this.closed)
+            this.log(`worker ${this.workerId}: ${task.taskId} failed: ${(err as Error).message}`);
+        }
+      }
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async runTask(task: Microtask__Output): Promise<void> {
+    const g = await this.paramsAt("G", task.gVersion);
+    const d = await this.paramsAt("D", task.dVersion);
+    if (!g || !d) {
+      this.log(
+        `worker ${this.workerId}: parameters for ${task.taskId} unavailable; skipping (coordinator moved on)`,
+      );
+      return;
+    }
+    if (this.cancelled.delete(task.taskId) || this.closed) return;
+    const spec = microtaskSpec(this.cfg, task.step, task.phase, task.shard);
+    const started = performance.now();
+    const result = this.runner.run(spec, g.weights, d.weights);
+    const seconds = (performance.now() - started) / 1000;
+    const chunks = chunksOf(result.grad);
+    const reply = await new Promise<{ accepted: boolean; reason: string }>((resolve) => {
+      const call = this.client.SubmitGradients((err, res) => {
+        resolve(err || !res ? { accepted: false, reason: err?.details ?? "no reply" } : res);
+      });
+      chunks.forEach((data, index) => {
+        const msg: GradientChunk = { index, data };
+        if (index === 0) {
+          msg.header = {
+            workerId: this.workerId,
+            taskId: task.taskId,
+            length: result.grad.length,
+            sha256: sha256(floatBytes(result.grad)),
+            chunks: chunks.length,
+            count: result.count,
+            dLoss: result.dLoss ?? 0,
+            gLoss: result.gLoss,
+            dReal: result.dReal ?? 0,
+            dFake: result.dFake,
+            hasD: result.dLoss !== null,
+            computeSeconds: seconds,
+          };
+        }
+        call.write(msg);
+      });
+      call.end();
+    });
+    if (!reply.accepted)
+      this.log(`worker ${this.workerId}: ${task.taskId} not accepted: ${reply.reason}`);
+  }
+
+  /** The network at exactly `version`: from the NATS cache, after a short wait for the broadcast, or over gRPC. */
+  private async paramsAt(net: Net, version: number): Promise<ParamSet | null> {
+    const cached = await this.params.waitFor(
+      net,
+      version,
+      this.nc ? (this.opts.natsWaitMs ?? 200) : 0,
+    );
+    if (cached) return cached;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        const fetched = await this.fetchParams(net, version);
+        this.params.offer(fetched);
+        return fetched;
+      } catch (err) {
+        this.log(
+          `worker ${this.workerId}: FetchParams ${net} v${version} failed: ${(err as Error).message}`,
+        );
+        await new Promise((r) => setTimeout(r, 100 * 2 ** attempt));
+      }
+    }
+    return null;
+  }
+
+  private fetchParams(net: Net, version: number): Promise<ParamSet> {
+    return new Promise((resolve, reject) => {
+      const call = this.client.FetchParams({ net, version });
+      let assembler: ChunkAssembler | null = null;
+      let failure: Error | null = null;
+      call.on("data", (chunk: ParamChunk__Output) => {
+        if (failure) return;
+        try {
+          if (chunk.net !== net || chunk.version !== version)
+            throw new Error("chunk for another net or version");
+          assembler ??= new ChunkAssembler(chunk.length, chunk.chunks, chunk.sha256);
+          assembler.add(chunk.index, chunk.data);
+        } catch (err) {
+          failure = err as Error;
+          call.cancel();
+        }
+      });
+      call.on("error", (err: grpc.ServiceError) => {
+        if (!failure) reject(new Error(err.details || err.message));
+        else reject(failure);
+      });
+      call.on("end", () => {
+        try {
+          if (failure) throw failure;
+          if (!assembler) throw new Error("no chunks");
+          const expected = net === "G" ? this.runner.model.g.size : this.runner.model.d.size;
+          if (assembler.length !== expected)
+            throw new Error(`${net} has ${assembler.length} values, expected ${expected}`);
+          resolve({ net, version, weights: assembler.finish(true) });
+        } catch (err) {
+          reject(err);
+        }
+      });
+    });
+  }
+}
