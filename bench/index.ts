@@ -1,4 +1,5 @@
 // `npm run bench -- <name> [options]`: a small dispatcher of named benchmarks.
+import { runDistributedBench } from "./distributed.js";
 import { runStepBench } from "./step.js";
 
 interface Benchmark {
@@ -10,6 +11,10 @@ const BENCHMARKS: Record<string, Benchmark> = {
   step: {
     summary: "ms per full training step (D + G phase) per model × backend, single process",
     run: runStepBench,
+  },
+  distributed: {
+    summary: "agon local vs agon train overhead, 2 vs 1 worker scaling, bytes and time per phase",
+    run: runDistributedBench,
   },
 };
 

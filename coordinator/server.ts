@@ -70,6 +70,8 @@ export class CoordinatorServer {
   private ticker: NodeJS.Timeout | undefined;
   private phaseStarted = 0;
   private bytesIn = 0;
+  /** Seconds each worker spent computing in the current phase (from gradient headers). */
+  private computeByWorker = new Map<string, number>();
   private bytesOut = 0;
   private finished: Promise<void> | null = null;
   /** The phase being applied (checkpoint/sample I/O included), so stop() can wait for it. */
@@ -167,6 +169,7 @@ export class CoordinatorServer {
   private startPhase(): void {
     if (this.stopping) return;
     this.phaseStarted = performance.now();
+    this.computeByWorker.clear();
     this.dispatch(
       this.scheduler.startPhase(
         this.state.step,
@@ -254,11 +257,14 @@ export class CoordinatorServer {
       steps: this.cfg.steps,
       stepDone,
       workers: this.scheduler.liveCount(),
+      time: new Date().toISOString(),
       phaseSeconds: (performance.now() - this.phaseStarted) / 1000,
+      /** The busiest worker's compute time: the rest of phaseSeconds is communication and waiting. */
+      computeSeconds: Math.max(0, ...this.computeByWorker.values()),
       bytesIn: this.bytesIn,
       bytesOut: this.bytesOut,
     };
-    appendFileSync(join(this.cfg.run.dir, "metrics.jsonl"), `${JSON.stringify(summary)}\n`);
+    appendFileSync(join(this.cfg.run.dir, "metrics.jsonl"), `${JSON.stringify(metrics)}\n`);
     this.nc.publish(subjects(this.cfg.run.id).metrics, JSON.stringify(metrics));
   }
 
@@ -420,6 +426,12 @@ export class CoordinatorServer {
             Date.now(),
           );
           if (!verdict.ok) return reject(verdict.reason);
+          const seconds =
+            Number.isFinite(h.computeSeconds) && h.computeSeconds > 0 ? h.computeSeconds : 0;
+          this.computeByWorker.set(
+            h.workerId,
+            (this.computeByWorker.get(h.workerId) ?? 0) + seconds,
+          );
           callback(null, { accepted: true, reason: "" });
           this.dispatch(actions);
         });

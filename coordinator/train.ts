@@ -64,7 +64,10 @@ export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainRe
       results.push(runner.run(spec, state.weights.G, state.weights.D));
     }
     const summary = state.applyPhase(results);
-    appendFileSync(join(runDir, "metrics.jsonl"), `${JSON.stringify(summary)}\n`);
+    appendFileSync(
+      join(runDir, "metrics.jsonl"),
+      `${JSON.stringify({ schema: 1, runId: cfg.run.id, ...summary, time: new Date().toISOString() })}\n`,
+    );
     last = summary;
     if (summary.kind === "D") lastD = summary;
     if (state.phase !== 0) continue;

@@ -1,0 +1,236 @@
+// `npm run bench -- distributed`: the cost of distribution, measured side by
+// side in one run on real processes. Overhead: `agon local --workers 1` vs
+// `agon train` (same model, backend, batch). Scaling: 2 workers vs 1. And per
+// phase: bytes up and down, and time outside the busiest worker's compute.
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { spawnNatsServer } from "../shared/nats.js";
+import { machineInfo } from "./machine.js";
+import { median } from "./stats.js";
+
+const AGON = resolve(import.meta.dirname, "../shared/cli/agon.js");
+
+interface Phase {
+  step: number;
+  phase: number;
+  kind: string;
+  time: string;
+  phaseSeconds?: number;
+  computeSeconds?: number;
+  bytesIn?: number;
+  bytesOut?: number;
+}
+
+interface RunStats {
+  label: string;
+  stepsPerSecond: number;
+  samplesPerSecond: number;
+  phases: Phase[];
+}
+
+function run(args: string[]): Promise<void> {
+  return new Promise((done, fail) => {
+    const child = spawn(process.execPath, [AGON, ...args], { stdio: ["ignore", "ignore", "pipe"] });
+    let err = "";
+    child.stderr.on("data", (b: Buffer) => {
+      err += b.toString();
+    });
+    child.on("close", (code) =>
+      code === 0 ? done() : fail(new Error(`agon ${args[0]} exited ${code}: ${err.slice(-2000)}`)),
+    );
+  });
+}
+
+/** Steps/s between the end of step `warm` and the end of the run, from metrics.jsonl timestamps. */
+function measure(label: string, runDir: string, batch: number, warm: number): RunStats {
+  const phases = readFileSync(join(runDir, "metrics.jsonl"), "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as Phase);
+  const lastPhase = Math.max(...phases.map((p) => p.phase));
+  const stepEnds = phases.filter((p) => p.phase === lastPhase);
+  const from = stepEnds[warm - 1];
+  const to = stepEnds[stepEnds.length - 1];
+  const seconds = (Date.parse(to.time) - Date.parse(from.time)) / 1000;
+  const steps = to.step - from.step;
+  return {
+    label,
+    stepsPerSecond: steps / seconds,
+    samplesPerSecond: (steps * batch) / seconds,
+    phases,
+  };
+}
+
+interface Case {
+  name: string;
+  config: string[];
+  batch: number;
+  steps: number;
+}
+
+const dcgan = (batch: number, shards: number, steps: number): Case => ({
+  name: `dcgan f=32, batch ${batch}, K=${shards}`,
+  batch,
+  steps,
+  config: [
+    "--dataset",
+    "mnist",
+    "--model",
+    "dcgan",
+    "--set",
+    "samples.every=100000",
+    "checkpoint.every=100000",
+    "--batch",
+    String(batch),
+    "--shards",
+    String(shards),
+    "--steps",
+    String(steps),
+  ],
+});
+
+const mlp = (steps: number): Case => ({
+  name: "mlp 256-512, batch 64, K=1",
+  batch: 64,
+  steps,
+  config: [
+    "--dataset",
+    "mnist",
+    "--model",
+    "mlp",
+    "--set",
+    "samples.every=100000",
+    "checkpoint.every=100000",
+    "--batch",
+    "64",
+    "--shards",
+    "1",
+    "--steps",
+    String(steps),
+  ],
+});
+
+export async function runDistributedBench(argv: string[]): Promise<number> {
+  if (argv.includes("--help")) {
+    process.stdout.write("usage: npm run bench -- distributed [--quick] [--json out.json]\n");
+    return 0;
+  }
+  const quick = argv.includes("--quick");
+  const jsonAt = argv.indexOf("--json");
+  const jsonPath = jsonAt >= 0 ? argv[jsonAt + 1] : undefined;
+  const warm = 3;
+  const info = machineInfo();
+  process.stdout.write(
+    `# distributed benchmark — ${info.cpuModel}, ${info.cores} cores, node ${info.node}\n`,
+  );
+
+  const nats = await spawnNatsServer({ jetstream: false });
+  const work = mkdtempSync(join(tmpdir(), "agon-bench-"));
+  const results: Record<string, unknown> = { machine: info };
+  try {
+    const single = async (c: Case, label: string) => {
+      const dir = join(work, `${label}-${Math.random().toString(36).slice(2)}`);
+      await run(["train", ...c.config, "--backend", "wasm", "--run-dir", dir, "--fresh"]);
+      return measure(label, dir, c.batch, warm);
+    };
+    const local = async (c: Case, workers: number, label: string) => {
+      const dir = join(work, `${label}-${Math.random().toString(36).slice(2)}`);
+      await run([
+        "local",
+        ...c.config,
+        "--workers",
+        String(workers),
+        "--nats",
+        nats.url,
+        "--backend",
+        "wasm",
+        "--run-dir",
+        dir,
+        "--fresh",
+      ]);
+      return measure(label, dir, c.batch, warm);
+    };
+
+    // Overhead: one worker over the wire vs the same microtasks in one process.
+    const overhead: Array<Record<string, unknown>> = [];
+    for (const c of [mlp(quick ? 15 : 60), dcgan(64, 1, quick ? 10 : 30)]) {
+      const t = await single(c, "train");
+      const l = await local(c, 1, "local1");
+      overhead.push({
+        case: c.name,
+        trainStepsPerSecond: t.stepsPerSecond,
+        local1StepsPerSecond: l.stepsPerSecond,
+        ratio: l.stepsPerSecond / t.stepsPerSecond,
+      });
+    }
+
+    // Scaling and communication: 64 samples per worker with 2 workers (batch 128, K=2).
+    const c = dcgan(128, 2, quick ? 8 : 24);
+    const one = await local(c, 1, "local1");
+    const two = await local(c, 2, "local2");
+    const comm = (s: RunStats) => {
+      const steady = s.phases.filter((p) => p.step >= warm);
+      const perPhase = (key: "bytesIn" | "bytesOut") => {
+        const a = steady[0][key] ?? 0;
+        const b = steady[steady.length - 1][key] ?? 0;
+        return (b - a) / (steady.length - 1);
+      };
+      const overheadShare = median(
+        steady.map((p) => 1 - (p.computeSeconds ?? 0) / (p.phaseSeconds ?? 1)),
+      );
+      return {
+        phaseMs: median(steady.map((p) => (p.phaseSeconds ?? 0) * 1000)),
+        computeMs: median(steady.map((p) => (p.computeSeconds ?? 0) * 1000)),
+        outsideComputeShare: overheadShare,
+        bytesUpPerPhase: perPhase("bytesIn"),
+        bytesDownPerPhase: perPhase("bytesOut"),
+      };
+    };
+    const scaling = {
+      case: c.name,
+      oneWorkerStepsPerSecond: one.stepsPerSecond,
+      twoWorkersStepsPerSecond: two.stepsPerSecond,
+      speedup: two.stepsPerSecond / one.stepsPerSecond,
+      communication: { oneWorker: comm(one), twoWorkers: comm(two) },
+    };
+    Object.assign(results, { overhead, scaling });
+
+    process.stdout.write("\n## overhead: agon local --workers 1 vs agon train (wasm)\n\n");
+    process.stdout.write("| case | train steps/s | local×1 steps/s | ratio |\n|---|--:|--:|--:|\n");
+    for (const o of overhead) {
+      const r = o as {
+        case: string;
+        trainStepsPerSecond: number;
+        local1StepsPerSecond: number;
+        ratio: number;
+      };
+      process.stdout.write(
+        `| ${r.case} | ${r.trainStepsPerSecond.toFixed(2)} | ${r.local1StepsPerSecond.toFixed(2)} | ${r.ratio.toFixed(3)} |\n`,
+      );
+    }
+    process.stdout.write(`\n## scaling: ${c.name}\n\n`);
+    process.stdout.write(
+      `1 worker ${one.stepsPerSecond.toFixed(2)} steps/s, 2 workers ${two.stepsPerSecond.toFixed(2)} steps/s: ${scaling.speedup.toFixed(2)}×\n`,
+    );
+    process.stdout.write("\n## communication per phase (steady state)\n\n");
+    process.stdout.write(
+      "| workers | phase ms | busiest worker compute ms | outside compute | bytes up | bytes down |\n",
+    );
+    process.stdout.write("|--:|--:|--:|--:|--:|--:|\n");
+    for (const [n, s] of [
+      [1, scaling.communication.oneWorker],
+      [2, scaling.communication.twoWorkers],
+    ] as const) {
+      process.stdout.write(
+        `| ${n} | ${s.phaseMs.toFixed(1)} | ${s.computeMs.toFixed(1)} | ${(s.outsideComputeShare * 100).toFixed(1)}% | ${Math.round(s.bytesUpPerPhase)} | ${Math.round(s.bytesDownPerPhase)} |\n`,
+      );
+    }
+    if (jsonPath) writeFileSync(jsonPath, `${JSON.stringify(results, null, 2)}\n`);
+    return 0;
+  } finally {
+    await nats.stop();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
