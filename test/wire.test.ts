@@ -21,7 +21,9 @@ describe("chunk codec", () => {
     expect(chunks.length).toBe(Math.ceil((big.length * 4) / CHUNK_BYTES));
     for (const c of chunks) expect(c.byteLength).toBeLessThanOrEqual(1024 * 1024);
     const a = new ChunkAssembler(big.length, chunks.length, checksum);
-    chunks.forEach((c, i) => a.add(i, c));
+    chunks.forEach((c, i) => {
+      a.add(i, c);
+    });
     expect(a.finish(true)).toEqual(big);
   });
 
