@@ -98,6 +98,12 @@ export class ParamSubscriber {
     });
   }
 
+  /** Forgets everything cached, e.g. after the coordinator resumed from an older checkpoint. */
+  reset(): void {
+    this.latest.clear();
+    this.pending.clear();
+  }
+
   close(): void {
     for (const s of this.subs) s.unsubscribe();
   }

@@ -165,4 +165,26 @@ describe("distributed training is bit-for-bit the single-process run", () => {
     for (const w of [a, b, late]) expect(await w.exited).toBe(0);
     expect(existsSync(join(runDir, "summary.json"))).toBe(true);
   });
+
+  it("workers re-join a restarted coordinator, which resumes from its checkpoint with the same result", async () => {
+    const config = [...ring(300), "--set", "checkpoint.every=10"];
+    const expected = await reference(config);
+    const runDir = tempDir();
+    const metrics = join(runDir, "metrics.jsonl");
+    const first = await startCoordinator([...config, "--run-dir", runDir], nats.url);
+    const workers = ["a", "b"].map((n) => startWorker(first.address, nats.url, n));
+    await waitForStep(metrics, 40);
+    first.child.kill("SIGTERM"); // checkpoints the last completed phase, then exits
+    expect(await first.exited).toBe(0);
+    const second = await startCoordinator([...config, "--run-dir", runDir], nats.url, {
+      listen: first.address,
+      fresh: false,
+    });
+    expect(second.stderr()).toMatch(/resumed from/);
+    expect((await second.done).hashes).toEqual(expected);
+    for (const w of workers) {
+      expect(await w.exited).toBe(0);
+      expect(w.stderr()).toMatch(/re-joined/);
+    }
+  });
 });

@@ -1,6 +1,6 @@
-import "@tensorflow/tfjs-backend-cpu";
 import * as tf from "@tensorflow/tfjs-core";
 import { beforeAll, describe, expect, it } from "vitest";
+import { initBackend } from "../shared/backend.js";
 import { LOSS_NAMES, parseConfig } from "../shared/config.js";
 import { selectLoss } from "../shared/losses.js";
 import {
@@ -13,7 +13,7 @@ import { buildModel, initWeights } from "../shared/models.js";
 import { Rng } from "../shared/rng.js";
 
 beforeAll(async () => {
-  await tf.setBackend("cpu");
+  await initBackend("cpu");
 });
 
 function tinySetup(lossName: (typeof LOSS_NAMES)[number]) {

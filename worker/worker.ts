@@ -54,6 +54,8 @@ export class Worker {
   private readonly cancelled = new Set<string>();
   private busy = false;
   private closed = false;
+  private backend = "";
+  private configJson = "";
   private heartbeat: NodeJS.Timeout | undefined;
   private finishedStep: number | null = null;
   private readonly log: (line: string) => void;
@@ -75,7 +77,9 @@ export class Worker {
       CHANNEL_OPTIONS,
     ) as unknown as CoordinatorClient;
     const backend = await initBackend(this.opts.backend, this.log);
+    this.backend = backend;
     const joined = await this.join(backend);
+    this.configJson = joined.configJson;
     this.cfg = parseConfig(JSON.parse(joined.configJson), "config from coordinator");
     const dataset = await loadDataset(datasetSpec(this.cfg));
     this.runner = new MicrotaskRunner(this.cfg, dataset);
@@ -97,15 +101,20 @@ export class Worker {
     this.shutdown(0);
   }
 
+  /** Joins, retrying for up to a minute while the coordinator is unreachable (it may be restarting). */
   private join(backend: string): Promise<{ workerId: string; runId: string; configJson: string }> {
+    const giveUpAt = Date.now() + 60_000;
     return new Promise((resolve, reject) => {
       const attempt = (n: number) => {
         this.client.Join(
           { workerName: this.opts.name, backend, capabilities: { cores: cpus().length } },
-          { deadline: Date.now() + 5000, waitForReady: true } as grpc.CallOptions,
+          { deadline: Date.now() + 2000 },
           (err, res) => {
             if (err || !res) {
-              if (n < 20 && err?.code === grpc.status.UNAVAILABLE) {
+              const transient =
+                err?.code === grpc.status.UNAVAILABLE ||
+                err?.code === grpc.status.DEADLINE_EXCEEDED;
+              if (transient && Date.now() < giveUpAt && !this.closed) {
                 setTimeout(() => attempt(n + 1), Math.min(1000, 100 * 2 ** n));
                 return;
               }
@@ -144,9 +153,9 @@ export class Worker {
       if (this.finishedStep !== null) {
         this.log(`worker ${this.workerId}: run finished at step ${this.finishedStep}`);
         this.shutdown(0);
-      } else {
-        this.log(`worker ${this.workerId}: lost the coordinator (${why})`);
-        this.shutdown(1);
+      } else if (!this.closed) {
+        this.log(`worker ${this.workerId}: lost the coordinator (${why}); re-joining`);
+        void this.rejoin();
       }
     };
     stream.on("end", () => closed("stream ended"));
@@ -155,6 +164,33 @@ export class Worker {
       const taskIds = this.queue.map((t) => t.taskId);
       this.stream?.write({ workerId: this.workerId, heartbeat: { taskIds } });
     }, 500);
+  }
+
+  /**
+   * After the coordinator restarts or the link drops: join again under the same
+   * name (with backoff), drop what the old session held, and carry on.
+   */
+  private async rejoin(): Promise<void> {
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.queue.length = 0;
+    this.cancelled.clear();
+    try {
+      const joined = await this.join(this.backend);
+      if (joined.configJson !== this.configJson) {
+        this.log(`worker ${this.workerId}: the coordinator now runs a different config; exiting`);
+        this.shutdown(1);
+        return;
+      }
+    } catch (err) {
+      this.log(`worker: could not re-join: ${(err as Error).message}`);
+      this.shutdown(1);
+      return;
+    }
+    if (this.closed) return;
+    // A resumed coordinator may hand out versions this worker has seen before.
+    this.params.reset();
+    this.openWork();
+    this.log(`worker ${this.workerId}: re-joined`);
   }
 
   private shutdown(code: number): void {

@@ -32,15 +32,16 @@ export interface CoordinatorProc extends Proc {
 export async function startCoordinator(
   configArgs: string[],
   natsUrl: string,
+  opts: { listen?: string; fresh?: boolean } = {},
 ): Promise<CoordinatorProc> {
   const proc = start([
     "coordinator",
     ...configArgs,
     "--listen",
-    "127.0.0.1:0",
+    opts.listen ?? "127.0.0.1:0",
     "--nats",
     natsUrl,
-    "--fresh",
+    ...(opts.fresh === false ? [] : ["--fresh"]),
   ]);
   const lines = createInterface({ input: proc.child.stdout! });
   let resolveDone!: (v: { step: number; hashes: { G: string; D: string } }) => void;
