@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { PNG } from "pngjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runAgon, tempDir } from "./helpers/cli.js";
+import { runAgon, tempDir, tinyRing } from "./helpers/cli.js";
 import {
   lastStep,
   startCoordinator,
@@ -20,23 +20,7 @@ afterAll(async () => {
   await nats?.stop();
 });
 
-const ring = (steps: number, shards = 6) => [
-  "--dataset",
-  "ring",
-  "--model",
-  "mlp",
-  "--set",
-  "model.latentDim=4",
-  "model.gHidden=[16,16]",
-  "model.dHidden=[16,16]",
-  "dataset.size=600",
-  "--steps",
-  String(steps),
-  "--shards",
-  String(shards),
-  "--batch",
-  "36",
-];
+const ring = (steps: number) => tinyRing({ steps, shards: 6, batch: 36, size: 600 });
 
 const dcgan = (steps: number) => [
   "--dataset",

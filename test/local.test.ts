@@ -6,29 +6,11 @@ import { createConnection } from "node:net";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { latestValidCheckpoint } from "../coordinator/checkpoint.js";
-import { AGON, runAgon, tempDir } from "./helpers/cli.js";
+import { AGON, runAgon, tempDir, tinyRing } from "./helpers/cli.js";
 
 // The distributed tests need the coordinator and worker subcommands.
 
-const ringFlags = (dir: string, steps: number) => [
-  "--dataset",
-  "ring",
-  "--model",
-  "mlp",
-  "--set",
-  "model.latentDim=4",
-  "model.gHidden=[16,16]",
-  "model.dHidden=[16,16]",
-  "dataset.size=512",
-  "--steps",
-  String(steps),
-  "--shards",
-  "4",
-  "--batch",
-  "32",
-  "--run-dir",
-  dir,
-];
+const ringFlags = (dir: string, steps: number) => [...tinyRing({ steps }), "--run-dir", dir];
 
 /**
  * Flags that only `agon local` gets: a run id of its own (it names the NATS

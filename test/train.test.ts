@@ -14,26 +14,12 @@ import { buildModel, initWeights } from "../shared/models.js";
 import { hashSeed, SeedDomain } from "../shared/rng.js";
 import { generateSamples } from "../shared/runner.js";
 import { datasetSpec } from "../shared/schedule.js";
-import { runAgon, tempDir } from "./helpers/cli.js";
+import { runAgon, tempDir, tinyRing } from "./helpers/cli.js";
 
 const quiet = () => {};
 const ringArgs = (dir: string, extra: string[] = []) => [
   "train",
-  "--dataset",
-  "ring",
-  "--model",
-  "mlp",
-  "--set",
-  "model.latentDim=4",
-  "model.gHidden=[16,16]",
-  "model.dHidden=[16,16]",
-  "dataset.size=512",
-  "--steps",
-  "20",
-  "--shards",
-  "4",
-  "--batch",
-  "32",
+  ...tinyRing({ steps: 20 }),
   "--run-dir",
   dir,
   "--json",

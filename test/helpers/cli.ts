@@ -41,3 +41,29 @@ export function runAgon(
 export function tempDir(prefix = "agon-test-"): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
+
+/** Config flags of a tiny MLP GAN on the ring: trains a step in milliseconds. */
+export function tinyRing(opts: {
+  steps: number;
+  shards?: number;
+  batch?: number;
+  size?: number;
+}): string[] {
+  return [
+    "--dataset",
+    "ring",
+    "--model",
+    "mlp",
+    "--set",
+    "model.latentDim=4",
+    "model.gHidden=[16,16]",
+    "model.dHidden=[16,16]",
+    `dataset.size=${opts.size ?? 512}`,
+    "--steps",
+    String(opts.steps),
+    "--shards",
+    String(opts.shards ?? 4),
+    "--batch",
+    String(opts.batch ?? 32),
+  ];
+}
