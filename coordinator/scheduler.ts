@@ -17,6 +17,8 @@ export type Action =
   | { type: "cancel"; workerId: string; taskId: string; reason: string }
   | { type: "workerLost"; workerId: string; reason: string }
   | { type: "taskReassigned"; taskId: string; from: string; to: string }
+  /** A straggler: the microtask passed its deadline and also went to an idle worker; first result wins. */
+  | { type: "taskReissued"; taskId: string; holder: string; to: string }
   /** All K results are in; `results[k]` is shard k's. */
   | { type: "phaseComplete"; step: number; phase: number; results: MicrotaskResult[] };
 
@@ -45,6 +47,7 @@ export class Scheduler {
   private nextSeq = 0;
   private tasks: TaskState[] = [];
   private current: { step: number; phase: number } | null = null;
+  private deadlineMs = Number.POSITIVE_INFINITY;
 
   constructor(
     private readonly shards: number,
@@ -103,26 +106,46 @@ export class Scheduler {
     return actions;
   }
 
-  /** Expires leases; call periodically. */
+  /** Expires leases and re-issues stragglers; call periodically. */
   tick(now: number): Action[] {
     const actions: Action[] = [];
     for (const m of [...this.members.values()]) {
-      if (now > m.leaseUntil)
+      if (now > m.leaseUntil) {
         actions.push(
           ...this.lose(m.id, `lease expired (${this.leaseMs} ms without a heartbeat)`, now),
         );
+      }
+    }
+    for (const t of this.tasks) {
+      if (t.result !== null || t.holders.size !== 1 || now - t.issuedAt <= this.deadlineMs)
+        continue;
+      const idle = this.liveMembers().find(
+        (m) =>
+          !t.holders.has(m.id) && !this.tasks.some((x) => x.result === null && x.holders.has(m.id)),
+      );
+      if (!idle) continue;
+      const [holder] = t.holders;
+      t.holders.add(idle.id);
+      actions.push({ type: "taskReissued", taskId: t.ref.taskId, holder, to: idle.id });
+      actions.push({ type: "assign", workerId: idle.id, task: t.ref });
     }
     return actions;
   }
 
-  /** Starts phase (step, phase): K tasks, shard k to owner k mod live-count in join order. */
+  /**
+   * Starts phase (step, phase): K tasks, shard k to owner k mod live-count in
+   * join order. A task still unfinished `deadlineMs` after it was issued is
+   * also given to an idle worker (stragglers); the first result wins.
+   */
   startPhase(
     step: number,
     phase: number,
     versions: { G: number; D: number },
     now: number,
+    deadlineMs = Number.POSITIVE_INFINITY,
   ): Action[] {
     this.current = { step, phase };
+    this.deadlineMs = deadlineMs;
     const live = this.liveMembers();
     this.tasks = Array.from({ length: this.shards }, (_, shard) => ({
       ref: { taskId: `${step}.${phase}.${shard}`, step, phase, shard, versions: { ...versions } },

@@ -72,6 +72,8 @@ export class CoordinatorServer {
   private bytesIn = 0;
   /** Seconds each worker spent computing in the current phase (from gradient headers). */
   private computeByWorker = new Map<string, number>();
+  /** Wall time of the last completed phase of each kind, for straggler deadlines. */
+  private readonly lastPhaseMs: Partial<Record<"D" | "G", number>> = {};
   private bytesOut = 0;
   private finished: Promise<void> | null = null;
   /** The phase being applied (checkpoint/sample I/O included), so stop() can wait for it. */
@@ -97,10 +99,9 @@ export class CoordinatorServer {
     this.model = buildModel(cfg.model, dataset.sampleShape);
     this.state = new TrainingState(cfg, this.model);
     mkdirSync(join(cfg.run.dir, "samples"), { recursive: true });
+    this.nc = await connectNats(this.opts.nats, `agon-coordinator-${cfg.run.id}`, this.log);
     if (!this.opts.fresh) await this.resume();
     writeFileSync(join(cfg.run.dir, "config.json"), `${JSON.stringify(cfg, null, 2)}\n`);
-
-    this.nc = await connectNats(this.opts.nats, `agon-coordinator-${cfg.run.id}`, this.log);
     this.publish("G");
     this.publish("D");
 
@@ -136,8 +137,14 @@ export class CoordinatorServer {
         this.state.snapshot(),
         this.cfg.checkpoint.keep,
       );
-      this.log(
-        `coordinator: stopped at step ${this.state.step} phase ${this.state.phase}; checkpoint ${dir}`,
+      this.event(
+        "checkpointWritten",
+        `stopped at step ${this.state.step} phase ${this.state.phase}; checkpoint ${dir}`,
+        {
+          dir,
+          step: this.state.step,
+          phase: this.state.phase,
+        },
       );
     }
     for (const s of this.streams.values()) s.end();
@@ -147,7 +154,7 @@ export class CoordinatorServer {
 
   private async resume(): Promise<void> {
     const found = await latestValidCheckpoint(this.cfg.run.dir, (dir, reason) =>
-      this.log(`checkpoint rejected: ${dir}: ${reason}`),
+      this.event("checkpointRejected", `checkpoint rejected: ${reason}`, { dir, reason }),
     );
     if (!found) return;
     if (found.manifest.configHash !== configHash(this.cfg) && !this.opts.force) {
@@ -156,13 +163,42 @@ export class CoordinatorServer {
       );
     }
     this.state.restore(found.data);
-    this.log(`resumed from ${found.dir} (step ${found.data.step}, phase ${found.data.phase})`);
+    this.event(
+      "resumedFrom",
+      `resumed from ${found.dir} (step ${found.data.step}, phase ${found.data.phase})`,
+      {
+        dir: found.dir,
+        step: found.data.step,
+        phase: found.data.phase,
+      },
+    );
+  }
+
+  /** Logs a line and publishes the event on agon.<run>.events (schema 1). */
+  private event(type: string, message: string, fields: object): void {
+    this.log(`coordinator: ${message}`);
+    const event = {
+      schema: 1,
+      runId: this.cfg.run.id,
+      time: new Date().toISOString(),
+      type,
+      message,
+      ...fields,
+    };
+    this.natsPublish(subjects(this.cfg.run.id).events, JSON.stringify(event));
+  }
+
+  /** Publishes unless the connection is going away (stopping, or NATS gone for good). */
+  private natsPublish(subject: string, data: string | Uint8Array): void {
+    if (!this.nc || this.nc.isClosed() || this.nc.isDraining()) return;
+    this.nc.publish(subject, data);
   }
 
   private publish(net: Net): void {
     const weights = this.state.weights[net].slice();
     const version = this.state.versions[net];
     this.published.set(net, { version, weights, checksum: sha256(floatBytes(weights)) });
+    if (this.nc.isClosed() || this.nc.isDraining()) return;
     this.bytesOut += publishParams(this.nc, this.cfg.run.id, net, version, weights);
   }
 
@@ -170,12 +206,16 @@ export class CoordinatorServer {
     if (this.stopping) return;
     this.phaseStarted = performance.now();
     this.computeByWorker.clear();
+    // Stragglers: a microtask unfinished after 4× the last phase of its kind (≥ 2 s) also goes to an idle worker.
+    const last = this.lastPhaseMs[this.state.kind];
+    const deadlineMs = last === undefined ? 30_000 : Math.max(2000, 4 * last);
     this.dispatch(
       this.scheduler.startPhase(
         this.state.step,
         this.state.phase,
         { ...this.state.versions },
         Date.now(),
+        deadlineMs,
       ),
     );
   }
@@ -202,14 +242,30 @@ export class CoordinatorServer {
           this.streams.get(a.workerId)?.write({ cancel: { taskId: a.taskId, reason: a.reason } });
           break;
         case "workerLost": {
-          if (!this.finished) this.log(`coordinator: worker ${a.workerId} lost: ${a.reason}`);
+          if (!this.finished) {
+            this.event("workerLost", `worker ${a.workerId} lost: ${a.reason}`, {
+              workerId: a.workerId,
+              reason: a.reason,
+            });
+          }
           const s = this.streams.get(a.workerId);
           this.streams.delete(a.workerId);
           s?.end();
           break;
         }
         case "taskReassigned":
-          this.log(`coordinator: microtask ${a.taskId} reassigned from ${a.from} to ${a.to}`);
+          this.event(
+            "taskReassigned",
+            `microtask ${a.taskId} reassigned from ${a.from} to ${a.to}`,
+            a,
+          );
+          break;
+        case "taskReissued":
+          this.event(
+            "taskReissued",
+            `microtask ${a.taskId} is late on ${a.holder}; also sent to ${a.to}`,
+            a,
+          );
           break;
         case "phaseComplete":
           this.applying = this.completePhase(a.results).finally(() => {
@@ -221,6 +277,7 @@ export class CoordinatorServer {
   }
 
   private async completePhase(results: MicrotaskResult[]): Promise<void> {
+    this.lastPhaseMs[this.state.kind] = performance.now() - this.phaseStarted;
     const summary = this.state.applyPhase(results);
     this.publish(summary.kind);
     const stepDone = this.state.phase === 0;
@@ -234,15 +291,16 @@ export class CoordinatorServer {
           png,
         );
         writeFileSync(join(this.cfg.run.dir, "samples", "latest.png"), png);
-        this.nc.publish(subjects(this.cfg.run.id).samples, png);
+        this.natsPublish(subjects(this.cfg.run.id).samples, png);
       }
       if (step % this.cfg.checkpoint.every === 0 || this.state.done) {
-        await writeCheckpoint(
+        const dir = await writeCheckpoint(
           this.cfg.run.dir,
           this.cfg,
           this.state.snapshot(),
           this.cfg.checkpoint.keep,
         );
+        this.event("checkpointWritten", `checkpoint ${dir}`, { dir, step });
       }
     }
     if (this.state.done) await this.finish();
@@ -265,7 +323,7 @@ export class CoordinatorServer {
       bytesOut: this.bytesOut,
     };
     appendFileSync(join(this.cfg.run.dir, "metrics.jsonl"), `${JSON.stringify(metrics)}\n`);
-    this.nc.publish(subjects(this.cfg.run.id).metrics, JSON.stringify(metrics));
+    this.natsPublish(subjects(this.cfg.run.id).metrics, JSON.stringify(metrics));
   }
 
   private finish(): Promise<void> {
@@ -312,7 +370,10 @@ export class CoordinatorServer {
         }
         const { workerId, actions } = this.scheduler.join(name, Date.now());
         this.dispatch(actions);
-        this.log(`coordinator: ${workerId} joined (backend ${call.request.backend || "?"})`);
+        this.event("workerJoined", `${workerId} joined (backend ${call.request.backend || "?"})`, {
+          workerId,
+          backend: call.request.backend,
+        });
         callback(null, {
           workerId,
           leaseMs: this.scheduler.leaseMs,
@@ -393,7 +454,11 @@ export class CoordinatorServer {
         });
         call.on("end", () => {
           const reject = (reason: string) => {
-            this.log(`coordinator: rejected a gradient: ${reason}`);
+            this.event("gradientRejected", `rejected a gradient: ${reason}`, {
+              workerId: header?.workerId ?? null,
+              taskId: header?.taskId ?? null,
+              reason,
+            });
             callback(null, { accepted: false, reason });
           };
           if (this.stopping) return reject("coordinator is stopping");

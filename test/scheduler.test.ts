@@ -106,3 +106,33 @@ describe("scheduler", () => {
     expect(assigns(actions)).toEqual([`0->${ids[1]}`]);
   });
 });
+
+describe("scheduler stragglers", () => {
+  it("re-issues a microtask past its deadline to an idle worker; the first result wins", () => {
+    const { s, ids } = cluster(["a", "b"], 2);
+    s.startPhase(0, 0, { G: 0, D: 0 }, 0, 1000);
+    s.heartbeat(ids[0], 900);
+    s.heartbeat(ids[1], 900);
+    expect(s.submit(ids[1], "0.0.1", result(1), 500).verdict.ok).toBe(true);
+    expect(s.tick(900)).toEqual([]); // not late yet
+    const actions = s.tick(1100);
+    expect(actions).toContainEqual({
+      type: "taskReissued",
+      taskId: "0.0.0",
+      holder: ids[0],
+      to: ids[1],
+    });
+    expect(assigns(actions)).toEqual([`0->${ids[1]}`]);
+    const { verdict, actions: after } = s.submit(ids[1], "0.0.0", result(0), 1200);
+    expect(verdict.ok).toBe(true);
+    expect(after).toContainEqual({
+      type: "cancel",
+      workerId: ids[0],
+      taskId: "0.0.0",
+      reason: "result already in",
+    });
+    expect(after.some((a) => a.type === "phaseComplete")).toBe(true);
+    // The straggler's late result is dropped: the phase is over.
+    expect(s.submit(ids[0], "0.0.0", result(9), 1300).verdict.ok).toBe(false);
+  });
+});
