@@ -115,7 +115,7 @@ export async function writeCheckpoint(
   await writeFile(join(tmpPath, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
   fsyncPath(join(tmpPath, "manifest.json"));
   fsyncPath(tmpPath);
-  await rm(finalPath, { recursive: true, force: true });
+  await discard(runDir, name);
   await rename(tmpPath, finalPath);
   fsyncPath(runDir);
   await pruneCheckpoints(runDir, keep);
@@ -134,9 +134,22 @@ async function checkpointNames(runDir: string): Promise<string[]> {
 
 async function pruneCheckpoints(runDir: string, keep: number): Promise<void> {
   const names = await checkpointNames(runDir);
-  for (const old of names.slice(0, Math.max(0, names.length - keep))) {
-    await rm(join(runDir, old), { recursive: true, force: true });
+  for (const old of names.slice(0, Math.max(0, names.length - keep))) await discard(runDir, old);
+}
+
+/**
+ * Removes a checkpoint directory without ever leaving a half-deleted one under
+ * its final name: rename it aside (atomic), then delete.
+ */
+async function discard(runDir: string, name: string): Promise<void> {
+  const trash = join(runDir, `.trash-${name}-${process.pid}`);
+  try {
+    await rename(join(runDir, name), trash);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+    throw err;
   }
+  await rm(trash, { recursive: true, force: true });
 }
 
 /** Reads and verifies one checkpoint directory; throws CheckpointError naming what is wrong. */
@@ -195,11 +208,19 @@ export async function readCheckpoint(
   };
 }
 
-/** The newest checkpoint in a run dir that verifies; corrupt ones are reported and skipped. */
+/**
+ * The newest checkpoint in a run dir that verifies; corrupt ones are reported
+ * and skipped. Temporary directories left by a writer that was killed are removed.
+ */
 export async function latestValidCheckpoint(
   runDir: string,
   onRejected: (dir: string, reason: string) => void = () => {},
 ): Promise<{ dir: string; manifest: Manifest; data: CheckpointData } | null> {
+  for (const name of await readdir(runDir).catch(() => [] as string[])) {
+    if (name.startsWith(".tmp-ckpt-") || name.startsWith(".trash-ckpt-")) {
+      await rm(join(runDir, name), { recursive: true, force: true });
+    }
+  }
   const names = await checkpointNames(runDir);
   for (const name of names.reverse()) {
     const dir = join(runDir, name);

@@ -78,6 +78,8 @@ export class CoordinatorServer {
   private finished: Promise<void> | null = null;
   /** The phase being applied (checkpoint/sample I/O included), so stop() can wait for it. */
   private applying: Promise<void> | null = null;
+  /** Checkpoint writes run off the training path, one after another. */
+  private checkpointing: Promise<void> = Promise.resolve();
   private stopping = false;
   private resolveDone!: () => void;
   readonly done = new Promise<void>((r) => {
@@ -130,23 +132,8 @@ export class CoordinatorServer {
     this.stopping = true;
     if (this.ticker) clearInterval(this.ticker);
     await this.applying;
-    if (this.state && !this.state.done) {
-      const dir = await writeCheckpoint(
-        this.cfg.run.dir,
-        this.cfg,
-        this.state.snapshot(),
-        this.cfg.checkpoint.keep,
-      );
-      this.event(
-        "checkpointWritten",
-        `stopped at step ${this.state.step} phase ${this.state.phase}; checkpoint ${dir}`,
-        {
-          dir,
-          step: this.state.step,
-          phase: this.state.phase,
-        },
-      );
-    }
+    if (this.state && !this.state.done) this.checkpoint("stopped");
+    await this.checkpointing;
     for (const s of this.streams.values()) s.end();
     this.server.forceShutdown();
     await this.nc?.drain().catch(() => {});
@@ -293,18 +280,34 @@ export class CoordinatorServer {
         writeFileSync(join(this.cfg.run.dir, "samples", "latest.png"), png);
         this.natsPublish(subjects(this.cfg.run.id).samples, png);
       }
-      if (step % this.cfg.checkpoint.every === 0 || this.state.done) {
-        const dir = await writeCheckpoint(
-          this.cfg.run.dir,
-          this.cfg,
-          this.state.snapshot(),
-          this.cfg.checkpoint.keep,
-        );
-        this.event("checkpointWritten", `checkpoint ${dir}`, { dir, step });
-      }
+      if (step % this.cfg.checkpoint.every === 0 || this.state.done) this.checkpoint("interval");
     }
     if (this.state.done) await this.finish();
     else this.startPhase();
+  }
+
+  /**
+   * Snapshots the state now (a copy, ~1 ms) and writes it in the background so
+   * the next phase starts at once; writes are queued, never concurrent.
+   */
+  private checkpoint(why: "interval" | "stopped"): void {
+    const snapshot = this.state.snapshot();
+    const started = performance.now();
+    this.checkpointing = this.checkpointing
+      .then(() => writeCheckpoint(this.cfg.run.dir, this.cfg, snapshot, this.cfg.checkpoint.keep))
+      .then(
+        (dir) =>
+          this.event("checkpointWritten", `checkpoint ${dir} (${why})`, {
+            dir,
+            step: snapshot.step,
+            phase: snapshot.phase,
+            seconds: (performance.now() - started) / 1000,
+          }),
+        (err: Error) =>
+          this.event("checkpointFailed", `checkpoint failed: ${err.message}`, {
+            reason: err.message,
+          }),
+      );
   }
 
   private recordMetrics(summary: PhaseSummary, stepDone: boolean): void {
@@ -329,6 +332,7 @@ export class CoordinatorServer {
   private finish(): Promise<void> {
     this.finished ??= (async () => {
       if (this.ticker) clearInterval(this.ticker);
+      await this.checkpointing;
       const hashes = this.state.hashes();
       const summary = {
         step: this.state.step,

@@ -1,0 +1,147 @@
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readCheckpoint } from "../coordinator/checkpoint.js";
+import { runAgon, tempDir, tinyRing } from "./helpers/cli.js";
+import {
+  type Proc,
+  startCoordinator,
+  startWorker,
+  waitFor,
+  waitForStep,
+} from "./helpers/cluster.js";
+import { startNats } from "./helpers/nats.js";
+
+let nats: Awaited<ReturnType<typeof startNats>>;
+beforeAll(async () => {
+  nats = await startNats();
+});
+afterAll(async () => {
+  await nats?.stop();
+});
+
+const ring = (steps: number, every: number) => [
+  ...tinyRing({ steps, shards: 6, batch: 36, size: 600 }),
+  "--set",
+  `checkpoint.every=${every}`,
+  "checkpoint.keep=3",
+];
+
+async function reference(config: string[]) {
+  const r = await runAgon([
+    "train",
+    ...config,
+    "--run-dir",
+    tempDir(),
+    "--backend",
+    "wasm",
+    "--json",
+  ]);
+  expect(r.code, r.stderr).toBe(0);
+  return (JSON.parse(r.stdout.trim().split("\n").at(-1)!) as { hashes: { G: string; D: string } })
+    .hashes;
+}
+
+describe("fault tolerance", () => {
+  it("chaos equals calm: worker SIGKILL, worker SIGSTOP, coordinator SIGKILL + restart and a NATS restart give the uninterrupted hashes", async () => {
+    if (!nats.restart) return expect.fail("the NATS helper must be able to restart its server");
+    const config = ring(500, 25);
+    const expected = await reference(config);
+    const runDir = tempDir();
+    const metrics = join(runDir, "metrics.jsonl");
+    let coord = await startCoordinator([...config, "--run-dir", runDir], nats.url);
+    const address = coord.address;
+    const workers: Proc[] = ["w0", "w1", "w2"].map((n) => startWorker(address, nats.url, n));
+
+    await waitForStep(metrics, 40);
+    workers[0].child.kill("SIGKILL");
+    await waitFor(() => /w0#\d+ lost/.test(coord.stderr()), 10_000, "w0 lost");
+
+    await waitForStep(metrics, 80);
+    workers[1].child.kill("SIGSTOP");
+    await waitFor(
+      () => /w1#\d+ lost: (lease expired|stream)/.test(coord.stderr()),
+      10_000,
+      "w1 lease expiry",
+    );
+    workers[1].child.kill("SIGCONT"); // wakes up evicted: its late results must be ignored, then it re-joins
+
+    await waitForStep(metrics, 130);
+    coord.child.kill("SIGKILL");
+    await coord.exited;
+    coord = await startCoordinator([...config, "--run-dir", runDir], nats.url, {
+      listen: address,
+      fresh: false,
+    });
+    expect(coord.stderr()).toMatch(/resumed from .*ckpt-/);
+
+    const resumedAt = (() => {
+      const m = /resumed from .* \(step (\d+)/.exec(coord.stderr());
+      return Number(m?.[1] ?? 0);
+    })();
+    await waitForStep(metrics, resumedAt + 40);
+    await nats.restart();
+
+    const done = await coord.done;
+    expect(done.hashes).toEqual(expected);
+    expect(coord.stderr()).toMatch(/nats: reconnected|reconnect/);
+    for (const w of workers.slice(1)) expect(await w.exited).toBe(0);
+  });
+
+  it("a coordinator killed -9 while writing checkpoints never leaves one that loads as valid but is not", async () => {
+    const config = [...ring(100_000, 1), "--set", "checkpoint.keep=2"];
+    const runDir = tempDir();
+    for (let round = 0; round < 4; round++) {
+      const coord = await startCoordinator([...config, "--run-dir", runDir], nats.url, {
+        fresh: round === 0,
+      });
+      const worker = startWorker(coord.address, nats.url, "w");
+      await waitForStep(join(runDir, "metrics.jsonl"), 10 * (round + 1));
+      // Checkpoints are written every step, so a kill lands mid-write often.
+      await new Promise((r) => setTimeout(r, 37 * round));
+      coord.child.kill("SIGKILL");
+      await coord.exited;
+      worker.child.kill("SIGKILL");
+      await worker.exited;
+      for (const name of readdirSync(runDir).filter((n) => n.startsWith("ckpt-"))) {
+        // Every directory under a final name verifies completely.
+        await expect(readCheckpoint(join(runDir, name))).resolves.toBeTruthy();
+      }
+    }
+  });
+
+  it("a flipped byte in the newest checkpoint is detected and the previous one is used", async () => {
+    const dir = tempDir();
+    const args = (steps: number) => [
+      "train",
+      ...tinyRing({ steps }),
+      "--set",
+      "checkpoint.every=3",
+      "--run-dir",
+      dir,
+      "--backend",
+      "wasm",
+      "--json",
+    ];
+    const straight = await runAgon([
+      "train",
+      ...tinyRing({ steps: 12 }),
+      "--run-dir",
+      tempDir(),
+      "--backend",
+      "wasm",
+      "--json",
+    ]);
+    expect((await runAgon(args(9))).code).toBe(0);
+    const blob = join(dir, "ckpt-00000009", "G.weights.f32");
+    const bytes = readFileSync(blob);
+    bytes[100] ^= 0x01;
+    writeFileSync(blob, bytes);
+    const resumed = await runAgon(args(12));
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stderr).toMatch(/checkpoint rejected: .*ckpt-00000009.*fails its checksum/);
+    expect(resumed.stderr).toMatch(/resumed from .*ckpt-00000006 \(step 6\)/);
+    const hashes = (s: string) => JSON.parse(s.trim().split("\n").at(-1)!).hashes;
+    expect(hashes(resumed.stdout)).toEqual(hashes(straight.stdout));
+  });
+});
