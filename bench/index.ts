@@ -1,5 +1,6 @@
 // `npm run bench -- <name> [options]`: a small dispatcher of named benchmarks.
 import { runDistributedBench } from "./distributed.js";
+import { runFaultsBench } from "./faults.js";
 import { runStepBench } from "./step.js";
 
 interface Benchmark {
@@ -15,6 +16,10 @@ const BENCHMARKS: Record<string, Benchmark> = {
   distributed: {
     summary: "agon local vs agon train overhead, 2 vs 1 worker scaling, bytes and time per phase",
     run: runDistributedBench,
+  },
+  faults: {
+    summary: "recovery after worker loss and coordinator restart; checkpoint write cost",
+    run: runFaultsBench,
   },
 };
 

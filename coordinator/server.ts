@@ -297,12 +297,16 @@ export class CoordinatorServer {
       .then(() => writeCheckpoint(this.cfg.run.dir, this.cfg, snapshot, this.cfg.checkpoint.keep))
       .then(
         (dir) =>
-          this.event("checkpointWritten", `checkpoint ${dir} (${why})`, {
-            dir,
-            step: snapshot.step,
-            phase: snapshot.phase,
-            seconds: (performance.now() - started) / 1000,
-          }),
+          this.event(
+            "checkpointWritten",
+            `checkpoint ${dir} (${why}, ${(performance.now() - started).toFixed(1)} ms)`,
+            {
+              dir,
+              step: snapshot.step,
+              phase: snapshot.phase,
+              seconds: (performance.now() - started) / 1000,
+            },
+          ),
         (err: Error) =>
           this.event("checkpointFailed", `checkpoint failed: ${err.message}`, {
             reason: err.message,

@@ -4,6 +4,7 @@ import { PNG } from "pngjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runAgon, tempDir, tinyRing } from "./helpers/cli.js";
 import {
+  killAll,
   lastStep,
   startCoordinator,
   startWorker,
@@ -17,6 +18,7 @@ beforeAll(async () => {
   nats = await startNats();
 });
 afterAll(async () => {
+  killAll();
   await nats?.stop();
 });
 

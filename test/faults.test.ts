@@ -2,8 +2,10 @@ import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readCheckpoint } from "../coordinator/checkpoint.js";
+import { connectNats, subjects } from "../shared/nats.js";
 import { runAgon, tempDir, tinyRing } from "./helpers/cli.js";
 import {
+  killAll,
   type Proc,
   startCoordinator,
   startWorker,
@@ -17,6 +19,7 @@ beforeAll(async () => {
   nats = await startNats();
 });
 afterAll(async () => {
+  killAll();
   await nats?.stop();
 });
 
@@ -49,6 +52,14 @@ describe("fault tolerance", () => {
     const expected = await reference(config);
     const runDir = tempDir();
     const metrics = join(runDir, "metrics.jsonl");
+    // Watch the events subject the whole time, across the coordinator restart.
+    const nc = await connectNats(nats.url, "chaos-watcher");
+    const events: Array<{ type: string }> = [];
+    nc.subscribe(subjects("agon").events, {
+      callback: (_err, msg) => {
+        events.push(msg.json());
+      },
+    });
     let coord = await startCoordinator([...config, "--run-dir", runDir], nats.url);
     const address = coord.address;
     const workers: Proc[] = ["w0", "w1", "w2"].map((n) => startWorker(address, nats.url, n));
@@ -86,6 +97,29 @@ describe("fault tolerance", () => {
     expect(done.hashes).toEqual(expected);
     expect(coord.stderr()).toMatch(/nats: reconnected|reconnect/);
     for (const w of workers.slice(1)) expect(await w.exited).toBe(0);
+    await nc.drain();
+    const types = new Set(events.map((e) => e.type));
+    for (const t of ["workerJoined", "workerLost", "checkpointWritten", "resumedFrom"])
+      expect(types).toContain(t);
+  });
+
+  it("refuses to resume a checkpoint of another config unless --fresh or --force", async () => {
+    const dir = tempDir();
+    const args = (...extra: string[]) => [
+      "train",
+      ...tinyRing({ steps: 4 }),
+      "--run-dir",
+      dir,
+      "--json",
+      ...extra,
+    ];
+    expect((await runAgon(args())).code).toBe(0);
+    const other = await runAgon(args("--seed", "9"));
+    expect(other.code).not.toBe(0);
+    expect(other.stderr).toMatch(
+      /agon: error: .*ckpt-00000004 was written with a different config; use --fresh/,
+    );
+    expect((await runAgon(args("--seed", "9", "--fresh"))).code).toBe(0);
   });
 
   it("a coordinator killed -9 while writing checkpoints never leaves one that loads as valid but is not", async () => {

@@ -109,6 +109,8 @@ export function buildCli(): Command {
       process.once("SIGTERM", stop);
       process.once("SIGINT", stop);
       await server.done;
+      // Exit now: a NATS client whose server went away would otherwise keep reconnecting forever.
+      process.exit(0);
     });
 
   program
@@ -133,7 +135,7 @@ export function buildCli(): Command {
       process.once("SIGTERM", stop);
       process.once("SIGINT", stop);
       await worker.start();
-      process.exitCode = await worker.exited;
+      process.exit(await worker.exited);
     });
 
   registerLocalCommand(program, { addConfigOptions, configFromOptions, backendOption });

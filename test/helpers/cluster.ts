@@ -11,8 +11,22 @@ export interface Proc {
   exited: Promise<number | null>;
 }
 
+const started = new Set<ChildProcess>();
+
+/** Kills every process this helper started that is still running (call in afterAll). */
+export function killAll(): void {
+  for (const child of started) {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGCONT");
+      child.kill("SIGKILL");
+    }
+  }
+  started.clear();
+}
+
 function start(args: string[]): Proc {
   const child = spawn(process.execPath, [AGON, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  started.add(child);
   let stderr = "";
   child.stderr!.on("data", (b: Buffer) => {
     stderr += b.toString();
