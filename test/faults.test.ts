@@ -130,6 +130,8 @@ describe("fault tolerance", () => {
         fresh: round === 0,
       });
       const worker = startWorker(coord.address, nats.url, "w");
+      // After a kill, the next coordinator resumes from the newest checkpoint that verifies.
+      if (round > 0) expect(coord.stderr()).toMatch(/resumed from .*ckpt-\d{8} \(step \d+/);
       await waitForStep(join(runDir, "metrics.jsonl"), 10 * (round + 1));
       // Checkpoints are written every step, so a kill lands mid-write often.
       await new Promise((r) => setTimeout(r, 37 * round));
