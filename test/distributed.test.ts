@@ -1,26 +1,18 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { PNG } from "pngjs";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runAgon, tempDir, tinyRing } from "./helpers/cli.js";
+import { describe, expect, it } from "vitest";
+import { referenceHashes, runAgon, tempDir, tinyRing } from "./helpers/cli.js";
 import {
-  killAll,
   lastStep,
   startCoordinator,
   startWorker,
   waitFor,
   waitForStep,
 } from "./helpers/cluster.js";
-import { startNats } from "./helpers/nats.js";
+import { natsForSuite } from "./helpers/nats.js";
 
-let nats: Awaited<ReturnType<typeof startNats>>;
-beforeAll(async () => {
-  nats = await startNats();
-});
-afterAll(async () => {
-  killAll();
-  await nats?.stop();
-});
+const nats = natsForSuite();
 
 const ring = (steps: number) => tinyRing({ steps, shards: 6, batch: 36, size: 600 });
 
@@ -48,20 +40,6 @@ function lastJson(stdout: string): { step: number; hashes: { G: string; D: strin
   return JSON.parse(stdout.trim().split("\n").at(-1)!);
 }
 
-async function reference(config: string[]) {
-  const r = await runAgon([
-    "train",
-    ...config,
-    "--run-dir",
-    tempDir(),
-    "--backend",
-    "wasm",
-    "--json",
-  ]);
-  expect(r.code, r.stderr).toBe(0);
-  return lastJson(r.stdout).hashes;
-}
-
 async function local(config: string[], workers: number, runDir = tempDir()) {
   const r = await runAgon([
     "local",
@@ -83,14 +61,14 @@ async function local(config: string[], workers: number, runDir = tempDir()) {
 describe("distributed training is bit-for-bit the single-process run", () => {
   it("MLP GAN on the ring: agon train = local --workers 1 = local --workers 3 (K=6)", async () => {
     const config = ring(12);
-    const expected = await reference(config);
+    const expected = await referenceHashes(config);
     expect(await local(config, 1)).toEqual(expected);
     expect(await local(config, 3)).toEqual(expected);
   });
 
   it("small DCGAN on MNIST: agon train = local --workers 1 = local --workers 3 (K=6), with sample grids", async () => {
     const config = dcgan(3);
-    const expected = await reference(config);
+    const expected = await referenceHashes(config);
     expect(await local(config, 1)).toEqual(expected);
     const runDir = tempDir();
     expect(await local(config, 3, runDir)).toEqual(expected);
@@ -100,7 +78,7 @@ describe("distributed training is bit-for-bit the single-process run", () => {
 
   it("arrival order does not matter: a worker paused mid-phase delivers late and the hashes stay equal", async () => {
     const config = ring(30);
-    const expected = await reference(config);
+    const expected = await referenceHashes(config);
     const runDir = tempDir();
     const coord = await startCoordinator([...config, "--run-dir", runDir], nats.url);
     const workers = [0, 1, 2].map((i) => startWorker(coord.address, nats.url, `w${i}`));
@@ -120,7 +98,7 @@ describe("distributed training is bit-for-bit the single-process run", () => {
 
   it("a worker without NATS (it misses every broadcast) recovers through FetchParams", async () => {
     const config = ring(10);
-    const expected = await reference(config);
+    const expected = await referenceHashes(config);
     const coord = await startCoordinator([...config, "--run-dir", tempDir()], nats.url);
     const deaf = startWorker(coord.address, "nats://127.0.0.1:1", "deaf");
     const ok = startWorker(coord.address, nats.url, "ok");
@@ -132,7 +110,7 @@ describe("distributed training is bit-for-bit the single-process run", () => {
 
   it("a worker joining at step s and another leaving at step s' leave the hashes unchanged", async () => {
     const config = ring(600);
-    const expected = await reference(config);
+    const expected = await referenceHashes(config);
     const runDir = tempDir();
     const metrics = join(runDir, "metrics.jsonl");
     const coord = await startCoordinator([...config, "--run-dir", runDir], nats.url);
@@ -154,7 +132,7 @@ describe("distributed training is bit-for-bit the single-process run", () => {
 
   it("workers re-join a restarted coordinator, which resumes from its checkpoint with the same result", async () => {
     const config = [...ring(300), "--set", "checkpoint.every=10"];
-    const expected = await reference(config);
+    const expected = await referenceHashes(config);
     const runDir = tempDir();
     const metrics = join(runDir, "metrics.jsonl");
     const first = await startCoordinator([...config, "--run-dir", runDir], nats.url);

@@ -1,27 +1,19 @@
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { readCheckpoint } from "../coordinator/checkpoint.js";
 import { connectNats, subjects } from "../shared/nats.js";
-import { runAgon, tempDir, tinyRing } from "./helpers/cli.js";
+import { referenceHashes, runAgon, tempDir, tinyRing } from "./helpers/cli.js";
 import {
-  killAll,
   type Proc,
   startCoordinator,
   startWorker,
   waitFor,
   waitForStep,
 } from "./helpers/cluster.js";
-import { startNats } from "./helpers/nats.js";
+import { natsForSuite } from "./helpers/nats.js";
 
-let nats: Awaited<ReturnType<typeof startNats>>;
-beforeAll(async () => {
-  nats = await startNats();
-});
-afterAll(async () => {
-  killAll();
-  await nats?.stop();
-});
+const nats = natsForSuite();
 
 const ring = (steps: number, every: number) => [
   ...tinyRing({ steps, shards: 6, batch: 36, size: 600 }),
@@ -30,26 +22,10 @@ const ring = (steps: number, every: number) => [
   "checkpoint.keep=3",
 ];
 
-async function reference(config: string[]) {
-  const r = await runAgon([
-    "train",
-    ...config,
-    "--run-dir",
-    tempDir(),
-    "--backend",
-    "wasm",
-    "--json",
-  ]);
-  expect(r.code, r.stderr).toBe(0);
-  return (JSON.parse(r.stdout.trim().split("\n").at(-1)!) as { hashes: { G: string; D: string } })
-    .hashes;
-}
-
 describe("fault tolerance", () => {
   it("chaos equals calm: worker SIGKILL, worker SIGSTOP, coordinator SIGKILL + restart and a NATS restart give the uninterrupted hashes", async () => {
-    if (!nats.restart) return expect.fail("the NATS helper must be able to restart its server");
     const config = ring(500, 25);
-    const expected = await reference(config);
+    const expected = await referenceHashes(config);
     const runDir = tempDir();
     const metrics = join(runDir, "metrics.jsonl");
     // Watch the events subject the whole time, across the coordinator restart.

@@ -67,3 +67,19 @@ export function tinyRing(opts: {
     String(opts.batch ?? 32),
   ];
 }
+
+/** The weight hashes `agon train` ends with for these config flags: the reference every distributed run must match. */
+export async function referenceHashes(config: string[]): Promise<{ G: string; D: string }> {
+  const r = await runAgon([
+    "train",
+    ...config,
+    "--run-dir",
+    tempDir(),
+    "--backend",
+    "wasm",
+    "--json",
+  ]);
+  if (r.code !== 0) throw new Error(`agon train failed (${r.code}): ${r.stderr}`);
+  return (JSON.parse(r.stdout.trim().split("\n").at(-1)!) as { hashes: { G: string; D: string } })
+    .hashes;
+}
