@@ -40,7 +40,8 @@ export class CheckpointError extends Error {
 
 /**
  * Hash of the fields that decide the training trajectory. Steps, run dir,
- * checkpoint and sample cadence are left out so a run can be extended or moved.
+ * checkpoint and sample cadence and health settings are left out, so a run can
+ * be extended, moved or watched differently.
  */
 export function configHash(cfg: RunConfig): string {
   const {
@@ -48,6 +49,7 @@ export function configHash(cfg: RunConfig): string {
     run: _run,
     checkpoint: _checkpoint,
     samples: _samples,
+    health: _health,
     ...trajectory
   } = cfg;
   return sha256(new TextEncoder().encode(canonicalJson(trajectory)));

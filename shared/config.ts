@@ -117,6 +117,17 @@ const configSchema = z
       .object({ every: positiveInt.default(100), count: positiveInt.max(1024).default(64) })
       .strict()
       .default({ every: 100, count: 64 }),
+    health: z
+      .object({
+        /** On NaN/Inf losses, restore the last checkpoint instead of training on. */
+        rollback: z.boolean().default(false),
+        /** Consecutive D phases with D(x) > 0.99 and D(G(z)) < 0.01 before "D is winning" is signalled. */
+        dWinsPhases: positiveInt.default(50),
+        /** Mean pairwise distance of the fixed-noise samples below this share of its maximum: collapse. */
+        collapseRatio: z.number().gt(0).lt(1).default(0.25),
+      })
+      .strict()
+      .default({ rollback: false, dWinsPhases: 50, collapseRatio: 0.25 }),
   })
   .strict()
   .superRefine((cfg, ctx) => {
