@@ -2,6 +2,7 @@
 // subcommand, and turns every known failure into one clear line and an exit code.
 import { Command, CommanderError, Option } from "commander";
 import { CheckpointError } from "../../coordinator/checkpoint.js";
+import { EvaluationError, registerEvalCommand } from "../../coordinator/eval.js";
 import { LocalError, registerLocalCommand } from "../../coordinator/local.js";
 import { CoordinatorServer } from "../../coordinator/server.js";
 import { train } from "../../coordinator/train.js";
@@ -9,6 +10,7 @@ import { defaultWorkerName, Worker } from "../../worker/worker.js";
 import { BACKEND_NAMES, type BackendName } from "../backend.js";
 import { ConfigError, loadConfig } from "../config.js";
 import { DatasetError } from "../data/index.js";
+import { ClassifierError } from "../fid-classifier.js";
 import { NatsError } from "../nats.js";
 
 /** Flags that are shorthands for config overrides. */
@@ -109,8 +111,9 @@ export function buildCli(): Command {
       process.once("SIGTERM", stop);
       process.once("SIGINT", stop);
       await server.done;
+      if (server.failure) process.stderr.write(`agon: error: ${server.failure.message}\n`);
       // Exit now: a NATS client whose server went away would otherwise keep reconnecting forever.
-      process.exit(0);
+      process.exit(server.failure ? 1 : 0);
     });
 
   program
@@ -139,6 +142,7 @@ export function buildCli(): Command {
     });
 
   registerLocalCommand(program, { addConfigOptions, configFromOptions, backendOption });
+  registerEvalCommand(program);
 
   return program;
 }
@@ -164,7 +168,15 @@ function parseNatsUrls(value: string): string[] {
   return urls;
 }
 
-const USER_ERRORS = [ConfigError, DatasetError, CheckpointError, NatsError, LocalError];
+const USER_ERRORS = [
+  ConfigError,
+  DatasetError,
+  CheckpointError,
+  NatsError,
+  LocalError,
+  EvaluationError,
+  ClassifierError,
+];
 
 export async function main(argv: string[]): Promise<number> {
   const program = buildCli();
