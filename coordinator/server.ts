@@ -16,10 +16,11 @@ import type { RunConfig } from "../shared/config.js";
 import { loadDataset } from "../shared/data/index.js";
 import { sha256 } from "../shared/hash.js";
 import type { MicrotaskResult } from "../shared/microtask.js";
+import { HealthMonitor } from "../shared/health.js";
 import { buildModel, type GanModel } from "../shared/models.js";
 import { connectNats, subjects } from "../shared/nats.js";
 import { type Net, publishParams } from "../shared/params-bus.js";
-import { samplesPng } from "../shared/runner.js";
+import { generateSamples, samplesGridPng } from "../shared/runner.js";
 import { datasetSpec, phaseKind } from "../shared/schedule.js";
 import {
   ChunkAssembler,
@@ -81,6 +82,12 @@ export class CoordinatorServer {
   /** Checkpoint writes run off the training path, one after another. */
   private checkpointing: Promise<void> = Promise.resolve();
   private stopping = false;
+  private readonly health: HealthMonitor;
+  private rolledBack = false;
+  /** Non-finite gradients received per microtask of the current phase. */
+  private readonly nonFiniteTasks = new Map<string, number>();
+  /** Set when the run ends in error (divergence); the CLI exits non-zero with it. */
+  failure: Error | null = null;
   private resolveDone!: () => void;
   readonly done = new Promise<void>((r) => {
     this.resolveDone = r;
@@ -92,6 +99,11 @@ export class CoordinatorServer {
     private readonly opts: CoordinatorOptions,
   ) {
     this.log = opts.log ?? ((line) => process.stderr.write(`${line}\n`));
+    this.health = new HealthMonitor({
+      dWinsPhases: cfg.health.dWinsPhases,
+      collapseRatio: cfg.health.collapseRatio,
+      loss: cfg.loss.name,
+    });
   }
 
   async start(): Promise<string> {
@@ -193,6 +205,7 @@ export class CoordinatorServer {
     if (this.stopping) return;
     this.phaseStarted = performance.now();
     this.computeByWorker.clear();
+    this.nonFiniteTasks.clear();
     // Stragglers: a microtask unfinished after 4× the last phase of its kind (≥ 2 s) also goes to an idle worker.
     const last = this.lastPhaseMs[this.state.kind];
     const deadlineMs = last === undefined ? 30_000 : Math.max(2000, 4 * last);
@@ -269,10 +282,14 @@ export class CoordinatorServer {
     this.publish(summary.kind);
     const stepDone = this.state.phase === 0;
     this.recordMetrics(summary, stepDone);
+    const signals = this.health.observePhase(summary);
     if (stepDone) {
       const step = this.state.step;
       if (step % this.cfg.samples.every === 0 || this.state.done) {
-        const png = samplesPng(this.cfg, this.model, this.state.weights.G);
+        const count = this.cfg.samples.count;
+        const samples = generateSamples(this.model, this.state.weights.G, this.cfg.seed, count);
+        signals.push(...this.health.observeSamples(step, samples, count, samples.length / count));
+        const png = samplesGridPng(this.cfg, this.model, samples);
         writeFileSync(
           join(this.cfg.run.dir, "samples", `step-${String(step).padStart(8, "0")}.png`),
           png,
@@ -282,8 +299,57 @@ export class CoordinatorServer {
       }
       if (step % this.cfg.checkpoint.every === 0 || this.state.done) this.checkpoint("interval");
     }
+    for (const signal of signals) {
+      this.event(signal.type, signal.message, { step: signal.step, value: signal.value ?? null });
+    }
+    if (signals.some((x) => x.type === "nonFinite")) return this.diverged(summary.step, "non-finite loss");
     if (this.state.done) await this.finish();
     else this.startPhase();
+  }
+
+  /**
+   * A worker sent NaN/Inf. It is evicted (its microtasks move on; a healthy
+   * worker re-joins). Microtasks are deterministic, so when a second worker
+   * gets NaN for the same microtask, training itself has diverged.
+   */
+  private nonFiniteGradient(workerId: string, taskId: string): void {
+    const task = this.scheduler.task(taskId);
+    if (!task || !this.scheduler.isMember(workerId)) return;
+    const seen = (this.nonFiniteTasks.get(taskId) ?? 0) + 1;
+    this.nonFiniteTasks.set(taskId, seen);
+    this.dispatch(this.scheduler.lose(workerId, `sent a non-finite gradient for ${taskId}`, Date.now()));
+    if (seen >= 2) void this.diverged(task.step, `non-finite gradient for microtask ${taskId}`);
+  }
+
+  /**
+   * Training produced NaN/Inf. With health.rollback the newest valid checkpoint
+   * is restored once; training is deterministic, so a second divergence after
+   * a rollback would only repeat itself and the run stops instead.
+   */
+  private async diverged(step: number, why: string): Promise<void> {
+    const stop = (message: string) => {
+      this.event("diverged", message, { step });
+      this.failure = new Error(message);
+      void this.finish();
+    };
+    if (!this.cfg.health.rollback) {
+      return stop(`training diverged at step ${step} (${why}); lower the learning rate, or set health.rollback`);
+    }
+    if (this.rolledBack) {
+      return stop(`training diverged again at step ${step} (${why}) after a rollback; lower the learning rate`);
+    }
+    await this.checkpointing;
+    const found = await latestValidCheckpoint(this.cfg.run.dir);
+    if (!found) return stop(`training diverged at step ${step} (${why}) and there is no checkpoint to roll back to`);
+    this.rolledBack = true;
+    this.state.restore(found.data);
+    this.event("rolledBack", `rolled back to ${found.dir} (step ${found.data.step}) after ${why} at step ${step}`, {
+      dir: found.dir,
+      step: found.data.step,
+    });
+    this.publish("G");
+    this.publish("D");
+    this.startPhase();
   }
 
   /**
@@ -343,6 +409,7 @@ export class CoordinatorServer {
         hashes,
         backend: "coordinator",
         runDir: this.cfg.run.dir,
+        ...(this.failure ? { error: this.failure.message } : {}),
       };
       writeFileSync(
         join(this.cfg.run.dir, "summary.json"),
@@ -353,8 +420,12 @@ export class CoordinatorServer {
         s.end();
       }
       await this.nc.flush().catch(() => {});
-      this.log(`done: step ${this.state.step}, G sha256 ${hashes.G}, D sha256 ${hashes.D}`);
-      this.opts.emit?.({ event: "done", step: this.state.step, hashes });
+      if (this.failure) {
+        this.opts.emit?.({ event: "failed", step: this.state.step, error: this.failure.message });
+      } else {
+        this.log(`done: step ${this.state.step}, G sha256 ${hashes.G}, D sha256 ${hashes.D}`);
+        this.opts.emit?.({ event: "done", step: this.state.step, hashes });
+      }
       // Give workers a moment to read Finished before the server goes away.
       setTimeout(() => {
         this.server.forceShutdown();
@@ -476,7 +547,9 @@ export class CoordinatorServer {
           try {
             grad = assembler.finish(true);
           } catch (err) {
-            return reject((err as Error).message);
+            const message = (err as Error).message;
+            if (/not finite/.test(message)) this.nonFiniteGradient(header.workerId, header.taskId);
+            return reject(message);
           }
           const h = header;
           const task = this.scheduler.task(h.taskId);

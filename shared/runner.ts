@@ -71,8 +71,12 @@ export function generateSamples(
 
 /** A PNG of the fixed-noise samples: an image grid, or a dot plot for 2-D points. */
 export function samplesPng(cfg: RunConfig, model: GanModel, gWeights: Float32Array): Buffer {
+  return samplesGridPng(cfg, model, generateSamples(model, gWeights, cfg.seed, cfg.samples.count));
+}
+
+/** The PNG for samples already generated (count = cfg.samples.count). */
+export function samplesGridPng(cfg: RunConfig, model: GanModel, samples: Float32Array): Buffer {
   const count = cfg.samples.count;
-  const samples = generateSamples(model, gWeights, cfg.seed, count);
   if (model.sampleShape.length === 3) {
     const cols = Math.ceil(Math.sqrt(count));
     return imageGridPng(samples, count, model.sampleShape as [number, number, number], cols);

@@ -156,4 +156,30 @@ describe("fault tolerance", () => {
     const hashes = (s: string) => JSON.parse(s.trim().split("\n").at(-1)!).hashes;
     expect(hashes(resumed.stdout)).toEqual(hashes(straight.stdout));
   });
+
+  it("a diverging run (NaN) stops with one clear error; with health.rollback it restores the last checkpoint first", async () => {
+    const runDir = tempDir();
+    const base = [...tinyRing({ steps: 5 }), "--set", "checkpoint.every=1", "--run-dir", runDir];
+    const calm = await startCoordinator(base, nats.url);
+    startWorker(calm.address, nats.url, "w");
+    await calm.done;
+    // Same run dir, an absurd learning rate: the first update overflows float32.
+    const wild = [...base, "--steps", "20", "--set", "optimizer.g.lr=1e30", "optimizer.d.lr=1e30"];
+    for (const rollback of [false, true]) {
+      const coord = await startCoordinator([...wild, "--set", `health.rollback=${rollback}`, "--force"], nats.url, {
+        fresh: false,
+      });
+      startWorker(coord.address, nats.url, "w");
+      expect(await coord.exited).toBe(1);
+      const lines = coord.stderr().trim().split("\n");
+      expect(lines.at(-1)).toMatch(/^agon: error: training diverged (again )?at step 5/);
+      expect(coord.stderr()).toMatch(/lost: sent a non-finite gradient/);
+      if (rollback) {
+        expect(coord.stderr()).toMatch(/rolled back to .*ckpt-00000005 \(step 5\)/);
+        expect(lines.at(-1)).toMatch(/after a rollback; lower the learning rate/);
+      } else {
+        expect(lines.at(-1)).toMatch(/lower the learning rate, or set health.rollback/);
+      }
+    }
+  });
 });
