@@ -40,6 +40,8 @@ export interface LocalOptions {
   force?: boolean;
   /** Coordinator gRPC address; default 127.0.0.1 on a free port. */
   listen?: string;
+  /** Dashboard and /metrics address; default 127.0.0.1 on a free port. */
+  http?: string;
   /** The config flags as given to `agon local` (--config, --set, shorthands), passed to the coordinator. */
   configArgs: string[];
   /** Where progress and log lines go (default stderr). */
@@ -351,6 +353,8 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
       natsUrl,
       "--backend",
       opts.backend,
+      "--http",
+      opts.http ?? "127.0.0.1:0",
       ...(opts.fresh ? ["--fresh"] : []),
       ...(opts.force ? ["--force"] : []),
     ];
@@ -364,7 +368,9 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
       } catch {}
       if (!ev) return childLine("coordinator")(line);
       if (ev.event === "listening" && typeof ev.address === "string") onListening(ev.address);
-      else if (ev.event === "done") doneEvent = ev;
+      else if (ev.event === "http" && typeof ev.address === "string") {
+        say(`dashboard: ${ev.address}/  (Prometheus: ${ev.address}/metrics)`);
+      } else if (ev.event === "done") doneEvent = ev;
     });
     coordinator = coord;
     const coordFailed = (e: Exit): Outcome => {
@@ -589,6 +595,11 @@ export function registerLocalCommand(
       "coordinator gRPC address (default: 127.0.0.1 on a free port)",
       hostPort,
     )
+    .option(
+      "--http <host:port>",
+      "dashboard and Prometheus /metrics address (default: 127.0.0.1 on a free port)",
+      hostPort,
+    )
     .option("--fresh", "ignore checkpoints in the run dir and start from step 0")
     .option("--force", "resume even if the newest checkpoint was written with a different config")
     .option("--json", "print the final summary (step, weight hashes) as JSON on stdout")
@@ -601,6 +612,7 @@ export function registerLocalCommand(
         fresh: Boolean(opts.fresh),
         force: Boolean(opts.force),
         listen: opts.listen as string | undefined,
+        http: opts.http as string | undefined,
         configArgs: passThroughArgs(configOptions, opts),
         agonCli,
       });

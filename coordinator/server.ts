@@ -15,8 +15,8 @@ import { type BackendName, initBackend } from "../shared/backend.js";
 import type { RunConfig } from "../shared/config.js";
 import { loadDataset } from "../shared/data/index.js";
 import { sha256 } from "../shared/hash.js";
-import type { MicrotaskResult } from "../shared/microtask.js";
 import { HealthMonitor } from "../shared/health.js";
+import type { MicrotaskResult } from "../shared/microtask.js";
 import { buildModel, type GanModel } from "../shared/models.js";
 import { connectNats, subjects } from "../shared/nats.js";
 import { type Net, publishParams } from "../shared/params-bus.js";
@@ -36,11 +36,14 @@ import {
   latestValidCheckpoint,
   writeCheckpoint,
 } from "./checkpoint.js";
+import { type HttpServerHandle, type RunStatus, startHttpServer } from "./http.js";
 import { type Action, Scheduler } from "./scheduler.js";
 import { type PhaseSummary, TrainingState } from "./state.js";
 
 export interface CoordinatorOptions {
   listen: string;
+  /** host:port for /metrics, /healthz and the dashboard; none when absent. */
+  http?: string;
   nats: string[];
   backend: BackendName;
   fresh?: boolean;
@@ -83,6 +86,7 @@ export class CoordinatorServer {
   private checkpointing: Promise<void> = Promise.resolve();
   private stopping = false;
   private readonly health: HealthMonitor;
+  private http: HttpServerHandle | null = null;
   private rolledBack = false;
   /** Non-finite gradients received per microtask of the current phase. */
   private readonly nonFiniteTasks = new Map<string, number>();
@@ -134,6 +138,19 @@ export class CoordinatorServer {
       `coordinator: run ${cfg.run.id} at step ${this.state.step}/${cfg.steps}, listening on ${address}, K=${cfg.shards}`,
     );
     this.opts.emit?.({ event: "listening", address });
+    if (this.opts.http) {
+      const at = this.opts.http.lastIndexOf(":");
+      this.http = await startHttpServer({
+        host: this.opts.http.slice(0, at),
+        port: Number(this.opts.http.slice(at + 1)),
+        runId: cfg.run.id,
+        nats: this.nc,
+        log: this.log,
+        status: () => this.runStatus(),
+      });
+      this.log(`coordinator: dashboard and /metrics at ${this.http.address}`);
+      this.opts.emit?.({ event: "http", address: this.http.address });
+    }
     if (this.state.done) void this.finish();
     else this.startPhase();
     return address;
@@ -147,6 +164,7 @@ export class CoordinatorServer {
     if (this.state && !this.state.done) this.checkpoint("stopped");
     await this.checkpointing;
     for (const s of this.streams.values()) s.end();
+    await this.http?.close();
     this.server.forceShutdown();
     await this.nc?.drain().catch(() => {});
   }
@@ -171,6 +189,21 @@ export class CoordinatorServer {
         phase: found.data.phase,
       },
     );
+  }
+
+  private runStatus(): RunStatus {
+    return {
+      step: this.state.step,
+      steps: this.cfg.steps,
+      phase: this.state.phase,
+      workers: [...this.scheduler.ownership()].map(([workerId, shards]) => ({
+        workerId,
+        workerName: this.scheduler.memberName(workerId) ?? "",
+        shards,
+      })),
+      done: this.state.done,
+      healthy: this.failure === null && !this.stopping,
+    };
   }
 
   /** Logs a line and publishes the event on agon.<run>.events (schema 1). */
@@ -302,7 +335,8 @@ export class CoordinatorServer {
     for (const signal of signals) {
       this.event(signal.type, signal.message, { step: signal.step, value: signal.value ?? null });
     }
-    if (signals.some((x) => x.type === "nonFinite")) return this.diverged(summary.step, "non-finite loss");
+    if (signals.some((x) => x.type === "nonFinite"))
+      return this.diverged(summary.step, "non-finite loss");
     if (this.state.done) await this.finish();
     else this.startPhase();
   }
@@ -317,7 +351,9 @@ export class CoordinatorServer {
     if (!task || !this.scheduler.isMember(workerId)) return;
     const seen = (this.nonFiniteTasks.get(taskId) ?? 0) + 1;
     this.nonFiniteTasks.set(taskId, seen);
-    this.dispatch(this.scheduler.lose(workerId, `sent a non-finite gradient for ${taskId}`, Date.now()));
+    this.dispatch(
+      this.scheduler.lose(workerId, `sent a non-finite gradient for ${taskId}`, Date.now()),
+    );
     if (seen >= 2) void this.diverged(task.step, `non-finite gradient for microtask ${taskId}`);
   }
 
@@ -333,20 +369,31 @@ export class CoordinatorServer {
       void this.finish();
     };
     if (!this.cfg.health.rollback) {
-      return stop(`training diverged at step ${step} (${why}); lower the learning rate, or set health.rollback`);
+      return stop(
+        `training diverged at step ${step} (${why}); lower the learning rate, or set health.rollback`,
+      );
     }
     if (this.rolledBack) {
-      return stop(`training diverged again at step ${step} (${why}) after a rollback; lower the learning rate`);
+      return stop(
+        `training diverged again at step ${step} (${why}) after a rollback; lower the learning rate`,
+      );
     }
     await this.checkpointing;
     const found = await latestValidCheckpoint(this.cfg.run.dir);
-    if (!found) return stop(`training diverged at step ${step} (${why}) and there is no checkpoint to roll back to`);
+    if (!found)
+      return stop(
+        `training diverged at step ${step} (${why}) and there is no checkpoint to roll back to`,
+      );
     this.rolledBack = true;
     this.state.restore(found.data);
-    this.event("rolledBack", `rolled back to ${found.dir} (step ${found.data.step}) after ${why} at step ${step}`, {
-      dir: found.dir,
-      step: found.data.step,
-    });
+    this.event(
+      "rolledBack",
+      `rolled back to ${found.dir} (step ${found.data.step}) after ${why} at step ${step}`,
+      {
+        dir: found.dir,
+        step: found.data.step,
+      },
+    );
     this.publish("G");
     this.publish("D");
     this.startPhase();
@@ -428,6 +475,7 @@ export class CoordinatorServer {
       }
       // Give workers a moment to read Finished before the server goes away.
       setTimeout(() => {
+        void this.http?.close();
         this.server.forceShutdown();
         void this.nc.drain().catch(() => {});
         this.resolveDone();

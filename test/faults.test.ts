@@ -166,9 +166,13 @@ describe("fault tolerance", () => {
     // Same run dir, an absurd learning rate: the first update overflows float32.
     const wild = [...base, "--steps", "20", "--set", "optimizer.g.lr=1e30", "optimizer.d.lr=1e30"];
     for (const rollback of [false, true]) {
-      const coord = await startCoordinator([...wild, "--set", `health.rollback=${rollback}`, "--force"], nats.url, {
-        fresh: false,
-      });
+      const coord = await startCoordinator(
+        [...wild, "--set", `health.rollback=${rollback}`, "--force"],
+        nats.url,
+        {
+          fresh: false,
+        },
+      );
       startWorker(coord.address, nats.url, "w");
       expect(await coord.exited).toBe(1);
       const lines = coord.stderr().trim().split("\n");

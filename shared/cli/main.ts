@@ -3,9 +3,15 @@
 import { Command, CommanderError, Option } from "commander";
 import { CheckpointError } from "../../coordinator/checkpoint.js";
 import { EvaluationError, registerEvalCommand } from "../../coordinator/eval.js";
+import {
+  ExportError,
+  registerExportCommand,
+  registerSampleCommand,
+} from "../../coordinator/export.js";
 import { LocalError, registerLocalCommand } from "../../coordinator/local.js";
 import { CoordinatorServer } from "../../coordinator/server.js";
 import { train } from "../../coordinator/train.js";
+import { registerWatchCommand, WatchError } from "../../coordinator/watch.js";
 import { defaultWorkerName, Worker } from "../../worker/worker.js";
 import { BACKEND_NAMES, type BackendName } from "../backend.js";
 import { ConfigError, loadConfig } from "../config.js";
@@ -89,6 +95,10 @@ export function buildCli(): Command {
       .description("run the coordinator: owns the weights, schedules microtasks, applies updates"),
   )
     .option("--listen <host:port>", "gRPC address to serve", "127.0.0.1:7070")
+    .option(
+      "--http <host:port>",
+      "serve /metrics (Prometheus), /healthz and the live dashboard here",
+    )
     .requiredOption("--nats <urls>", "NATS server URL(s), comma-separated")
     .addOption(backendOption())
     .option("--fresh", "ignore checkpoints in the run dir and start from step 0")
@@ -97,6 +107,7 @@ export function buildCli(): Command {
       const cfg = configFromOptions(opts);
       const server = new CoordinatorServer(cfg, {
         listen: parseHostPort(opts.listen as string, "--listen"),
+        http: opts.http === undefined ? undefined : parseHostPort(opts.http as string, "--http"),
         nats: parseNatsUrls(opts.nats as string),
         backend: opts.backend as BackendName,
         fresh: Boolean(opts.fresh),
@@ -143,6 +154,9 @@ export function buildCli(): Command {
 
   registerLocalCommand(program, { addConfigOptions, configFromOptions, backendOption });
   registerEvalCommand(program);
+  registerWatchCommand(program);
+  registerSampleCommand(program);
+  registerExportCommand(program);
 
   return program;
 }
@@ -176,6 +190,8 @@ const USER_ERRORS = [
   LocalError,
   EvaluationError,
   ClassifierError,
+  WatchError,
+  ExportError,
 ];
 
 export async function main(argv: string[]): Promise<number> {
