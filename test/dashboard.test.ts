@@ -1,18 +1,12 @@
 // The dashboard in a real browser against a real training run: a coordinator
-// and two workers (child processes) train a tiny GAN on the ring, this process
-// serves the dashboard from the run's NATS subjects, and headless Chromium
+// and two workers (child processes) train a tiny GAN on the ring, the
+// coordinator serves the dashboard (--http) from the run's NATS subjects, and headless Chromium
 // (playwright-core) must see the step advance and the sample grid load.
 // AGON_SCREENSHOT=1 also writes docs/dashboard.png.
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
-import * as grpc from "@grpc/grpc-js";
 import { type Browser, chromium } from "playwright-core";
 import { afterAll, describe, expect, it } from "vitest";
-import { type HttpServerHandle, type RunStatus, startHttpServer } from "../coordinator/http.js";
-import type { CoordinatorClient } from "../proto/gen/agon/v1/Coordinator.js";
-import type { StatusReply__Output } from "../proto/gen/agon/v1/StatusReply.js";
-import { connectNats, type NatsConnection } from "../shared/nats.js";
-import { CHANNEL_OPTIONS, loadAgonProto } from "../shared/wire.js";
 import { tempDir, tinyRing } from "./helpers/cli.js";
 import { startCoordinator, startWorker } from "./helpers/cluster.js";
 import { natsForSuite } from "./helpers/nats.js";
@@ -26,41 +20,15 @@ const nats = natsForSuite();
 
 describe("dashboard", () => {
   let browser: Browser | undefined;
-  let http: HttpServerHandle | undefined;
-  let nc: NatsConnection | undefined;
-  let client: CoordinatorClient | undefined;
-  let poller: NodeJS.Timeout | undefined;
 
   afterAll(async () => {
-    if (poller) clearInterval(poller);
     await browser?.close();
-    await http?.close();
-    await nc?.close();
-    (client as unknown as grpc.Client | undefined)?.close();
   });
 
   it.skipIf(!haveChromium)(
     `shows a live training run in headless Chromium${haveChromium ? "" : ` (skipped: ${CHROMIUM} not found; apt-get install chromium)`}`,
     async () => {
-      // The dashboard listens first, so it sees the run from its first phase.
-      let status: RunStatus = {
-        step: 0,
-        steps: 3000,
-        phase: 0,
-        workers: [],
-        done: false,
-        healthy: true,
-      };
-      nc = await connectNats(nats.url, "dashboard-test");
-      http = await startHttpServer({
-        host: "127.0.0.1",
-        port: 0,
-        runId: "agon",
-        nats: nc,
-        status: () => status,
-        log: () => {},
-      });
-
+      // The coordinator serves the dashboard itself (--http), before any worker joins.
       const coord = await startCoordinator(
         [
           ...tinyRing({ steps: 3000 }),
@@ -71,30 +39,9 @@ describe("dashboard", () => {
           tempDir(),
         ],
         nats.url,
+        { http: "127.0.0.1:0" },
       );
-      // status() from the coordinator's own Status RPC, as the embedded server will have it.
-      client = new (loadAgonProto().agon.v1.Coordinator)(
-        coord.address,
-        grpc.credentials.createInsecure(),
-        CHANNEL_OPTIONS,
-      ) as unknown as CoordinatorClient;
-      const poll = () =>
-        client?.Status({}, (err: grpc.ServiceError | null, r?: StatusReply__Output) => {
-          if (err || !r) return;
-          status = {
-            step: r.step,
-            steps: r.steps,
-            phase: r.phase,
-            workers: r.workers.map((w) => ({
-              workerId: w.workerId,
-              workerName: w.workerName,
-              shards: w.shards,
-            })),
-            done: r.done,
-            healthy: true,
-          };
-        });
-      poller = setInterval(poll, 250);
+      const base = await coord.http;
       startWorker(coord.address, nats.url, "ring-a");
       startWorker(coord.address, nats.url, "ring-b");
 
@@ -122,9 +69,9 @@ describe("dashboard", () => {
         if (m.type() === "error") errors.push(m.text());
       });
       page.on("request", (r) => {
-        if (!r.url().startsWith(`${http!.address}/`)) foreign.push(r.url());
+        if (!r.url().startsWith(`${base}/`)) foreign.push(r.url());
       });
-      await page.goto(`${http.address}/`);
+      await page.goto(`${base}/`);
 
       const shownStep = async () => Number(await page.locator("#step").textContent());
       await page.waitForFunction(() => /^\d+$/.test(document.getElementById("step")!.textContent!));

@@ -41,12 +41,14 @@ export interface CoordinatorProc extends Proc {
   address: string;
   /** Resolves with the final hashes from the coordinator's "done" line. */
   done: Promise<{ step: number; hashes: { G: string; D: string } }>;
+  /** The dashboard/metrics base URL, when started with `http`. */
+  http: Promise<string>;
 }
 
 export async function startCoordinator(
   configArgs: string[],
   natsUrl: string,
-  opts: { listen?: string; fresh?: boolean } = {},
+  opts: { listen?: string; fresh?: boolean; http?: string } = {},
 ): Promise<CoordinatorProc> {
   const proc = start([
     "coordinator",
@@ -56,23 +58,29 @@ export async function startCoordinator(
     "--nats",
     natsUrl,
     ...(opts.fresh === false ? [] : ["--fresh"]),
+    ...(opts.http ? ["--http", opts.http] : []),
   ]);
   const lines = createInterface({ input: proc.child.stdout! });
   let resolveDone!: (v: { step: number; hashes: { G: string; D: string } }) => void;
   const done = new Promise<{ step: number; hashes: { G: string; D: string } }>((r) => {
     resolveDone = r;
   });
+  let resolveHttp!: (url: string) => void;
+  const http = new Promise<string>((r) => {
+    resolveHttp = r;
+  });
   const address = await new Promise<string>((resolve, reject) => {
     lines.on("line", (line) => {
       const event = JSON.parse(line) as { event: string; address?: string };
       if (event.event === "listening") resolve(event.address!);
+      if (event.event === "http") resolveHttp(event.address!);
       if (event.event === "done") resolveDone(event as never);
     });
     void proc.exited.then((code) =>
       reject(new Error(`coordinator exited (${code}): ${proc.stderr()}`)),
     );
   });
-  return { ...proc, address, done };
+  return { ...proc, address, done, http };
 }
 
 export function startWorker(address: string, natsUrl: string, name: string): Proc {
