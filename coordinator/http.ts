@@ -21,6 +21,7 @@ import {
 import type { AddressInfo } from "node:net";
 import type { Subscription } from "@nats-io/transport-node";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { MetricsMessage } from "../shared/metrics.js";
 import { type NatsConnection, subjects } from "../shared/nats.js";
 
 export interface WorkerStatus {
@@ -58,29 +59,6 @@ export interface HttpServerHandle {
   address: string;
   /** Ends the SSE streams, unsubscribes from NATS and closes the server. */
   close(): Promise<void>;
-}
-
-/** One metrics message on agon.<run>.metrics (schema 1); `agon train` writes a subset. */
-export interface MetricsMessage {
-  schema: number;
-  runId: string;
-  step: number;
-  phase: number;
-  kind: "D" | "G";
-  dLoss: number | null;
-  gLoss: number | null;
-  dReal: number | null;
-  dFake: number | null;
-  gradNorm?: number;
-  versions?: { G: number; D: number };
-  steps?: number;
-  stepDone?: boolean;
-  workers?: number;
-  time?: string;
-  phaseSeconds?: number;
-  computeSeconds?: number;
-  bytesIn?: number;
-  bytesOut?: number;
 }
 
 export const METRICS_HISTORY = 2000;

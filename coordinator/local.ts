@@ -11,6 +11,7 @@ import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import { type Command, InvalidArgumentError, type Option } from "commander";
 import type { RunConfig } from "../shared/config.js";
+import type { MetricsMessage } from "../shared/metrics.js";
 import {
   connectNats,
   freePort,
@@ -57,24 +58,6 @@ export interface LocalOptions {
 export type LocalResult =
   | { status: "done"; summary: Record<string, unknown> }
   | { status: "stopped"; signal: NodeJS.Signals };
-
-/** The coordinator's metrics message, one per phase (schema 1). */
-interface MetricsMessage {
-  schema: 1;
-  runId: string;
-  step: number;
-  phase: number;
-  kind: "D" | "G";
-  dLoss: number | null;
-  gLoss: number | null;
-  dReal: number | null;
-  dFake: number | null;
-  gradNorm: number;
-  versions: { G: number; D: number };
-  workers: number;
-  steps: number;
-  stepDone: boolean;
-}
 
 type Outcome =
   | { kind: "done"; done: Record<string, unknown> }

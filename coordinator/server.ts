@@ -16,6 +16,7 @@ import type { RunConfig } from "../shared/config.js";
 import { loadDataset } from "../shared/data/index.js";
 import { sha256 } from "../shared/hash.js";
 import { HealthMonitor } from "../shared/health.js";
+import type { MetricsMessage } from "../shared/metrics.js";
 import type { MicrotaskResult } from "../shared/microtask.js";
 import { buildModel, type GanModel } from "../shared/models.js";
 import { connectNats, subjects } from "../shared/nats.js";
@@ -428,7 +429,7 @@ export class CoordinatorServer {
   }
 
   private recordMetrics(summary: PhaseSummary, stepDone: boolean): void {
-    const metrics = {
+    const metrics: MetricsMessage = {
       schema: 1,
       runId: this.cfg.run.id,
       ...summary,

@@ -8,6 +8,7 @@
 // Rendering is pure: `reduceWatch` folds messages into a WatchState and
 // `renderWatch` turns a state into text, so both are unit-testable.
 import { type Command, InvalidArgumentError } from "commander";
+import type { MetricsMessage } from "../shared/metrics.js";
 import { connectNats, type NatsConnection, subjects } from "../shared/nats.js";
 import { formatDuration } from "../shared/progress.js";
 
@@ -17,22 +18,7 @@ export class WatchError extends Error {
 }
 
 /** A metrics message (schema 1, docs/ARCHITECTURE.md "Metrics"); NaN arrives as null. */
-export interface WatchMetrics {
-  schema: number;
-  runId: string;
-  step: number;
-  phase: number;
-  kind: "D" | "G";
-  dLoss: number | null;
-  gLoss: number | null;
-  dReal: number | null;
-  dFake: number | null;
-  steps: number;
-  stepDone: boolean;
-  workers?: number;
-  time?: string;
-  [key: string]: unknown;
-}
+export type WatchMetrics = MetricsMessage;
 
 /** An event message (schema 1, docs/ARCHITECTURE.md "Events"). */
 export interface WatchEvent {
