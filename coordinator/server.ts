@@ -667,21 +667,16 @@ export class CoordinatorServer {
       },
 
       Status: (_call, callback) => {
-        const workers = [...this.scheduler.ownership()].map(([workerId, shards]) => ({
-          workerId,
-          workerName: this.scheduler.memberName(workerId) ?? "",
-          backend: "",
-          shards,
-        }));
+        const { step, phase, steps, workers, done } = this.runStatus();
         callback(null, {
           runId: this.cfg.run.id,
-          step: this.state.step,
-          phase: this.state.phase,
-          steps: this.cfg.steps,
+          step,
+          phase,
+          steps,
           gVersion: this.state.versions.G,
           dVersion: this.state.versions.D,
           workers,
-          done: this.state.done,
+          done,
         });
       },
     };

@@ -1,7 +1,11 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import * as grpc from "@grpc/grpc-js";
 import { PNG } from "pngjs";
 import { describe, expect, it } from "vitest";
+import type { CoordinatorClient } from "../proto/gen/agon/v1/Coordinator.js";
+import type { StatusReply__Output } from "../proto/gen/agon/v1/StatusReply.js";
+import { CHANNEL_OPTIONS, loadAgonProto } from "../shared/wire.js";
 import { referenceHashes, runAgon, tempDir, tinyRing } from "./helpers/cli.js";
 import {
   lastStep,
@@ -150,5 +154,30 @@ describe("distributed training is bit-for-bit the single-process run", () => {
       expect(await w.exited).toBe(0);
       expect(w.stderr()).toMatch(/re-joined/);
     }
+  });
+
+  it("answers Status with the run's position and its workers' shards", async () => {
+    const coord = await startCoordinator([...ring(100_000), "--run-dir", tempDir()], nats.url);
+    startWorker(coord.address, nats.url, "s1");
+    await waitFor(() => /s1#\d+ joined/.test(coord.stderr()));
+    const client = new (loadAgonProto().agon.v1.Coordinator)(
+      coord.address,
+      grpc.credentials.createInsecure(),
+      CHANNEL_OPTIONS,
+    ) as unknown as CoordinatorClient;
+    const status = () =>
+      new Promise<StatusReply__Output>((resolve, reject) =>
+        client.Status({}, (err: grpc.ServiceError | null, r?: StatusReply__Output) =>
+          err || !r ? reject(err) : resolve(r),
+        ),
+      );
+    await new Promise((r) => setTimeout(r, 500)); // the worker's Work stream is open by then
+    const r = await status();
+    client.close();
+    coord.child.kill("SIGTERM");
+    expect(r.runId).toBe("agon");
+    expect(r.steps).toBe(100_000);
+    expect(r.done).toBe(false);
+    expect(r.workers.map((w) => [w.workerName, w.shards])).toEqual([["s1", [0, 1, 2, 3, 4, 5]]]);
   });
 });
