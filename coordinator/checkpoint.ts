@@ -210,19 +210,16 @@ export async function readCheckpoint(
   };
 }
 
+export type FoundCheckpoint = { dir: string; manifest: Manifest; data: CheckpointData };
+
 /**
  * The newest checkpoint in a run dir that verifies; corrupt ones are reported
- * and skipped. Temporary directories left by a writer that was killed are removed.
+ * and skipped. Read-only, so it is safe on a run that is still writing.
  */
 export async function latestValidCheckpoint(
   runDir: string,
   onRejected: (dir: string, reason: string) => void = () => {},
-): Promise<{ dir: string; manifest: Manifest; data: CheckpointData } | null> {
-  for (const name of await readdir(runDir).catch(() => [] as string[])) {
-    if (name.startsWith(".tmp-ckpt-") || name.startsWith(".trash-ckpt-")) {
-      await rm(join(runDir, name), { recursive: true, force: true });
-    }
-  }
+): Promise<FoundCheckpoint | null> {
   const names = await checkpointNames(runDir);
   for (const name of names.reverse()) {
     const dir = join(runDir, name);
@@ -233,4 +230,29 @@ export async function latestValidCheckpoint(
     }
   }
   return null;
+}
+
+/**
+ * What a (re)starting trainer resumes from: removes what a killed writer left
+ * behind, then the newest valid checkpoint, refused if it was written with a
+ * different trajectory unless `force`. Null when there is none.
+ */
+export async function resumableCheckpoint(
+  cfg: RunConfig,
+  force: boolean,
+  onRejected: (dir: string, reason: string) => void,
+): Promise<FoundCheckpoint | null> {
+  const runDir = cfg.run.dir;
+  for (const name of await readdir(runDir).catch(() => [] as string[])) {
+    if (name.startsWith(".tmp-ckpt-") || name.startsWith(".trash-ckpt-")) {
+      await rm(join(runDir, name), { recursive: true, force: true });
+    }
+  }
+  const found = await latestValidCheckpoint(runDir, onRejected);
+  if (found && found.manifest.configHash !== configHash(cfg) && !force) {
+    throw new CheckpointError(
+      `${found.dir} was written with a different config; use --fresh to start over or --force to resume anyway`,
+    );
+  }
+  return found;
 }

@@ -1,7 +1,6 @@
 // `agon eval`: the Fréchet distance (shared/fid.ts) of a checkpoint's generator against the
 // dataset's test split, on n samples drawn from a fixed latent seed.
 import { existsSync } from "node:fs";
-import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { BACKEND_NAMES, type BackendName, initBackend } from "../shared/backend.js";
@@ -9,7 +8,12 @@ import { computeFd, type FidDataset } from "../shared/fid.js";
 import { CLASSIFIER_RECIPE, recipeHash } from "../shared/fid-classifier.js";
 import { buildModel } from "../shared/models.js";
 import { generateSamples } from "../shared/runner.js";
-import { type CheckpointData, type Manifest, readCheckpoint } from "./checkpoint.js";
+import {
+  type CheckpointData,
+  latestValidCheckpoint,
+  type Manifest,
+  readCheckpoint,
+} from "./checkpoint.js";
 
 /** Latent seed of the evaluation samples: the same for every run, so runs compare on equal noise. */
 export const EVAL_SEED = 0x46d;
@@ -40,26 +44,16 @@ export interface EvalResult {
   seconds: number;
 }
 
-/**
- * A checkpoint dir as given, or the newest one of a run dir that verifies. Read-only: unlike
- * latestValidCheckpoint it never removes a writer's temporary dirs, so it is safe on a live run.
- */
+/** A checkpoint dir as given, or the newest one of a run dir that verifies (read-only, safe on a live run). */
 async function findCheckpoint(
   dir: string,
   log: (line: string) => void,
 ): Promise<{ dir: string; manifest: Manifest; data: CheckpointData }> {
   if (existsSync(join(dir, "manifest.json"))) return { dir, ...(await readCheckpoint(dir)) };
-  const names = (await readdir(dir).catch(() => [] as string[]))
-    .filter((name) => /^ckpt-\d{8}$/.test(name))
-    .sort()
-    .reverse();
-  for (const name of names) {
-    try {
-      return { dir: join(dir, name), ...(await readCheckpoint(join(dir, name))) };
-    } catch (err) {
-      log(`checkpoint rejected: ${join(dir, name)}: ${(err as Error).message}`);
-    }
-  }
+  const found = await latestValidCheckpoint(dir, (rejected, reason) =>
+    log(`checkpoint rejected: ${rejected}: ${reason}`),
+  );
+  if (found) return found;
   throw new EvaluationError(
     `${dir}: no valid checkpoint (neither a ckpt-NNNNNNNN dir nor a run dir holding one)`,
   );

@@ -21,7 +21,7 @@ import type { MicrotaskResult } from "../shared/microtask.js";
 import { buildModel, type GanModel } from "../shared/models.js";
 import { connectNats, subjects } from "../shared/nats.js";
 import { type Net, publishParams } from "../shared/params-bus.js";
-import { generateSamples, samplesGridPng } from "../shared/runner.js";
+import { generateSamples, samplesGridPng, writeSampleGrid } from "../shared/runner.js";
 import { datasetSpec, phaseKind } from "../shared/schedule.js";
 import {
   ChunkAssembler,
@@ -31,12 +31,7 @@ import {
   SERVER_OPTIONS,
   WireError,
 } from "../shared/wire.js";
-import {
-  CheckpointError,
-  configHash,
-  latestValidCheckpoint,
-  writeCheckpoint,
-} from "./checkpoint.js";
+import { latestValidCheckpoint, resumableCheckpoint, writeCheckpoint } from "./checkpoint.js";
 import { type HttpServerHandle, type RunStatus, startHttpServer } from "./http.js";
 import { type Action, Scheduler } from "./scheduler.js";
 import { type PhaseSummary, TrainingState } from "./state.js";
@@ -171,15 +166,10 @@ export class CoordinatorServer {
   }
 
   private async resume(): Promise<void> {
-    const found = await latestValidCheckpoint(this.cfg.run.dir, (dir, reason) =>
+    const found = await resumableCheckpoint(this.cfg, this.opts.force ?? false, (dir, reason) =>
       this.event("checkpointRejected", `checkpoint rejected: ${reason}`, { dir, reason }),
     );
     if (!found) return;
-    if (found.manifest.configHash !== configHash(this.cfg) && !this.opts.force) {
-      throw new CheckpointError(
-        `${found.dir} was written with a different config; use --fresh to start over or --force to resume anyway`,
-      );
-    }
     this.state.restore(found.data);
     this.event(
       "resumedFrom",
@@ -324,11 +314,7 @@ export class CoordinatorServer {
         const samples = generateSamples(this.model, this.state.weights.G, this.cfg.seed, count);
         signals.push(...this.health.observeSamples(step, samples, count, samples.length / count));
         const png = samplesGridPng(this.cfg, this.model, samples);
-        writeFileSync(
-          join(this.cfg.run.dir, "samples", `step-${String(step).padStart(8, "0")}.png`),
-          png,
-        );
-        writeFileSync(join(this.cfg.run.dir, "samples", "latest.png"), png);
+        writeSampleGrid(this.cfg.run.dir, step, png);
         this.natsPublish(subjects(this.cfg.run.id).samples, png);
       }
       if (step % this.cfg.checkpoint.every === 0 || this.state.done) this.checkpoint("interval");

@@ -8,14 +8,9 @@ import { initBackend } from "../shared/backend.js";
 import type { RunConfig } from "../shared/config.js";
 import { loadDataset } from "../shared/data/index.js";
 import { Progress } from "../shared/progress.js";
-import { MicrotaskRunner, samplesPng } from "../shared/runner.js";
+import { MicrotaskRunner, samplesPng, writeSampleGrid } from "../shared/runner.js";
 import { datasetSpec, microtaskSpec } from "../shared/schedule.js";
-import {
-  CheckpointError,
-  configHash,
-  latestValidCheckpoint,
-  writeCheckpoint,
-} from "./checkpoint.js";
+import { resumableCheckpoint, writeCheckpoint } from "./checkpoint.js";
 import { type PhaseSummary, TrainingState } from "./state.js";
 
 export interface TrainOptions {
@@ -107,10 +102,7 @@ function progressInfo(
 }
 
 function writeSamples(cfg: RunConfig, runner: MicrotaskRunner, state: TrainingState): void {
-  const png = samplesPng(cfg, runner.model, state.weights.G);
-  const name = `step-${String(state.step).padStart(8, "0")}.png`;
-  writeFileSync(join(cfg.run.dir, "samples", name), png);
-  writeFileSync(join(cfg.run.dir, "samples", "latest.png"), png);
+  writeSampleGrid(cfg.run.dir, state.step, samplesPng(cfg, runner.model, state.weights.G));
 }
 
 /** Loads the newest valid checkpoint into `state`; returns its step, or null when starting fresh. */
@@ -120,15 +112,10 @@ async function resume(
   force: boolean,
   log: (line: string) => void,
 ): Promise<number | null> {
-  const found = await latestValidCheckpoint(cfg.run.dir, (dir, reason) =>
+  const found = await resumableCheckpoint(cfg, force, (dir, reason) =>
     log(`checkpoint rejected: ${dir}: ${reason}`),
   );
   if (!found) return null;
-  if (found.manifest.configHash !== configHash(cfg) && !force) {
-    throw new CheckpointError(
-      `${found.dir} was written with a different config; use --fresh to start over or --force to resume anyway`,
-    );
-  }
   state.restore(found.data);
   log(`resumed from ${found.dir} (step ${found.data.step})`);
   return found.data.step;

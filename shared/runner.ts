@@ -1,5 +1,7 @@
 // Runs microtasks given their spec and the weights they need: the piece a
 // worker and the single-process trainer share, so both compute the same bits.
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import type { RunConfig } from "./config.js";
 import {
@@ -67,6 +69,12 @@ export function generateSamples(
   const data = out.dataSync() as Float32Array;
   out.dispose();
   return data;
+}
+
+/** Writes a sample grid as samples/step-NNNNNNNN.png and samples/latest.png in the run dir. */
+export function writeSampleGrid(runDir: string, step: number, png: Buffer): void {
+  writeFileSync(join(runDir, "samples", `step-${String(step).padStart(8, "0")}.png`), png);
+  writeFileSync(join(runDir, "samples", "latest.png"), png);
 }
 
 /** A PNG of the fixed-noise samples: an image grid, or a dot plot for 2-D points. */
