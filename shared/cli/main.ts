@@ -1,5 +1,6 @@
 // The `agon` command line: parses flags into typed values once, runs the
 // subcommand, and turns every known failure into one clear line and an exit code.
+import type { EventEmitter } from "node:events";
 import { Command, CommanderError, Option } from "commander";
 import { CheckpointError } from "../../coordinator/checkpoint.js";
 import { EvaluationError, registerEvalCommand } from "../../coordinator/eval.js";
@@ -57,7 +58,10 @@ function configFromOptions(opts: Record<string, unknown>) {
     const value = opts[optionKey(flag)];
     if (value !== undefined) overrides.push(`${key}=${String(value)}`);
   }
-  overrides.push(...((opts.set as string[] | undefined) ?? []));
+  // AGON_SET carries several overrides in one variable, separated by spaces.
+  for (const entry of (opts.set as string[] | undefined) ?? []) {
+    overrides.push(...entry.split(/\s+/).filter((s) => s !== ""));
+  }
   return loadConfig(opts.config as string | undefined, overrides);
 }
 
@@ -158,7 +162,41 @@ export function buildCli(): Command {
   registerSampleCommand(program);
   registerExportCommand(program);
 
+  for (const cmd of program.commands) {
+    if (ENV_COMMANDS.includes(cmd.name())) bindEnvironment(cmd);
+  }
   return program;
+}
+
+/** The long-running commands whose flags can also come from AGON_* variables (containers, manifests). */
+export const ENV_COMMANDS = ["train", "coordinator", "worker", "local", "watch"];
+
+/** `--run-dir` → `AGON_RUN_DIR`: the variable that stands in for a flag. */
+export function envName(option: Option): string {
+  return `AGON_${option
+    .attributeName()
+    .replace(/([a-z0-9])([A-Z])/g, "$1_$2")
+    .toUpperCase()}`;
+}
+
+/**
+ * Every long flag of `cmd` may also be given as `AGON_<FLAG>` (see envName);
+ * a flag on the command line wins over the variable, the variable over the
+ * default. A boolean flag is on when its variable is set to anything but
+ * "", "0" or "false".
+ */
+function bindEnvironment(cmd: Command): void {
+  for (const option of cmd.options) {
+    if (!option.long || option.envVar) continue;
+    const name = envName(option);
+    const isBoolean = !option.required && !option.optional;
+    if (isBoolean && /^(|0|false)$/i.test(process.env[name] ?? "x")) continue;
+    option.env(name);
+    // Commander wires the env listener when an option is added; these exist already.
+    cmd.on(`optionEnv:${option.name()}`, (value?: string) =>
+      (cmd as unknown as EventEmitter).emit(`option:${option.name()}`, value),
+    );
+  }
 }
 
 function parseHostPort(value: string, flag: string): string {
