@@ -40,13 +40,18 @@ export class FlatAdam {
     const t = ++this.state.t;
     const c1 = 1 - beta1 ** t;
     const c2 = 1 - beta2 ** t;
-    for (let i = 0; i < weights.length; i++) {
+    // The same arithmetic, in the same order, as the textbook loop; only loop invariants are
+    // hoisted and the float32-rounded moments are taken with Math.fround instead of re-read.
+    const b1c = 1 - beta1;
+    const b2c = 1 - beta2;
+    const n = weights.length;
+    for (let i = 0; i < n; i++) {
       const g = grad[i];
-      const mi = beta1 * m[i] + (1 - beta1) * g;
-      const vi = beta2 * v[i] + (1 - beta2) * g * g;
+      const mi = Math.fround(beta1 * m[i] + b1c * g);
+      const vi = Math.fround(beta2 * v[i] + b2c * g * g);
       m[i] = mi;
       v[i] = vi;
-      weights[i] = weights[i] - (lr * (m[i] / c1)) / (Math.sqrt(v[i] / c2) + eps);
+      weights[i] = weights[i] - (lr * (mi / c1)) / (Math.sqrt(vi / c2) + eps);
     }
   }
 

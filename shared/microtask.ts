@@ -64,13 +64,57 @@ export function computeMicrotask(
   loss: GanLoss,
   input: MicrotaskInput,
 ): MicrotaskResult {
+  const out = microtaskTensors(model, loss, input);
+  // Read results outside tidy: tidy walks what it returns, which is slow for big arrays.
+  const grad = toFlat(input.phase === "D" ? model.d : model.g, out.grads);
+  const s = out.stats.dataSync();
+  tf.dispose([out.grads, out.stats]);
+  return microtaskResult(input, grad, s);
+}
+
+/**
+ * The same as computeMicrotask, reading the results back asynchronously: the
+ * only way on backends that cannot read synchronously (webgpu in Node). The
+ * gradient is flattened on the device and read in one transfer.
+ */
+export async function computeMicrotaskAsync(
+  model: GanModel,
+  loss: GanLoss,
+  input: MicrotaskInput,
+): Promise<MicrotaskResult> {
+  const out = microtaskTensors(model, loss, input);
+  const flat = tf.tidy(() => tf.concat(out.grads.map((g) => tf.reshape(g, [-1]))));
+  tf.dispose(out.grads);
+  const [grad, s] = await Promise.all([flat.data(), out.stats.data()]);
+  tf.dispose([flat, out.stats]);
+  const net = input.phase === "D" ? model.d : model.g;
+  if (grad.length !== net.size) throw new RangeError(`gradient has ${grad.length} values`);
+  return microtaskResult(input, grad as Float32Array, s as Float32Array);
+}
+
+function microtaskResult(
+  input: MicrotaskInput,
+  grad: Float32Array,
+  s: ArrayLike<number>,
+): MicrotaskResult {
+  const batch = input.batch;
+  if (input.phase === "D") {
+    return { grad, count: batch, dLoss: s[0], gLoss: s[1], dReal: s[2], dFake: s[3] };
+  }
+  return { grad, count: batch, dLoss: null, gLoss: s[0], dReal: null, dFake: s[1] };
+}
+
+/** The phase's gradients (parameter order) and its stats vector, as tensors the caller disposes. */
+function microtaskTensors(
+  model: GanModel,
+  loss: GanLoss,
+  input: MicrotaskInput,
+): { grads: tf.Tensor[]; stats: tf.Tensor } {
   const { phase, batch } = input;
   if (!Number.isInteger(batch) || batch < 1)
     throw new RangeError(`batch must be ≥ 1, got ${batch}`);
   const z = latentNoise(input.noiseSeed, batch, model.latentDim);
-  const net = phase === "D" ? model.d : model.g;
-
-  const out = tf.tidy(() => {
+  return tf.tidy(() => {
     const gW = toTensors(model.g, input.gWeights);
     const dW = toTensors(model.d, input.dWeights);
     const zT = tf.tensor2d(z, [batch, model.latentDim]);
@@ -112,15 +156,6 @@ export function computeMicrotask(
     tf.dispose(fakeOut!);
     return { grads, stats };
   });
-
-  // Read results outside tidy: tidy walks what it returns, which is slow for big arrays.
-  const grad = toFlat(net, out.grads);
-  const s = out.stats.dataSync();
-  tf.dispose([out.grads, out.stats]);
-  if (phase === "D") {
-    return { grad, count: batch, dLoss: s[0], gLoss: s[1], dReal: s[2], dFake: s[3] };
-  }
-  return { grad, count: batch, dLoss: null, gLoss: s[0], dReal: null, dFake: s[1] };
 }
 
 function sampleSize(model: GanModel): number {
@@ -158,6 +193,8 @@ export function aggregateGradients(
   parts: ReadonlyArray<{ grad: Float32Array; count: number }>,
 ): Float32Array {
   if (parts.length === 0) throw new RangeError("aggregateGradients: no parts");
+  // One part: (count × g) / count is exact in double precision, so the mean is g itself.
+  if (parts.length === 1) return parts[0].grad.slice();
   const size = parts[0].grad.length;
   const acc = new Float64Array(size);
   let total = 0;

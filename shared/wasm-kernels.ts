@@ -82,8 +82,12 @@ type Runner = (kernelName: string, inputs: tf.NamedTensorInfoMap, attrs?: tf.Nam
 
 // ---------------------------------------------------------------------------------------------
 // MatMul: the wasm kernel only reaches XNNPACK when nothing is transposed and there is a single
-// batch; otherwise it runs a naive triple loop. Transposing the operands first (a cheap copy)
-// keeps dense-layer gradients on the fast path.
+// batch; otherwise it runs a naive triple loop. XNNPACK also packs (re-lays out) the right-hand
+// operand b on every call whose b it has not seen, which costs about a third of the multiply
+// for a fresh 784×512 weight matrix, so when b is a transposed weight matrix (dense-layer input
+// gradients, dy·Wᵀ) we compute the transposed product instead: (a·bᵀ)ᵀ = b·aᵀ takes W as it is
+// and packs only the small aᵀ. Each output is still one dot product summed in k order, so both
+// orientations are deterministic.
 
 function fastMatMul(stock: tf.KernelFunc): tf.KernelFunc {
   return (args) => {
@@ -95,6 +99,23 @@ function fastMatMul(stock: tf.KernelFunc): tf.KernelFunc {
     // With batch > 1 the stock kernel is naive either way; leave those untouched.
     if ((!transposeA && !transposeB) || batchSize(a) !== 1 || batchSize(b) !== 1) {
       return stock(args);
+    }
+    // A fused bias or PReLU runs along the output's columns, so only a plain product may swap.
+    const plain = inputs.bias == null && inputs.preluActivationWeights == null;
+    const activation = (attrs?.activation as string | undefined) ?? "linear";
+    if (transposeB && plain && activation === "linear") {
+      return compose(backend, (run, hold) => {
+        // cᵀ = b · op(a)ᵀ; op(a)ᵀ is a itself when a is transposed, else one small transpose.
+        const aT = transposeA
+          ? a
+          : run("Transpose", { x: a }, { perm: swapLastTwo(a.shape.length) });
+        const cT = stock({
+          inputs: { ...inputs, a: b, b: aT },
+          backend,
+          attrs: { ...attrs, transposeA: false, transposeB: false },
+        }) as Info;
+        return run("Transpose", { x: hold(cT) }, { perm: swapLastTwo(cT.shape.length) });
+      });
     }
     return compose(backend, (run) => {
       const a2 = transposeA ? run("Transpose", { x: a }, { perm: swapLastTwo(a.shape.length) }) : a;

@@ -262,6 +262,37 @@ describe("BatchMatMul / _FusedMatMul on wasm", () => {
     }
   }
 
+  // Every dense layer of the benchmarked models (MLP G 64-256-512-784, D 784-512-256-1; DCGAN
+  // G dense 64-3136, D dense 3136-1) at batch 64: forward x·W, input gradient dy·Wᵀ (the swapped
+  // product) and weight gradient xᵀ·dy, as tfjs's matMul gradient emits them.
+  const layers: [number, number][] = [
+    [64, 256],
+    [256, 512],
+    [512, 784],
+    [784, 512],
+    [512, 256],
+    [256, 1],
+    [64, 3136],
+    [3136, 1],
+  ];
+  for (const [fanIn, fanOut] of layers) {
+    it(`dense ${fanIn}→${fanOut} at batch 64: x·W, dy·Wᵀ and xᵀ·dy match cpu`, async () => {
+      const x = input([64, fanIn], fanIn);
+      const w = input([fanIn, fanOut], fanIn * 7 + fanOut);
+      const dy = input([64, fanOut], fanOut + 1);
+      await expectMatchesCpu([x, w], (a, b) => tf.matMul(a, b));
+      await expectMatchesCpu([dy, w], (a, b) => tf.matMul(a, b, false, true));
+      await expectMatchesCpu([x, dy], (a, b) => tf.matMul(a, b, true, false));
+    });
+  }
+
+  it("fused matMul with transposed b and a bias (not swapped) still matches", async () => {
+    const inputs = [input([64, 512], 21), input([784, 512], 22), input([784], 23)];
+    await expectMatchesCpu(inputs, (a, b, bias) =>
+      tf.fused.matMul({ a, b, transposeB: true, bias, activation: "relu" }),
+    );
+  });
+
   it("batched matMul (left to the stock kernel) still matches", async () => {
     const inputs = [input([3, 16, 8], 1), input([3, 12, 8], 2)];
     await expectMatchesCpu(inputs, (a, b) => tf.matMul(a, b, false, true));
@@ -337,10 +368,12 @@ describe("whole-model gradients on wasm", () => {
       input([256], 5),
       input([256, 1], 6),
     ];
+    const swapped = [input([64, 512], 31), input([784, 512], 32)];
     const bits = async () => {
       const outs = [
         ...(await runOn("wasm", inputs, grads)),
         ...(await runOn("wasm", mlpInputs, mlpGrads)),
+        ...(await runOn("wasm", swapped, (a, b) => tf.matMul(a, b, false, true))),
       ];
       return outs.map((o) => Array.from(new Uint32Array(o.buffer, o.byteOffset, o.length)));
     };
