@@ -1,6 +1,7 @@
 // `bench step`: wall time of full training steps (kD D phases + kG G phases, each K
 // microtasks + gradient aggregation + Adam), run exactly as coordinator/train.ts runs
 // them but without writing files, for each model × backend.
+import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -30,6 +31,11 @@ interface ModelCase {
 }
 
 const RING_YAML = fileURLToPath(new URL("../docs/examples/ring.yaml", import.meta.url));
+const TORCH_SCRIPT = fileURLToPath(new URL("./torch_step.py", import.meta.url));
+/** Models bench/torch_step.py has twins of. */
+const TORCH_MODELS = ["mlp", "dcgan"];
+/** `python3` on PATH may be a pyenv without torch while Debian's python3-torch sits under /usr/bin. */
+const PYTHONS = ["python3", "/usr/bin/python3"];
 
 const MODELS: Record<string, ModelCase> = {
   mlp: {
@@ -73,7 +79,9 @@ const MIN_MEASURED = 2;
 export const STEP_USAGE = `usage: npm run bench -- step [options]
 
 Times full training steps (one D phase + one G phase, each K microtasks + aggregation +
-Adam, as \`agon train\` runs them, without writing files) per model × backend.
+Adam, as \`agon train\` runs them, without writing files) per model × backend. When a python
+with torch is found (python3 on PATH, else /usr/bin/python3), the same mlp and dcgan models are
+then timed in PyTorch on the CPU (bench/torch_step.py) and a tfjs / pytorch ratio is printed.
 
 options:
   --backends LIST    comma-separated, from ${BACKENDS.join(",")} (default: all; unavailable ones are skipped)
@@ -142,6 +150,36 @@ export interface StepReport {
   skipped: Array<{ model: string; backend: string; reason: string }>;
   failed: Array<{ model: string; backend: string; reason: string }>;
   results: CellResult[];
+  /** The same models in PyTorch on the CPU, measured in the same run (bench/torch_step.py). */
+  pytorch: TorchReport | { skipped: string };
+  /** tfjs median / PyTorch median per model × tfjs backend (lower is better; 1 = parity). */
+  comparison: ComparisonRow[];
+}
+
+export interface TorchReport {
+  python: string;
+  torch: string;
+  /** torch.get_num_threads() in the benchmark process (PyTorch's default for this machine). */
+  threads: number;
+  blas: string;
+  /** OPENBLAS_NUM_THREADS as the benchmark process saw it (unset: OpenBLAS picks). */
+  openblasThreads: string | null;
+  results: Array<{
+    model: string;
+    params: { G: number; D: number };
+    batch: number;
+    warmup: number;
+    stepMs: number[];
+    medianMs: number;
+  }>;
+}
+
+export interface ComparisonRow {
+  model: string;
+  backend: string;
+  tfjsMs: number;
+  pytorchMs: number;
+  ratio: number;
 }
 
 class UsageError extends Error {}
@@ -322,6 +360,81 @@ async function runCell(
   return result;
 }
 
+/** The first python that can `import torch`, or why none could. */
+function findTorchPython(): { python: string } | { skipped: string } {
+  const tried: string[] = [];
+  for (const python of PYTHONS) {
+    const r = spawnSync(python, ["-c", "import torch"], { encoding: "utf8", timeout: 60_000 });
+    if (r.status === 0) return { python };
+    const why = r.error
+      ? r.error.message
+      : (r.stderr.trim().split("\n").at(-1) ?? `exit ${r.status}`);
+    tried.push(`${python}: ${why}`);
+  }
+  return { skipped: `no python with torch (${tried.join("; ")})` };
+}
+
+/** Runs bench/torch_step.py for the models it knows, with this run's steps, warm-up and batch. */
+function runTorch(
+  opts: StepOptions,
+  log: (line: string) => void,
+): TorchReport | { skipped: string } {
+  const models = opts.models.map((m) => m.name).filter((m) => TORCH_MODELS.includes(m));
+  if (models.length === 0)
+    return { skipped: `no model with a PyTorch twin (${TORCH_MODELS.join(", ")})` };
+  const found = findTorchPython();
+  if ("skipped" in found) return found;
+  const args = [TORCH_SCRIPT, "--models", models.join(","), "--batch", String(opts.batch)];
+  if (opts.steps != null) args.push("--steps", String(opts.steps));
+  if (opts.warmup != null) args.push("--warmup", String(opts.warmup));
+  log(`pytorch: measuring ${models.join(", ")} with ${found.python}`);
+  const r = spawnSync(found.python, args, { encoding: "utf8", timeout: 600_000 });
+  if (r.status !== 0) {
+    const why = r.error ? r.error.message : r.stderr.trim().split("\n").at(-1);
+    return { skipped: `${found.python} ${TORCH_SCRIPT} failed: ${why}` };
+  }
+  const parsed = JSON.parse(r.stdout) as Omit<TorchReport, "python" | "openblasThreads">;
+  for (const t of parsed.results) log(`  ${t.model} × pytorch: median ${fmtMs(t.medianMs)} ms`);
+  return {
+    python: found.python,
+    openblasThreads: process.env.OPENBLAS_NUM_THREADS ?? null,
+    ...parsed,
+  };
+}
+
+function compare(results: readonly CellResult[], torch: TorchReport): ComparisonRow[] {
+  return results.flatMap((r) => {
+    const t = torch.results.find((x) => x.model === r.model);
+    if (t == null || r.shards !== 1) return [];
+    return [
+      {
+        model: r.model,
+        backend: r.backend,
+        tfjsMs: r.medianMs,
+        pytorchMs: t.medianMs,
+        ratio: r.medianMs / t.medianMs,
+      },
+    ];
+  });
+}
+
+export function formatComparisonTable(torch: TorchReport, rows: readonly ComparisonRow[]): string {
+  const header = ["model", "tfjs backend", "tfjs ms/step", "pytorch ms/step", "tfjs / pytorch"];
+  const body = rows.map((c) => [
+    c.model,
+    c.backend,
+    fmtMs(c.tfjsMs),
+    fmtMs(c.pytorchMs),
+    `${c.ratio.toFixed(2)}×`,
+  ]);
+  const blasThreads = torch.openblasThreads ?? "unset";
+  return [
+    `pytorch ${torch.torch} (${torch.python}), ${torch.threads} thread(s) (torch.get_num_threads()), ` +
+      `BLAS ${torch.blas}, OPENBLAS_NUM_THREADS ${blasThreads}`,
+    textTable(header, body, new Set([2, 3, 4])),
+  ].join("\n");
+}
+
 function errorLine(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err);
   return text.split("\n")[0];
@@ -397,6 +510,8 @@ export async function runStepBench(argv: string[]): Promise<number> {
     skipped: [],
     failed: [],
     results: [],
+    pytorch: { skipped: "not run" },
+    comparison: [],
   };
   const datasets = new Map<string, Promise<Dataset>>();
   for (const backend of opts.backends) {
@@ -427,6 +542,9 @@ export async function runStepBench(argv: string[]): Promise<number> {
     }
   }
 
+  // After the tfjs cells, never beside them: both sides get the whole machine in turn.
+  report.pytorch = runTorch(opts, log);
+
   const order = opts.models.map((m) => m.name);
   report.results.sort((a, b) => order.indexOf(a.model) - order.indexOf(b.model));
   out("");
@@ -435,6 +553,13 @@ export async function runStepBench(argv: string[]): Promise<number> {
   if (noted.length > 0) {
     out("");
     for (const r of noted) out(`note: ${r.model} × ${r.backend}: ${r.note}`);
+  }
+  out("");
+  if ("skipped" in report.pytorch) {
+    out(`pytorch: skipped: ${report.pytorch.skipped}`);
+  } else {
+    report.comparison = compare(report.results, report.pytorch);
+    out(formatComparisonTable(report.pytorch, report.comparison));
   }
   out("");
   out(
