@@ -10,6 +10,7 @@ import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import { type Command, InvalidArgumentError, type Option } from "commander";
+import { natsAuthFromOptions } from "../shared/cli/nats-options.js";
 import type { RunConfig } from "../shared/config.js";
 import type { MetricsMessage } from "../shared/metrics.js";
 import {
@@ -22,6 +23,7 @@ import {
   subjects,
 } from "../shared/nats.js";
 import { Progress, type ProgressInfo } from "../shared/progress.js";
+import { type NatsAuthFiles, randomSecret } from "../shared/security.js";
 
 /** The `agon` command the children run. */
 export const AGON_CLI = resolve(import.meta.dirname, "../shared/cli/agon.js");
@@ -43,6 +45,10 @@ export interface LocalOptions {
   listen?: string;
   /** Dashboard and /metrics address; default 127.0.0.1 on a free port. */
   http?: string;
+  /** NATS credentials and TLS for our own connection. */
+  natsAuth?: NatsAuthFiles;
+  /** The same, as flags for the coordinator and the workers. */
+  natsArgs?: string[];
   /** The config flags as given to `agon local` (--config, --set, shorthands), passed to the coordinator. */
   configArgs: string[];
   /** Where progress and log lines go (default stderr). */
@@ -223,13 +229,19 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
     for (const c of children) c.kill("SIGKILL");
   };
   process.on("exit", killAll);
+  // The children share a join token: $AGON_JOIN_TOKEN when set, else a fresh random one,
+  // so nothing else on this machine can join the run.
+  const childEnv = {
+    ...process.env,
+    AGON_JOIN_TOKEN: process.env.AGON_JOIN_TOKEN || randomSecret(),
+  };
   const startChild = (name: string, args: string[], onStdout?: (line: string) => void): Child => {
     // Each child gets its own process group: Ctrl-C reaches only `agon local`,
     // which then stops them in order (coordinator first, so it checkpoints).
     const proc = spawn(process.execPath, [cli, ...args], {
       stdio: ["ignore", "pipe", "pipe"],
       detached: true,
-      env: process.env,
+      env: childEnv,
     });
     const child = new Child(name, proc, onStdout ?? childLine(name), childLine(name));
     children.push(child);
@@ -307,7 +319,7 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
       .split(",")
       .map((u) => u.trim())
       .filter(Boolean);
-    nc = await connectNats(natsServers, "agon-local", (l) => say(`local: ${l}`));
+    nc = await connectNats(natsServers, "agon-local", (l) => say(`local: ${l}`), opts.natsAuth);
     nc.subscribe(subjects(cfg.run.id).metrics, {
       callback: (err, msg) => {
         if (err) return;
@@ -334,6 +346,7 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
       listen,
       "--nats",
       natsUrl,
+      ...(opts.natsArgs ?? []),
       "--backend",
       opts.backend,
       "--http",
@@ -387,6 +400,7 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
         address,
         "--nats",
         natsUrl,
+        ...(opts.natsArgs ?? []),
         "--name",
         name,
         "--backend",
@@ -597,6 +611,11 @@ export function registerLocalCommand(
         listen: opts.listen as string | undefined,
         http: opts.http as string | undefined,
         configArgs: passThroughArgs(configOptions, opts),
+        natsAuth: natsAuthFromOptions(opts),
+        natsArgs: passThroughArgs(
+          cmd.options.filter((o) => o.long?.startsWith("--nats-")),
+          opts,
+        ),
         agonCli,
       });
       if (result.status === "stopped") {

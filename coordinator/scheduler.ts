@@ -216,6 +216,12 @@ export class Scheduler {
     return this.tasks.find((x) => x.ref.taskId === taskId)?.ref;
   }
 
+  /** Whether `workerId` holds the unfinished microtask `taskId` of the current phase. */
+  holds(workerId: string, taskId: string): boolean {
+    const t = this.tasks.find((x) => x.ref.taskId === taskId);
+    return t !== undefined && t.result === null && t.holders.has(workerId);
+  }
+
   isMember(workerId: string): boolean {
     return this.members.has(workerId);
   }

@@ -24,6 +24,15 @@ import { type Net, publishParams } from "../shared/params-bus.js";
 import { generateSamples, samplesGridPng, writeSampleGrid } from "../shared/runner.js";
 import { datasetSpec, phaseKind } from "../shared/schedule.js";
 import {
+  hasJoinToken,
+  metadataValue,
+  type NatsAuthFiles,
+  randomSecret,
+  SESSION_METADATA,
+  type ServerTlsFiles,
+  serverCredentials,
+} from "../shared/security.js";
+import {
   ChunkAssembler,
   chunksOf,
   floatBytes,
@@ -41,6 +50,14 @@ export interface CoordinatorOptions {
   /** host:port for /metrics, /healthz and the dashboard; none when absent. */
   http?: string;
   nats: string[];
+  /** NATS credentials and TLS files. */
+  natsAuth?: NatsAuthFiles;
+  /** gRPC TLS (cert + key), mutual TLS when a CA is given; plaintext when absent. */
+  tls?: ServerTlsFiles;
+  /** Every call must carry this token (`authorization: Bearer ...`); none when absent. */
+  joinToken?: string;
+  /** Malformed gradients a worker may send before it is evicted. Default 5. */
+  maxStrikes?: number;
   backend: BackendName;
   fresh?: boolean;
   force?: boolean;
@@ -84,6 +101,10 @@ export class CoordinatorServer {
   private readonly health: HealthMonitor;
   private http: HttpServerHandle | null = null;
   private rolledBack = false;
+  /** sha256 of each live session secret → the worker it belongs to. */
+  private readonly sessions = new Map<string, string>();
+  /** Malformed gradients per worker since it joined. */
+  private readonly strikes = new Map<string, number>();
   /** Non-finite gradients received per microtask of the current phase. */
   private readonly nonFiniteTasks = new Map<string, number>();
   /** Set when the run ends in error (divergence); the CLI exits non-zero with it. */
@@ -113,7 +134,12 @@ export class CoordinatorServer {
     this.model = buildModel(cfg.model, dataset.sampleShape);
     this.state = new TrainingState(cfg, this.model);
     mkdirSync(join(cfg.run.dir, "samples"), { recursive: true });
-    this.nc = await connectNats(this.opts.nats, `agon-coordinator-${cfg.run.id}`, this.log);
+    this.nc = await connectNats(
+      this.opts.nats,
+      `agon-coordinator-${cfg.run.id}`,
+      this.log,
+      this.opts.natsAuth,
+    );
     if (!this.opts.fresh) await this.resume();
     writeFileSync(join(cfg.run.dir, "config.json"), `${JSON.stringify(cfg, null, 2)}\n`);
     this.publish("G");
@@ -122,12 +148,22 @@ export class CoordinatorServer {
     this.scheduler = new Scheduler(cfg.shards, this.opts.leaseMs ?? 2000);
     const proto = loadAgonProto();
     this.server.addService(proto.agon.v1.Coordinator.service, this.handlers());
+    const credentials = serverCredentials(this.opts.tls ?? {});
     const port = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync(this.opts.listen, grpc.ServerCredentials.createInsecure(), (err, p) =>
+      this.server.bindAsync(this.opts.listen, credentials, (err, p) =>
         err ? reject(err) : resolve(p),
       ),
     );
     const host = this.opts.listen.slice(0, this.opts.listen.lastIndexOf(":"));
+    const loopback = /^(127\.|localhost$|\[::1\]$)/.test(host);
+    if (!loopback && !this.opts.joinToken) {
+      this.log(
+        `coordinator: warning: listening on ${host} without a join token; anyone who can reach it can join (see docs/SECURITY.md)`,
+      );
+    }
+    if (!loopback && !this.opts.tls?.cert) {
+      this.log(`coordinator: warning: gRPC on ${host} is plaintext; use --tls-cert/--tls-key`);
+    }
     const address = `${host}:${port}`;
     this.ticker = setInterval(() => this.dispatch(this.scheduler.tick(Date.now())), 250);
     this.log(
@@ -217,6 +253,64 @@ export class CoordinatorServer {
     this.nc.publish(subject, data);
   }
 
+  /** The sha256 of `net` at `version` when that is the published version, else "". */
+  private checksumOf(net: Net, version: number): string {
+    const p = this.published.get(net);
+    return p && p.version === version ? p.checksum : "";
+  }
+
+  /**
+   * Refuses a call without the run's join token (UNAUTHENTICATED, and an
+   * event naming the peer). Returns whether the call may go on.
+   */
+  private admit(
+    call: { metadata: grpc.Metadata; getPeer(): string },
+    rpc: string,
+    refuse: (err: Partial<grpc.StatusObject>) => void,
+  ): boolean {
+    if (hasJoinToken(call.metadata, this.opts.joinToken)) return true;
+    const reason = "missing or wrong join token";
+    this.event("callRejected", `${rpc} from ${call.getPeer()} rejected: ${reason}`, {
+      rpc,
+      peer: call.getPeer(),
+      reason,
+    });
+    refuse({ code: grpc.status.UNAUTHENTICATED, details: reason });
+    return false;
+  }
+
+  /** The worker whose session secret the call carries, if any. */
+  private sessionWorker(md: grpc.Metadata): string | undefined {
+    const secret = metadataValue(md, SESSION_METADATA);
+    return secret === undefined ? undefined : this.sessions.get(sha256(Buffer.from(secret)));
+  }
+
+  private endSessions(workerId: string): void {
+    for (const [key, id] of this.sessions) if (id === workerId) this.sessions.delete(key);
+  }
+
+  /**
+   * A worker sent a malformed gradient. After `maxStrikes` of them it is
+   * evicted: its microtasks move on and its session ends (it may join again).
+   */
+  private strike(workerId: string, reason: string): void {
+    if (!this.scheduler.isMember(workerId)) return;
+    const n = (this.strikes.get(workerId) ?? 0) + 1;
+    this.strikes.set(workerId, n);
+    if (n < (this.opts.maxStrikes ?? 5)) return;
+    this.strikes.delete(workerId);
+    this.endSessions(workerId);
+    const stream = this.streams.get(workerId);
+    this.streams.delete(workerId);
+    this.event("workerEvicted", `${workerId} evicted after ${n} malformed gradients (${reason})`, {
+      workerId,
+      reason,
+    });
+    this.dispatch(this.scheduler.lose(workerId, `evicted: ${reason}`, Date.now()));
+    stream?.emit("error", { code: grpc.status.PERMISSION_DENIED, details: "evicted" });
+    stream?.end();
+  }
+
   private publish(net: Net): void {
     const weights = this.state.weights[net].slice();
     const version = this.state.versions[net];
@@ -258,6 +352,8 @@ export class CoordinatorServer {
               gVersion: task.versions.G,
               dVersion: task.versions.D,
               deadlineMs: 0,
+              gSha256: this.checksumOf("G", task.versions.G),
+              dSha256: this.checksumOf("D", task.versions.D),
             },
           });
           break;
@@ -474,6 +570,7 @@ export class CoordinatorServer {
   private handlers(): CoordinatorHandlers {
     return {
       Join: (call, callback) => {
+        if (!this.admit(call, "Join", (e) => callback(e))) return;
         const name = call.request.workerName;
         if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) {
           callback({
@@ -483,6 +580,11 @@ export class CoordinatorServer {
           return;
         }
         const { workerId, actions } = this.scheduler.join(name, Date.now());
+        // A re-join under the same name starts a new session; the old secret stops working.
+        this.endSessions(workerId);
+        this.strikes.delete(workerId);
+        const session = randomSecret();
+        this.sessions.set(sha256(Buffer.from(session)), workerId);
         this.dispatch(actions);
         this.event("workerJoined", `${workerId} joined (backend ${call.request.backend || "?"})`, {
           workerId,
@@ -493,10 +595,17 @@ export class CoordinatorServer {
           leaseMs: this.scheduler.leaseMs,
           runId: this.cfg.run.id,
           configJson: JSON.stringify(this.cfg),
+          session,
         });
       },
 
       Work: (call) => {
+        const refuse = (e: Partial<grpc.StatusObject>) => {
+          call.emit("error", e);
+          call.end();
+        };
+        if (!this.admit(call, "Work", refuse)) return;
+        const sessionOf = this.sessionWorker(call.metadata);
         let workerId: string | null = null;
         const lost = (reason: string) => {
           if (workerId && this.streams.get(workerId) === call) {
@@ -507,12 +616,15 @@ export class CoordinatorServer {
         call.on("data", (msg: WorkerMessage__Output) => {
           const now = Date.now();
           if (workerId === null) {
-            if (msg.body !== "hello" || !this.scheduler.isMember(msg.workerId)) {
-              call.emit("error", {
+            if (
+              msg.body !== "hello" ||
+              !this.scheduler.isMember(msg.workerId) ||
+              sessionOf !== msg.workerId
+            ) {
+              refuse({
                 code: grpc.status.PERMISSION_DENIED,
-                details: "join first, then say hello",
+                details: "join first, then say hello with the session you were given",
               });
-              call.end();
               return;
             }
             workerId = msg.workerId;
@@ -539,18 +651,33 @@ export class CoordinatorServer {
       },
 
       SubmitGradients: (call, callback) => {
+        if (!this.admit(call, "SubmitGradients", (e) => callback(e))) return;
+        const sender = this.sessionWorker(call.metadata);
         let assembler: ChunkAssembler | null = null;
         let header: GradientChunk__Output["header"] = null;
         let failed: string | null = null;
+        /** Whether the failure is the sender's fault (malformed), not just late. */
+        let malformed = false;
+        let chunksSeen = 0;
         call.on("data", (chunk: GradientChunk__Output) => {
           if (failed) return;
           try {
+            chunksSeen += 1;
             if (!assembler) {
               header = chunk.header;
+              malformed = true;
               if (!header) throw new WireError("first chunk carries no header");
+              if (sender === undefined) throw new WireError("no valid session; join first");
+              if (header.workerId !== sender) {
+                throw new WireError(
+                  `worker id ${JSON.stringify(header.workerId.slice(0, 64))} does not match the session (${sender})`,
+                );
+              }
+              malformed = false;
               const task = this.scheduler.task(header.taskId);
               if (!task)
                 throw new WireError(`task ${header.taskId} is not part of the current phase`);
+              malformed = true;
               const kind = phaseKind(this.cfg, task.phase);
               const expected = kind === "D" ? this.model.d.size : this.model.g.size;
               if (header.length !== expected) {
@@ -559,38 +686,58 @@ export class CoordinatorServer {
                 );
               }
               assembler = new ChunkAssembler(header.length, header.chunks, header.sha256);
+              malformed = false;
+            } else if (chunk.header) {
+              throw new WireError("only the first chunk may carry a header");
+            }
+            if (chunksSeen > assembler.chunks) {
+              throw new WireError(`more than the announced ${assembler.chunks} chunks`);
             }
             assembler.add(chunk.index, chunk.data);
             this.bytesIn += chunk.data.byteLength;
           } catch (err) {
             failed = (err as Error).message;
+            malformed = true;
           }
         });
         call.on("end", () => {
-          const reject = (reason: string) => {
+          const reject = (reason: string, isMalformed: boolean) => {
             this.event("gradientRejected", `rejected a gradient: ${reason}`, {
-              workerId: header?.workerId ?? null,
-              taskId: header?.taskId ?? null,
+              workerId: sender ?? null,
+              taskId: header?.taskId.slice(0, 64) ?? null,
               reason,
             });
             callback(null, { accepted: false, reason });
+            if (isMalformed && sender !== undefined) this.strike(sender, reason);
           };
-          if (this.stopping) return reject("coordinator is stopping");
-          if (failed) return reject(failed);
-          if (!assembler || !header) return reject("empty stream");
+          if (this.stopping) return reject("coordinator is stopping", false);
+          if (failed) return reject(failed, malformed);
+          if (!assembler || !header || sender === undefined) return reject("empty stream", true);
           let grad: Float32Array;
           try {
             grad = assembler.finish(true);
           } catch (err) {
             const message = (err as Error).message;
-            if (/not finite/.test(message)) this.nonFiniteGradient(header.workerId, header.taskId);
-            return reject(message);
+            // Only the task's own holder can make NaN count towards divergence.
+            if (/not finite/.test(message) && this.scheduler.holds(sender, header.taskId)) {
+              this.nonFiniteGradient(sender, header.taskId);
+              return reject(message, false);
+            }
+            return reject(message, true);
           }
           const h = header;
           const task = this.scheduler.task(h.taskId);
           const isD = task !== undefined && phaseKind(this.cfg, task.phase) === "D";
           if (!Number.isInteger(h.count) || h.count !== this.cfg.batch / this.cfg.shards) {
-            return reject(`count ${h.count} does not match the microtask batch`);
+            return reject(`count ${h.count} does not match the microtask batch`, true);
+          }
+          for (const [field, value] of [
+            ["d_loss", h.dLoss],
+            ["g_loss", h.gLoss],
+            ["d_real", h.dReal],
+            ["d_fake", h.dFake],
+          ] as const) {
+            if (!Number.isFinite(value)) return reject(`${field} is not finite`, true);
           }
           const result: MicrotaskResult = {
             grad,
@@ -606,7 +753,7 @@ export class CoordinatorServer {
             result,
             Date.now(),
           );
-          if (!verdict.ok) return reject(verdict.reason);
+          if (!verdict.ok) return reject(verdict.reason, false);
           const seconds =
             Number.isFinite(h.computeSeconds) && h.computeSeconds > 0 ? h.computeSeconds : 0;
           this.computeByWorker.set(
@@ -619,6 +766,7 @@ export class CoordinatorServer {
       },
 
       FetchParams: (call) => {
+        if (!this.admit(call, "FetchParams", (e) => call.emit("error", e))) return;
         const net = call.request.net;
         if (net !== "G" && net !== "D") {
           call.emit("error", {
@@ -652,7 +800,8 @@ export class CoordinatorServer {
         call.end();
       },
 
-      Status: (_call, callback) => {
+      Status: (call, callback) => {
+        if (!this.admit(call, "Status", (e) => callback(e))) return;
         const { step, phase, steps, workers, done } = this.runStatus();
         callback(null, {
           runId: this.cfg.run.id,

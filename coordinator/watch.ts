@@ -8,9 +8,11 @@
 // Rendering is pure: `reduceWatch` folds messages into a WatchState and
 // `renderWatch` turns a state into text, so both are unit-testable.
 import { type Command, InvalidArgumentError } from "commander";
+import { natsAuthFromOptions } from "../shared/cli/nats-options.js";
 import type { MetricsMessage } from "../shared/metrics.js";
 import { connectNats, type NatsConnection, subjects } from "../shared/nats.js";
 import { formatDuration } from "../shared/progress.js";
+import type { NatsAuthFiles } from "../shared/security.js";
 
 /** `agon watch` failed; the message is the one line shown to the user. */
 export class WatchError extends Error {
@@ -246,6 +248,8 @@ export interface WatchOutput {
 }
 
 export interface WatchOptions {
+  /** NATS credentials and TLS files. */
+  natsAuth?: NatsAuthFiles;
   /** Run id (names the subjects). Default "agon". */
   run?: string;
   /** NATS URL(s), comma-separated or a list. Default $NATS_URL or nats://127.0.0.1:4222. */
@@ -318,7 +322,7 @@ export async function startWatch(opts: WatchOptions, out: WatchOutput): Promise<
   const subs = subjects(run);
   const state = initialWatchState(run, servers.join(","));
 
-  const nc: NatsConnection = await connectNats(servers, `agon-watch-${run}`, log);
+  const nc: NatsConnection = await connectNats(servers, `agon-watch-${run}`, log, opts.natsAuth);
 
   let drawnLines = 0;
   let lastDraw = Number.NEGATIVE_INFINITY;
@@ -450,6 +454,7 @@ export function registerWatchCommand(program: Command, out: WatchOutput = proces
             nats: (opts.nats as string | undefined) ?? defaultNatsUrl(),
             json: Boolean(opts.json),
             follow: Boolean(opts.follow),
+            natsAuth: natsAuthFromOptions(opts),
             signal: abort.signal,
           },
           out,

@@ -1,7 +1,10 @@
 // Picks and activates the tfjs backend a process computes on: native TensorFlow when tfjs-node
-// happens to be installed, else wasm (with our kernel fixes), else the plain JS cpu backend.
+// happens to be installed, else WebGPU when a GPU adapter is found, else wasm (with our kernel
+// fixes), else the plain JS cpu backend.
+
+import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 
 export type BackendName = "auto" | "tensorflow" | "webgpu" | "wasm" | "cpu";
@@ -28,9 +31,7 @@ export async function initBackend(
     case "tensorflow":
       return initTensorflow();
     case "webgpu":
-      throw new Error(
-        "webgpu backend is not available yet (tracked in its own issue); use --backend wasm or cpu",
-      );
+      return initWebgpu(log, true);
     case "wasm":
       return initWasm();
     case "cpu":
@@ -51,15 +52,76 @@ async function initAuto(log: (line: string) => void): Promise<string> {
     log(`backend: auto chose ${name} (${native} installed)`);
     return name;
   }
+  let why = "tfjs-node not installed";
+  try {
+    // Without the Vulkan loader Dawn finds nothing (and says so on stderr): skip it quietly.
+    if (!vulkanLoaderPresent()) throw new Error("no libvulkan.so.1, so no WebGPU adapter");
+    const name = await initWebgpu(log, false);
+    log(`backend: auto chose ${name} (${why})`);
+    return name;
+  } catch (err) {
+    why += `, ${errorText(err)}`;
+  }
   try {
     const name = await initWasm();
-    log(`backend: auto chose ${name} (tfjs-node not installed)`);
+    log(`backend: auto chose ${name} (${why})`);
     return name;
   } catch (err) {
     const name = await initCpu();
-    log(`backend: auto chose ${name} (tfjs-node not installed, wasm failed: ${errorText(err)})`);
+    log(`backend: auto chose ${name} (${why}, wasm failed: ${errorText(err)})`);
     return name;
   }
+}
+
+let webgpuAdapter: string | null = null;
+
+/**
+ * WebGPU through Dawn (the optional npm package `webgpu`, which ships its
+ * native addon): Vulkan on Linux, so an NVIDIA GPU needs only its driver and
+ * libvulkan1, no CUDA. `navigator.gpu` must exist before tfjs-backend-webgpu
+ * is imported, because it registers itself only when it sees one.
+ */
+async function initWebgpu(log: (line: string) => void, explicit: boolean): Promise<string> {
+  if (webgpuAdapter === null) {
+    let dawn: typeof import("webgpu");
+    try {
+      dawn = await import("webgpu");
+    } catch (err) {
+      throw new Error(
+        `webgpu: the optional package \`webgpu\` is not installed or cannot load (${errorText(err).split("\n")[0]})`,
+      );
+    }
+    Object.assign(globalThis, dawn.globals);
+    const gpu = dawn.create([]);
+    let adapter: GPUAdapter | null = null;
+    try {
+      adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
+    } catch (err) {
+      throw new Error(`webgpu: no adapter (${errorText(err).split("\n")[0]})`);
+    }
+    if (!adapter) {
+      throw new Error(
+        "webgpu: no GPU adapter found (needs a GPU, its Vulkan driver and libvulkan1)",
+      );
+    }
+    const info = adapter.info;
+    if (
+      !explicit &&
+      (adapter.isFallbackAdapter || /llvmpipe|swiftshader/i.test(info.description))
+    ) {
+      throw new Error(`webgpu: only a software adapter (${info.description}), slower than wasm`);
+    }
+    webgpuAdapter =
+      [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(" ") ||
+      "unnamed adapter";
+    const nav = (globalThis as { navigator?: { gpu?: unknown } }).navigator;
+    if (nav) Object.defineProperty(nav, "gpu", { value: gpu, configurable: true });
+    else Object.defineProperty(globalThis, "navigator", { value: { gpu }, configurable: true });
+    await import("@tensorflow/tfjs-backend-webgpu");
+  }
+  const name = await activate("webgpu");
+  log(`backend: webgpu on ${webgpuAdapter}${explicit ? "" : " (found by auto)"}`);
+  return name;
 }
 
 async function initTensorflow(): Promise<string> {
@@ -105,6 +167,20 @@ async function activate(name: string): Promise<string> {
   }
   await tf.ready();
   return tf.getBackend();
+}
+
+/** Whether the Vulkan loader Dawn needs can be found in the usual library folders. */
+function vulkanLoaderPresent(env: NodeJS.ProcessEnv = process.env): boolean {
+  const dirs = [
+    ...(env.LD_LIBRARY_PATH ?? "").split(":").filter(Boolean),
+    "/usr/lib/x86_64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib64",
+    "/usr/lib",
+    "/usr/local/lib",
+  ];
+  return dirs.some((d) => existsSync(join(d, "libvulkan.so.1")));
 }
 
 /** The tfjs-node flavour that is installed, or undefined; never loads it. */

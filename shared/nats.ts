@@ -7,6 +7,7 @@ import { createConnection, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { type NatsAuthFiles, natsAuthOptions } from "./security.js";
 
 export type { NatsConnection } from "@nats-io/transport-node";
 
@@ -38,11 +39,14 @@ export async function connectNats(
   servers: string | string[],
   name: string,
   log?: (line: string) => void,
+  auth?: NatsAuthFiles,
 ): Promise<NatsConnection> {
   const where = Array.isArray(servers) ? servers.join(", ") : servers;
+  const security = natsAuthOptions(auth);
   let nc: NatsConnection;
   try {
     nc = await connect({
+      ...security,
       servers,
       name,
       maxReconnectAttempts: -1,

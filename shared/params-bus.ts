@@ -13,7 +13,12 @@ export interface ParamSet {
   net: Net;
   version: number;
   weights: Float32Array;
+  /** sha256 (hex) of the weights' bytes, verified on arrival. */
+  checksum: string;
 }
+
+/** Versions of each network kept by a ParamSubscriber (most recent arrivals). */
+const KEEP_VERSIONS = 3;
 
 export function publishParams(
   nc: NatsConnection,
@@ -38,9 +43,14 @@ export function publishParams(
   return bytes;
 }
 
-/** Keeps the newest verified version of each network seen on NATS. */
+/**
+ * Keeps the last few verified versions of each network seen on NATS (by
+ * arrival, so a forged "version 10⁹" cannot shadow the real ones). Anyone who
+ * can publish on NATS can still offer self-consistent weights, so callers
+ * compare `checksum` with the one the coordinator sent over gRPC before use.
+ */
 export class ParamSubscriber {
-  private readonly latest = new Map<Net, ParamSet>();
+  private readonly recent: Record<Net, ParamSet[]> = { G: [], D: [] };
   private readonly pending = new Map<Net, { version: number; assembler: ChunkAssembler }>();
   private readonly waiters: Array<{
     net: Net;
@@ -71,14 +81,19 @@ export class ParamSubscriber {
 
   /** Puts parameters obtained another way (FetchParams) in the same cache. */
   offer(p: ParamSet): void {
-    const cur = this.latest.get(p.net);
-    if (!cur || p.version >= cur.version) this.latest.set(p.net, p);
+    const list = this.recent[p.net].filter((x) => x.version !== p.version);
+    list.push(p);
+    this.recent[p.net] = list.slice(-KEEP_VERSIONS);
     this.wake();
   }
 
   get(net: Net, version: number): ParamSet | undefined {
-    const p = this.latest.get(net);
-    return p && p.version === version ? p : undefined;
+    return this.recent[net].find((p) => p.version === version);
+  }
+
+  /** Drops a cached version that turned out not to be the coordinator's. */
+  discard(net: Net, version: number): void {
+    this.recent[net] = this.recent[net].filter((p) => p.version !== version);
   }
 
   /** Resolves with the parameters once that version arrives, or null after `ms`. */
@@ -100,7 +115,8 @@ export class ParamSubscriber {
 
   /** Forgets everything cached, e.g. after the coordinator resumed from an older checkpoint. */
   reset(): void {
-    this.latest.clear();
+    this.recent.G = [];
+    this.recent.D = [];
     this.pending.clear();
   }
 
@@ -121,8 +137,6 @@ export class ParamSubscriber {
         throw new WireError(
           `${net} chunk announces ${length} values, model has ${this.sizes[net]}`,
         );
-      const cur = this.latest.get(net);
-      if (cur && version <= cur.version) return; // old news
       let p = this.pending.get(net);
       if (index === 0) {
         p = { version, assembler: new ChunkAssembler(length, chunks, h.get("Agon-Sha256")) };
@@ -133,8 +147,8 @@ export class ParamSubscriber {
       p.assembler.add(index, data);
       if (p.assembler.complete) {
         this.pending.delete(net);
-        this.latest.set(net, { net, version, weights: p.assembler.finish(true) });
-        this.wake();
+        const weights = p.assembler.finish(true);
+        this.offer({ net, version, weights, checksum: p.assembler.checksum });
       }
     } catch (err) {
       this.pending.delete(net);

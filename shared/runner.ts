@@ -14,7 +14,12 @@ import {
   scatterPng,
 } from "./data/index.js";
 import { type GanLoss, selectLoss } from "./losses.js";
-import { computeMicrotask, latentNoise, type MicrotaskResult } from "./microtask.js";
+import {
+  computeMicrotask,
+  computeMicrotaskAsync,
+  latentNoise,
+  type MicrotaskResult,
+} from "./microtask.js";
 import { buildModel, type GanModel, toTensors } from "./models.js";
 import { hashSeed, SeedDomain } from "./rng.js";
 import type { MicrotaskSpec } from "./schedule.js";
@@ -39,19 +44,32 @@ export class MicrotaskRunner {
   }
 
   run(spec: MicrotaskSpec, gWeights: Float32Array, dWeights: Float32Array): MicrotaskResult {
+    return computeMicrotask(this.model, this.loss, this.input(spec, gWeights, dWeights));
+  }
+
+  /** The same bits as run(), read back asynchronously (required on webgpu). */
+  runAsync(
+    spec: MicrotaskSpec,
+    gWeights: Float32Array,
+    dWeights: Float32Array,
+  ): Promise<MicrotaskResult> {
+    return computeMicrotaskAsync(this.model, this.loss, this.input(spec, gWeights, dWeights));
+  }
+
+  private input(spec: MicrotaskSpec, gWeights: Float32Array, dWeights: Float32Array) {
     let real: Float32Array | undefined;
     if (spec.kind === "D") {
       const indices = drawIndices(this.plan, spec.shard, spec.draw!, spec.batch);
       real = gatherSamples(this.dataset, indices, this.realBuffer);
     }
-    return computeMicrotask(this.model, this.loss, {
+    return {
       phase: spec.kind,
       gWeights,
       dWeights,
       real,
       batch: spec.batch,
       noiseSeed: spec.noiseSeed,
-    });
+    };
   }
 }
 

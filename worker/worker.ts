@@ -19,6 +19,12 @@ import { type Net, type ParamSet, ParamSubscriber } from "../shared/params-bus.j
 import { MicrotaskRunner } from "../shared/runner.js";
 import { datasetSpec, microtaskSpec } from "../shared/schedule.js";
 import {
+  type ClientTlsFiles,
+  callMetadata,
+  clientCredentials,
+  type NatsAuthFiles,
+} from "../shared/security.js";
+import {
   CHANNEL_OPTIONS,
   ChunkAssembler,
   chunksOf,
@@ -29,6 +35,12 @@ import {
 export interface WorkerOptions {
   coordinator: string;
   nats: string[];
+  /** NATS credentials and TLS files. */
+  natsAuth?: NatsAuthFiles;
+  /** TLS to the coordinator (plaintext when empty). */
+  tls?: ClientTlsFiles;
+  /** The run's join token, sent with every call. */
+  joinToken?: string;
   name: string;
   backend: BackendName;
   /** How long to wait for a NATS broadcast before fetching over gRPC. */
@@ -49,6 +61,8 @@ export class Worker {
   private params!: ParamSubscriber;
   private nc: NatsConnection | null = null;
   private workerId = "";
+  /** This session's secret from Join, sent with every later call. */
+  private session = "";
   private stream: grpc.ClientDuplexStream<WorkerMessage, CoordinatorMessage__Output> | null = null;
   private readonly queue: Microtask__Output[] = [];
   private readonly cancelled = new Set<string>();
@@ -71,11 +85,11 @@ export class Worker {
 
   async start(): Promise<void> {
     const proto = loadAgonProto();
-    this.client = new proto.agon.v1.Coordinator(
-      this.opts.coordinator,
-      grpc.credentials.createInsecure(),
-      CHANNEL_OPTIONS,
-    ) as unknown as CoordinatorClient;
+    const tls = clientCredentials(this.opts.tls ?? {});
+    this.client = new proto.agon.v1.Coordinator(this.opts.coordinator, tls.credentials, {
+      ...CHANNEL_OPTIONS,
+      ...tls.options,
+    }) as unknown as CoordinatorClient;
     const backend = await initBackend(this.opts.backend, this.log);
     this.backend = backend;
     const joined = await this.join(backend);
@@ -84,7 +98,12 @@ export class Worker {
     const dataset = await loadDataset(datasetSpec(this.cfg));
     this.runner = new MicrotaskRunner(this.cfg, dataset);
     try {
-      this.nc = await connectNats(this.opts.nats, `agon-worker-${this.opts.name}`, this.log);
+      this.nc = await connectNats(
+        this.opts.nats,
+        `agon-worker-${this.opts.name}`,
+        this.log,
+        this.opts.natsAuth,
+      );
     } catch (err) {
       // Parameters still arrive over gRPC; NATS only makes it cheaper.
       this.log(`worker: NATS unavailable (${(err as Error).message}); using FetchParams only`);
@@ -108,6 +127,7 @@ export class Worker {
       const attempt = (n: number) => {
         this.client.Join(
           { workerName: this.opts.name, backend, capabilities: { cores: cpus().length } },
+          callMetadata(this.opts.joinToken),
           { deadline: Date.now() + 2000 },
           (err, res) => {
             if (err || !res) {
@@ -124,6 +144,7 @@ export class Worker {
               return;
             }
             this.workerId = res.workerId;
+            this.session = res.session;
             resolve(res);
           },
         );
@@ -133,7 +154,7 @@ export class Worker {
   }
 
   private openWork(): void {
-    const stream = this.client.Work();
+    const stream = this.client.Work(this.metadata());
     this.stream = stream;
     stream.write({ workerId: this.workerId, hello: {} });
     stream.on("data", (msg: CoordinatorMessage__Output) => {
@@ -193,6 +214,10 @@ export class Worker {
     this.log(`worker ${this.workerId}: re-joined`);
   }
 
+  private metadata(): grpc.Metadata {
+    return callMetadata(this.opts.joinToken, this.session);
+  }
+
   private shutdown(code: number): void {
     if (this.closed) return;
     this.closed = true;
@@ -227,8 +252,8 @@ export class Worker {
   }
 
   private async runTask(task: Microtask__Output): Promise<void> {
-    const g = await this.paramsAt("G", task.gVersion);
-    const d = await this.paramsAt("D", task.dVersion);
+    const g = await this.paramsAt("G", task.gVersion, task.gSha256);
+    const d = await this.paramsAt("D", task.dVersion, task.dSha256);
     if (!g || !d) {
       this.log(
         `worker ${this.workerId}: parameters for ${task.taskId} unavailable; skipping (coordinator moved on)`,
@@ -238,11 +263,11 @@ export class Worker {
     if (this.cancelled.delete(task.taskId) || this.closed) return;
     const spec = microtaskSpec(this.cfg, task.step, task.phase, task.shard);
     const started = performance.now();
-    const result = this.runner.run(spec, g.weights, d.weights);
+    const result = await this.runner.runAsync(spec, g.weights, d.weights);
     const seconds = (performance.now() - started) / 1000;
     const chunks = chunksOf(result.grad);
     const reply = await new Promise<{ accepted: boolean; reason: string }>((resolve) => {
-      const call = this.client.SubmitGradients((err, res) => {
+      const call = this.client.SubmitGradients(this.metadata(), (err, res) => {
         resolve(err || !res ? { accepted: false, reason: err?.details ?? "no reply" } : res);
       });
       chunks.forEach((data, index) => {
@@ -271,14 +296,37 @@ export class Worker {
       this.log(`worker ${this.workerId}: ${task.taskId} not accepted: ${reply.reason}`);
   }
 
-  /** The network at exactly `version`: from the NATS cache, after a short wait for the broadcast, or over gRPC. */
-  private async paramsAt(net: Net, version: number): Promise<ParamSet | null> {
+  /**
+   * The network at exactly `version`: from the NATS cache (after a short wait
+   * for the broadcast) when it hashes to the `checksum` the coordinator sent
+   * with the microtask over the authenticated gRPC stream, else over gRPC.
+   * A forged or corrupted broadcast is therefore never used.
+   */
+  private async paramsAt(net: Net, version: number, checksum: string): Promise<ParamSet | null> {
     const cached = await this.params.waitFor(
       net,
       version,
       this.nc ? (this.opts.natsWaitMs ?? 200) : 0,
     );
-    if (cached) return cached;
+    if (cached && checksum !== "" && cached.checksum === checksum) return cached;
+    if (cached && checksum !== "") {
+      this.log(
+        `worker ${this.workerId}: NATS ${net} v${version} does not match the coordinator's checksum; fetching it`,
+      );
+      this.params.discard(net, version);
+    }
+    const fetched = await this.fetchWithRetry(net, version);
+    if (fetched && checksum !== "" && fetched.checksum !== checksum) {
+      this.log(
+        `worker ${this.workerId}: ${net} v${version} from the coordinator does not match its own checksum; skipping`,
+      );
+      return null;
+    }
+    return fetched;
+  }
+
+  /** FetchParams with retries and backoff; null when the coordinator does not have that version. */
+  private async fetchWithRetry(net: Net, version: number): Promise<ParamSet | null> {
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
         const fetched = await this.fetchParams(net, version);
@@ -296,7 +344,7 @@ export class Worker {
 
   private fetchParams(net: Net, version: number): Promise<ParamSet> {
     return new Promise((resolve, reject) => {
-      const call = this.client.FetchParams({ net, version });
+      const call = this.client.FetchParams({ net, version }, this.metadata());
       let assembler: ChunkAssembler | null = null;
       let failure: Error | null = null;
       call.on("data", (chunk: ParamChunk__Output) => {
@@ -322,7 +370,7 @@ export class Worker {
           const expected = net === "G" ? this.runner.model.g.size : this.runner.model.d.size;
           if (assembler.length !== expected)
             throw new Error(`${net} has ${assembler.length} values, expected ${expected}`);
-          resolve({ net, version, weights: assembler.finish(true) });
+          resolve({ net, version, weights: assembler.finish(true), checksum: assembler.checksum });
         } catch (err) {
           reject(err);
         }

@@ -19,6 +19,8 @@ import { ConfigError, loadConfig } from "../config.js";
 import { DatasetError } from "../data/index.js";
 import { ClassifierError } from "../fid-classifier.js";
 import { NatsError } from "../nats.js";
+import { loadJoinToken, SecurityError } from "../security.js";
+import { addNatsAuthOptions, natsAuthFromOptions } from "./nats-options.js";
 
 /** Flags that are shorthands for config overrides. */
 const CONFIG_FLAGS: Array<[flag: string, key: string, help: string]> = [
@@ -65,6 +67,8 @@ function configFromOptions(opts: Record<string, unknown>) {
   return loadConfig(opts.config as string | undefined, overrides);
 }
 
+const JOIN_TOKEN_HELP = "file holding the run's join token (default: $AGON_JOIN_TOKEN)";
+
 const backendOption = () =>
   new Option("--backend <name>", "compute backend").choices([...BACKEND_NAMES]).default("auto");
 
@@ -104,6 +108,10 @@ export function buildCli(): Command {
       "serve /metrics (Prometheus), /healthz and the live dashboard here",
     )
     .requiredOption("--nats <urls>", "NATS server URL(s), comma-separated")
+    .option("--tls-cert <file>", "serve gRPC over TLS with this certificate (PEM)")
+    .option("--tls-key <file>", "private key (PEM) for --tls-cert")
+    .option("--tls-ca <file>", "require client certificates signed by this CA (mutual TLS)")
+    .option("--join-token-file <file>", JOIN_TOKEN_HELP)
     .addOption(backendOption())
     .option("--fresh", "ignore checkpoints in the run dir and start from step 0")
     .option("--force", "resume even if the newest checkpoint was written with a different config")
@@ -113,6 +121,9 @@ export function buildCli(): Command {
         listen: parseHostPort(opts.listen as string, "--listen"),
         http: opts.http === undefined ? undefined : parseHostPort(opts.http as string, "--http"),
         nats: parseNatsUrls(opts.nats as string),
+        natsAuth: natsAuthFromOptions(opts),
+        tls: { cert: opts.tlsCert, key: opts.tlsKey, ca: opts.tlsCa },
+        joinToken: loadJoinToken(opts.joinTokenFile as string | undefined),
         backend: opts.backend as BackendName,
         fresh: Boolean(opts.fresh),
         force: Boolean(opts.force),
@@ -141,11 +152,26 @@ export function buildCli(): Command {
       "stable worker name (re-joins under it after a reconnect)",
       defaultWorkerName(),
     )
+    .option("--tls", "connect to the coordinator over TLS (implied by the other --tls-* flags)")
+    .option("--tls-ca <file>", "verify the coordinator's certificate against this CA (PEM)")
+    .option("--tls-cert <file>", "client certificate (PEM) for mutual TLS")
+    .option("--tls-key <file>", "private key (PEM) for --tls-cert")
+    .option("--tls-server-name <name>", "name expected in the coordinator's certificate")
+    .option("--join-token-file <file>", JOIN_TOKEN_HELP)
     .addOption(backendOption())
     .action(async (opts) => {
       const worker = new Worker({
         coordinator: parseHostPort(opts.coordinator as string, "--coordinator"),
         nats: parseNatsUrls(opts.nats as string),
+        natsAuth: natsAuthFromOptions(opts),
+        tls: {
+          enabled: Boolean(opts.tls),
+          ca: opts.tlsCa,
+          cert: opts.tlsCert,
+          key: opts.tlsKey,
+          serverName: opts.tlsServerName,
+        },
+        joinToken: loadJoinToken(opts.joinTokenFile as string | undefined),
         name: opts.name as string,
         backend: opts.backend as BackendName,
       });
@@ -163,6 +189,7 @@ export function buildCli(): Command {
   registerExportCommand(program);
 
   for (const cmd of program.commands) {
+    if (["coordinator", "worker", "watch", "local"].includes(cmd.name())) addNatsAuthOptions(cmd);
     if (ENV_COMMANDS.includes(cmd.name())) bindEnvironment(cmd);
   }
   return program;
@@ -230,6 +257,7 @@ const USER_ERRORS = [
   ClassifierError,
   WatchError,
   ExportError,
+  SecurityError,
 ];
 
 export async function main(argv: string[]): Promise<number> {

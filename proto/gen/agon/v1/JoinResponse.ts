@@ -12,6 +12,11 @@ export interface JoinResponse {
    * The validated run config as JSON; the worker derives every microtask from it.
    */
   'configJson'?: (string);
+  /**
+   * Secret of this session: every later call of this worker carries it in the
+   * `agon-session` metadata, so no other client can speak for this worker id.
+   */
+  'session'?: (string);
 }
 
 export interface JoinResponse__Output {
@@ -25,4 +30,9 @@ export interface JoinResponse__Output {
    * The validated run config as JSON; the worker derives every microtask from it.
    */
   'configJson': (string);
+  /**
+   * Secret of this session: every later call of this worker carries it in the
+   * `agon-session` metadata, so no other client can speak for this worker id.
+   */
+  'session': (string);
 }

@@ -17,6 +17,12 @@ export interface Microtask {
   'gVersion'?: (number | string | Long);
   'dVersion'?: (number | string | Long);
   'deadlineMs'?: (number);
+  /**
+   * sha256 (hex) of those parameter versions: parameters that arrive over NATS
+   * are used only when they hash to these, so forged broadcasts are never used.
+   */
+  'gSha256'?: (string);
+  'dSha256'?: (string);
 }
 
 /**
@@ -34,4 +40,10 @@ export interface Microtask__Output {
   'gVersion': (number);
   'dVersion': (number);
   'deadlineMs': (number);
+  /**
+   * sha256 (hex) of those parameter versions: parameters that arrive over NATS
+   * are used only when they hash to these, so forged broadcasts are never used.
+   */
+  'gSha256': (string);
+  'dSha256': (string);
 }
