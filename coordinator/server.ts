@@ -103,6 +103,7 @@ export class CoordinatorServer {
   private rolledBack = false;
   /** sha256 of each live session secret → the worker it belongs to. */
   private readonly sessions = new Map<string, string>();
+  private readonly credentials: grpc.ServerCredentials;
   /** Malformed gradients per worker since it joined. */
   private readonly strikes = new Map<string, number>();
   /** Non-finite gradients received per microtask of the current phase. */
@@ -120,6 +121,8 @@ export class CoordinatorServer {
     private readonly opts: CoordinatorOptions,
   ) {
     this.log = opts.log ?? ((line) => process.stderr.write(`${line}\n`));
+    // Read the TLS material first: a bad file fails before anything starts.
+    this.credentials = serverCredentials(opts.tls ?? {});
     this.health = new HealthMonitor({
       dWinsPhases: cfg.health.dWinsPhases,
       collapseRatio: cfg.health.collapseRatio,
@@ -148,9 +151,8 @@ export class CoordinatorServer {
     this.scheduler = new Scheduler(cfg.shards, this.opts.leaseMs ?? 2000);
     const proto = loadAgonProto();
     this.server.addService(proto.agon.v1.Coordinator.service, this.handlers());
-    const credentials = serverCredentials(this.opts.tls ?? {});
     const port = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync(this.opts.listen, credentials, (err, p) =>
+      this.server.bindAsync(this.opts.listen, this.credentials, (err, p) =>
         err ? reject(err) : resolve(p),
       ),
     );
@@ -279,10 +281,12 @@ export class CoordinatorServer {
     return false;
   }
 
-  /** The worker whose session secret the call carries, if any. */
+  /** The live worker whose session secret the call carries, if any. */
   private sessionWorker(md: grpc.Metadata): string | undefined {
     const secret = metadataValue(md, SESSION_METADATA);
-    return secret === undefined ? undefined : this.sessions.get(sha256(Buffer.from(secret)));
+    if (secret === undefined) return undefined;
+    const workerId = this.sessions.get(sha256(Buffer.from(secret)));
+    return workerId !== undefined && this.scheduler.isMember(workerId) ? workerId : undefined;
   }
 
   private endSessions(workerId: string): void {
@@ -580,8 +584,11 @@ export class CoordinatorServer {
           return;
         }
         const { workerId, actions } = this.scheduler.join(name, Date.now());
-        // A re-join under the same name starts a new session; the old secret stops working.
-        this.endSessions(workerId);
+        // A re-join under the same name starts a new session; the old secret stops
+        // working (its worker id is no longer a member), and is forgotten here.
+        for (const [key, id] of this.sessions) {
+          if (id === workerId || !this.scheduler.isMember(id)) this.sessions.delete(key);
+        }
         this.strikes.delete(workerId);
         const session = randomSecret();
         this.sessions.set(sha256(Buffer.from(session)), workerId);

@@ -6,4 +6,6 @@ import { register } from "tsx/esm/api";
 
 register();
 const { main } = await import("./main.ts");
-process.exitCode = await main(process.argv.slice(2));
+const code = await main(process.argv.slice(2));
+// On failure exit now: a half-started command may hold sockets (NATS reconnects forever).
+if (code !== 0) process.exit(code);
