@@ -24,8 +24,10 @@ export function killAll(): void {
   started.clear();
 }
 
-function start(args: string[]): Proc {
-  const child = spawn(process.execPath, [AGON, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+/** `wrap` is an argv prefix that runs the command elsewhere, e.g. `ip netns exec <ns>`. */
+function start(args: string[], wrap: string[] = []): Proc {
+  const argv = [...wrap, process.execPath, AGON, ...args];
+  const child = spawn(argv[0], argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
   started.add(child);
   let stderr = "";
   child.stderr!.on("data", (b: Buffer) => {
@@ -48,18 +50,22 @@ export interface CoordinatorProc extends Proc {
 export async function startCoordinator(
   configArgs: string[],
   natsUrl: string,
-  opts: { listen?: string; fresh?: boolean; http?: string } = {},
+  opts: { listen?: string; fresh?: boolean; http?: string; wrap?: string[]; extra?: string[] } = {},
 ): Promise<CoordinatorProc> {
-  const proc = start([
-    "coordinator",
-    ...configArgs,
-    "--listen",
-    opts.listen ?? "127.0.0.1:0",
-    "--nats",
-    natsUrl,
-    ...(opts.fresh === false ? [] : ["--fresh"]),
-    ...(opts.http ? ["--http", opts.http] : []),
-  ]);
+  const proc = start(
+    [
+      "coordinator",
+      ...configArgs,
+      "--listen",
+      opts.listen ?? "127.0.0.1:0",
+      "--nats",
+      natsUrl,
+      ...(opts.fresh === false ? [] : ["--fresh"]),
+      ...(opts.http ? ["--http", opts.http] : []),
+      ...(opts.extra ?? []),
+    ],
+    opts.wrap,
+  );
   const lines = createInterface({ input: proc.child.stdout! });
   let resolveDone!: (v: { step: number; hashes: { G: string; D: string } }) => void;
   const done = new Promise<{ step: number; hashes: { G: string; D: string } }>((r) => {
@@ -83,18 +89,28 @@ export async function startCoordinator(
   return { ...proc, address, done, http };
 }
 
-export function startWorker(address: string, natsUrl: string, name: string): Proc {
-  return start([
-    "worker",
-    "--coordinator",
-    address,
-    "--nats",
-    natsUrl,
-    "--name",
-    name,
-    "--backend",
-    "wasm",
-  ]);
+export function startWorker(
+  address: string,
+  natsUrl: string,
+  name: string,
+  extra: string[] = [],
+  wrap: string[] = [],
+): Proc {
+  return start(
+    [
+      "worker",
+      "--coordinator",
+      address,
+      "--nats",
+      natsUrl,
+      "--name",
+      name,
+      "--backend",
+      "wasm",
+      ...extra,
+    ],
+    wrap,
+  );
 }
 
 /** The step of the last phase recorded in a run's metrics.jsonl (-1 before the first). */
