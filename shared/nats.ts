@@ -97,6 +97,8 @@ export interface SpawnNatsOptions {
   missingHint?: string;
   /** Enable JetStream (`-js`, store in a temp dir). Default true. */
   jetstream?: boolean;
+  /** More nats-server arguments, e.g. `["-c", "auth.conf"]` (the port flags still win). */
+  extraArgs?: string[];
   /** How long to wait for the server to accept connections. Default 10 s. */
   readyTimeoutMs?: number;
   env?: NodeJS.ProcessEnv;
@@ -206,7 +208,7 @@ export async function spawnNatsServer(opts: SpawnNatsOptions = {}): Promise<Nats
   }
 
   const launch = (port: number): Proc => {
-    const args = ["-a", "127.0.0.1", "-p", String(port)];
+    const args = [...(opts.extraArgs ?? []), "-a", "127.0.0.1", "-p", String(port)];
     if (jetstream) args.push("-js", "-sd", storeDir);
     // Its own process group: a Ctrl-C on the terminal goes to `agon local`,
     // which stops the server last, after the coordinator has checkpointed.
