@@ -76,13 +76,19 @@ async function routeCount(node: ClusterNode): Promise<number> {
   return (await monitor<{ num_routes: number }>(node, "/routez"))?.num_routes ?? -1;
 }
 
-/** Names of the client connections a node holds right now. */
-async function clientNames(node: ClusterNode): Promise<string[]> {
-  const connz = await monitor<{ connections?: Array<{ name?: string }> }>(
+interface Client {
+  name: string;
+  /** Messages the client published through this server. */
+  inMsgs: number;
+}
+
+/** The client connections a node holds right now. */
+async function clientsOf(node: ClusterNode): Promise<Client[]> {
+  const connz = await monitor<{ connections?: Array<{ name?: string; in_msgs?: number }> }>(
     node,
     "/connz?limit=1000",
   );
-  return (connz?.connections ?? []).map((c) => c.name ?? "");
+  return (connz?.connections ?? []).map((c) => ({ name: c.name ?? "", inMsgs: c.in_msgs ?? 0 }));
 }
 
 async function waitForAsync(cond: () => Promise<boolean>, timeoutMs: number, what: string) {
@@ -110,20 +116,22 @@ describe("several NATS servers", () => {
     const clients = ["agon-coordinator-agon", "agon-worker-w0", "agon-worker-w1"];
 
     // Wait until all three clients are connected, then see who is where.
-    let where = new Map<string, number>();
+    let where = new Map<string, { node: number; inMsgs: number }>();
     await waitForAsync(
       async () => {
-        const names = await Promise.all(nodes.map(clientNames));
+        const lists = await Promise.all(nodes.map(clientsOf));
         where = new Map(
-          names.flatMap((list, i) => list.map((name): [string, number] => [name, i])),
+          lists.flatMap((list, node) => list.map((c) => [c.name, { node, inMsgs: c.inMsgs }])),
         );
         return clients.every((c) => where.has(c)) && lastStep(metrics) >= 20;
       },
       60_000,
       "coordinator and workers connected to NATS, step 20",
     );
-    const victim = where.get("agon-coordinator-agon")!;
-    const onVictim = clients.filter((c) => where.get(c) === victim);
+    const victim = where.get("agon-coordinator-agon")!.node;
+    const onVictim = clients.filter((c) => where.get(c)?.node === victim);
+    // The server to be killed is in use: the coordinator publishes parameters and metrics through it.
+    expect(where.get("agon-coordinator-agon")!.inMsgs).toBeGreaterThan(0);
 
     // Watch the metrics subject through another server of the cluster.
     const watchVia = nodes.find((_, i) => i !== victim)!;
@@ -151,7 +159,7 @@ describe("several NATS servers", () => {
     const survivors = nodes.filter((_, i) => i !== victim);
     await waitForAsync(
       async () => {
-        const names = (await Promise.all(survivors.map(clientNames))).flat();
+        const names = (await Promise.all(survivors.map(clientsOf))).flat().map((c) => c.name);
         return clients.every((c) => names.includes(c));
       },
       20_000,
