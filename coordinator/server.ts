@@ -67,6 +67,11 @@ export interface CoordinatorOptions {
   emit?: (event: Record<string, unknown>) => void;
 }
 
+/** A peer-chosen string cut to 64 characters before it goes into a log line, event or status. */
+function clip(s: string): string {
+  return s.length > 64 ? `${s.slice(0, 64)}…` : s;
+}
+
 interface Published {
   version: number;
   weights: Float32Array;
@@ -252,7 +257,13 @@ export class CoordinatorServer {
   /** Publishes unless the connection is going away (stopping, or NATS gone for good). */
   private natsPublish(subject: string, data: string | Uint8Array): void {
     if (!this.nc || this.nc.isClosed() || this.nc.isDraining()) return;
-    this.nc.publish(subject, data);
+    // nats.js throws on a payload over the server's max_payload; a publish must
+    // never take the coordinator down (events quote what peers sent).
+    try {
+      this.nc.publish(subject, data);
+    } catch (err) {
+      this.log(`coordinator: could not publish on ${subject}: ${(err as Error).message}`);
+    }
   }
 
   /** The sha256 of `net` at `version` when that is the published version, else "". */
@@ -593,9 +604,10 @@ export class CoordinatorServer {
         const session = randomSecret();
         this.sessions.set(sha256(Buffer.from(session)), workerId);
         this.dispatch(actions);
-        this.event("workerJoined", `${workerId} joined (backend ${call.request.backend || "?"})`, {
+        const backend = clip(call.request.backend);
+        this.event("workerJoined", `${workerId} joined (backend ${backend || "?"})`, {
           workerId,
-          backend: call.request.backend,
+          backend,
         });
         callback(null, {
           workerId,
@@ -683,7 +695,7 @@ export class CoordinatorServer {
               malformed = false;
               const task = this.scheduler.task(header.taskId);
               if (!task)
-                throw new WireError(`task ${header.taskId} is not part of the current phase`);
+                throw new WireError(`task ${clip(header.taskId)} is not part of the current phase`);
               malformed = true;
               const kind = phaseKind(this.cfg, task.phase);
               const expected = kind === "D" ? this.model.d.size : this.model.g.size;
@@ -778,7 +790,7 @@ export class CoordinatorServer {
         if (net !== "G" && net !== "D") {
           call.emit("error", {
             code: grpc.status.INVALID_ARGUMENT,
-            details: `net must be G or D, got ${net}`,
+            details: `net must be G or D, got ${clip(net)}`,
           });
           return;
         }
