@@ -9,6 +9,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, join, posix, relative, resolve } from "node:path";
 import Ajv2019 from "ajv/dist/2019.js";
 import type { Command, Option } from "commander";
+import ts from "typescript";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
 import { buildCli, ENV_COMMANDS, envName } from "../shared/cli/main.js";
@@ -621,6 +622,52 @@ async function modelFor(apiVersion: string, kind: string) {
   return cls;
 }
 
+/**
+ * Fields the Kubernetes schemas do not have (a typo like `imagePullPolcy` or
+ * `livenesProbe`), which the JSON schemas let through: the objects are
+ * type-checked as object literals against kubernetes-models' TypeScript types,
+ * whose excess-property check names every unknown field.
+ */
+function unknownFields(objects: Array<{ where: string; obj: Obj }>): string[] {
+  const file = join(ROOT, "test", "__deploy_manifests__.ts");
+  const modules: Record<string, string> = {
+    v1: "kubernetes-models/v1",
+    "apps/v1": "kubernetes-models/apps/v1",
+    "monitoring.coreos.com/v1": "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1",
+  };
+  const lines = objects.map(({ obj }, i) => {
+    const from = modules[obj.apiVersion];
+    if (!from) throw new Error(`no types for ${obj.apiVersion}`);
+    return `import type { I${obj.kind} as T${i} } from "${from}"; export const o${i}: T${i} = ${JSON.stringify(obj)};`;
+  });
+  const source = lines.join("\n");
+  const options: ts.CompilerOptions = {
+    strict: true,
+    noEmit: true,
+    target: ts.ScriptTarget.ES2022,
+    module: ts.ModuleKind.NodeNext,
+    moduleResolution: ts.ModuleResolutionKind.NodeNext,
+    skipLibCheck: true,
+    types: [],
+  };
+  const host = ts.createCompilerHost(options);
+  const { getSourceFile, fileExists, readFile } = host;
+  host.getSourceFile = (name, language, ...rest) =>
+    name === file
+      ? ts.createSourceFile(name, source, language)
+      : getSourceFile.call(host, name, language, ...rest);
+  host.fileExists = (name) => name === file || fileExists.call(host, name);
+  host.readFile = (name) => (name === file ? source : readFile.call(host, name));
+  const program = ts.createProgram([file], options, host);
+  const sf = program.getSourceFile(file)!;
+  return ts.getPreEmitDiagnostics(program, sf).map((d) => {
+    const line = d.start === undefined ? 0 : sf.getLineAndCharacterOfPosition(d.start).line;
+    const { where, obj } = objects[line];
+    const text = ts.flattenDiagnosticMessageText(d.messageText, " ");
+    return `${where}: ${obj.kind}/${obj.metadata?.name}: ${text}`;
+  });
+}
+
 async function validateObject(obj: Obj, where: string) {
   const Model = await modelFor(obj.apiVersion, obj.kind);
   try {
@@ -685,7 +732,21 @@ describe("deploy/k8s", () => {
     for (const { file, obj } of objects) await validateObject(obj, file);
   });
 
+  it("no object has a field the Kubernetes types lack (typos)", () => {
+    expect(unknownFields(objects.map(({ file, obj }) => ({ where: file, obj })))).toEqual([]);
+  });
+
   it("the schema check does catch mistakes", async () => {
+    const typo = structuredClone(named("Deployment", "agon-worker"));
+    typo.spec.template.spec.containers[0].imagePullPolcy = "Always";
+    const typo2 = structuredClone(named("StatefulSet", "agon-coordinator"));
+    typo2.spec.volumeClaimTemplate = typo2.spec.volumeClaimTemplates;
+    const problems = unknownFields([
+      { where: "typo", obj: typo },
+      { where: "typo2", obj: typo2 },
+    ]).join("\n");
+    expect(problems).toMatch(/typo: .*imagePullPolcy/);
+    expect(problems).toMatch(/typo2: .*volumeClaimTemplate\b/);
     const sts = structuredClone(named("StatefulSet", "agon-coordinator"));
     sts.spec.template.spec.containers[0].ports[0].containerPort = "7070";
     await expect(validateObject(sts, "broken")).rejects.toThrow(/containerPort/);
