@@ -308,6 +308,10 @@ describe("Dockerfiles", () => {
         expect(PKG.engines.node).toBe(">=20");
         const installs = stages.flatMap((s) => s.body).filter((i) => i.op === "RUN");
         expect(installs.some((i) => /\bnpm ci\b.*--omit=dev/.test(i.args))).toBe(true);
+        // tsx, which runs the sources, needs esbuild's platform binary: an optional dependency.
+        const npm = installs.filter((i) => /\bnpm (ci|install)\b/.test(i.args));
+        expect(npm.map((i) => i.args).join("\n")).not.toMatch(/--omit[= ]optional|--no-optional/);
+        expect(PKG.dependencies.tsx).toBeDefined();
       });
 
       it("copies only files that exist and that its .dockerignore lets through", () => {
@@ -371,9 +375,10 @@ describe("Dockerfiles", () => {
     for (const dir of ["/usr/local/cuda/lib64", "/usr/local/cudnn/lib64"]) {
       expect(env, `LD_LIBRARY_PATH has ${dir}`).toContain(dir);
     }
-    // The webgpu package (optional dependency) is installed in this image.
+    // The webgpu package (an optional dependency) stays in this image.
     const npm = stages.flatMap((s) => s.body).filter((i) => /\bnpm ci\b/.test(i.args));
-    expect(npm.map((i) => i.args).join("\n")).not.toMatch(/--omit=optional/);
+    expect(npm.map((i) => i.args).join("\n")).not.toMatch(/node_modules\/webgpu/);
+    expect(PKG.optionalDependencies.webgpu).toBeDefined();
   });
 });
 
