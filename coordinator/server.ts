@@ -705,7 +705,6 @@ export class CoordinatorServer {
                 );
               }
               assembler = new ChunkAssembler(header.length, header.chunks, header.sha256);
-              malformed = false;
             } else if (chunk.header) {
               throw new WireError("only the first chunk may carry a header");
             }
@@ -715,8 +714,9 @@ export class CoordinatorServer {
             assembler.add(chunk.index, chunk.data);
             this.bytesIn += chunk.data.byteLength;
           } catch (err) {
+            // `malformed` stays as set above: a task outside the current phase (a late or
+            // stale result) is refused without a strike; everything else is the sender's fault.
             failed = (err as Error).message;
-            malformed = true;
           }
         });
         call.on("end", () => {
