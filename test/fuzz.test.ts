@@ -101,6 +101,9 @@ describe("hostile input", () => {
 
     // The coordinator finished the run (it did not crash) on the clean run's weights.
     expect(await coord.exited).toBe(0);
+    if (process.env.FUZZ_DEBUG) writeFileSync(process.env.FUZZ_DEBUG, coord.stderr());
+    // Every event it published got out (none was too large for NATS).
+    expect(coord.stderr()).not.toMatch(/could not publish/);
     expect(done.hashes).toEqual(want);
     for (const w of workers) expect(await w.exited).toBe(0);
 
@@ -124,6 +127,12 @@ describe("hostile input", () => {
     expect(callRejected.every((e) => /join token/.test(e.reason ?? ""))).toBe(true);
     const evicted = events.filter((e) => e.type === "workerEvicted");
     expect(evicted.length).toBeGreaterThan(0);
+    // Late and stale results are refused without a strike: they never get anyone evicted.
+    expect(hostile.staleEvictions).toBe(0);
+    for (const e of evicted)
+      expect(e.reason).not.toMatch(
+        /not part of the current phase|not assigned to|duplicate result/,
+      );
     // The squatter's NaN answers cost it its place; they never looked like divergence.
     expect(events.some((e) => e.type === "diverged")).toBe(false);
   }, 300_000);

@@ -59,6 +59,8 @@ export class HostileClient {
   readonly sent = new Map<string, number>();
   /** Replies to hostile gradient submissions that said accepted: must stay 0. */
   accepted = 0;
+  /** Identities evicted while they sent nothing but stale results: must stay 0. */
+  staleEvictions = 0;
   /** Joins the hostile client made under its own names (not counted as hostile messages). */
   joins = 0;
   private readonly proto = loadAgonProto();
@@ -620,6 +622,26 @@ export class HostileClient {
         const t = this.stale();
         return plain(id, t);
       }),
+      {
+        // Six stale results in a row from one fresh identity: late is not malformed, so no eviction.
+        name: "staleBurst",
+        weight: 0.5,
+        run: async () => {
+          const id = await this.join("latecomer");
+          if (!id) return;
+          for (let i = 0; i < 6; i++) {
+            this.count("staleTask");
+            const t = this.stale();
+            const p = this.payloads[t.net].valid;
+            const reply = await this.submit(
+              this.md(id.session),
+              this.chunks(this.header(id, t.taskId, p), p),
+            );
+            if ("reason" in reply && /no valid session/.test(reply.reason))
+              this.staleEvictions += 1;
+          }
+        },
+      },
       grad("futureTask", 2, (id, t) => {
         const { step, phase } = this.status;
         const taskId =
