@@ -7,7 +7,7 @@ import { connectNats, findNatsServer, freePort, subjects } from "../shared/nats.
 import { referenceHashes, tempDir, tinyRing } from "./helpers/cli.js";
 import { killAll, lastStep, startCoordinator, startWorker, waitFor } from "./helpers/cluster.js";
 
-const STEPS = 200;
+const STEPS = 150;
 const config = [
   ...tinyRing({ steps: STEPS, shards: 6, batch: 36, size: 600 }),
   "--set",
