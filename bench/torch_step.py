@@ -3,6 +3,8 @@ shared/models.ts), non-saturating loss, Adam, batch 64; times one full step (D p
 phase) and prints one JSON object. Run by bench/step.ts; needs only torch.
 
 usage: python3 bench/torch_step.py [--models mlp,dcgan] [--steps N] [--warmup N] [--batch B]
+                                   [--device cpu|cuda]
+(bench/gpu.sh runs it with --device cuda beside the webgpu/tensorflow cells.)
 """
 
 import argparse
@@ -59,18 +61,20 @@ def dcgan(f=32):
 MODELS = {"mlp": (mlp_gan, 50, 3), "dcgan": (dcgan, 20, 2)}
 
 
-def measure(name, steps, warmup, batch):
+def measure(name, steps, warmup, batch, device="cpu"):
     build = MODELS[name][0]
     torch.manual_seed(1)
     g, d = build()
+    g, d = g.to(device), d.to(device)
+    cuda = device.startswith("cuda")
     opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
     # Real samples stand in for MNIST: the step's cost does not depend on their values.
-    real = torch.rand(batch, 1, 28, 28) * 2 - 1
+    real = torch.rand(batch, 1, 28, 28, device=device) * 2 - 1
 
     def step():
         # D phase: real and fake through D, softplus losses (BCE on logits), Adam on D only.
-        z = torch.randn(batch, LATENT)
+        z = torch.randn(batch, LATENT, device=device)
         with torch.no_grad():
             fake = g(z)
         opt_d.zero_grad(set_to_none=True)
@@ -80,7 +84,7 @@ def measure(name, steps, warmup, batch):
         # G phase: fresh noise through G and the frozen D (non-saturating), Adam on G only.
         for p in d.parameters():
             p.requires_grad_(False)
-        z = torch.randn(batch, LATENT)
+        z = torch.randn(batch, LATENT, device=device)
         opt_g.zero_grad(set_to_none=True)
         loss_g = F.softplus(-d(g(z))).mean()
         loss_g.backward()
@@ -92,8 +96,12 @@ def measure(name, steps, warmup, batch):
         step()
     times = []
     for _ in range(steps):
+        if cuda:
+            torch.cuda.synchronize()
         t0 = time.perf_counter()
         step()
+        if cuda:
+            torch.cuda.synchronize()  # the step's kernels are done, as a tfjs readback would be
         times.append((time.perf_counter() - t0) * 1000)
     return {
         "model": name,
@@ -114,6 +122,7 @@ def main():
     ap.add_argument("--steps", type=int)
     ap.add_argument("--warmup", type=int)
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     results = []
     for name in args.models.split(","):
@@ -124,11 +133,13 @@ def main():
                 args.steps if args.steps is not None else steps,
                 args.warmup if args.warmup is not None else warmup,
                 args.batch,
+                args.device,
             )
         )
     print(json.dumps({
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
         "blas": blas_name(),
         "results": results,
     }))

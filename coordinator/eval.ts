@@ -86,7 +86,7 @@ export async function evalCheckpoint(dir: string, opts: EvalOptions = {}): Promi
       `${found.dir}: G has ${gWeights.length} weights, its config's ${cfg.model.name} needs ${model.g.size}`,
     );
   }
-  const samples = generateSamples(model, gWeights, seed, n);
+  const samples = await generateSamples(model, gWeights, seed, n);
   const fd = await computeFd(dataset, samples, n);
   const { getBackend } = await import("@tensorflow/tfjs-core");
   return {

@@ -91,8 +91,8 @@ export async function runSample(opts: SampleOptions): Promise<SampleResult> {
   const count = opts.n ?? gen.cfg.samples.count;
   const seed = opts.seed ?? gen.cfg.seed;
   const cfg: RunConfig = { ...gen.cfg, seed, samples: { ...gen.cfg.samples, count } };
-  const png = samplesPng(cfg, gen.model, gen.gWeights);
-  const samples = generateSamples(gen.model, gen.gWeights, seed, count);
+  const png = await samplesPng(cfg, gen.model, gen.gWeights);
+  const samples = await generateSamples(gen.model, gen.gWeights, seed, count);
   const out = resolve(opts.out);
   await mkdir(dirname(out), { recursive: true });
   await writeFile(out, png);

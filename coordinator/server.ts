@@ -386,6 +386,10 @@ export class CoordinatorServer {
           const s = this.streams.get(a.workerId);
           this.streams.delete(a.workerId);
           s?.end();
+          // Its session and strikes go with it (a lost worker joins again for a new
+          // session), so they do not pile up over many joins.
+          this.endSessions(a.workerId);
+          this.strikes.delete(a.workerId);
           break;
         }
         case "taskReassigned":
@@ -422,7 +426,12 @@ export class CoordinatorServer {
       const step = this.state.step;
       if (step % this.cfg.samples.every === 0 || this.state.done) {
         const count = this.cfg.samples.count;
-        const samples = generateSamples(this.model, this.state.weights.G, this.cfg.seed, count);
+        const samples = await generateSamples(
+          this.model,
+          this.state.weights.G,
+          this.cfg.seed,
+          count,
+        );
         signals.push(...this.health.observeSamples(step, samples, count, samples.length / count));
         const png = samplesGridPng(this.cfg, this.model, samples);
         writeSampleGrid(this.cfg.run.dir, step, png);

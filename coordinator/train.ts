@@ -56,7 +56,7 @@ export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainRe
     const results = [];
     for (let shard = 0; shard < cfg.shards; shard++) {
       const spec = microtaskSpec(cfg, state.step, state.phase, shard);
-      results.push(runner.run(spec, state.weights.G, state.weights.D));
+      results.push(await runner.runAsync(spec, state.weights.G, state.weights.D));
     }
     const summary = state.applyPhase(results);
     appendFileSync(
@@ -70,7 +70,7 @@ export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainRe
     // A step just completed.
     progress.update(progressInfo(state.step, cfg.steps, lastD, last));
     if (state.step % cfg.samples.every === 0 || state.done) {
-      writeSamples(cfg, runner, state);
+      await writeSamples(cfg, runner, state);
     }
     if (state.step % cfg.checkpoint.every === 0 || state.done) {
       await writeCheckpoint(runDir, cfg, state.snapshot(), cfg.checkpoint.keep);
@@ -101,8 +101,12 @@ function progressInfo(
   };
 }
 
-function writeSamples(cfg: RunConfig, runner: MicrotaskRunner, state: TrainingState): void {
-  writeSampleGrid(cfg.run.dir, state.step, samplesPng(cfg, runner.model, state.weights.G));
+async function writeSamples(
+  cfg: RunConfig,
+  runner: MicrotaskRunner,
+  state: TrainingState,
+): Promise<void> {
+  writeSampleGrid(cfg.run.dir, state.step, await samplesPng(cfg, runner.model, state.weights.G));
 }
 
 /** Loads the newest valid checkpoint into `state`; returns its step, or null when starting fresh. */

@@ -327,7 +327,12 @@ export async function regenerate(
 
 // `npx tsx shared/fid-classifier.ts train [dataset...]` regenerates the committed weights;
 // `... check [dataset...]` retrains in memory and says whether the result matches them bit for bit.
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+// Run as a script (not when bundled into another entry point, where import.meta.url is the bundle's).
+if (
+  process.argv[1] &&
+  fileURLToPath(import.meta.url) === process.argv[1] &&
+  /fid-classifier\.[jt]s$/.test(process.argv[1])
+) {
   const [cmd, ...rest] = process.argv.slice(2);
   const names = (rest.length > 0 ? rest : FID_DATASETS) as FidDataset[];
   for (const n of names) {

@@ -73,18 +73,22 @@ export class MicrotaskRunner {
   }
 }
 
-/** G's output on the run's fixed sample noise (the same every time, so grids are comparable). */
-export function generateSamples(
+/**
+ * G's output on the run's fixed sample noise (the same every time, so grids are
+ * comparable). Read back asynchronously, which every backend supports (webgpu
+ * in Node has no synchronous readback).
+ */
+export async function generateSamples(
   model: GanModel,
   gWeights: Float32Array,
   seed: number,
   count: number,
-): Float32Array {
+): Promise<Float32Array> {
   const z = latentNoise(hashSeed(seed, SeedDomain.sampleNoise), count, model.latentDim);
   const out = tf.tidy(() =>
     model.g.apply(toTensors(model.g, gWeights), tf.tensor2d(z, [count, model.latentDim])),
   );
-  const data = out.dataSync() as Float32Array;
+  const data = (await out.data()) as Float32Array;
   out.dispose();
   return data;
 }
@@ -96,8 +100,13 @@ export function writeSampleGrid(runDir: string, step: number, png: Buffer): void
 }
 
 /** A PNG of the fixed-noise samples: an image grid, or a dot plot for 2-D points. */
-export function samplesPng(cfg: RunConfig, model: GanModel, gWeights: Float32Array): Buffer {
-  return samplesGridPng(cfg, model, generateSamples(model, gWeights, cfg.seed, cfg.samples.count));
+export async function samplesPng(
+  cfg: RunConfig,
+  model: GanModel,
+  gWeights: Float32Array,
+): Promise<Buffer> {
+  const samples = await generateSamples(model, gWeights, cfg.seed, cfg.samples.count);
+  return samplesGridPng(cfg, model, samples);
 }
 
 /** The PNG for samples already generated (count = cfg.samples.count). */

@@ -135,7 +135,7 @@ describe("agon export", () => {
       const got = y.dataSync() as Float32Array;
       y.dispose();
       net.dispose();
-      const want = generateSamples(gen.model, gen.gWeights, gen.cfg.seed, n);
+      const want = await generateSamples(gen.model, gen.gWeights, gen.cfg.seed, n);
       let maxDiff = 0;
       for (let i = 0; i < want.length; i++) {
         maxDiff = Math.max(maxDiff, Math.abs(got[i] - want[i]));

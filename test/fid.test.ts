@@ -258,7 +258,7 @@ describe("computeFd", () => {
         const cfg = parseConfig({ model: { name }, dataset: { name: ds }, steps: 1 });
         const model = buildModel(cfg.model, [28, 28, 1]);
         const g = initWeights(model.g, hashSeed(cfg.seed, SeedDomain.initG));
-        untrained[name] = await computeFd(ds, generateSamples(model, g, EVAL_SEED, n), n);
+        untrained[name] = await computeFd(ds, await generateSamples(model, g, EVAL_SEED, n), n);
       }
       console.log(
         `${ds} FD (n ${n}): real train ${fdReal.toFixed(2)}, uniform noise ${fdNoise.toFixed(1)}, untrained mlp ${untrained.mlp.toFixed(1)}, untrained dcgan ${untrained.dcgan.toFixed(1)}`,
@@ -298,7 +298,7 @@ describe("agon eval", () => {
   it("FD falls while a small MNIST GAN trains (600 steps)", async () => {
     const model = buildModel(cfg.model, [28, 28, 1]);
     const g0 = initWeights(model.g, hashSeed(cfg.seed, SeedDomain.initG));
-    const fd0 = await computeFd("mnist", generateSamples(model, g0, EVAL_SEED, 2000), 2000);
+    const fd0 = await computeFd("mnist", await generateSamples(model, g0, EVAL_SEED, 2000), 2000);
     const fd300 = (await evalCheckpoint(join(cfg.run.dir, "ckpt-00000300"))).fd;
     // A run dir: its newest checkpoint, leaving a live writer's temporary dir alone.
     const writing = join(cfg.run.dir, ".tmp-ckpt-00000700-1");
