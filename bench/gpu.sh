@@ -42,7 +42,12 @@ for batch in $BATCHES; do
   if has_cuda_torch; then
     $PYTHON "$TORCH_STEP" --device cuda --models mlp,dcgan --steps "$STEPS" --batch "$batch" \
       >"$OUT_DIR/torch-cuda-b$batch.json" &&
-      say "pytorch cuda batch $batch: $($PYTHON -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["torch"], d["device"], ", ".join(f"{r[\"model\"]} {r[\"medianMs\"]:.2f} ms/step" for r in d["results"]))' "$OUT_DIR/torch-cuda-b$batch.json")"
+      say "pytorch cuda batch $batch: $($PYTHON - "$OUT_DIR/torch-cuda-b$batch.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+print(d["torch"], d["device"], ", ".join(f"{r['model']} {r['medianMs']:.2f} ms/step" for r in d["results"]))
+PY
+)"
   else
     say "pytorch cuda: skipped (no torch with a CUDA device in $PYTHON)"
   fi
