@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { connectNats, subjects } from "../shared/nats.js";
 import { referenceHashes, tempDir } from "./helpers/cli.js";
-import { startCoordinator, startWorker } from "./helpers/cluster.js";
+import { type CoordinatorProc, startCoordinator, startWorker } from "./helpers/cluster.js";
 import { HostileClient, ParamForger } from "./helpers/hostile.js";
 import { natsForSuite } from "./helpers/nats.js";
 
@@ -43,6 +43,18 @@ const expected = () => {
   reference ??= referenceHashes(config);
   return reference;
 };
+
+/** The coordinator's "done" result; fails at once (with its last words) if it exits first. */
+function finished(coord: CoordinatorProc) {
+  return Promise.race([
+    coord.done,
+    coord.exited.then((code): never => {
+      throw new Error(
+        `coordinator exited (${code}) before the run finished:\n${coord.stderr().slice(-3000)}`,
+      );
+    }),
+  ]);
+}
 
 function tokenFile(): string {
   const file = join(tempDir("agon-fuzz-"), "token");
@@ -91,9 +103,10 @@ describe("hostile input", () => {
     );
     const hostile = new HostileClient(coord.address, TOKEN, 20240607);
     await hostile.start();
-    const attack = hostile.run(coord.done);
+    const result = finished(coord);
+    const attack = hostile.run(result);
 
-    const done = await coord.done;
+    const done = await result;
     await attack;
     hostile.close();
     await watcher.flush();
@@ -148,7 +161,7 @@ describe("hostile input", () => {
     const workers = ["w0", "w1"].map((n) =>
       startWorker(coord.address, nats.url, n, ["--join-token-file", token]),
     );
-    const done = await coord.done;
+    const done = await finished(coord);
     forger.stop();
     await forgerConnection.drain();
     for (const w of workers) expect(await w.exited).toBe(0);

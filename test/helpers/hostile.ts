@@ -59,8 +59,9 @@ export class HostileClient {
   readonly sent = new Map<string, number>();
   /** Replies to hostile gradient submissions that said accepted: must stay 0. */
   accepted = 0;
-  /** Identities evicted while they sent nothing but stale results: must stay 0. */
+  /** Identities evicted after sending nothing but stale results: must stay 0. */
   staleEvictions = 0;
+  private bursts = 0;
   /** Joins the hostile client made under its own names (not counted as hostile messages). */
   joins = 0;
   private readonly proto = loadAgonProto();
@@ -508,11 +509,12 @@ export class HostileClient {
       t: { taskId: string; net: Net },
       over: Partial<GradientHeader> = {},
     ) => this.chunks(this.header(id, t.taskId, valid(t), over), valid(t));
+    // Among them one too long to quote in an event on NATS (max payload 1 MiB).
     const garbageIds = [
       "",
       "../../etc/passwd",
       "1.0.0; drop table",
-      "x".repeat(100_000),
+      "x".repeat(1_100_000),
       "-1.-1.-1",
       "1e9.0.0",
     ];
@@ -627,19 +629,26 @@ export class HostileClient {
         name: "staleBurst",
         weight: 0.5,
         run: async () => {
-          const id = await this.join("latecomer");
+          // Its own name: a concurrent burst under the same name would end this session.
+          const id = await this.join(`latecomer-${this.bursts++}`);
           if (!id) return;
           for (let i = 0; i < 6; i++) {
             this.count("staleTask");
             const t = this.stale();
             const p = this.payloads[t.net].valid;
-            const reply = await this.submit(
-              this.md(id.session),
-              this.chunks(this.header(id, t.taskId, p), p),
-            );
-            if ("reason" in reply && /no valid session/.test(reply.reason))
-              this.staleEvictions += 1;
+            await this.submit(this.md(id.session), this.chunks(this.header(id, t.taskId, p), p));
           }
+          // Still a session? Within its lease (2 s from the join) only an eviction could have ended it.
+          this.count("otherWorkersId");
+          const { taskId, net } = this.current();
+          const p = this.payloads[net].valid;
+          const reply = await this.submit(
+            this.md(id.session),
+            this.chunks(this.header(id, taskId, p, { workerId: "w0#0" }), p),
+          );
+          const withinLease = Date.now() - id.joinedAt < REJOIN_AFTER_MS;
+          if (withinLease && "reason" in reply && /no valid session/.test(reply.reason))
+            this.staleEvictions += 1;
         },
       },
       grad("futureTask", 2, (id, t) => {
