@@ -32,6 +32,16 @@ afterAll(() => killAll());
 
 const proto = loadAgonProto();
 
+/** The coordinator's flags for mutual TLS with the test PKI. */
+const serverTls = () => [
+  "--tls-cert",
+  pki.serverCert,
+  "--tls-key",
+  pki.serverKey,
+  "--tls-ca",
+  pki.ca,
+];
+
 function client(address: string, tls: Parameters<typeof clientCredentials>[0] = {}) {
   const c = clientCredentials(tls);
   return new proto.agon.v1.Coordinator(address, c.credentials, {
@@ -152,16 +162,7 @@ describe("join token", () => {
 describe("TLS", () => {
   it("a TLS-only coordinator refuses plaintext; mutual TLS refuses certificates from another CA", async () => {
     const coord = await startCoordinator(tinyRing({ steps: 400 }), nats.url, {
-      extra: [
-        "--tls-cert",
-        pki.serverCert,
-        "--tls-key",
-        pki.serverKey,
-        "--tls-ca",
-        pki.ca,
-        "--run-dir",
-        tempDir(),
-      ],
+      extra: [...serverTls(), "--run-dir", tempDir()],
     });
     try {
       const port = coord.address.split(":").at(-1);
@@ -203,18 +204,7 @@ describe("TLS", () => {
     const config = tinyRing({ steps: 30, shards: 2 });
     const expected = await referenceHashes(config);
     const coord = await startCoordinator(config, nats.url, {
-      extra: [
-        "--tls-cert",
-        pki.serverCert,
-        "--tls-key",
-        pki.serverKey,
-        "--tls-ca",
-        pki.ca,
-        "--join-token-file",
-        tokenFile,
-        "--run-dir",
-        tempDir(),
-      ],
+      extra: [...serverTls(), "--join-token-file", tokenFile, "--run-dir", tempDir()],
     });
     const port = coord.address.split(":").at(-1);
     const tls = [

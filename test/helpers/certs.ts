@@ -21,10 +21,9 @@ function openssl(dir: string, args: string[]): void {
   execFileSync("openssl", args, { cwd: dir, stdio: ["ignore", "ignore", "pipe"] });
 }
 
-function makeCa(dir: string, name: string): void {
-  openssl(dir, [
-    "req",
-    "-x509",
+/** `openssl req` arguments for a new P-256 key in `<name>.key` and subject CN=<name>. */
+function newKey(name: string): string[] {
+  return [
     "-newkey",
     "ec",
     "-pkeyopt",
@@ -32,30 +31,17 @@ function makeCa(dir: string, name: string): void {
     "-nodes",
     "-keyout",
     `${name}.key`,
-    "-out",
-    `${name}.pem`,
-    "-days",
-    "2",
     "-subj",
     `/CN=${name}`,
-  ]);
+  ];
+}
+
+function makeCa(dir: string, name: string): void {
+  openssl(dir, ["req", "-x509", ...newKey(name), "-out", `${name}.pem`, "-days", "2"]);
 }
 
 function makeLeaf(dir: string, name: string, ca: string, ext: string): void {
-  openssl(dir, [
-    "req",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-keyout",
-    `${name}.key`,
-    "-out",
-    `${name}.csr`,
-    "-subj",
-    `/CN=${name}`,
-  ]);
+  openssl(dir, ["req", ...newKey(name), "-out", `${name}.csr`]);
   writeFileSync(join(dir, `${name}.ext`), ext);
   openssl(dir, [
     "x509",
