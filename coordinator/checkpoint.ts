@@ -41,7 +41,9 @@ export class CheckpointError extends Error {
 /**
  * Hash of the fields that decide the training trajectory. Steps, run dir,
  * checkpoint and sample cadence and health settings are left out, so a run can
- * be extended, moved or watched differently.
+ * be extended, moved or watched differently. The transport precision rounds
+ * gradients and weights, so it is in; at its default (fp32 both ways) it is
+ * left out, so checkpoints from before the setting existed still resume.
  */
 export function configHash(cfg: RunConfig): string {
   const {
@@ -50,9 +52,12 @@ export function configHash(cfg: RunConfig): string {
     checkpoint: _checkpoint,
     samples: _samples,
     health: _health,
+    transport,
     ...trajectory
   } = cfg;
-  return sha256(new TextEncoder().encode(canonicalJson(trajectory)));
+  const fp32 = transport.gradients === "fp32" && transport.params === "fp32";
+  const hashed = fp32 ? trajectory : { ...trajectory, transport };
+  return sha256(new TextEncoder().encode(canonicalJson(hashed)));
 }
 
 function bytesOf(a: Float32Array): Uint8Array {

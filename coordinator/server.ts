@@ -34,11 +34,14 @@ import {
 } from "../shared/security.js";
 import {
   ChunkAssembler,
+  checkDtype,
   chunksOf,
-  floatBytes,
+  type EncodedArray,
+  encodeArray,
   loadAgonProto,
   SERVER_OPTIONS,
   WireError,
+  wireDtype,
 } from "../shared/wire.js";
 import { latestValidCheckpoint, resumableCheckpoint, writeCheckpoint } from "./checkpoint.js";
 import { type HttpServerHandle, type RunStatus, startHttpServer } from "./http.js";
@@ -74,8 +77,8 @@ function clip(s: string): string {
 
 interface Published {
   version: number;
-  weights: Float32Array;
-  checksum: string;
+  /** The weights as they travel (transport.params), with the sha256 of those bytes. */
+  encoded: EncodedArray;
 }
 
 export class CoordinatorServer {
@@ -269,7 +272,7 @@ export class CoordinatorServer {
   /** The sha256 of `net` at `version` when that is the published version, else "". */
   private checksumOf(net: Net, version: number): string {
     const p = this.published.get(net);
-    return p && p.version === version ? p.checksum : "";
+    return p && p.version === version ? p.encoded.checksum : "";
   }
 
   /**
@@ -327,11 +330,14 @@ export class CoordinatorServer {
   }
 
   private publish(net: Net): void {
-    const weights = this.state.weights[net].slice();
+    const dtype = this.cfg.transport.params;
+    const master = this.state.weights[net];
+    // fp32 encodes as a view of the array: copy it, the master weights change with the next update.
+    const encoded = encodeArray(dtype === "fp32" ? master.slice() : master, dtype);
     const version = this.state.versions[net];
-    this.published.set(net, { version, weights, checksum: sha256(floatBytes(weights)) });
+    this.published.set(net, { version, encoded });
     if (this.nc.isClosed() || this.nc.isDraining()) return;
-    this.bytesOut += publishParams(this.nc, this.cfg.run.id, net, version, weights);
+    this.bytesOut += publishParams(this.nc, this.cfg.run.id, net, version, encoded);
   }
 
   private startPhase(): void {
@@ -713,7 +719,9 @@ export class CoordinatorServer {
                   `gradient has ${header.length} values, ${kind} has ${expected}`,
                 );
               }
-              assembler = new ChunkAssembler(header.length, header.chunks, header.sha256);
+              const dtype = this.cfg.transport.gradients;
+              checkDtype(header.dtype, dtype, "gradient");
+              assembler = new ChunkAssembler(header.length, header.chunks, header.sha256, dtype);
             } else if (chunk.header) {
               throw new WireError("only the first chunk may carry a header");
             }
@@ -811,16 +819,17 @@ export class CoordinatorServer {
           });
           return;
         }
-        const chunks = chunksOf(p.weights);
+        const chunks = chunksOf(p.encoded.bytes);
         chunks.forEach((data, index) => {
           const msg: ParamChunk = {
             net,
             version: p.version,
             index,
             chunks: chunks.length,
-            length: p.weights.length,
-            sha256: p.checksum,
+            length: p.encoded.length,
+            sha256: p.encoded.checksum,
             data,
+            dtype: wireDtype(p.encoded.dtype),
           };
           call.write(msg);
           this.bytesOut += data.byteLength;

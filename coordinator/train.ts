@@ -8,7 +8,12 @@ import { initBackend } from "../shared/backend.js";
 import type { RunConfig } from "../shared/config.js";
 import { loadDataset } from "../shared/data/index.js";
 import { Progress } from "../shared/progress.js";
-import { MicrotaskRunner, samplesPng, writeSampleGrid } from "../shared/runner.js";
+import {
+  MicrotaskRunner,
+  samplesPng,
+  transportWeights,
+  writeSampleGrid,
+} from "../shared/runner.js";
 import { datasetSpec, microtaskSpec } from "../shared/schedule.js";
 import { resumableCheckpoint, writeCheckpoint } from "./checkpoint.js";
 import { type PhaseSummary, TrainingState } from "./state.js";
@@ -54,9 +59,12 @@ export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainRe
   let lastD: PhaseSummary | null = null;
   while (!state.done) {
     const results = [];
+    // Workers compute with the weights as the wire carries them (transport.params).
+    const g = transportWeights(cfg, state.weights.G);
+    const d = transportWeights(cfg, state.weights.D);
     for (let shard = 0; shard < cfg.shards; shard++) {
       const spec = microtaskSpec(cfg, state.step, state.phase, shard);
-      results.push(await runner.runAsync(spec, state.weights.G, state.weights.D));
+      results.push(await runner.runAsync(spec, g, d));
     }
     const summary = state.applyPhase(results);
     appendFileSync(

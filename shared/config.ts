@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { DTYPES } from "./precision.js";
 
 const positiveInt = z.number().int().positive();
 
@@ -109,6 +110,18 @@ const configSchema = z
       .object({ g: adam.default(adam.parse({})), d: adam.default(adam.parse({})) })
       .strict()
       .default({ g: adam.parse({}), d: adam.parse({}) }),
+    /**
+     * How gradients (worker → coordinator) and parameters (coordinator → workers)
+     * travel. bf16/fp16 halve the bytes and are part of the training definition:
+     * `agon train` rounds exactly as the wire does.
+     */
+    transport: z
+      .object({
+        gradients: z.enum(DTYPES).default("fp32"),
+        params: z.enum(DTYPES).default("fp32"),
+      })
+      .strict()
+      .default({ gradients: "fp32", params: "fp32" }),
     checkpoint: z
       .object({ every: positiveInt.default(500), keep: positiveInt.default(3) })
       .strict()
@@ -152,6 +165,7 @@ export type ModelConfig = RunConfig["model"];
 export type LossConfig = RunConfig["loss"];
 export type AdamConfig = RunConfig["optimizer"]["g"];
 export type DatasetConfig = RunConfig["dataset"];
+export type TransportConfig = RunConfig["transport"];
 
 export class ConfigError extends Error {
   override name = "ConfigError";

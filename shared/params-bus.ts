@@ -1,40 +1,51 @@
 // Parameters over NATS: after every optimizer update the coordinator publishes
 // the updated network on agon.<run>.params.<net> as chunked core-NATS messages
-// with version and sha256 in headers; workers reassemble and verify them. A
-// missed or corrupted chunk just means the worker fetches over gRPC instead.
+// with version, dtype (transport.params) and sha256 in headers; workers
+// reassemble and verify them. A missed or corrupted chunk just means the worker
+// fetches over gRPC instead.
 import { headers, type NatsConnection, type Subscription } from "@nats-io/transport-node";
-import { sha256 } from "./hash.js";
 import { subjects } from "./nats.js";
-import { ChunkAssembler, chunksOf, floatBytes, WireError } from "./wire.js";
+import type { Dtype } from "./precision.js";
+import {
+  ChunkAssembler,
+  checkDtype,
+  chunksOf,
+  type EncodedArray,
+  encodeArray,
+  WireError,
+} from "./wire.js";
 
 export type Net = "G" | "D";
 
 export interface ParamSet {
   net: Net;
   version: number;
+  /** As decoded from the wire (rounded to the run's transport.params). */
   weights: Float32Array;
-  /** sha256 (hex) of the weights' bytes, verified on arrival. */
+  /** sha256 (hex) of the weights' encoded bytes, verified on arrival. */
   checksum: string;
 }
 
 /** Versions of each network kept by a ParamSubscriber (most recent arrivals). */
 const KEEP_VERSIONS = 3;
 
+/** Publishes a network's parameters (a Float32Array travels as fp32); returns the bytes sent. */
 export function publishParams(
   nc: NatsConnection,
   runId: string,
   net: Net,
   version: number,
-  weights: Float32Array,
+  weights: Float32Array | EncodedArray,
 ): number {
-  const checksum = sha256(floatBytes(weights));
-  const chunks = chunksOf(weights);
+  const encoded = weights instanceof Float32Array ? encodeArray(weights, "fp32") : weights;
+  const chunks = chunksOf(encoded.bytes);
   let bytes = 0;
   chunks.forEach((data, index) => {
     const h = headers();
     h.set("Agon-Version", String(version));
-    h.set("Agon-Sha256", checksum);
-    h.set("Agon-Length", String(weights.length));
+    h.set("Agon-Sha256", encoded.checksum);
+    h.set("Agon-Length", String(encoded.length));
+    h.set("Agon-Dtype", encoded.dtype);
     h.set("Agon-Chunk", String(index));
     h.set("Agon-Chunks", String(chunks.length));
     nc.publish(subjects(runId).params(net), data, { headers: h });
@@ -65,6 +76,8 @@ export class ParamSubscriber {
     nc: NatsConnection | null,
     runId: string,
     private readonly sizes: Record<Net, number>,
+    /** The run's transport.params: chunks in any other encoding are dropped. */
+    private readonly dtype: Dtype = "fp32",
     private readonly log: (line: string) => void = () => {},
   ) {
     for (const net of ["G", "D"] as const) {
@@ -137,9 +150,13 @@ export class ParamSubscriber {
         throw new WireError(
           `${net} chunk announces ${length} values, model has ${this.sizes[net]}`,
         );
+      checkDtype(h.get("Agon-Dtype"), this.dtype, `${net} chunk`);
       let p = this.pending.get(net);
       if (index === 0) {
-        p = { version, assembler: new ChunkAssembler(length, chunks, h.get("Agon-Sha256")) };
+        p = {
+          version,
+          assembler: new ChunkAssembler(length, chunks, h.get("Agon-Sha256"), this.dtype),
+        };
         this.pending.set(net, p);
       }
       if (!p || p.version !== version)

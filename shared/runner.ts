@@ -21,6 +21,7 @@ import {
   type MicrotaskResult,
 } from "./microtask.js";
 import { buildModel, type GanModel, toTensors } from "./models.js";
+import { roundValues } from "./precision.js";
 import { hashSeed, SeedDomain } from "./rng.js";
 import type { MicrotaskSpec } from "./schedule.js";
 
@@ -43,17 +44,30 @@ export class MicrotaskRunner {
     this.realBuffer = new Float32Array((cfg.batch / cfg.shards) * dataset.sampleSize);
   }
 
+  /**
+   * The microtask's result, its gradient rounded to transport.gradients (what
+   * the coordinator decodes from the wire). The weights must already be as
+   * transport.params carries them (see transportWeights).
+   */
   run(spec: MicrotaskSpec, gWeights: Float32Array, dWeights: Float32Array): MicrotaskResult {
-    return computeMicrotask(this.model, this.loss, this.input(spec, gWeights, dWeights));
+    return this.rounded(
+      computeMicrotask(this.model, this.loss, this.input(spec, gWeights, dWeights)),
+    );
   }
 
   /** The same bits as run(), read back asynchronously (required on webgpu). */
-  runAsync(
+  async runAsync(
     spec: MicrotaskSpec,
     gWeights: Float32Array,
     dWeights: Float32Array,
   ): Promise<MicrotaskResult> {
-    return computeMicrotaskAsync(this.model, this.loss, this.input(spec, gWeights, dWeights));
+    return this.rounded(
+      await computeMicrotaskAsync(this.model, this.loss, this.input(spec, gWeights, dWeights)),
+    );
+  }
+
+  private rounded(result: MicrotaskResult): MicrotaskResult {
+    return { ...result, grad: roundValues(this.cfg.transport.gradients, result.grad) };
   }
 
   private input(spec: MicrotaskSpec, gWeights: Float32Array, dWeights: Float32Array) {
@@ -71,6 +85,15 @@ export class MicrotaskRunner {
       noiseSeed: spec.noiseSeed,
     };
   }
+}
+
+/**
+ * Weights as workers receive them: rounded to transport.params (the master
+ * weights stay float32). `agon train` computes its microtasks with these, so
+ * it matches a distributed run bit for bit. fp32: the same array.
+ */
+export function transportWeights(cfg: RunConfig, weights: Float32Array): Float32Array {
+  return roundValues(cfg.transport.params, weights);
 }
 
 /**

@@ -1,11 +1,14 @@
 // The gRPC side of the wire: loading proto/agon.proto with the options the
 // generated types in proto/gen assume, channel settings chosen on purpose, and
-// the chunk codec that carries float32 arrays in pieces of at most 1 MiB.
+// the chunk codec that carries float32 arrays (as fp32, bf16 or fp16 bytes) in
+// pieces of at most 1 MiB.
 import { resolve } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
+import type { Dtype as WireDtype } from "../proto/gen/agon/v1/Dtype.js";
 import type { ProtoGrpcType } from "../proto/gen/agon.js";
 import { sha256 } from "./hash.js";
+import { bytesPerValue, type Dtype, decodeValues, encodeValues } from "./precision.js";
 
 export const PROTO_PATH = resolve(import.meta.dirname, "../proto/agon.proto");
 
@@ -13,7 +16,7 @@ export const PROTO_PATH = resolve(import.meta.dirname, "../proto/agon.proto");
 export const CHUNK_BYTES = 512 * 1024;
 /** Largest message either side accepts: one chunk plus headers, with room to spare. */
 export const MAX_MESSAGE_BYTES = 2 * 1024 * 1024;
-/** Largest array (in float32 values) a peer may announce: 256 MiB of weights. */
+/** Largest array (in values) a peer may announce: 256 MiB of float32 weights. */
 export const MAX_ARRAY_LENGTH = 64 * 1024 * 1024;
 
 export function loadAgonProto(): ProtoGrpcType {
@@ -53,9 +56,9 @@ export function floatBytes(a: Float32Array): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
-/** Splits an array's bytes into chunks of at most CHUNK_BYTES (at least one chunk). */
-export function chunksOf(a: Float32Array): Uint8Array[] {
-  const bytes = floatBytes(a);
+/** Splits an array's bytes (a Float32Array: its fp32 bytes) into chunks of at most CHUNK_BYTES (at least one chunk). */
+export function chunksOf(a: Float32Array | Uint8Array): Uint8Array[] {
+  const bytes = a instanceof Uint8Array ? a : floatBytes(a);
   const out: Uint8Array[] = [];
   for (let off = 0; off < bytes.byteLength; off += CHUNK_BYTES) {
     out.push(bytes.subarray(off, Math.min(off + CHUNK_BYTES, bytes.byteLength)));
@@ -64,8 +67,43 @@ export function chunksOf(a: Float32Array): Uint8Array[] {
   return out;
 }
 
-export function chunkCount(length: number): number {
-  return Math.max(1, Math.ceil((length * 4) / CHUNK_BYTES));
+/** Chunks of `length` values encoded as `dtype`: the count follows the encoded byte size. */
+export function chunkCount(length: number, dtype: Dtype = "fp32"): number {
+  return Math.max(1, Math.ceil((length * bytesPerValue(dtype)) / CHUNK_BYTES));
+}
+
+/** An array as it travels: its values encoded in `dtype`, and the sha256 of those bytes. */
+export interface EncodedArray {
+  dtype: Dtype;
+  length: number;
+  bytes: Uint8Array;
+  checksum: string;
+}
+
+export function encodeArray(values: Float32Array, dtype: Dtype): EncodedArray {
+  const bytes = encodeValues(dtype, values);
+  return { dtype, length: values.length, bytes, checksum: sha256(bytes) };
+}
+
+/** The proto enum name of a dtype (`bf16` → `DTYPE_BF16`). */
+export function wireDtype(dtype: Dtype): WireDtype {
+  return `DTYPE_${dtype.toUpperCase()}` as WireDtype;
+}
+
+/**
+ * Checks that a peer's announced dtype (proto enum, or a NATS header where
+ * "" means fp32) is the one the run config sets for this kind of array.
+ */
+export function checkDtype(announced: string | number, expected: Dtype, what: string): void {
+  const name =
+    announced === "" || announced === "DTYPE_FP32"
+      ? "fp32"
+      : typeof announced === "string" && announced.startsWith("DTYPE_")
+        ? announced.slice(6).toLowerCase()
+        : String(announced).slice(0, 16);
+  if (name !== expected) {
+    throw new WireError(`${what} arrived as ${name}, but this run's transport sets ${expected}`);
+  }
 }
 
 export class WireError extends Error {
@@ -73,9 +111,10 @@ export class WireError extends Error {
 }
 
 /**
- * Reassembles a float32 array from chunks, checking everything a hostile or
- * broken peer could get wrong: announced sizes, chunk order and sizes, checksum,
- * and (optionally) that every value is finite.
+ * Reassembles a float32 array from chunks of `dtype` bytes, checking everything
+ * a hostile or broken peer could get wrong: announced sizes, chunk order and
+ * sizes, the checksum (of the encoded bytes), and (optionally) that every
+ * decoded value is finite.
  */
 export class ChunkAssembler {
   private readonly bytes: Uint8Array;
@@ -86,18 +125,19 @@ export class ChunkAssembler {
     readonly length: number,
     readonly chunks: number,
     readonly checksum: string,
+    readonly dtype: Dtype = "fp32",
   ) {
     if (!Number.isInteger(length) || length < 0 || length > MAX_ARRAY_LENGTH) {
       throw new WireError(`announced length ${length} is out of range`);
     }
-    if (chunks !== chunkCount(length)) {
+    if (chunks !== chunkCount(length, dtype)) {
       throw new WireError(
-        `announced ${chunks} chunks for ${length} values, expected ${chunkCount(length)}`,
+        `announced ${chunks} chunks for ${length} ${dtype} values, expected ${chunkCount(length, dtype)}`,
       );
     }
     if (!/^[0-9a-f]{64}$/.test(checksum))
       throw new WireError("checksum is not a sha256 hex digest");
-    this.bytes = new Uint8Array(length * 4);
+    this.bytes = new Uint8Array(length * bytesPerValue(dtype));
   }
 
   add(index: number, data: Uint8Array): void {
@@ -120,7 +160,7 @@ export class ChunkAssembler {
     if (!this.complete)
       throw new WireError(`stream ended after ${this.next} of ${this.chunks} chunks`);
     if (sha256(this.bytes) !== this.checksum) throw new WireError("checksum mismatch");
-    const out = new Float32Array(this.bytes.buffer);
+    const out = decodeValues(this.dtype, this.bytes);
     if (requireFinite) {
       for (let i = 0; i < out.length; i++) {
         if (!Number.isFinite(out[i])) throw new WireError(`value ${i} is not finite (${out[i]})`);

@@ -81,4 +81,18 @@ describe("run config", () => {
     );
     expect(configHash(parseConfig({ ...minimal, seed: 2 }))).not.toBe(configHash(a));
   });
+
+  it("transport precision defaults to fp32, is validated, and is part of the hash unless fp32", () => {
+    const a = parseConfig(minimal);
+    expect(a.transport).toEqual({ gradients: "fp32", params: "fp32" });
+    expect(() => parseConfig({ ...minimal, transport: { gradients: "int8" } })).toThrow(
+      /transport\.gradients: .*"fp32"\|"bf16"\|"fp16"/,
+    );
+    // Spelled out at its default it hashes as before the setting existed (old checkpoints resume).
+    const explicit = parseConfig({ ...minimal, transport: { gradients: "fp32", params: "fp32" } });
+    expect(configHash(explicit)).toBe(configHash(a));
+    const bf16 = configHash(parseConfig({ ...minimal, transport: { gradients: "bf16" } }));
+    const bf16Params = configHash(parseConfig({ ...minimal, transport: { params: "bf16" } }));
+    expect(new Set([configHash(a), bf16, bf16Params]).size).toBe(3);
+  });
 });

@@ -6,7 +6,15 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sha256 } from "../shared/hash.js";
 import { connectNats, type NatsConnection, subjects } from "../shared/nats.js";
 import { ParamSubscriber, publishParams } from "../shared/params-bus.js";
-import { CHUNK_BYTES, ChunkAssembler, chunksOf, floatBytes, WireError } from "../shared/wire.js";
+import { roundValues } from "../shared/precision.js";
+import {
+  CHUNK_BYTES,
+  ChunkAssembler,
+  chunksOf,
+  encodeArray,
+  floatBytes,
+  WireError,
+} from "../shared/wire.js";
 import { tempDir } from "./helpers/cli.js";
 import { startNats } from "./helpers/nats.js";
 
@@ -94,6 +102,23 @@ describe("parameters over NATS", () => {
 
     publishParams(nc, run, "D", 4, d);
     expect((await sub.waitFor("D", 4, 2000))?.weights).toEqual(d);
+    sub.close();
+  });
+
+  it("with transport.params bf16, takes bf16 chunks and drops any other encoding", async () => {
+    const run = `wirebf16${Date.now()}`;
+    const sizes = { G: 10, D: 300_000 };
+    const sub = new ParamSubscriber(nc, run, sizes, "bf16");
+    await nc.flush();
+    const d = Float32Array.from({ length: sizes.D }, (_, i) => Math.sin(i));
+    publishParams(nc, run, "D", 1, d); // fp32: each of its 3 chunks is refused
+    expect(await sub.waitFor("D", 1, 300)).toBeNull();
+    expect(sub.rejected).toBe(3);
+    const sent = encodeArray(d, "bf16");
+    expect(publishParams(nc, run, "D", 2, sent)).toBe(sizes.D * 2);
+    const got = await sub.waitFor("D", 2, 2000);
+    expect(got?.weights).toEqual(roundValues("bf16", d));
+    expect(got?.checksum).toBe(sent.checksum);
     sub.close();
   });
 });

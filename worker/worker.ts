@@ -13,7 +13,7 @@ import type { WorkerMessage } from "../proto/gen/agon/v1/WorkerMessage.js";
 import { type BackendName, initBackend } from "../shared/backend.js";
 import { parseConfig, type RunConfig } from "../shared/config.js";
 import { loadDataset } from "../shared/data/index.js";
-import { sha256 } from "../shared/hash.js";
+import type { MicrotaskResult } from "../shared/microtask.js";
 import { connectNats } from "../shared/nats.js";
 import { type Net, type ParamSet, ParamSubscriber } from "../shared/params-bus.js";
 import { MicrotaskRunner } from "../shared/runner.js";
@@ -27,9 +27,11 @@ import {
 import {
   CHANNEL_OPTIONS,
   ChunkAssembler,
+  checkDtype,
   chunksOf,
-  floatBytes,
+  encodeArray,
   loadAgonProto,
+  wireDtype,
 } from "../shared/wire.js";
 
 export interface WorkerOptions {
@@ -47,6 +49,12 @@ export interface WorkerOptions {
   natsWaitMs?: number;
   log?: (line: string) => void;
 }
+
+/**
+ * Gradient submissions a worker keeps unanswered while it computes the next
+ * microtask: 2 hides one upload behind one compute and bounds the memory held.
+ */
+const UPLOADS_IN_FLIGHT = 2;
 
 export function defaultWorkerName(): string {
   return `${hostname()
@@ -67,6 +75,8 @@ export class Worker {
   private readonly queue: Microtask__Output[] = [];
   private readonly cancelled = new Set<string>();
   private busy = false;
+  /** Gradient submissions not yet answered by the coordinator. */
+  private readonly uploads = new Set<Promise<void>>();
   private closed = false;
   private backend = "";
   private configJson = "";
@@ -109,7 +119,13 @@ export class Worker {
       this.log(`worker: NATS unavailable (${(err as Error).message}); using FetchParams only`);
     }
     const sizes = { G: this.runner.model.g.size, D: this.runner.model.d.size };
-    this.params = new ParamSubscriber(this.nc, joined.runId, sizes, this.log);
+    this.params = new ParamSubscriber(
+      this.nc,
+      joined.runId,
+      sizes,
+      this.cfg.transport.params,
+      this.log,
+    );
     this.openWork();
     this.log(`worker ${this.workerId}: ready (backend ${backend}, ${dataset.count} samples)`);
   }
@@ -232,7 +248,11 @@ export class Worker {
     });
   }
 
-  /** Runs queued microtasks one at a time, in arrival order. */
+  /**
+   * Runs queued microtasks one at a time, in arrival order. A gradient's upload
+   * overlaps the next microtask's compute; at most UPLOADS_IN_FLIGHT are
+   * unanswered at once. Bits cannot change: the coordinator orders by shard.
+   */
   private async drain(): Promise<void> {
     if (this.busy) return;
     this.busy = true;
@@ -240,7 +260,17 @@ export class Worker {
       for (let task = this.queue.shift(); task && !this.closed; task = this.queue.shift()) {
         if (this.cancelled.delete(task.taskId)) continue;
         try {
-          await this.runTask(task);
+          const computed = await this.runTask(task);
+          if (computed) {
+            const id = task.taskId;
+            const tracked = computed.upload
+              .catch((err: Error) =>
+                this.log(`worker ${this.workerId}: ${id} upload failed: ${err.message}`),
+              )
+              .finally(() => this.uploads.delete(tracked));
+            this.uploads.add(tracked);
+          }
+          while (this.uploads.size >= UPLOADS_IN_FLIGHT) await Promise.race(this.uploads);
         } catch (err) {
           if (!this.closed)
             this.log(`worker ${this.workerId}: ${task.taskId} failed: ${(err as Error).message}`);
@@ -251,21 +281,33 @@ export class Worker {
     }
   }
 
-  private async runTask(task: Microtask__Output): Promise<void> {
+  /** Computes a microtask's gradient; resolves once computed, with its upload still under way. */
+  private async runTask(task: Microtask__Output): Promise<{ upload: Promise<void> } | null> {
     const g = await this.paramsAt("G", task.gVersion, task.gSha256);
     const d = await this.paramsAt("D", task.dVersion, task.dSha256);
     if (!g || !d) {
       this.log(
         `worker ${this.workerId}: parameters for ${task.taskId} unavailable; skipping (coordinator moved on)`,
       );
-      return;
+      return null;
     }
-    if (this.cancelled.delete(task.taskId) || this.closed) return;
+    if (this.cancelled.delete(task.taskId) || this.closed) return null;
     const spec = microtaskSpec(this.cfg, task.step, task.phase, task.shard);
     const started = performance.now();
     const result = await this.runner.runAsync(spec, g.weights, d.weights);
     const seconds = (performance.now() - started) / 1000;
-    const chunks = chunksOf(result.grad);
+    return { upload: this.submit(task, result, seconds) };
+  }
+
+  /** Streams a gradient to the coordinator in chunks; resolves when it answers. */
+  private async submit(
+    task: Microtask__Output,
+    result: MicrotaskResult,
+    seconds: number,
+  ): Promise<void> {
+    // The runner rounded the gradient to transport.gradients, so encoding it is exact.
+    const encoded = encodeArray(result.grad, this.cfg.transport.gradients);
+    const chunks = chunksOf(encoded.bytes);
     const reply = await new Promise<{ accepted: boolean; reason: string }>((resolve) => {
       const call = this.client.SubmitGradients(this.metadata(), (err, res) => {
         resolve(err || !res ? { accepted: false, reason: err?.details ?? "no reply" } : res);
@@ -276,9 +318,10 @@ export class Worker {
           msg.header = {
             workerId: this.workerId,
             taskId: task.taskId,
-            length: result.grad.length,
-            sha256: sha256(floatBytes(result.grad)),
+            length: encoded.length,
+            sha256: encoded.checksum,
             chunks: chunks.length,
+            dtype: wireDtype(encoded.dtype),
             count: result.count,
             dLoss: result.dLoss ?? 0,
             gLoss: result.gLoss,
@@ -292,7 +335,7 @@ export class Worker {
       });
       call.end();
     });
-    if (!reply.accepted)
+    if (!reply.accepted && !this.closed)
       this.log(`worker ${this.workerId}: ${task.taskId} not accepted: ${reply.reason}`);
   }
 
@@ -352,7 +395,11 @@ export class Worker {
         try {
           if (chunk.net !== net || chunk.version !== version)
             throw new Error("chunk for another net or version");
-          assembler ??= new ChunkAssembler(chunk.length, chunk.chunks, chunk.sha256);
+          if (!assembler) {
+            const dtype = this.cfg.transport.params;
+            checkDtype(chunk.dtype, dtype, `${net} v${version}`);
+            assembler = new ChunkAssembler(chunk.length, chunk.chunks, chunk.sha256, dtype);
+          }
           assembler.add(chunk.index, chunk.data);
         } catch (err) {
           failure = err as Error;

@@ -1,5 +1,5 @@
 import type * as grpc from '@grpc/grpc-js';
-import type { MessageTypeDefinition } from '@grpc/proto-loader';
+import type { EnumTypeDefinition, MessageTypeDefinition } from '@grpc/proto-loader';
 
 import type { Cancel as _agon_v1_Cancel, Cancel__Output as _agon_v1_Cancel__Output } from './agon/v1/Cancel.js';
 import type { Capabilities as _agon_v1_Capabilities, Capabilities__Output as _agon_v1_Capabilities__Output } from './agon/v1/Capabilities.js';
@@ -34,6 +34,7 @@ export interface ProtoGrpcType {
       Capabilities: MessageTypeDefinition<_agon_v1_Capabilities, _agon_v1_Capabilities__Output>
       Coordinator: SubtypeConstructor<typeof grpc.Client, _agon_v1_CoordinatorClient> & { service: _agon_v1_CoordinatorDefinition }
       CoordinatorMessage: MessageTypeDefinition<_agon_v1_CoordinatorMessage, _agon_v1_CoordinatorMessage__Output>
+      Dtype: EnumTypeDefinition
       FetchParamsRequest: MessageTypeDefinition<_agon_v1_FetchParamsRequest, _agon_v1_FetchParamsRequest__Output>
       Finished: MessageTypeDefinition<_agon_v1_Finished, _agon_v1_Finished__Output>
       GradientChunk: MessageTypeDefinition<_agon_v1_GradientChunk, _agon_v1_GradientChunk__Output>

@@ -1,11 +1,12 @@
 // Original file: proto/agon.proto
 
+import type { Dtype as _agon_v1_Dtype, Dtype__Output as _agon_v1_Dtype__Output } from '../../agon/v1/Dtype.js';
 
 export interface GradientHeader {
   'workerId'?: (string);
   'taskId'?: (string);
   /**
-   * Number of float32 values and the sha256 (hex) of their bytes.
+   * Number of values and the sha256 (hex) of their encoded bytes.
    */
   'length'?: (number);
   'sha256'?: (string);
@@ -20,13 +21,14 @@ export interface GradientHeader {
    * Seconds the worker spent computing, for metrics.
    */
   'computeSeconds'?: (number | string);
+  'dtype'?: (_agon_v1_Dtype);
 }
 
 export interface GradientHeader__Output {
   'workerId': (string);
   'taskId': (string);
   /**
-   * Number of float32 values and the sha256 (hex) of their bytes.
+   * Number of values and the sha256 (hex) of their encoded bytes.
    */
   'length': (number);
   'sha256': (string);
@@ -41,4 +43,5 @@ export interface GradientHeader__Output {
    * Seconds the worker spent computing, for metrics.
    */
   'computeSeconds': (number);
+  'dtype': (_agon_v1_Dtype__Output);
 }

@@ -1,5 +1,6 @@
 // Original file: proto/agon.proto
 
+import type { Dtype as _agon_v1_Dtype, Dtype__Output as _agon_v1_Dtype__Output } from '../../agon/v1/Dtype.js';
 import type { Long } from '@grpc/proto-loader';
 
 export interface ParamChunk {
@@ -10,6 +11,7 @@ export interface ParamChunk {
   'length'?: (number);
   'sha256'?: (string);
   'data'?: (Buffer | Uint8Array | string);
+  'dtype'?: (_agon_v1_Dtype);
 }
 
 export interface ParamChunk__Output {
@@ -20,4 +22,5 @@ export interface ParamChunk__Output {
   'length': (number);
   'sha256': (string);
   'data': (Buffer);
+  'dtype': (_agon_v1_Dtype__Output);
 }
