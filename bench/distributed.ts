@@ -1,7 +1,8 @@
 // `npm run bench -- distributed`: the cost of distribution, measured side by
 // side in one run on real processes. Overhead: `agon local --workers 1` vs
-// `agon train` (same model, backend, batch). Scaling: 2 workers vs 1. And per
+// `agon train` (same model, backend, batch). Scaling: 2 workers vs 1. Per
 // phase: bytes up and down, and time outside the busiest worker's compute.
+// Transport: the upload-heavy MLP with fp32 vs bf16 gradients and parameters.
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -91,11 +92,14 @@ const dcgan = (batch: number, shards: number, steps: number): Case => ({
   ],
 });
 
-const mlp = (steps: number): Case => ({
-  name: "mlp 256-512, batch 64, K=1",
+const mlp = (steps: number, transport: "fp32" | "bf16" = "fp32"): Case => ({
+  name: `mlp 256-512, batch 64, K=1${transport === "fp32" ? "" : `, ${transport} transport`}`,
   batch: 64,
   steps,
   config: [
+    "--set",
+    `transport.gradients=${transport}`,
+    `transport.params=${transport}`,
     "--dataset",
     "mnist",
     "--model",
@@ -153,23 +157,6 @@ export async function runDistributedBench(argv: string[]): Promise<number> {
       return measure(label, dir, c.batch, warm);
     };
 
-    // Overhead: one worker over the wire vs the same microtasks in one process.
-    const overhead: Array<Record<string, unknown>> = [];
-    for (const c of [mlp(quick ? 15 : 60), dcgan(64, 1, quick ? 10 : 30)]) {
-      const t = await single(c, "train");
-      const l = await local(c, 1, "local1");
-      overhead.push({
-        case: c.name,
-        trainStepsPerSecond: t.stepsPerSecond,
-        local1StepsPerSecond: l.stepsPerSecond,
-        ratio: l.stepsPerSecond / t.stepsPerSecond,
-      });
-    }
-
-    // Scaling and communication: 64 samples per worker with 2 workers (batch 128, K=2).
-    const c = dcgan(128, 2, quick ? 8 : 24);
-    const one = await local(c, 1, "local1");
-    const two = await local(c, 2, "local2");
     const comm = (s: RunStats) => {
       const steady = s.phases.filter((p) => p.step >= warm);
       const perPhase = (key: "bytesIn" | "bytesOut") => {
@@ -188,6 +175,23 @@ export async function runDistributedBench(argv: string[]): Promise<number> {
         bytesDownPerPhase: perPhase("bytesOut"),
       };
     };
+    // Overhead: one worker over the wire vs the same microtasks in one process.
+    const overhead: Array<Record<string, unknown>> = [];
+    for (const c of [mlp(quick ? 15 : 60), dcgan(64, 1, quick ? 10 : 30)]) {
+      const t = await single(c, "train");
+      const l = await local(c, 1, "local1");
+      overhead.push({
+        case: c.name,
+        trainStepsPerSecond: t.stepsPerSecond,
+        local1StepsPerSecond: l.stepsPerSecond,
+        ratio: l.stepsPerSecond / t.stepsPerSecond,
+      });
+    }
+
+    // Scaling and communication: 64 samples per worker with 2 workers (batch 128, K=2).
+    const c = dcgan(128, 2, quick ? 8 : 24);
+    const one = await local(c, 1, "local1");
+    const two = await local(c, 2, "local2");
     const scaling = {
       case: c.name,
       oneWorkerStepsPerSecond: one.stepsPerSecond,
@@ -195,7 +199,14 @@ export async function runDistributedBench(argv: string[]): Promise<number> {
       speedup: two.stepsPerSecond / one.stepsPerSecond,
       communication: { oneWorker: comm(one), twoWorkers: comm(two) },
     };
-    Object.assign(results, { overhead, scaling });
+
+    // Transport precision: the same MLP run, one worker, fp32 vs bf16 both ways.
+    const transport = [];
+    for (const dtype of ["fp32", "bf16"] as const) {
+      const s = await local(mlp(quick ? 15 : 60, dtype), 1, `local1-${dtype}`);
+      transport.push({ dtype, stepsPerSecond: s.stepsPerSecond, ...comm(s) });
+    }
+    Object.assign(results, { overhead, scaling, transport });
 
     process.stdout.write("\n## overhead: agon local --workers 1 vs agon train (wasm)\n\n");
     process.stdout.write("| case | train steps/s | local×1 steps/s | ratio |\n|---|--:|--:|--:|\n");
@@ -225,6 +236,18 @@ export async function runDistributedBench(argv: string[]): Promise<number> {
     ] as const) {
       process.stdout.write(
         `| ${n} | ${s.phaseMs.toFixed(1)} | ${s.computeMs.toFixed(1)} | ${(s.outsideComputeShare * 100).toFixed(1)}% | ${Math.round(s.bytesUpPerPhase)} | ${Math.round(s.bytesDownPerPhase)} |\n`,
+      );
+    }
+    process.stdout.write(
+      "\n## transport: mlp 256-512, batch 64, K=1, agon local --workers 1 (steady state)\n\n",
+    );
+    process.stdout.write(
+      "| gradients & params | steps/s | phase ms | outside compute | bytes up / phase | bytes down / phase |\n",
+    );
+    process.stdout.write("|---|--:|--:|--:|--:|--:|\n");
+    for (const t of transport) {
+      process.stdout.write(
+        `| ${t.dtype} | ${t.stepsPerSecond.toFixed(2)} | ${t.phaseMs.toFixed(1)} | ${(t.outsideComputeShare * 100).toFixed(1)}% | ${Math.round(t.bytesUpPerPhase)} | ${Math.round(t.bytesDownPerPhase)} |\n`,
       );
     }
     if (jsonPath) writeFileSync(jsonPath, `${JSON.stringify(results, null, 2)}\n`);
