@@ -101,6 +101,14 @@ const configSchema = z
     shards: positiveInt.default(4),
     /** Global batch per phase, split evenly over the K shards. */
     batch: positiveInt.default(64),
+    /**
+     * Samples per forward/backward pass inside a microtask: a microtask's batch is
+     * cut into pieces of this size whose gradients are summed in a fixed order
+     * (so a big batch fits a small GPU). The same for every worker and for `agon
+     * train`, so results stay deterministic; it changes the float rounding, so it
+     * is part of the trajectory. Absent: one pass over the whole microtask.
+     */
+    microbatch: positiveInt.optional(),
     schedule: z
       .object({ kD: positiveInt.default(1), kG: positiveInt.default(1) })
       .strict()

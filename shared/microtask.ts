@@ -32,6 +32,8 @@ export interface MicrotaskInput {
   real?: Float32Array;
   batch: number;
   noiseSeed: number;
+  /** Samples per pass (config `microbatch`); absent or ≥ batch: one pass. */
+  microbatch?: number;
 }
 
 export interface MicrotaskResult {
@@ -113,29 +115,81 @@ function microtaskTensors(
   const { phase, batch } = input;
   if (!Number.isInteger(batch) || batch < 1)
     throw new RangeError(`batch must be ≥ 1, got ${batch}`);
+  const micro = input.microbatch ?? batch;
+  if (!Number.isInteger(micro) || micro < 1)
+    throw new RangeError(`microbatch must be ≥ 1, got ${micro}`);
+  if (phase === "D" && (!input.real || input.real.length !== batch * sampleSize(model))) {
+    throw new RangeError(
+      `D phase needs ${batch * sampleSize(model)} real values, got ${input.real?.length ?? 0}`,
+    );
+  }
   const z = latentNoise(input.noiseSeed, batch, model.latentDim);
   return tf.tidy(() => {
     const gW = toTensors(model.g, input.gWeights);
     const dW = toTensors(model.d, input.dWeights);
     const zT = tf.tensor2d(z, [batch, model.latentDim]);
-    if (phase === "D") {
-      if (!input.real || input.real.length !== batch * sampleSize(model)) {
-        throw new RangeError(
-          `D phase needs ${batch * sampleSize(model)} real values, got ${input.real?.length ?? 0}`,
+    const x = phase === "D" ? tf.tensor(input.real!, [batch, ...model.sampleShape]) : null;
+    const alpha =
+      phase === "D" && loss.gradientPenalty > 0
+        ? interpolationWeights(input.noiseSeed, batch, model)
+        : null;
+    if (micro >= batch) return passTensors(model, loss, phase, gW, dW, zT, x, alpha);
+
+    // Pieces of `micro` samples in order; each piece's mean-loss gradient weighs n/batch,
+    // so the sum is the whole batch's mean-loss gradient. Each piece's intermediates are
+    // freed before the next piece runs.
+    type Sums = { grads: tf.Tensor[]; stats: tf.Tensor };
+    let acc: Sums | null = null;
+    for (let start = 0; start < batch; start += micro) {
+      const n = Math.min(micro, batch - start);
+      const prev: Sums | null = acc;
+      acc = tf.tidy((): Sums => {
+        const rows = (t: tf.Tensor) => tf.slice(t, start, n);
+        const part = passTensors(
+          model,
+          loss,
+          phase,
+          gW,
+          dW,
+          rows(zT),
+          x && rows(x),
+          alpha && rows(alpha),
         );
-      }
-      const x = tf.tensor(input.real, [batch, ...model.sampleShape]);
+        const w = n / batch;
+        const grads: tf.Tensor[] = part.grads.map((g, i) =>
+          prev ? tf.add(prev.grads[i], tf.mul(g, w)) : tf.mul(g, w),
+        );
+        const stats = prev ? tf.add(prev.stats, tf.mul(part.stats, w)) : tf.mul(part.stats, w);
+        return { grads, stats };
+      });
+      if (prev) tf.dispose([...prev.grads, prev.stats]);
+    }
+    return acc!;
+  });
+}
+
+/** One forward/backward pass of the phase over the samples in zT (and x, alpha in the D phase). */
+function passTensors(
+  model: GanModel,
+  loss: GanLoss,
+  phase: Phase,
+  gW: tf.Tensor[],
+  dW: tf.Tensor[],
+  zT: tf.Tensor,
+  x: tf.Tensor | null,
+  alpha: tf.Tensor | null,
+): { grads: tf.Tensor[]; stats: tf.Tensor } {
+  return tf.tidy(() => {
+    if (phase === "D") {
       const fake = model.g.apply(gW, zT);
-      const alpha =
-        loss.gradientPenalty > 0 ? interpolationWeights(input.noiseSeed, batch, model) : null;
       let realOut: tf.Tensor | undefined;
       let fakeOut: tf.Tensor | undefined;
       const { value, grads } = tf.valueAndGrads((...w: tf.Tensor[]) => {
-        realOut = tf.keep(model.d.apply(w, x));
+        realOut = tf.keep(model.d.apply(w, x!));
         fakeOut = tf.keep(model.d.apply(w, fake));
         let l = loss.discriminator(realOut, fakeOut);
         if (alpha)
-          l = tf.add(l, tf.mul(loss.gradientPenalty, gradientPenalty(model.d, w, x, fake, alpha)));
+          l = tf.add(l, tf.mul(loss.gradientPenalty, gradientPenalty(model.d, w, x!, fake, alpha)));
         return l as tf.Scalar;
       })(dW);
       const stats = tf.stack([

@@ -83,6 +83,7 @@ export class MicrotaskRunner {
       real,
       batch: spec.batch,
       noiseSeed: spec.noiseSeed,
+      microbatch: this.cfg.microbatch,
     };
   }
 }

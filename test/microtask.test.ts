@@ -142,6 +142,49 @@ describe("microtask gradients", () => {
     expect(tf.memory().numTensors).toBe(before);
   });
 
+  describe("microbatch", () => {
+    const relErr = (a: Float32Array, b: Float32Array) => {
+      let num = 0;
+      let den = 0;
+      for (let i = 0; i < a.length; i++) {
+        num += (a[i] - b[i]) ** 2;
+        den += b[i] ** 2;
+      }
+      return Math.sqrt(num / den);
+    };
+    for (const lossName of ["non-saturating", "wgan-gp"] as const) {
+      for (const phase of ["D", "G"] as const) {
+        it(`pieces of 3 and 4 sum to the whole batch's ${phase} gradient and stats (${lossName})`, () => {
+          const setup = tinySetup(lossName);
+          const base = {
+            gWeights: setup.g,
+            dWeights: setup.d,
+            real: setup.real,
+            batch: 8,
+            noiseSeed: 9,
+            phase,
+          };
+          const whole = computeMicrotask(setup.model, setup.loss, base);
+          for (const microbatch of [3, 4]) {
+            const before = tf.memory().numTensors;
+            const split = computeMicrotask(setup.model, setup.loss, { ...base, microbatch });
+            expect(tf.memory().numTensors).toBe(before);
+            expect(relErr(split.grad, whole.grad)).toBeLessThan(1e-5);
+            expect(split.gLoss).toBeCloseTo(whole.gLoss, 5);
+            expect(split.dFake).toBeCloseTo(whole.dFake, 5);
+            if (phase === "D") expect(split.dLoss!).toBeCloseTo(whole.dLoss!, 5);
+            // Deterministic: the same pieces in the same order give the same bits.
+            const again = computeMicrotask(setup.model, setup.loss, { ...base, microbatch });
+            expect(again.grad).toEqual(split.grad);
+          }
+          // A microbatch of the whole batch (or more) is one pass: the very same bits.
+          const one = computeMicrotask(setup.model, setup.loss, { ...base, microbatch: 8 });
+          expect(one.grad).toEqual(whole.grad);
+        });
+      }
+    }
+  });
+
   it("aggregates as the sample-weighted mean in the given order", () => {
     const parts = [
       { grad: Float32Array.from([1, 2]), count: 2 },

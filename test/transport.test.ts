@@ -58,6 +58,15 @@ describe("reduced-precision transport keeps runs deterministic", () => {
     expect(fp32.G).not.toBe(expected.G);
   });
 
+  it("microbatch (pieces of 2 of each 6-sample microtask): agon train = local --workers 2", async () => {
+    const config = ring(12, ["microbatch=2"]);
+    const expected = await referenceHashes(config);
+    expect(await local(config, 2)).toEqual(expected);
+    // Summing pieces rounds differently from one pass: the run is its own trajectory.
+    const whole = await referenceHashes(ring(12, ["transport.gradients=fp32"]));
+    expect(whole.G).not.toBe(expected.G);
+  });
+
   it("fp16 gradients with fp32 params: agon train = local --workers 2", async () => {
     const config = ring(8, ["transport.gradients=fp16"]);
     const expected = await referenceHashes(config);
