@@ -125,7 +125,13 @@ export class Classifier {
     this.layers = splitWeights(weights);
   }
 
-  private run(images: Float32Array, n: number, batch: number, take: "features" | "argmax") {
+  /** Reads back asynchronously, which every backend supports (webgpu has no synchronous read in Node). */
+  private async run(
+    images: Float32Array,
+    n: number,
+    batch: number,
+    take: "features" | "argmax",
+  ): Promise<Float32Array> {
     const inDim = CLASSIFIER_RECIPE.widths[0];
     if (images.length < n * inDim) {
       throw new RangeError(`expected ${n}×${inDim} pixel values, got ${images.length}`);
@@ -139,20 +145,20 @@ export class Classifier {
         const { logits, features } = forward(this.layers, x);
         return take === "features" ? features : tf.cast(tf.argMax(logits, 1), "float32");
       });
-      out.set(t.dataSync() as Float32Array, start * dim);
+      out.set((await t.data()) as Float32Array, start * dim);
       t.dispose();
     }
     return out;
   }
 
   /** Feature vectors [n, FEATURE_DIM] (row-major) of n images of 28×28 in [-1, 1]. */
-  features(images: Float32Array, n: number, batch = 1000): Float32Array {
+  features(images: Float32Array, n: number, batch = 1000): Promise<Float32Array> {
     return this.run(images, n, batch, "features");
   }
 
   /** Share of the images whose predicted class equals the label. */
-  accuracy(images: Float32Array, labels: Uint8Array, n: number): number {
-    const pred = this.run(images, n, 1000, "argmax");
+  async accuracy(images: Float32Array, labels: Uint8Array, n: number): Promise<number> {
+    const pred = await this.run(images, n, 1000, "argmax");
     let hits = 0;
     for (let i = 0; i < n; i++) if (pred[i] === labels[i]) hits++;
     return hits / n;
@@ -300,7 +306,8 @@ export async function regenerate(
   const trainSeconds = Math.round((performance.now() - t0) / 100) / 10;
   const test = await loadDataset({ name: dataset, split: "test" });
   const clf = new Classifier(dataset, weights);
-  const testAccuracy = Math.round(clf.accuracy(test.data, test.labels!, test.count) * 1e4) / 1e4;
+  const testAccuracy =
+    Math.round((await clf.accuracy(test.data, test.labels!, test.count)) * 1e4) / 1e4;
   clf.dispose();
   const file = `fid-${dataset}.f32`;
   writeFileSync(join(dir, file), new Uint8Array(weights.buffer));

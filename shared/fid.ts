@@ -167,14 +167,18 @@ export function frechetDistance(featsA: FeatureMatrix, featsB: FeatureMatrix): n
 }
 
 /** Classifier features of n images (28×28×1, values in [-1, 1]) on the active tfjs backend. */
-export function imageFeatures(dataset: FidDataset, images: Float32Array, n: number): FeatureMatrix {
+export async function imageFeatures(
+  dataset: FidDataset,
+  images: Float32Array,
+  n: number,
+): Promise<FeatureMatrix> {
   const pixels = 28 * 28;
   if (!Number.isSafeInteger(n) || n < 2)
     throw new RangeError(`n must be an integer >= 2, got ${n}`);
   if (images.length !== n * pixels) {
     throw new RangeError(`expected ${n}×${pixels} pixel values, got ${images.length}`);
   }
-  return { n, dim: FEATURE_DIM, data: loadClassifier(dataset).features(images, n) };
+  return { n, dim: FEATURE_DIM, data: await loadClassifier(dataset).features(images, n) };
 }
 
 const realCache = new Map<string, GaussianStats>();
@@ -185,7 +189,7 @@ export async function realStats(dataset: FidDataset): Promise<GaussianStats> {
   let stats = realCache.get(key);
   if (!stats) {
     const test = await loadDataset({ name: dataset, split: "test" });
-    stats = gaussianStats(imageFeatures(dataset, test.data, test.count));
+    stats = gaussianStats(await imageFeatures(dataset, test.data, test.count));
     realCache.set(key, stats);
   }
   return stats;
@@ -208,5 +212,8 @@ export async function computeFd(
   opts: FdOptions = {},
 ): Promise<number> {
   const reference = opts.reference ?? (await realStats(dataset));
-  return frechetDistanceFromStats(gaussianStats(imageFeatures(dataset, images, n)), reference);
+  return frechetDistanceFromStats(
+    gaussianStats(await imageFeatures(dataset, images, n)),
+    reference,
+  );
 }

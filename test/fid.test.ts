@@ -210,7 +210,9 @@ describe("the FD classifier", () => {
       ["fashion-mnist", 0.85],
     ] as const) {
       const test = await loadDataset({ name: ds, split: "test" });
-      expect(loadClassifier(ds).accuracy(test.data, test.labels!, test.count)).toBeGreaterThan(min);
+      expect(
+        await loadClassifier(ds).accuracy(test.data, test.labels!, test.count),
+      ).toBeGreaterThan(min);
     }
   });
 
@@ -221,7 +223,7 @@ describe("the FD classifier", () => {
     expect(weightsHash(a)).toBe(weightsHash(b));
     const test = await loadDataset({ name: "mnist", split: "test", limit: 1000 });
     const clf = new Classifier("mnist", a);
-    expect(clf.accuracy(test.data, test.labels!, test.count)).toBeGreaterThan(0.8);
+    expect(await clf.accuracy(test.data, test.labels!, test.count)).toBeGreaterThan(0.8);
     clf.dispose();
   });
 
