@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import type { CoordinatorClient } from "../proto/gen/agon/v1/Coordinator.js";
 import type { StatusReply__Output } from "../proto/gen/agon/v1/StatusReply.js";
 import { CHANNEL_OPTIONS, loadAgonProto } from "../shared/wire.js";
-import { referenceHashes, runAgon, tempDir, tinyRing } from "./helpers/cli.js";
+import { localHashes, referenceHashes, tempDir, tinyRing } from "./helpers/cli.js";
 import {
   lastStep,
   startCoordinator,
@@ -40,27 +40,8 @@ const dcgan = (steps: number) => [
   "12",
 ];
 
-function lastJson(stdout: string): { step: number; hashes: { G: string; D: string } } {
-  return JSON.parse(stdout.trim().split("\n").at(-1)!);
-}
-
-async function local(config: string[], workers: number, runDir = tempDir()) {
-  const r = await runAgon([
-    "local",
-    ...config,
-    "--workers",
-    String(workers),
-    "--nats",
-    nats.url,
-    "--backend",
-    "wasm",
-    "--run-dir",
-    runDir,
-    "--json",
-  ]);
-  expect(r.code, r.stderr).toBe(0);
-  return lastJson(r.stdout).hashes;
-}
+const local = (config: string[], workers: number, runDir?: string) =>
+  localHashes(config, workers, nats.url, runDir);
 
 describe("distributed training is bit-for-bit the single-process run", () => {
   it("MLP GAN on the ring: agon train = local --workers 1 = local --workers 3 (K=6)", async () => {

@@ -3,7 +3,7 @@
 // every byte between them crosses a (virtual) network link that the test can cut.
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { referenceHashes, tempDir, tinyRing } from "./helpers/cli.js";
+import { referenceHashes, ringK6, tempDir } from "./helpers/cli.js";
 import { killAll, lastStep, startCoordinator, startWorker, waitFor } from "./helpers/cluster.js";
 import { createLab, type Lab, netnsSkipReason, startNatsIn } from "./helpers/netns.js";
 
@@ -11,12 +11,7 @@ const skip = netnsSkipReason();
 if (skip) console.warn(`test/multihost.test.ts skipped: ${skip}`);
 
 const STEPS = 150;
-const config = [
-  ...tinyRing({ steps: STEPS, shards: 6, batch: 36, size: 600 }),
-  "--set",
-  "checkpoint.every=25",
-  "checkpoint.keep=3",
-];
+const config = ringK6(STEPS, ["checkpoint.every=25", "checkpoint.keep=3"]);
 
 describe.skipIf(skip !== undefined)("multi-host on one machine (network namespaces)", () => {
   let lab: Lab | undefined;

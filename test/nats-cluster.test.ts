@@ -4,16 +4,11 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { connectNats, findNatsServer, freePort, subjects } from "../shared/nats.js";
-import { referenceHashes, tempDir, tinyRing } from "./helpers/cli.js";
+import { referenceHashes, ringK6, tempDir } from "./helpers/cli.js";
 import { killAll, lastStep, startCoordinator, startWorker, waitFor } from "./helpers/cluster.js";
 
 const STEPS = 150;
-const config = [
-  ...tinyRing({ steps: STEPS, shards: 6, batch: 36, size: 600 }),
-  "--set",
-  "checkpoint.every=25",
-  "checkpoint.keep=3",
-];
+const config = ringK6(STEPS, ["checkpoint.every=25", "checkpoint.keep=3"]);
 
 interface ClusterNode {
   url: string;

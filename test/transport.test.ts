@@ -15,37 +15,16 @@ import { buildModel } from "../shared/models.js";
 import type { Dtype as Precision } from "../shared/precision.js";
 import { callMetadata } from "../shared/security.js";
 import { CHANNEL_OPTIONS, encodeArray, loadAgonProto, wireDtype } from "../shared/wire.js";
-import { referenceHashes, runAgon, tempDir, tinyRing } from "./helpers/cli.js";
+import { localHashes, referenceHashes, ringK6, tempDir } from "./helpers/cli.js";
 import { killAll, startCoordinator } from "./helpers/cluster.js";
 import { natsForSuite } from "./helpers/nats.js";
 
 const nats = natsForSuite();
 afterAll(() => killAll());
 
-const ring = (steps: number, transport: string[]) => [
-  ...tinyRing({ steps, shards: 6, batch: 36, size: 600 }),
-  "--set",
-  ...transport,
-];
+const ring = ringK6;
 
-async function local(config: string[], workers: number) {
-  const r = await runAgon([
-    "local",
-    ...config,
-    "--workers",
-    String(workers),
-    "--nats",
-    nats.url,
-    "--backend",
-    "wasm",
-    "--run-dir",
-    tempDir(),
-    "--json",
-  ]);
-  expect(r.code, r.stderr).toBe(0);
-  return (JSON.parse(r.stdout.trim().split("\n").at(-1)!) as { hashes: { G: string; D: string } })
-    .hashes;
-}
+const local = (config: string[], workers: number) => localHashes(config, workers, nats.url);
 
 describe("reduced-precision transport keeps runs deterministic", () => {
   it("bf16 gradients and params: agon train = local --workers 1 = local --workers 3 (K=6), unlike fp32", async () => {

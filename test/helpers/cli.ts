@@ -68,6 +68,12 @@ export function tinyRing(opts: {
   ];
 }
 
+/** tinyRing with K = 6 shards of 6 samples (a 600-point ring) and extra `--set` overrides: the cluster tests' run. */
+export function ringK6(steps: number, sets: string[] = []): string[] {
+  const base = tinyRing({ steps, shards: 6, batch: 36, size: 600 });
+  return sets.length > 0 ? [...base, "--set", ...sets] : base;
+}
+
 /** The weight hashes `agon train` ends with for these config flags: the reference every distributed run must match. */
 export async function referenceHashes(config: string[]): Promise<{ G: string; D: string }> {
   const r = await runAgon([
@@ -80,6 +86,31 @@ export async function referenceHashes(config: string[]): Promise<{ G: string; D:
     "--json",
   ]);
   if (r.code !== 0) throw new Error(`agon train failed (${r.code}): ${r.stderr}`);
+  return (JSON.parse(r.stdout.trim().split("\n").at(-1)!) as { hashes: { G: string; D: string } })
+    .hashes;
+}
+
+/** The weight hashes `agon local --workers N` (wasm, the given NATS) ends with for these config flags. */
+export async function localHashes(
+  config: string[],
+  workers: number,
+  natsUrl: string,
+  runDir = tempDir(),
+): Promise<{ G: string; D: string }> {
+  const r = await runAgon([
+    "local",
+    ...config,
+    "--workers",
+    String(workers),
+    "--nats",
+    natsUrl,
+    "--backend",
+    "wasm",
+    "--run-dir",
+    runDir,
+    "--json",
+  ]);
+  if (r.code !== 0) throw new Error(`agon local failed (${r.code}): ${r.stderr}`);
   return (JSON.parse(r.stdout.trim().split("\n").at(-1)!) as { hashes: { G: string; D: string } })
     .hashes;
 }
