@@ -269,16 +269,11 @@ interface StepTiming {
   update: number;
 }
 
-/**
- * One training step, the loop body of coordinator/train.ts without the file
- * writes. Backends that cannot read synchronously (webgpu) read back with
- * runAsync, as workers do; the others with run(), which skips a promise per microtask.
- */
+/** One training step, the loop body of coordinator/train.ts without the file writes. */
 async function trainStep(
   cfg: RunConfig,
   runner: MicrotaskRunner,
   state: TrainingState,
-  async: boolean,
 ): Promise<StepTiming> {
   const t: StepTiming = { total: 0, D: 0, G: 0, update: 0 };
   const start = performance.now();
@@ -288,11 +283,7 @@ async function trainStep(
     const results: MicrotaskResult[] = [];
     for (let shard = 0; shard < cfg.shards; shard++) {
       const spec = microtaskSpec(cfg, state.step, state.phase, shard);
-      results.push(
-        async
-          ? await runner.runAsync(spec, state.weights.G, state.weights.D)
-          : runner.run(spec, state.weights.G, state.weights.D),
-      );
+      results.push(await runner.runAsync(spec, state.weights.G, state.weights.D));
     }
     const t1 = performance.now();
     state.applyPhase(results);
@@ -321,11 +312,10 @@ async function runCell(
   const budgetMs = opts.budgetS * 1000;
   const tensorsBefore = tf.memory().numTensors;
   const notes: string[] = [];
-  const readsAsync = tf.getBackend() === "webgpu";
 
   let warmed = 0;
   for (let i = 0; i < warmup; i++) {
-    const t = await trainStep(cfg, runner, state, readsAsync);
+    const t = await trainStep(cfg, runner, state);
     warmed++;
     if (budgetMs > 0 && t.total > budgetMs / 4 && i + 1 < warmup) {
       notes.push(`warm-up cut to ${warmed} (step ${fmtMs(t.total)} ms > budget/4)`);
@@ -335,7 +325,7 @@ async function runCell(
   const timings: StepTiming[] = [];
   let spent = 0;
   for (let i = 0; i < steps; i++) {
-    const t = await trainStep(cfg, runner, state, readsAsync);
+    const t = await trainStep(cfg, runner, state);
     timings.push(t);
     spent += t.total;
     if (budgetMs > 0 && spent > budgetMs && timings.length >= MIN_MEASURED && i + 1 < steps) {

@@ -704,7 +704,7 @@ export class CoordinatorServer {
               if (sender === undefined) throw new WireError("no valid session; join first");
               if (header.workerId !== sender) {
                 throw new WireError(
-                  `worker id ${JSON.stringify(header.workerId.slice(0, 64))} does not match the session (${sender})`,
+                  `worker id ${JSON.stringify(clip(header.workerId))} does not match the session (${sender})`,
                 );
               }
               malformed = false;
@@ -740,7 +740,7 @@ export class CoordinatorServer {
           const reject = (reason: string, isMalformed: boolean) => {
             this.event("gradientRejected", `rejected a gradient: ${reason}`, {
               workerId: sender ?? null,
-              taskId: header?.taskId.slice(0, 64) ?? null,
+              taskId: header ? clip(header.taskId) : null,
               reason,
             });
             callback(null, { accepted: false, reason });

@@ -55,12 +55,17 @@ export class MicrotaskRunner {
     );
   }
 
-  /** The same bits as run(), read back asynchronously (required on webgpu). */
+  /**
+   * The same bits as run(), for callers that can wait: backends without a
+   * synchronous readback (webgpu in Node) read back asynchronously in one
+   * transfer; the others take run()'s direct path (no extra device copy).
+   */
   async runAsync(
     spec: MicrotaskSpec,
     gWeights: Float32Array,
     dWeights: Float32Array,
   ): Promise<MicrotaskResult> {
+    if (tf.getBackend() !== "webgpu") return this.run(spec, gWeights, dWeights);
     return this.rounded(
       await computeMicrotaskAsync(this.model, this.loss, this.input(spec, gWeights, dWeights)),
     );
