@@ -1,21 +1,15 @@
 // `agon train`: the single-process trainer. It runs the same microtasks the
 // workers run and combines them in shard order, so it is both a real tool and
 // the reference the distributed system must match bit for bit.
-import { appendFileSync, mkdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
 import type { BackendName } from "../shared/backend.js";
 import { initBackend } from "../shared/backend.js";
 import type { RunConfig } from "../shared/config.js";
 import { loadDataset } from "../shared/data/index.js";
 import { Progress } from "../shared/progress.js";
-import {
-  MicrotaskRunner,
-  samplesPng,
-  transportWeights,
-  writeSampleGrid,
-} from "../shared/runner.js";
+import { MicrotaskRunner, transportWeights } from "../shared/runner.js";
 import { datasetSpec, microtaskSpec } from "../shared/schedule.js";
-import { resumableCheckpoint, writeCheckpoint } from "./checkpoint.js";
+import { resumableCheckpoint } from "./checkpoint.js";
+import { RunRecorder } from "./recorder.js";
 import { type PhaseSummary, TrainingState } from "./state.js";
 
 export interface TrainOptions {
@@ -50,9 +44,15 @@ export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainRe
   );
 
   const runDir = cfg.run.dir;
-  mkdirSync(join(runDir, "samples"), { recursive: true });
+  const recorder = new RunRecorder(
+    cfg,
+    runner.model,
+    { event: () => {} },
+    { health: false, onCheckpointError: "throw" },
+  );
+  recorder.prepare();
   const resumedFrom = opts.fresh ? null : await resume(cfg, state, opts.force ?? false, log);
-  writeFileSync(join(runDir, "config.json"), `${JSON.stringify(cfg, null, 2)}\n`);
+  recorder.writeConfig();
 
   const progress = new Progress(opts.progressOut ?? process.stderr, undefined, state.step);
   let last: PhaseSummary | null = null;
@@ -67,28 +67,23 @@ export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainRe
       results.push(await runner.runAsync(spec, g, d));
     }
     const summary = state.applyPhase(results);
-    appendFileSync(
-      join(runDir, "metrics.jsonl"),
-      `${JSON.stringify({ schema: 1, runId: cfg.run.id, ...summary, time: new Date().toISOString() })}\n`,
-    );
+    await recorder.afterPhase(state, summary, {
+      schema: 1,
+      runId: cfg.run.id,
+      ...summary,
+      time: new Date().toISOString(),
+    });
+    await recorder.flush();
     last = summary;
     if (summary.kind === "D") lastD = summary;
-    if (state.phase !== 0) continue;
-
     // A step just completed.
-    progress.update(progressInfo(state.step, cfg.steps, lastD, last));
-    if (state.step % cfg.samples.every === 0 || state.done) {
-      await writeSamples(cfg, runner, state);
-    }
-    if (state.step % cfg.checkpoint.every === 0 || state.done) {
-      await writeCheckpoint(runDir, cfg, state.snapshot(), cfg.checkpoint.keep);
-    }
+    if (state.phase === 0) progress.update(progressInfo(state.step, cfg.steps, lastD, last));
   }
   progress.finish(progressInfo(state.step, cfg.steps, lastD, last));
 
   const hashes = state.hashes();
   const result: TrainResult = { step: state.step, hashes, backend, runDir, resumedFrom };
-  writeFileSync(join(runDir, "summary.json"), `${JSON.stringify(result, null, 2)}\n`);
+  recorder.writeSummary(result);
   log(`done: step ${state.step}, G sha256 ${hashes.G}, D sha256 ${hashes.D}`);
   return result;
 }
@@ -107,14 +102,6 @@ function progressInfo(
     dReal: d?.dReal ?? null,
     dFake: last?.dFake ?? null,
   };
-}
-
-async function writeSamples(
-  cfg: RunConfig,
-  runner: MicrotaskRunner,
-  state: TrainingState,
-): Promise<void> {
-  writeSampleGrid(cfg.run.dir, state.step, await samplesPng(cfg, runner.model, state.weights.G));
 }
 
 /** Loads the newest valid checkpoint into `state`; returns its step, or null when starting fresh. */

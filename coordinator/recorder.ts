@@ -1,0 +1,150 @@
+// What a run writes besides its weights, for `agon train` and the coordinator
+// alike: the metrics.jsonl line of every phase, the sample grids, the
+// checkpoint cadence and the health checks on both.
+import { appendFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { RunConfig } from "../shared/config.js";
+import { HealthMonitor, type HealthSignal } from "../shared/health.js";
+import type { GanModel } from "../shared/models.js";
+import { generateSamples, samplesGridPng, writeSampleGrid } from "../shared/runner.js";
+import { type CheckpointData, writeCheckpoint } from "./checkpoint.js";
+import type { PhaseSummary, TrainingState } from "./state.js";
+
+/** Where a recorder's events and broadcasts go. */
+export interface RecorderSink {
+  /** A run event (checkpointWritten, a health signal, ...): one line for a person plus fields. */
+  event(type: string, message: string, fields: object): void;
+  /** The phase's metrics line as written to metrics.jsonl (the coordinator publishes it). */
+  metrics?(json: string): void;
+  /** A sample grid as written to samples/ (the coordinator publishes it). */
+  samples?(png: Buffer): void;
+}
+
+export interface RecorderOptions {
+  /** Run the health checks on every phase and sample grid. */
+  health: boolean;
+  /**
+   * What a failed checkpoint write does: "event" reports checkpointFailed and
+   * training goes on; "throw" makes the next flush() reject with the error.
+   */
+  onCheckpointError: "event" | "throw";
+}
+
+export class RunRecorder {
+  readonly health: HealthMonitor | null;
+  /** Checkpoint writes run off the training path, one after another. */
+  private checkpointing: Promise<void> = Promise.resolve();
+  private checkpointError: Error | null = null;
+
+  constructor(
+    readonly cfg: RunConfig,
+    private readonly model: GanModel,
+    private readonly sink: RecorderSink,
+    private readonly opts: RecorderOptions,
+  ) {
+    this.health = opts.health
+      ? new HealthMonitor({
+          dWinsPhases: cfg.health.dWinsPhases,
+          collapseRatio: cfg.health.collapseRatio,
+          loss: cfg.loss.name,
+        })
+      : null;
+  }
+
+  private get dir(): string {
+    return this.cfg.run.dir;
+  }
+
+  /** Creates the run dir and its samples/ folder. */
+  prepare(): void {
+    mkdirSync(join(this.dir, "samples"), { recursive: true });
+  }
+
+  /** Writes the run's config.json (the config as resolved, for people and tools). */
+  writeConfig(): void {
+    writeFileSync(join(this.dir, "config.json"), `${JSON.stringify(this.cfg, null, 2)}\n`);
+  }
+
+  /**
+   * Records a phase that `state` has just applied: appends `metrics` to
+   * metrics.jsonl, checks its health, and when it completed a step writes the
+   * sample grid and queues the checkpoint their cadences call for. Returns the
+   * health signals that start with it (already reported as events).
+   */
+  async afterPhase(
+    state: TrainingState,
+    summary: PhaseSummary,
+    metrics: object,
+  ): Promise<HealthSignal[]> {
+    const json = JSON.stringify(metrics);
+    appendFileSync(join(this.dir, "metrics.jsonl"), `${json}\n`);
+    this.sink.metrics?.(json);
+    const signals = this.health?.observePhase(summary) ?? [];
+    if (state.phase === 0) {
+      const step = state.step;
+      if (step % this.cfg.samples.every === 0 || state.done) {
+        const count = this.cfg.samples.count;
+        const samples = await generateSamples(this.model, state.weights.G, this.cfg.seed, count);
+        if (this.health) {
+          signals.push(...this.health.observeSamples(step, samples, count, samples.length / count));
+        }
+        const png = samplesGridPng(this.cfg, this.model, samples);
+        writeSampleGrid(this.dir, step, png);
+        this.sink.samples?.(png);
+      }
+      if (step % this.cfg.checkpoint.every === 0 || state.done) {
+        this.checkpoint(state.snapshot(), "interval");
+      }
+    }
+    for (const signal of signals) {
+      this.sink.event(signal.type, signal.message, {
+        step: signal.step,
+        value: signal.value ?? null,
+      });
+    }
+    return signals;
+  }
+
+  /**
+   * Queues a checkpoint of `snapshot` (a copy, so training can go on) and
+   * writes it in the background; writes are queued, never concurrent.
+   */
+  checkpoint(snapshot: CheckpointData, why: "interval" | "stopped"): void {
+    const started = performance.now();
+    this.checkpointing = this.checkpointing
+      .then(() => writeCheckpoint(this.dir, this.cfg, snapshot, this.cfg.checkpoint.keep))
+      .then(
+        (dir) =>
+          this.sink.event(
+            "checkpointWritten",
+            `checkpoint ${dir} (${why}, ${(performance.now() - started).toFixed(1)} ms)`,
+            {
+              dir,
+              step: snapshot.step,
+              phase: snapshot.phase,
+              seconds: (performance.now() - started) / 1000,
+            },
+          ),
+        (err: Error) => {
+          if (this.opts.onCheckpointError === "throw") {
+            this.checkpointError ??= err;
+            return;
+          }
+          this.sink.event("checkpointFailed", `checkpoint failed: ${err.message}`, {
+            reason: err.message,
+          });
+        },
+      );
+  }
+
+  /** Resolves when every queued checkpoint is written (rejects with a write's error in "throw" mode). */
+  async flush(): Promise<void> {
+    await this.checkpointing;
+    if (this.checkpointError) throw this.checkpointError;
+  }
+
+  /** Writes summary.json: the run's final step and weight hashes. */
+  writeSummary(summary: object): void {
+    writeFileSync(join(this.dir, "summary.json"), `${JSON.stringify(summary, null, 2)}\n`);
+  }
+}

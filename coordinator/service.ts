@@ -1,0 +1,476 @@
+// The coordinator's gRPC face: admission (join token, sessions), the Work
+// streams, and validation of every inbound gradient before the scheduler sees
+// it. It decides nothing about training; it turns calls into scheduler events
+// and scheduler actions into messages.
+import * as grpc from "@grpc/grpc-js";
+import type { CoordinatorHandlers } from "../proto/gen/agon/v1/Coordinator.js";
+import type { CoordinatorMessage } from "../proto/gen/agon/v1/CoordinatorMessage.js";
+import type { GradientChunk__Output } from "../proto/gen/agon/v1/GradientChunk.js";
+import type { GradientHeader__Output } from "../proto/gen/agon/v1/GradientHeader.js";
+import type { ParamChunk } from "../proto/gen/agon/v1/ParamChunk.js";
+import type { WorkerMessage__Output } from "../proto/gen/agon/v1/WorkerMessage.js";
+import type { RunConfig } from "../shared/config.js";
+import { sha256 } from "../shared/hash.js";
+import type { MicrotaskResult } from "../shared/microtask.js";
+import { phaseKind } from "../shared/schedule.js";
+import { hasJoinToken, metadataValue, randomSecret, SESSION_METADATA } from "../shared/security.js";
+import { ChunkAssembler, checkDtype, chunksOf, WireError, wireDtype } from "../shared/wire.js";
+import type { RunStatus } from "./http.js";
+import type { Publisher } from "./publisher.js";
+import type { Action, Scheduler, TaskRef } from "./scheduler.js";
+
+/** A peer-chosen string cut to 64 characters before it goes into a log line, event or status. */
+export function clip(s: string): string {
+  return s.length > 64 ? `${s.slice(0, 64)}…` : s;
+}
+
+/** What the service needs from the coordinator around it. */
+export interface ServiceCore {
+  readonly cfg: RunConfig;
+  readonly scheduler: Scheduler;
+  readonly publisher: Publisher;
+  /** Parameter counts of G and D. */
+  readonly sizes: { G: number; D: number };
+  /** Logs a line and publishes the event. */
+  event(type: string, message: string, fields: object): void;
+  /** Carries out scheduler actions. */
+  dispatch(actions: Action[]): void;
+  /** The run has finished (Finished goes to every stream that says hello). */
+  finished(): boolean;
+  /** The coordinator is stopping: gradients are refused. */
+  stopping(): boolean;
+  status(): RunStatus & { versions: { G: number; D: number } };
+  /** The holder of a microtask sent NaN/Inf for it. */
+  nonFiniteGradient(workerId: string, taskId: string): void;
+  /** A gradient was accepted; `seconds` is the compute time its worker reported. */
+  accepted(workerId: string, seconds: number): void;
+}
+
+export interface ServiceOptions {
+  /** Every call must carry this token; none when absent. */
+  joinToken?: string;
+  /** Malformed gradients a worker may send before it is evicted. Default 5. */
+  maxStrikes?: number;
+}
+
+type WorkStream = grpc.ServerDuplexStream<WorkerMessage__Output, CoordinatorMessage>;
+
+export class CoordinatorService {
+  /** The open Work stream of each connected worker. */
+  private readonly streams = new Map<string, WorkStream>();
+  /** sha256 of each live session secret → the worker it belongs to. */
+  private readonly sessions = new Map<string, string>();
+  /** Malformed gradients per worker since it joined. */
+  private readonly strikes = new Map<string, number>();
+  /** Gradient bytes received so far. */
+  bytesIn = 0;
+
+  constructor(
+    private readonly core: ServiceCore,
+    private readonly opts: ServiceOptions,
+  ) {}
+
+  /** Sends a microtask to its worker. */
+  assign(workerId: string, task: TaskRef): void {
+    const { publisher } = this.core;
+    this.streams.get(workerId)?.write({
+      task: {
+        taskId: task.taskId,
+        step: task.step,
+        phase: task.phase,
+        shard: task.shard,
+        gVersion: task.versions.G,
+        dVersion: task.versions.D,
+        deadlineMs: 0,
+        gSha256: publisher.checksumOf("G", task.versions.G),
+        dSha256: publisher.checksumOf("D", task.versions.D),
+      },
+    });
+  }
+
+  /** Tells a worker to drop a microtask. */
+  cancel(workerId: string, taskId: string, reason: string): void {
+    this.streams.get(workerId)?.write({ cancel: { taskId, reason } });
+  }
+
+  /** A worker is gone: its stream ends, and its session and strikes go with it. */
+  drop(workerId: string): void {
+    const s = this.streams.get(workerId);
+    this.streams.delete(workerId);
+    s?.end();
+    // A lost worker joins again for a new session, so these do not pile up over many joins.
+    this.endSessions(workerId);
+    this.strikes.delete(workerId);
+  }
+
+  /** Tells every connected worker the run is finished at `step` and ends their streams. */
+  finishAll(step: number): void {
+    for (const s of this.streams.values()) {
+      s.write({ finished: { step } });
+      s.end();
+    }
+  }
+
+  /** Ends every Work stream (the coordinator is stopping). */
+  endAll(): void {
+    for (const s of this.streams.values()) s.end();
+  }
+
+  /**
+   * Refuses a call without the run's join token (UNAUTHENTICATED, and an
+   * event naming the peer). Returns whether the call may go on.
+   */
+  private admit(
+    call: { metadata: grpc.Metadata; getPeer(): string },
+    rpc: string,
+    refuse: (err: Partial<grpc.StatusObject>) => void,
+  ): boolean {
+    if (hasJoinToken(call.metadata, this.opts.joinToken)) return true;
+    const reason = "missing or wrong join token";
+    this.core.event("callRejected", `${rpc} from ${call.getPeer()} rejected: ${reason}`, {
+      rpc,
+      peer: call.getPeer(),
+      reason,
+    });
+    refuse({ code: grpc.status.UNAUTHENTICATED, details: reason });
+    return false;
+  }
+
+  /** The live worker whose session secret the call carries, if any. */
+  private sessionWorker(md: grpc.Metadata): string | undefined {
+    const secret = metadataValue(md, SESSION_METADATA);
+    if (secret === undefined) return undefined;
+    const workerId = this.sessions.get(sha256(Buffer.from(secret)));
+    return workerId !== undefined && this.core.scheduler.isMember(workerId) ? workerId : undefined;
+  }
+
+  private endSessions(workerId: string): void {
+    for (const [key, id] of this.sessions) if (id === workerId) this.sessions.delete(key);
+  }
+
+  /**
+   * A worker sent a malformed gradient. After `maxStrikes` of them it is
+   * evicted: its microtasks move on and its session ends (it may join again).
+   */
+  private strike(workerId: string, reason: string): void {
+    const { scheduler } = this.core;
+    if (!scheduler.isMember(workerId)) return;
+    const n = (this.strikes.get(workerId) ?? 0) + 1;
+    this.strikes.set(workerId, n);
+    if (n < (this.opts.maxStrikes ?? 5)) return;
+    this.strikes.delete(workerId);
+    this.endSessions(workerId);
+    const stream = this.streams.get(workerId);
+    this.streams.delete(workerId);
+    this.core.event(
+      "workerEvicted",
+      `${workerId} evicted after ${n} malformed gradients (${reason})`,
+      {
+        workerId,
+        reason,
+      },
+    );
+    this.core.dispatch(scheduler.lose(workerId, `evicted: ${reason}`, Date.now()));
+    stream?.emit("error", { code: grpc.status.PERMISSION_DENIED, details: "evicted" });
+    stream?.end();
+  }
+
+  /**
+   * Checks a gradient's header against the sender's session and the current
+   * phase; returns the assembler for its chunks. Throws GradientRejection.
+   */
+  private openUpload(
+    header: GradientHeader__Output | null,
+    sender: string | undefined,
+  ): ChunkAssembler {
+    if (!header) throw new GradientRejection("first chunk carries no header", true);
+    if (sender === undefined) throw new GradientRejection("no valid session; join first", true);
+    if (header.workerId !== sender) {
+      throw new GradientRejection(
+        `worker id ${JSON.stringify(clip(header.workerId))} does not match the session (${sender})`,
+        true,
+      );
+    }
+    const task = this.core.scheduler.task(header.taskId);
+    // A task outside the current phase (a late or stale result) is refused without a strike.
+    if (!task) {
+      throw new GradientRejection(
+        `task ${clip(header.taskId)} is not part of the current phase`,
+        false,
+      );
+    }
+    const kind = phaseKind(this.core.cfg, task.phase);
+    const expected = this.core.sizes[kind];
+    if (header.length !== expected) {
+      throw new GradientRejection(
+        `gradient has ${header.length} values, ${kind} has ${expected}`,
+        true,
+      );
+    }
+    const dtype = this.core.cfg.transport.gradients;
+    try {
+      checkDtype(header.dtype, dtype, "gradient");
+      return new ChunkAssembler(header.length, header.chunks, header.sha256, dtype);
+    } catch (err) {
+      throw new GradientRejection((err as Error).message, true);
+    }
+  }
+
+  /**
+   * The microtask result a complete upload stands for, after checking the
+   * values the header reports. Throws GradientRejection.
+   */
+  private resultOf(header: GradientHeader__Output, grad: Float32Array): MicrotaskResult {
+    const { cfg, scheduler } = this.core;
+    const task = scheduler.task(header.taskId);
+    const isD = task !== undefined && phaseKind(cfg, task.phase) === "D";
+    if (!Number.isInteger(header.count) || header.count !== cfg.batch / cfg.shards) {
+      throw new GradientRejection(`count ${header.count} does not match the microtask batch`, true);
+    }
+    for (const [field, value] of [
+      ["d_loss", header.dLoss],
+      ["g_loss", header.gLoss],
+      ["d_real", header.dReal],
+      ["d_fake", header.dFake],
+    ] as const) {
+      if (!Number.isFinite(value)) throw new GradientRejection(`${field} is not finite`, true);
+    }
+    return {
+      grad,
+      count: header.count,
+      dLoss: isD ? header.dLoss : null,
+      gLoss: header.gLoss,
+      dReal: isD ? header.dReal : null,
+      dFake: header.dFake,
+    };
+  }
+
+  handlers(): CoordinatorHandlers {
+    const core = this.core;
+    return {
+      Join: (call, callback) => {
+        if (!this.admit(call, "Join", (e) => callback(e))) return;
+        const name = call.request.workerName;
+        if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) {
+          callback({
+            code: grpc.status.INVALID_ARGUMENT,
+            details: "worker_name must be 1-64 of [A-Za-z0-9_.-]",
+          });
+          return;
+        }
+        const { workerId, actions } = core.scheduler.join(name, Date.now());
+        // A re-join under the same name starts a new session; the old secret stops
+        // working (its worker id is no longer a member), and is forgotten here.
+        for (const [key, id] of this.sessions) {
+          if (id === workerId || !core.scheduler.isMember(id)) this.sessions.delete(key);
+        }
+        this.strikes.delete(workerId);
+        const session = randomSecret();
+        this.sessions.set(sha256(Buffer.from(session)), workerId);
+        core.dispatch(actions);
+        const backend = clip(call.request.backend);
+        core.event("workerJoined", `${workerId} joined (backend ${backend || "?"})`, {
+          workerId,
+          backend,
+        });
+        callback(null, {
+          workerId,
+          leaseMs: core.scheduler.leaseMs,
+          runId: core.cfg.run.id,
+          configJson: JSON.stringify(core.cfg),
+          session,
+        });
+      },
+
+      Work: (call) => {
+        const refuse = (e: Partial<grpc.StatusObject>) => {
+          call.emit("error", e);
+          call.end();
+        };
+        if (!this.admit(call, "Work", refuse)) return;
+        const sessionOf = this.sessionWorker(call.metadata);
+        let workerId: string | null = null;
+        const lost = (reason: string) => {
+          if (workerId && this.streams.get(workerId) === call) {
+            this.streams.delete(workerId);
+            core.dispatch(core.scheduler.lose(workerId, reason, Date.now()));
+          }
+        };
+        call.on("data", (msg: WorkerMessage__Output) => {
+          const now = Date.now();
+          if (workerId === null) {
+            if (
+              msg.body !== "hello" ||
+              !core.scheduler.isMember(msg.workerId) ||
+              sessionOf !== msg.workerId
+            ) {
+              refuse({
+                code: grpc.status.PERMISSION_DENIED,
+                details: "join first, then say hello with the session you were given",
+              });
+              return;
+            }
+            workerId = msg.workerId;
+            this.streams.set(workerId, call);
+            if (core.finished()) {
+              call.write({ finished: { step: core.status().step } });
+              call.end();
+              return;
+            }
+            core.dispatch(core.scheduler.connect(workerId, now));
+            return;
+          }
+          if (msg.workerId !== workerId) return; // a stream speaks for its own worker only
+          if (msg.body === "heartbeat" || msg.body === "ack")
+            core.scheduler.heartbeat(workerId, now);
+          else if (msg.body === "leaving") lost("left cleanly");
+        });
+        call.on("end", () => {
+          lost("stream closed");
+          call.end();
+        });
+        call.on("error", () => lost("stream error"));
+        call.on("cancelled", () => lost("stream cancelled"));
+      },
+
+      SubmitGradients: (call, callback) => {
+        if (!this.admit(call, "SubmitGradients", (e) => callback(e))) return;
+        const sender = this.sessionWorker(call.metadata);
+        let assembler: ChunkAssembler | null = null;
+        let header: GradientHeader__Output | null = null;
+        let failure: GradientRejection | null = null;
+        let chunksSeen = 0;
+        call.on("data", (chunk: GradientChunk__Output) => {
+          if (failure) return;
+          try {
+            chunksSeen += 1;
+            if (!assembler) {
+              header = chunk.header;
+              assembler = this.openUpload(header, sender);
+            } else if (chunk.header) {
+              throw new WireError("only the first chunk may carry a header");
+            }
+            if (chunksSeen > assembler.chunks) {
+              throw new WireError(`more than the announced ${assembler.chunks} chunks`);
+            }
+            assembler.add(chunk.index, chunk.data);
+            this.bytesIn += chunk.data.byteLength;
+          } catch (err) {
+            // Everything but a late result is the sender's fault.
+            failure =
+              err instanceof GradientRejection
+                ? err
+                : new GradientRejection((err as Error).message, true);
+          }
+        });
+        call.on("end", () => {
+          const reject = (reason: string, isMalformed: boolean) => {
+            core.event("gradientRejected", `rejected a gradient: ${reason}`, {
+              workerId: sender ?? null,
+              taskId: header ? clip(header.taskId) : null,
+              reason,
+            });
+            callback(null, { accepted: false, reason });
+            if (isMalformed && sender !== undefined) this.strike(sender, reason);
+          };
+          if (core.stopping()) return reject("coordinator is stopping", false);
+          if (failure) return reject(failure.message, failure.malformed);
+          if (!assembler || !header || sender === undefined) return reject("empty stream", true);
+          const h: GradientHeader__Output = header;
+          let grad: Float32Array;
+          try {
+            grad = assembler.finish(true);
+          } catch (err) {
+            const message = (err as Error).message;
+            // Only the task's own holder can make NaN count towards divergence.
+            if (/not finite/.test(message) && core.scheduler.holds(sender, h.taskId)) {
+              core.nonFiniteGradient(sender, h.taskId);
+              return reject(message, false);
+            }
+            return reject(message, true);
+          }
+          let result: MicrotaskResult;
+          try {
+            result = this.resultOf(h, grad);
+          } catch (err) {
+            const r = err as GradientRejection;
+            return reject(r.message, r.malformed);
+          }
+          const { verdict, actions } = core.scheduler.submit(
+            h.workerId,
+            h.taskId,
+            result,
+            Date.now(),
+          );
+          if (!verdict.ok) return reject(verdict.reason, false);
+          const seconds =
+            Number.isFinite(h.computeSeconds) && h.computeSeconds > 0 ? h.computeSeconds : 0;
+          core.accepted(h.workerId, seconds);
+          callback(null, { accepted: true, reason: "" });
+          core.dispatch(actions);
+        });
+      },
+
+      FetchParams: (call) => {
+        if (!this.admit(call, "FetchParams", (e) => call.emit("error", e))) return;
+        const net = call.request.net;
+        if (net !== "G" && net !== "D") {
+          call.emit("error", {
+            code: grpc.status.INVALID_ARGUMENT,
+            details: `net must be G or D, got ${clip(net)}`,
+          });
+          return;
+        }
+        const p = core.publisher.current(net);
+        if (!p || (call.request.version !== 0 && call.request.version !== p.version)) {
+          call.emit("error", {
+            code: grpc.status.NOT_FOUND,
+            details: `${net} version ${call.request.version} is not available (current ${p?.version})`,
+          });
+          return;
+        }
+        const chunks = chunksOf(p.encoded.bytes);
+        chunks.forEach((data, index) => {
+          const msg: ParamChunk = {
+            net,
+            version: p.version,
+            index,
+            chunks: chunks.length,
+            length: p.encoded.length,
+            sha256: p.encoded.checksum,
+            data,
+            dtype: wireDtype(p.encoded.dtype),
+          };
+          call.write(msg);
+          core.publisher.bytesOut += data.byteLength;
+        });
+        call.end();
+      },
+
+      Status: (call, callback) => {
+        if (!this.admit(call, "Status", (e) => callback(e))) return;
+        const { step, phase, steps, workers, done, versions } = core.status();
+        callback(null, {
+          runId: core.cfg.run.id,
+          step,
+          phase,
+          steps,
+          gVersion: versions.G,
+          dVersion: versions.D,
+          workers,
+          done,
+        });
+      },
+    };
+  }
+}
+
+/** Why a gradient upload is refused; `malformed` when it is the sender's fault (a strike). */
+class GradientRejection extends Error {
+  constructor(
+    message: string,
+    readonly malformed: boolean,
+  ) {
+    super(message);
+  }
+}
