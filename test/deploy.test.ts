@@ -261,17 +261,38 @@ function copySources(ins: Instruction): string[] {
   return words.slice(0, -1);
 }
 
-/** Whether a context path survives a `*`-then-`!include` .dockerignore. */
+/** A glob with `*` (any characters but `/`) as a regular expression for whole paths. */
+function globRegExp(glob: string): RegExp {
+  const body = glob
+    .split("*")
+    .map((part) => part.replace(/[.+?^${}()|[\]\\]/g, "\\$&"))
+    .join("[^/]*");
+  return new RegExp(`^${body}$`);
+}
+
+/** The files and directories of the build context a COPY source names (a path, or a glob in one directory). */
+function expandCopySource(src: string): string[] {
+  if (!src.includes("*")) return existsSync(join(ROOT, src)) ? [src] : [];
+  const dir = dirname(src);
+  const re = globRegExp(src.replace(/^\.\//, ""));
+  return readdirSync(join(ROOT, dir))
+    .map((name) => (dir === "." ? name : `${dir}/${name}`))
+    .filter((path) => re.test(path));
+}
+
+/** Whether a context path survives a `*`-then-`!include` .dockerignore (patterns may hold `*`). */
 function includedByDockerignore(patterns: string[], path: string): boolean {
   let included = true;
+  const target = path.replace(/\/$/, "");
   for (const p of patterns) {
     const negated = p.startsWith("!");
     const pattern = (negated ? p.slice(1) : p).replace(/\/$/, "");
+    const re = globRegExp(pattern);
     const matches =
       pattern === "*" ||
-      pattern === path.replace(/\/$/, "") ||
-      path.startsWith(`${pattern}/`) ||
-      pattern.startsWith(`${path.replace(/\/$/, "")}/`);
+      re.test(target) ||
+      target.split("/").some((_, i, parts) => re.test(parts.slice(0, i + 1).join("/"))) ||
+      pattern.startsWith(`${target}/`);
     if (matches) included = negated;
   }
   return included;
@@ -290,11 +311,16 @@ describe("Dockerfiles", () => {
         expect(user, `${image}: USER`).toMatch(/^\d+(:\d+)?$/);
         expect(Number(user!.split(":")[0])).toBeGreaterThan(0);
         expect(JSON.parse(last("ENTRYPOINT")!.args)).toEqual(["agon"]);
-        // The `agon` on PATH is the package's bin, the one `npx agon` runs.
+        // The `agon` on PATH is the package's bin, the one `npx agon` runs: the
+        // link is made from package.json's `bin`, so a build step that moves it
+        // (to compiled code in dist/) needs no change here.
         const link = final.body.find(
           (i) => i.op === "RUN" && /\/usr\/local\/bin\/agon\b/.test(i.args),
         );
-        expect(link?.args).toContain(`/app/${PKG.bin.agon}`);
+        expect(link?.args).toMatch(
+          /\/app\/\$\(node -p 'require\("\.\/package\.json"\)\.bin\.agon'\)/,
+        );
+        expect(link?.args).toMatch(/ln -s "\$bin" \/usr\/local\/bin\/agon/);
         expect(existsSync(join(ROOT, PKG.bin.agon))).toBe(true);
         expect(statSync(join(ROOT, PKG.bin.agon)).mode & 0o111, "bin is executable").not.toBe(0);
       });
@@ -324,10 +350,11 @@ describe("Dockerfiles", () => {
         for (const ins of stages.flatMap((s) => s.body)) {
           if (ins.op !== "COPY" || /--from=/.test(ins.args)) continue;
           for (const src of copySources(ins)) {
-            expect(existsSync(join(ROOT, src)), `COPY ${src} (line ${ins.line})`).toBe(true);
-            expect(includedByDockerignore(ignore, src), `${src} not in the build context`).toBe(
-              true,
-            );
+            const files = expandCopySource(src);
+            expect(files.length, `COPY ${src} (line ${ins.line})`).toBeGreaterThan(0);
+            for (const f of files) {
+              expect(includedByDockerignore(ignore, f), `${f} not in the build context`).toBe(true);
+            }
           }
         }
         // What the entrypoint needs at run time is in the image.
@@ -580,6 +607,10 @@ describe("deploy/compose.yaml", () => {
     expect(ignored.status, `${tokenFile} is ignored by git`).toBe(0);
     expect(["on-failure", "always", "unless-stopped"]).toContain(services.coordinator.restart);
     expect(services.coordinator.stop_grace_period).toBeDefined();
+  });
+
+  it("runs the agon services with read-only roots (they write only to their volumes)", () => {
+    for (const [name, svc] of agonServices) expect(svc.read_only, name).toBe(true);
   });
 
   it("reserves a GPU for each worker and none for the coordinator; workers scale", () => {
@@ -958,6 +989,8 @@ describe("deploy/k8s", () => {
       for (const c of pod.containers as Obj[]) {
         expect(c.securityContext.allowPrivilegeEscalation).toBe(false);
         expect(c.securityContext.capabilities.drop).toEqual(["ALL"]);
+        // They write only to their volumes (test/containers.test.ts runs them so).
+        expect(c.securityContext.readOnlyRootFilesystem, c.name).toBe(true);
       }
     }
   });
