@@ -36,7 +36,7 @@ const GPU = `localhost/agon-gpu:${TAG}`;
 const NPM_CACHE = process.env.npm_config_cache ?? join(homedir(), ".npm");
 
 /** A tiny ring GAN that checkpoints often: the coordinator is killed after its second checkpoint. */
-const STEPS = 120;
+const STEPS = 80;
 const EVERY = 20;
 const RUN_YAML = `run: { id: compose, dir: runs/compose }
 seed: 3

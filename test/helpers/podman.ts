@@ -1,5 +1,5 @@
 // Podman for the container test, kept apart from the machine's own podman: its
-// storage, settings and state live under one cache dir (AGON_TEST_CACHE,
+// storage, settings and state live under one cache dir (TEST_CONTAINER_CACHE,
 // default /var/cache/agon-test), so images built once stay for the next run
 // and nothing the user keeps in podman is touched. No registry is reached: the
 // base image is made here (debootstrap + the node binary the tests run on).
@@ -21,14 +21,14 @@ import {
 import { dirname, join } from "node:path";
 
 /** Where the podman storage (and so the cached base image) lives. */
-export const CACHE = process.env.AGON_TEST_CACHE ?? "/var/cache/agon-test";
+export const CACHE = process.env.TEST_CONTAINER_CACHE ?? "/var/cache/agon-test";
 const CONF = join(CACHE, "containers");
-/** Run-time state (per boot): podman's lock files, conmon sockets, events. */
-const RUN_ROOT = "/run/agon-test";
+/** Run-time state (per boot) of this storage: podman's lock files, conmon sockets, events. */
+const RUN_ROOT = `/run/agon-test-${createHash("sha256").update(CACHE).digest("hex").slice(0, 8)}`;
 
-/** Debian release and mirror of the base image (AGON_TEST_DEBIAN_MIRROR overrides the mirror). */
+/** Debian release and mirror of the base image (TEST_DEBIAN_MIRROR overrides the mirror). */
 const SUITE = "bookworm";
-const MIRROR = process.env.AGON_TEST_DEBIAN_MIRROR ?? "http://deb.debian.org/debian";
+const MIRROR = process.env.TEST_DEBIAN_MIRROR ?? "http://deb.debian.org/debian";
 /** Bump when baseImage() builds the image differently: the cache key changes with it. */
 const BASE_RECIPE = "minbase+node+npm v1";
 const BASE_REPO = "localhost/agon-node-base";
