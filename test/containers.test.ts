@@ -21,6 +21,7 @@ import {
   podmanOk,
   removeLeftovers,
   setUpPodman,
+  untag,
   whyNoContainers,
 } from "./helpers/podman.js";
 
@@ -170,13 +171,7 @@ RUN mkdir -p /usr/local/cuda-11.2/targets/x86_64-linux/lib \\
     const volumes = Object.keys(compose?.volumes ?? {}).map((v) => `${TAG}_${v}`);
     if (volumes.length > 0) await podman(["volume", "rm", "-f", ...volumes]);
     // Untagged, the layers stay as the next build's cache.
-    await podman([
-      "untag",
-      CPU,
-      GPU,
-      `localhost/agon-test-nats:${TAG}`,
-      `localhost/agon-test-cuda:${TAG}`,
-    ]);
+    await untag([CPU, GPU, `localhost/agon-test-nats:${TAG}`, `localhost/agon-test-cuda:${TAG}`]);
   }, 120_000);
 
   /** Runs replica `n` of one service of the Compose file in the pod; its container's name. */

@@ -301,6 +301,14 @@ export async function imageConfig(ref: string): Promise<ImageConfig> {
 }
 
 /**
+ * Removes these names (repository:tag) from their images, and only these: an
+ * image built alike by another run keeps that run's name.
+ */
+export async function untag(refs: string[]): Promise<void> {
+  for (const ref of refs) await podman(["untag", ref, ref]);
+}
+
+/**
  * Removes what earlier runs of this test left behind when they died before
  * cleaning up (pods, volumes and image tags named agon-test-<pid> of a pid
  * no longer alive), and layer-cache images unused for three days.
@@ -325,6 +333,6 @@ export async function removeLeftovers(): Promise<void> {
   const tags = (await podmanOk(["images", "--format", "{{.Repository}}:{{.Tag}}"]))
     .split("\n")
     .filter((t) => dead(t.slice(t.lastIndexOf(":") + 1)));
-  if (tags.length > 0) await podman(["untag", ...tags]);
+  await untag(tags);
   await podman(["image", "prune", "-f", "--filter", "until=72h"]);
 }
