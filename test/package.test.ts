@@ -1,9 +1,11 @@
 // The package as a user gets it: `npm pack` (which builds dist/ through the
 // `prepare` script), the tarball installed into an empty directory offline
 // from the npm cache, and the installed `agon` run there: `--help`, and a
-// 20-step `agon train` with the same weights as the sources give.
+// 20-step `agon train` with the same weights as the sources give; and the
+// typed API: docs/examples/api.ts compiled there with tsc against the
+// package's .d.ts, then run (train, checkpoint, resume, sample).
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { runAgon, tempDir, tinyRing } from "./helpers/cli.js";
@@ -101,6 +103,7 @@ describe("the npm package", () => {
       JSON.stringify({
         name: "consumer",
         private: true,
+        type: "module",
         dependencies: { agon: `file:${tarball}` },
       }),
     );
@@ -155,5 +158,61 @@ describe("the npm package", () => {
     expect(hashesOf(installed.stdout).step).toBe(20);
     expect(hashesOf(installed.stdout).hashes).toEqual(hashesOf(fromSources.stdout).hashes);
     expect(existsSync(join(app, "runs/ring/summary.json"))).toBe(true);
+  });
+
+  it("compiles the API example against the package's types and runs it: train, resume, checkpoint, sample", async () => {
+    copyFileSync(join(ROOT, "docs/examples/api.ts"), join(app, "api.ts"));
+    // Type errors a user would make must be errors (an unused @ts-expect-error fails tsc).
+    writeFileSync(
+      join(app, "typed.ts"),
+      [
+        'import { type RunConfigInput, train, loadCheckpoint, Coordinator, Worker } from "agon";',
+        "export async function never(cfg: RunConfigInput): Promise<void> {",
+        "  // @ts-expect-error steps is a number",
+        '  await train({ ...cfg, steps: "10" });',
+        "  // @ts-expect-error no such model",
+        '  await train({ ...cfg, model: { name: "resnet" } });',
+        "  // @ts-expect-error no such backend",
+        '  await train(cfg, { backend: "cuda" });',
+        '  const step: number = (await loadCheckpoint(cfg.run?.dir ?? ".")).step;',
+        "  // @ts-expect-error the result's step is a number",
+        "  const wrong: string = (await train(cfg)).step;",
+        "  void [step, wrong, Coordinator, Worker];",
+        "}",
+      ].join("\n"),
+    );
+    writeFileSync(
+      join(app, "tsconfig.json"),
+      JSON.stringify({
+        compilerOptions: {
+          target: "ES2022",
+          module: "NodeNext",
+          moduleResolution: "NodeNext",
+          strict: true,
+          skipLibCheck: true,
+          types: ["node"],
+          typeRoots: [join(ROOT, "node_modules/@types")],
+        },
+        files: ["api.ts", "typed.ts"],
+      }),
+    );
+    const tsc = await run(
+      process.execPath,
+      [join(ROOT, "node_modules/typescript/bin/tsc"), "-p", app],
+      app,
+    );
+    expect(tsc.code, tsc.stdout + tsc.stderr).toBe(0);
+    const work = tempDir("agon-api-");
+    const example = await run(process.execPath, [join(app, "api.js"), work], app);
+    expect(example.code, example.stderr).toBe(0);
+    const result = JSON.parse(example.stdout.trim().split("\n").at(-1)!);
+    expect(result.steps).toEqual([10, 20]);
+    expect(result.resumedFrom).toBe(10);
+    expect(result.checkpoint.step).toBe(20);
+    expect(result.sample).toMatchObject({ count: 16, step: 20 });
+    const png = readFileSync(join(work, "samples.png"));
+    expect(png.subarray(0, 8)).toEqual(
+      Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    );
   });
 });
