@@ -20,6 +20,7 @@ import { DatasetError } from "../data/index.js";
 import { ClassifierError } from "../fid-classifier.js";
 import { NatsError } from "../nats.js";
 import { loadJoinToken, SecurityError } from "../security.js";
+import { parseDuration } from "./duration.js";
 import { addNatsAuthOptions, natsAuthFromOptions } from "./nats-options.js";
 
 /** Flags that are shorthands for config overrides. */
@@ -158,8 +159,17 @@ export function buildCli(): Command {
     .option("--tls-key <file>", "private key (PEM) for --tls-cert")
     .option("--tls-server-name <name>", "name expected in the coordinator's certificate")
     .option("--join-token-file <file>", JOIN_TOKEN_HELP)
+    .option(
+      "--coordinator-timeout <duration>",
+      "how long to keep retrying an unreachable coordinator (e.g. 90s, 10m, 1h; 0 = forever)",
+      "10m",
+    )
     .addOption(backendOption())
     .action(async (opts) => {
+      const coordinatorTimeoutMs = parseDuration(
+        opts.coordinatorTimeout as string,
+        "--coordinator-timeout",
+      );
       const worker = new Worker({
         coordinator: parseHostPort(opts.coordinator as string, "--coordinator"),
         nats: parseNatsUrls(opts.nats as string),
@@ -174,6 +184,7 @@ export function buildCli(): Command {
         joinToken: loadJoinToken(opts.joinTokenFile as string | undefined),
         name: opts.name as string,
         backend: opts.backend as BackendName,
+        coordinatorTimeoutMs,
       });
       const stop = () => void worker.stop();
       process.once("SIGTERM", stop);
