@@ -22,6 +22,7 @@ import { NatsError } from "../nats.js";
 import { loadJoinToken, SecurityError } from "../security.js";
 import { parseDuration } from "./duration.js";
 import { addNatsAuthOptions, natsAuthFromOptions } from "./nats-options.js";
+import { stopWhenParentDies } from "./orphan.js";
 
 /** Flags that are shorthands for config overrides. */
 const CONFIG_FLAGS: Array<[flag: string, key: string, help: string]> = [
@@ -272,6 +273,7 @@ const USER_ERRORS = [
 ];
 
 export async function main(argv: string[]): Promise<number> {
+  stopWhenParentDies();
   const program = buildCli();
   try {
     await program.parseAsync(argv, { from: "user" });
