@@ -264,8 +264,7 @@ export class Scheduler {
     m.leaseUntil = now + this.leaseMs;
     const t = this.tasks.find((x) => x.ref.taskId === taskId);
     const inTime =
-      t?.holders.has(workerId) === true &&
-      now - this.progressSince(t, m) <= this.deadlineMs;
+      t?.holders.has(workerId) === true && now - this.progressSince(t, m) <= this.deadlineMs;
     const actions: Action[] = [];
     if (inTime) {
       m.misses = 0;
