@@ -9,10 +9,11 @@ import type { CoordinatorMessage__Output } from "../proto/gen/agon/v1/Coordinato
 import type { GradientChunk } from "../proto/gen/agon/v1/GradientChunk.js";
 import type { Microtask__Output } from "../proto/gen/agon/v1/Microtask.js";
 import type { ParamChunk__Output } from "../proto/gen/agon/v1/ParamChunk.js";
+import type { RunInfoReply__Output } from "../proto/gen/agon/v1/RunInfoReply.js";
 import type { WorkerMessage } from "../proto/gen/agon/v1/WorkerMessage.js";
 import { type BackendName, initBackend } from "../shared/backend.js";
 import { parseConfig, type RunConfig } from "../shared/config.js";
-import { loadDataset } from "../shared/data/index.js";
+import { DatasetError, openDataset, type SampleSource } from "../shared/data/index.js";
 import type { MicrotaskResult } from "../shared/microtask.js";
 import { connectNats } from "../shared/nats.js";
 import { type Net, type ParamSet, ParamSubscriber } from "../shared/params-bus.js";
@@ -45,6 +46,8 @@ export interface WorkerOptions {
   joinToken?: string;
   name: string;
   backend: BackendName;
+  /** This host's copy of the run's dataset, instead of the config's dataset.path. */
+  dataPath?: string;
   /** How long to wait for a NATS broadcast before fetching over gRPC. */
   natsWaitMs?: number;
   log?: (line: string) => void;
@@ -80,8 +83,12 @@ export class Worker {
   private closed = false;
   private backend = "";
   private configJson = "";
+  /** This worker's dataset fingerprint and open error, sent with every Join. */
+  private dataset: { fingerprint: string; error: string } = { fingerprint: "", error: "" };
   private heartbeat: NodeJS.Timeout | undefined;
   private finishedStep: number | null = null;
+  /** Why the worker stopped on its own (damaged data), for the CLI's error line. */
+  failure: Error | null = null;
   private readonly log: (line: string) => void;
   private resolveExit!: (code: number) => void;
   /** Resolves with the exit code when the run is finished or the worker stops. */
@@ -102,10 +109,23 @@ export class Worker {
     }) as unknown as CoordinatorClient;
     const backend = await initBackend(this.opts.backend, this.log);
     this.backend = backend;
+    // Open this host's copy of the run's data before joining, so the coordinator
+    // can refuse data that is not the run's before it hands out any microtask.
+    const info = await this.retryUnavailable<RunInfoReply__Output>("run info", (deadline, done) =>
+      this.client.RunInfo({}, callMetadata(this.opts.joinToken), { deadline }, done),
+    );
+    this.cfg = parseConfig(JSON.parse(info.configJson), "config from coordinator");
+    let dataset: SampleSource | null = null;
+    try {
+      dataset = await openDataset(datasetSpec(this.localConfig(this.cfg)));
+      this.dataset = { fingerprint: dataset.fingerprint, error: "" };
+    } catch (err) {
+      if (!(err instanceof DatasetError)) throw err;
+      this.dataset = { fingerprint: "", error: err.message };
+    }
     const joined = await this.join(backend);
     this.configJson = joined.configJson;
-    this.cfg = parseConfig(JSON.parse(joined.configJson), "config from coordinator");
-    const dataset = await loadDataset(datasetSpec(this.cfg));
+    if (!dataset) throw new DatasetError(this.dataset.error);
     this.runner = new MicrotaskRunner(this.cfg, dataset);
     try {
       this.nc = await connectNats(
@@ -136,13 +156,56 @@ export class Worker {
     this.shutdown(0);
   }
 
+  /** The run config with this host's dataset path (--data-path) in place of the coordinator's. */
+  private localConfig(cfg: RunConfig): RunConfig {
+    const path = this.opts.dataPath;
+    if (path === undefined || !("path" in cfg.dataset)) return cfg;
+    return { ...cfg, dataset: { ...cfg.dataset, path } };
+  }
+
+  /** A unary call, retried for up to a minute while the coordinator is unreachable. */
+  private retryUnavailable<T>(
+    what: string,
+    call: (deadline: number, done: (err: grpc.ServiceError | null, res?: T) => void) => void,
+  ): Promise<T> {
+    const giveUpAt = Date.now() + 60_000;
+    return new Promise((resolve, reject) => {
+      const attempt = (n: number) => {
+        call(Date.now() + 2000, (err, res) => {
+          if (err || !res) {
+            const transient =
+              err?.code === grpc.status.UNAVAILABLE || err?.code === grpc.status.DEADLINE_EXCEEDED;
+            if (transient && Date.now() < giveUpAt && !this.closed) {
+              setTimeout(() => attempt(n + 1), Math.min(1000, 100 * 2 ** n));
+              return;
+            }
+            reject(
+              new Error(
+                `${what} from ${this.opts.coordinator} failed: ${err?.details ?? "no reply"}`,
+              ),
+            );
+            return;
+          }
+          resolve(res);
+        });
+      };
+      attempt(0);
+    });
+  }
+
   /** Joins, retrying for up to a minute while the coordinator is unreachable (it may be restarting). */
   private join(backend: string): Promise<{ workerId: string; runId: string; configJson: string }> {
     const giveUpAt = Date.now() + 60_000;
     return new Promise((resolve, reject) => {
       const attempt = (n: number) => {
         this.client.Join(
-          { workerName: this.opts.name, backend, capabilities: { cores: cpus().length } },
+          {
+            workerName: this.opts.name,
+            backend,
+            capabilities: { cores: cpus().length },
+            datasetFingerprint: this.dataset.fingerprint,
+            datasetError: this.dataset.error,
+          },
           callMetadata(this.opts.joinToken),
           { deadline: Date.now() + 2000 },
           (err, res) => {
@@ -152,6 +215,11 @@ export class Worker {
                 err?.code === grpc.status.DEADLINE_EXCEEDED;
               if (transient && Date.now() < giveUpAt && !this.closed) {
                 setTimeout(() => attempt(n + 1), Math.min(1000, 100 * 2 ** n));
+                return;
+              }
+              if (err?.code === grpc.status.FAILED_PRECONDITION) {
+                // The coordinator refused this host's data: the message names both fingerprints.
+                reject(new DatasetError(`the coordinator refused this worker: ${err.details}`));
                 return;
               }
               reject(
@@ -272,6 +340,14 @@ export class Worker {
           }
           while (this.uploads.size >= UPLOADS_IN_FLIGHT) await Promise.race(this.uploads);
         } catch (err) {
+          if (err instanceof DatasetError) {
+            // Damaged data never trains: stop, and the coordinator hands the shard to others.
+            this.log(`worker ${this.workerId}: stopping: ${err.message}`);
+            this.failure = err;
+            this.stream?.write({ workerId: this.workerId, leaving: {} });
+            this.shutdown(2);
+            return;
+          }
           if (!this.closed)
             this.log(`worker ${this.workerId}: ${task.taskId} failed: ${(err as Error).message}`);
         }

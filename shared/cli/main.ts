@@ -16,6 +16,7 @@ import { registerWatchCommand, WatchError } from "../../coordinator/watch.js";
 import { defaultWorkerName, Worker } from "../../worker/worker.js";
 import { BACKEND_NAMES, type BackendName } from "../backend.js";
 import { ConfigError, loadConfig } from "../config.js";
+import { registerDataCommand } from "../data/cli.js";
 import { DatasetError } from "../data/index.js";
 import { ClassifierError } from "../fid-classifier.js";
 import { NatsError } from "../nats.js";
@@ -26,8 +27,8 @@ import { addNatsAuthOptions, natsAuthFromOptions } from "./nats-options.js";
 const CONFIG_FLAGS: Array<[flag: string, key: string, help: string]> = [
   ["--model <name>", "model.name", "model: mlp | dcgan"],
   ["--loss <name>", "loss.name", "loss: non-saturating | minimax | wgan-gp | hinge"],
-  ["--dataset <name>", "dataset.name", "dataset: mnist | fashion-mnist | folder | ring"],
-  ["--data-path <dir>", "dataset.path", "image folder for --dataset folder"],
+  ["--dataset <name>", "dataset.name", "dataset: mnist | fashion-mnist | folder | prepared | ring"],
+  ["--data-path <dir>", "dataset.path", "dataset directory for --dataset folder or prepared"],
   ["--steps <n>", "steps", "training steps (one step = kD D phases + kG G phases)"],
   ["--batch <n>", "batch", "global batch per phase, a multiple of --shards"],
   ["--shards <k>", "shards", "K, the number of data shards and microtasks per phase"],
@@ -158,9 +159,14 @@ export function buildCli(): Command {
     .option("--tls-key <file>", "private key (PEM) for --tls-cert")
     .option("--tls-server-name <name>", "name expected in the coordinator's certificate")
     .option("--join-token-file <file>", JOIN_TOKEN_HELP)
+    .option(
+      "--data-path <dir>",
+      "this host's copy of the run's dataset (instead of the config's dataset.path)",
+    )
     .addOption(backendOption())
     .action(async (opts) => {
       const worker = new Worker({
+        dataPath: opts.dataPath as string | undefined,
         coordinator: parseHostPort(opts.coordinator as string, "--coordinator"),
         nats: parseNatsUrls(opts.nats as string),
         natsAuth: natsAuthFromOptions(opts),
@@ -179,7 +185,9 @@ export function buildCli(): Command {
       process.once("SIGTERM", stop);
       process.once("SIGINT", stop);
       await worker.start();
-      process.exit(await worker.exited);
+      const code = await worker.exited;
+      if (worker.failure) process.stderr.write(`agon: error: ${worker.failure.message}\n`);
+      process.exit(code);
     });
 
   registerLocalCommand(program, { addConfigOptions, configFromOptions, backendOption });
@@ -187,6 +195,7 @@ export function buildCli(): Command {
   registerWatchCommand(program);
   registerSampleCommand(program);
   registerExportCommand(program);
+  registerDataCommand(program);
 
   for (const cmd of program.commands) {
     if (["coordinator", "worker", "watch", "local"].includes(cmd.name())) addNatsAuthOptions(cmd);
