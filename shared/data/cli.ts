@@ -86,6 +86,12 @@ export function registerDataCommand(program: Command): void {
     )
     .option("--limit <n>", "keep at most the first n images", intArg("--limit", 1))
     .option(
+      "--chunk-kb <n>",
+      "target chunk file size in KiB (whole rows per chunk)",
+      intArg("--chunk-kb", 1, 1 << 20),
+      1024,
+    )
+    .option(
       "--jobs <n>",
       "images decoded at once",
       intArg("--jobs", 1, 256),
@@ -107,6 +113,7 @@ export function registerDataCommand(program: Command): void {
           jobs: opts.jobs,
           split: opts.split,
           limit: opts.limit,
+          chunkBytes: opts.chunkKb * 1024,
           onProgress: (done, total) => {
             if (!started) {
               bar.start(total, 0, { speed: "0" });

@@ -334,7 +334,7 @@ function walk(dir: string): { files: string[]; hidden: string[] } {
       const path = join(abs, entry.name);
       const rel = relative(dir, path).split(sep).join("/");
       if (entry.name.startsWith(".")) {
-        hidden.push(rel);
+        hidden.push(entry.isDirectory() ? `${rel}/` : rel);
         continue;
       }
       let st: ReturnType<typeof statSync>;
@@ -355,7 +355,10 @@ function walk(dir: string): { files: string[]; hidden: string[] } {
 
 function planFolder(dir: string, labelsOpt: string | undefined): Plan {
   const { files, hidden } = walk(dir);
-  const skipped: SkippedFile[] = hidden.map((file) => ({ file, reason: "hidden" }));
+  const skipped: SkippedFile[] = hidden.map((file) => ({
+    file,
+    reason: file.endsWith("/") ? "hidden folder (not searched)" : "hidden file",
+  }));
   const images: string[] = [];
   for (const file of files) {
     if (IMAGE_EXTENSIONS.includes(extname(file).toLowerCase())) images.push(file);
