@@ -1,11 +1,9 @@
 // `agon data prepare` and `agon data inspect`: the dataset tool's command line.
+// sharp and the dataset code are imported when the command runs.
 
 import { availableParallelism } from "node:os";
-import { SingleBar } from "cli-progress";
+import type { SingleBar } from "cli-progress";
 import { type Command, InvalidArgumentError, Option } from "commander";
-import { DatasetError } from "./errors.js";
-import { formatInspect, inspectDataset } from "./inspect.js";
-import { prepareDataset, prepareSummary } from "./prepare.js";
 
 function intArg(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
   return (value: string): number => {
@@ -20,7 +18,8 @@ function intArg(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
 }
 
 /** A progress bar with rate and ETA on stderr (a line every few seconds when it is not a terminal). */
-function progressBar(unit: string): SingleBar {
+async function progressBar(unit: string): Promise<SingleBar> {
+  const { SingleBar } = await import("cli-progress");
   return new SingleBar({
     format: `{bar} {percentage}% | {value}/{total} ${unit} | {speed} ${unit}/s | ETA {eta_formatted}`,
     stream: process.stderr,
@@ -98,7 +97,8 @@ export function registerDataCommand(program: Command): void {
       Math.min(availableParallelism(), 8),
     )
     .action(async (source: string, opts) => {
-      const bar = progressBar("images");
+      const { prepareDataset, prepareSummary } = await import("../../data/prepare.js");
+      const bar = await progressBar("images");
       let started = false;
       const t0 = performance.now();
       try {
@@ -142,8 +142,10 @@ export function registerDataCommand(program: Command): void {
     .option("--verify", "read every chunk and check its sha256")
     .option("--grid <file.png>", "write a PNG of samples, one row per class")
     .option("--json", "print the report as JSON on stdout")
-    .action((dir: string, opts) => {
-      const bar = progressBar("chunks");
+    .action(async (dir: string, opts) => {
+      const { formatInspect, inspectDataset } = await import("../../data/inspect.js");
+      const { DatasetError } = await import("../../data/errors.js");
+      const bar = await progressBar("chunks");
       let started = false;
       const report = inspectDataset(dir, {
         verify: Boolean(opts.verify),
