@@ -17,6 +17,8 @@ export interface CheckpointData {
   versions: { G: number; D: number };
   weights: { G: Float32Array; D: Float32Array };
   adam: { G: AdamState; D: AdamState };
+  /** The EMA generator's flat array (G's layout), when the run keeps one. */
+  ema?: Float32Array;
 }
 
 export interface Manifest {
@@ -66,6 +68,7 @@ function bytesOf(a: Float32Array): Uint8Array {
 
 function blobsOf(data: CheckpointData): Record<string, Float32Array> {
   return {
+    ...(data.ema ? { "G.ema.f32": data.ema } : {}),
     "G.weights.f32": data.weights.G,
     "D.weights.f32": data.weights.D,
     "G.adam.m.f32": data.adam.G.m,
@@ -211,6 +214,7 @@ export async function readCheckpoint(
         G: { t: manifest.adamSteps.G, m: arrays["G.adam.m.f32"], v: arrays["G.adam.v.f32"] },
         D: { t: manifest.adamSteps.D, m: arrays["D.adam.m.f32"], v: arrays["D.adam.v.f32"] },
       },
+      ...(arrays["G.ema.f32"] ? { ema: arrays["G.ema.f32"] } : {}),
     },
   };
 }

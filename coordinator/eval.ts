@@ -6,7 +6,7 @@ import { type Command, InvalidArgumentError, Option } from "commander";
 import { BACKEND_NAMES, type BackendName, initBackend } from "../shared/backend.js";
 import { computeFd, type FidDataset } from "../shared/fid.js";
 import { CLASSIFIER_RECIPE, recipeHash } from "../shared/fid-classifier.js";
-import { buildModel } from "../shared/models.js";
+import { buildModel } from "../shared/models/index.js";
 import { generateSamples } from "../shared/runner.js";
 import {
   type CheckpointData,

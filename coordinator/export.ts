@@ -8,7 +8,7 @@ import { type Command, InvalidArgumentError, Option } from "commander";
 import { BACKEND_NAMES, type BackendName, initBackend } from "../shared/backend.js";
 import { parseConfig, type RunConfig } from "../shared/config.js";
 import { latentNoise } from "../shared/microtask.js";
-import { buildModel, type GanModel } from "../shared/models.js";
+import { buildModel, type GanModel } from "../shared/models/index.js";
 import { hashSeed, SeedDomain } from "../shared/rng.js";
 import { generateSamples, samplesPng } from "../shared/runner.js";
 import { type Manifest, readCheckpoint } from "./checkpoint.js";

@@ -33,7 +33,7 @@ import {
   trainClassifier,
 } from "../shared/fid-classifier.js";
 import { weightsHash } from "../shared/hash.js";
-import { buildModel, initWeights } from "../shared/models.js";
+import { buildModel, initWeights } from "../shared/models/index.js";
 import { hashSeed, Rng, SeedDomain } from "../shared/rng.js";
 import { generateSamples } from "../shared/runner.js";
 import { tempDir } from "./helpers/cli.js";

@@ -10,7 +10,7 @@ import { drawIndices, gatherSamples, loadDataset, ringModes } from "../shared/da
 import { weightsHash } from "../shared/hash.js";
 import { selectLoss } from "../shared/losses.js";
 import { computeMicrotask, noiseSeed } from "../shared/microtask.js";
-import { buildModel, initWeights } from "../shared/models.js";
+import { buildModel, initWeights } from "../shared/models/index.js";
 import { hashSeed, SeedDomain } from "../shared/rng.js";
 import { generateSamples } from "../shared/runner.js";
 import { datasetSpec } from "../shared/schedule.js";
