@@ -1,7 +1,7 @@
 // `agon worker`: joins the coordinator, keeps G and D at the versions its
 // microtasks need (NATS broadcast first, gRPC FetchParams when a broadcast was
 // missed), computes one gradient per microtask and streams it back in chunks.
-import { cpus, hostname } from "node:os";
+import { cpus } from "node:os";
 import * as grpc from "@grpc/grpc-js";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { CoordinatorClient } from "../proto/gen/agon/v1/Coordinator.js";
@@ -55,12 +55,6 @@ export interface WorkerOptions {
  * microtask: 2 hides one upload behind one compute and bounds the memory held.
  */
 const UPLOADS_IN_FLIGHT = 2;
-
-export function defaultWorkerName(): string {
-  return `${hostname()
-    .replace(/[^A-Za-z0-9_.-]/g, "-")
-    .slice(0, 40)}-${process.pid}`;
-}
 
 export class Worker {
   private client!: CoordinatorClient;
