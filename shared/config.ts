@@ -26,6 +26,9 @@ const mlpModel = z
   })
   .strict();
 
+/** Square image sizes the dcgan model builds (powers of two, plus 28 for MNIST-shaped data). */
+export const DCGAN_SIZES = [16, 28, 32, 64, 128, 256] as const;
+
 const dcganModel = z
   .object({
     name: z.literal("dcgan"),
@@ -76,7 +79,8 @@ const dataset = z.discriminatedUnion("name", [
       name: z.literal("folder"),
       path: z.string().min(1),
       channels: z.union([z.literal(1), z.literal(3)]).default(1),
-      size: z.literal(28).default(28),
+      /** Images are resized to size×size (dcgan: 16, 28, 32, 64, 128 or 256). */
+      size: positiveInt.max(1024).default(28),
       limit: positiveInt.optional(),
     })
     .strict(),
@@ -189,6 +193,17 @@ const configSchema = z
         code: "custom",
         path: ["model", "name"],
         message: "dcgan needs an image dataset (mnist, fashion-mnist, folder); use mlp for ring",
+      });
+    }
+    if (
+      cfg.model.name === "dcgan" &&
+      cfg.dataset.name === "folder" &&
+      !(DCGAN_SIZES as readonly number[]).includes(cfg.dataset.size)
+    ) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["dataset", "size"],
+        message: `dcgan builds ${DCGAN_SIZES.join(", ")} pixel images; got ${cfg.dataset.size}`,
       });
     }
   });

@@ -3,14 +3,14 @@
 // 28) map and doubles it with 4×4 stride-2 transposed convolutions; D halves
 // with 4×4 stride-2 convolutions down to the same map and ends in a dense logit.
 import * as tf from "@tensorflow/tfjs-core";
-import type { ModelConfig } from "../config.js";
+import { DCGAN_SIZES, type ModelConfig } from "../config.js";
 import { type Layer, LEAK, NetBuilder } from "./layers.js";
 import type { GanModel, Network } from "./types.js";
 
 export type DcganConfig = Extract<ModelConfig, { name: "dcgan" }>;
 
-/** Square sizes `dcgan` builds. */
-export const DCGAN_SIZES = [16, 28, 32, 64, 128, 256] as const;
+export { DCGAN_SIZES };
+
 const KERNEL = 4;
 /** DCGAN's weight init: N(0, 0.02) for kernels, N(1, 0.02) for batch-norm scales. */
 const STD = 0.02;
