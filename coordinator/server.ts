@@ -10,7 +10,7 @@ import { type BackendName, initBackend } from "../shared/backend.js";
 import type { RunConfig } from "../shared/config.js";
 import { openDataset } from "../shared/data/index.js";
 import type { MicrotaskResult } from "../shared/microtask.js";
-import { buildModel, type GanModel } from "../shared/models.js";
+import { buildModel, type GanModel, resultSize } from "../shared/models/index.js";
 import { connectNats } from "../shared/nats.js";
 import type { Net } from "../shared/params-bus.js";
 import { datasetSpec, withDatasetIdentity } from "../shared/schedule.js";
@@ -95,8 +95,9 @@ export class CoordinatorServer implements ServiceCore {
     });
   }
 
+  /** Values of a microtask result per phase: the gradient, then the network's report. */
   get sizes(): { G: number; D: number } {
-    return { G: this.model.g.size, D: this.model.d.size };
+    return { G: resultSize(this.model.g), D: resultSize(this.model.d) };
   }
 
   async start(): Promise<string> {
