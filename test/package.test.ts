@@ -108,8 +108,10 @@ describe("the npm package", () => {
       }),
     );
     writeFileSync(join(app, "package-lock.json"), JSON.stringify(consumerLock(tarball)));
-    // Offline: everything comes from the local npm cache. Without webgpu (optional,
-    // 130 MB, needs a GPU) and without install scripts (none is needed on the cpu backend).
+    // Offline: everything comes from the local npm cache. Without the optional
+    // dependencies (webgpu's Dawn addon, sharp's libvips: 140 MB, half the install
+    // time, used by neither the cpu backend nor the ring dataset) and without
+    // install scripts (none is needed here).
     const install = await run(
       "npm",
       ["ci", "--offline", "--omit=optional", "--ignore-scripts", "--no-audit", "--no-fund"],
