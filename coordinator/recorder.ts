@@ -1,6 +1,7 @@
 // What a run writes besides its weights, for `agon train` and the coordinator
 // alike: the metrics.jsonl line of every phase, the sample grids, the
-// checkpoint cadence and the health checks on both.
+// checkpoint cadence and the health checks on both, and the same as
+// TensorBoard event files (coordinator/tensorboard.ts).
 import { appendFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { RunConfig } from "../shared/config.js";
@@ -9,6 +10,7 @@ import type { GanModel } from "../shared/models/index.js";
 import { generateSamples, samplesGridPng, writeSampleGrid } from "../shared/runner.js";
 import { type CheckpointData, writeCheckpoint } from "./checkpoint.js";
 import type { PhaseSummary, TrainingState } from "./state.js";
+import { cutEventFiles, EventFileWriter } from "./tensorboard.js";
 
 /** Where a recorder's events and broadcasts go. */
 export interface RecorderSink {
@@ -35,6 +37,8 @@ export class RunRecorder {
   /** Checkpoint writes run off the training path, one after another. */
   private checkpointing: Promise<void> = Promise.resolve();
   private checkpointError: Error | null = null;
+  /** Opened at the first phase this process records (run.tensorboard). */
+  private tensorboard: EventFileWriter | null = null;
 
   constructor(
     readonly cfg: RunConfig,
@@ -79,6 +83,7 @@ export class RunRecorder {
     const json = JSON.stringify(metrics);
     appendFileSync(join(this.dir, "metrics.jsonl"), `${json}\n`);
     this.sink.metrics?.(json);
+    this.recordScalars(metrics as Record<string, unknown>);
     const signals = this.health?.observePhase(summary) ?? [];
     if (state.phase === 0) {
       const step = state.step;
@@ -95,6 +100,7 @@ export class RunRecorder {
         }
         const png = samplesGridPng(this.cfg, this.model, samples);
         writeSampleGrid(this.dir, step, png);
+        this.tensorboard?.image("samples", step, png);
         this.sink.samples?.(png);
       }
       if (step % this.cfg.checkpoint.every === 0 || state.done) {
@@ -108,6 +114,36 @@ export class RunRecorder {
       });
     }
     return signals;
+  }
+
+  /**
+   * The metrics line's numbers as TensorBoard scalars at its step, tagged
+   * `<kind>/<field>` (`D/dLoss`, `G/gradNorm`, `D/versions.G`). The first
+   * line this process records starts its event file, after cutting older
+   * files back to that step (a resumed run continues where its checkpoint was).
+   */
+  private recordScalars(metrics: Record<string, unknown>): void {
+    if (!this.cfg.run.tensorboard) return;
+    const step = Number(metrics.step);
+    if (this.tensorboard === null) {
+      cutEventFiles(this.dir, step);
+      this.tensorboard = new EventFileWriter(this.dir);
+      this.tensorboard.text(
+        "config",
+        step,
+        `\`\`\`json\n${JSON.stringify(this.cfg, null, 2)}\n\`\`\``,
+      );
+    }
+    const scalars: Record<string, number> = {};
+    const add = (prefix: string, value: unknown) => {
+      if (typeof value === "number") scalars[prefix] = value;
+      else if (value !== null && typeof value === "object")
+        for (const [k, v] of Object.entries(value)) add(`${prefix}.${k}`, v);
+    };
+    for (const [field, value] of Object.entries(metrics)) {
+      if (field !== "schema" && field !== "step") add(`${String(metrics.kind)}/${field}`, value);
+    }
+    this.tensorboard.scalars(step, scalars);
   }
 
   /**

@@ -138,9 +138,11 @@ const configSchema = z
           .regex(RUN_ID_PATTERN, "use 1-64 letters, digits, '-' or '_'")
           .default("agon"),
         dir: z.string().min(1).default("runs/agon"),
+        /** Also write TensorBoard event files (scalars, sample grids, the config) in the run dir. */
+        tensorboard: z.boolean().default(true),
       })
       .strict()
-      .default({ id: "agon", dir: "runs/agon" }),
+      .default({ id: "agon", dir: "runs/agon", tensorboard: true }),
     seed: z.number().int().min(0).max(0xffffffff).default(1),
     model: z.discriminatedUnion("name", [mlpModel, dcganModel]),
     loss: z
