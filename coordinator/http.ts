@@ -50,7 +50,7 @@ export interface HttpOptions {
   log?: (line: string) => void;
   /** The coordinator's view of the run, read on every /healthz and /api/status request. */
   status: () => RunStatus;
-  /** Also export prom-client's default process metrics (`agon_process_*`, `agon_nodejs_*`). Default true. */
+  /** Also export prom-client's default process metrics (`process_*`, `nodejs_*`). Default true. */
   processMetrics?: boolean;
 }
 
@@ -70,6 +70,13 @@ const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0
 const DASHBOARD_HTML = readFileSync(new URL("./dashboard.html", import.meta.url), "utf8");
 
 const finite = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v);
+
+/** prom-client default metrics that are gauges named `*_total`, which `promtool check metrics` flags. */
+const GAUGES_NAMED_LIKE_COUNTERS = [
+  "nodejs_active_handles_total",
+  "nodejs_active_requests_total",
+  "nodejs_active_resources_total",
+];
 
 /** The training series, all in one registry of their own. */
 class TrainingMetrics {
@@ -95,17 +102,29 @@ class TrainingMetrics {
   constructor(runId: string, processMetrics: boolean) {
     const registers = [this.registry];
     this.registry.setDefaultLabels({ run: runId });
-    if (processMetrics) collectDefaultMetrics({ register: this.registry, prefix: "agon_" });
+    if (processMetrics) {
+      // The standard names, as every Node exporter has them, less three gauges whose
+      // `_total` suffix promtool rejects (nodejs_active_handles etc. carry the same by type).
+      collectDefaultMetrics({ register: this.registry });
+      for (const name of GAUGES_NAMED_LIKE_COUNTERS) this.registry.removeSingleMetric(name);
+    }
     const gauge = <L extends string = string>(name: string, help: string, labelNames: L[] = []) =>
       new Gauge<L>({ name, help, labelNames, registers });
     const counter = <L extends string = string>(name: string, help: string, labelNames: L[] = []) =>
       new Counter<L>({ name, help, labelNames, registers });
     this.step = gauge("agon_step", "Training steps completed");
     this.stepsTarget = gauge("agon_steps_target", "Training steps the run is configured for");
-    this.dLoss = gauge("agon_d_loss", "Discriminator loss of the last D phase");
-    this.gLoss = gauge("agon_g_loss", "Generator loss of the last G phase");
-    this.dReal = gauge("agon_d_real", "Mean D(x) on real data in the last D phase");
-    this.dFake = gauge("agon_d_fake", "Mean D(G(z)) on generated data in the last D phase");
+    // Spelled out: promtool reads a `_d_` token as the unit "days".
+    this.dLoss = gauge("agon_discriminator_loss", "Discriminator loss of the last D phase");
+    this.gLoss = gauge("agon_generator_loss", "Generator loss of the last G phase");
+    this.dReal = gauge(
+      "agon_discriminator_output_real",
+      "Mean D(x) on real data in the last D phase",
+    );
+    this.dFake = gauge(
+      "agon_discriminator_output_fake",
+      "Mean D(G(z)) on generated data in the last D phase",
+    );
     this.gradNorm = gauge("agon_grad_norm", "L2 norm of the last aggregated gradient", ["net"]);
     this.workers = gauge("agon_workers", "Live workers at the end of the last phase");
     this.version = gauge("agon_weights_version", "Optimizer updates applied to a network", ["net"]);

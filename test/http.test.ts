@@ -1,5 +1,6 @@
 // The coordinator's HTTP server against a real nats-server: Prometheus
 // metrics, health, status, Server-Sent Events, the sample grid and 404s.
+import { spawnSync } from "node:child_process";
 import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type HttpServerHandle, type RunStatus, startHttpServer } from "../coordinator/http.js";
@@ -177,14 +178,14 @@ describe("coordinator HTTP server", () => {
     expect(res.headers.get("content-type")).toMatch(/^text\/plain; version=0\.0\.4/);
     const text = await res.text();
     const prom = parseProm(text);
-    expect(text).toContain("# TYPE agon_d_loss gauge");
-    expect(text).toMatch(/^agon_d_loss\{run="httptest"\} 1\.27$/m);
+    expect(text).toContain("# TYPE agon_discriminator_loss gauge");
+    expect(text).toMatch(/^agon_discriminator_loss\{run="httptest"\} 1\.27$/m);
     const run = { run: RUN };
     expect(prom.value("agon_step", run)).toBe(3);
     expect(prom.value("agon_steps_target", run)).toBe(100);
-    expect(prom.value("agon_g_loss", run)).toBe(0.77);
-    expect(prom.value("agon_d_real", run)).toBe(0.625);
-    expect(prom.value("agon_d_fake", run)).toBe(0.375);
+    expect(prom.value("agon_generator_loss", run)).toBe(0.77);
+    expect(prom.value("agon_discriminator_output_real", run)).toBe(0.625);
+    expect(prom.value("agon_discriminator_output_fake", run)).toBe(0.375);
     expect(prom.value("agon_grad_norm", { ...run, net: "D" })).toBe(2.5);
     expect(prom.value("agon_grad_norm", { ...run, net: "G" })).toBe(1.5);
     expect(prom.value("agon_workers", run)).toBe(2);
@@ -202,10 +203,21 @@ describe("coordinator HTTP server", () => {
     expect(prom.value("agon_phase_seconds_count", run)).toBe(6);
     expect(prom.value("agon_phase_seconds_bucket", { ...run, le: "0.025" })).toBe(6);
     expect(prom.value("agon_phase_seconds_bucket", { ...run, le: "0.01" })).toBe(0);
-    // Default process metrics, prefixed, in the same registry.
-    expect(prom.types.get("agon_process_cpu_user_seconds_total")).toBe("counter");
+    // Default process metrics, with their standard names, in the same registry.
+    expect(prom.types.get("process_cpu_user_seconds_total")).toBe("counter");
+    expect(prom.types.get("nodejs_heap_size_used_bytes")).toBe("gauge");
     // Every series carries the run label.
     for (const s of prom.samples) expect(s.labels.run, s.name).toBe(RUN);
+  });
+
+  // Debian's `prometheus` package has it; .ci/run installs it.
+  const promtool = spawnSync("promtool", ["--version"]).status === 0;
+  if (!promtool) console.log("skipped: promtool check metrics (no promtool on PATH)");
+  it.skipIf(!promtool)("passes `promtool check metrics`", async () => {
+    const text = await (await fetch(`${http.address}/metrics`)).text();
+    const check = spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8" });
+    expect(check.stdout + check.stderr).toBe("");
+    expect(check.status).toBe(0);
   });
 
   it("answers /healthz with 200 when healthy and 503 when not", async () => {
