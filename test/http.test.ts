@@ -1,7 +1,9 @@
 // The coordinator's HTTP server against a real nats-server: Prometheus
 // metrics, health, status, Server-Sent Events, the sample grid and 404s.
 import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { request } from "node:http";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type HttpServerHandle, type RunStatus, startHttpServer } from "../coordinator/http.js";
 import { connectNats, type NatsConnection, subjects } from "../shared/nats.js";
@@ -218,6 +220,25 @@ describe("coordinator HTTP server", () => {
     const check = spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8" });
     expect(check.stdout + check.stderr).toBe("");
     expect(check.status).toBe(0);
+  });
+
+  it("has every series the Grafana dashboard (deploy/grafana) queries", async () => {
+    const text = await (await fetch(`${http.address}/metrics`)).text();
+    const types = parseProm(text).types;
+    const dashboard = JSON.parse(
+      readFileSync(join(import.meta.dirname, "../deploy/grafana/agon-dashboard.json"), "utf8"),
+    ) as { panels: Array<{ title: string; targets: Array<{ expr: string }> }> };
+    const queried = new Set<string>();
+    for (const panel of dashboard.panels)
+      for (const t of panel.targets)
+        for (const [name] of t.expr.matchAll(/\bagon_[a-z_]+/g))
+          queried.add(name.replace(/_(bucket|sum|count)$/, ""));
+    expect(queried.size).toBeGreaterThan(10);
+    for (const name of queried) expect(types.has(name), name).toBe(true);
+    // The panels the issue asks for are there.
+    const titles = dashboard.panels.map((p) => p.title.toLowerCase()).join(" | ");
+    for (const word of ["losses", "d outputs", "phase time", "bytes", "workers", "events"])
+      expect(titles).toContain(word);
   });
 
   it("answers /healthz with 200 when healthy and 503 when not", async () => {
