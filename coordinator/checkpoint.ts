@@ -136,7 +136,10 @@ async function checkpointNames(runDir: string): Promise<string[]> {
   } catch {
     return [];
   }
-  return names.filter((n) => /^ckpt-\d{8}$/.test(n)).sort();
+  // Ordered by step (the number), not by name: a step past 99,999,999 has more digits.
+  return names
+    .filter((n) => /^ckpt-\d{8,}$/.test(n))
+    .sort((a, b) => Number(a.slice(PREFIX.length)) - Number(b.slice(PREFIX.length)));
 }
 
 async function pruneCheckpoints(runDir: string, keep: number): Promise<void> {

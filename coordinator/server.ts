@@ -20,6 +20,7 @@ import { latestValidCheckpoint, resumableCheckpoint } from "./checkpoint.js";
 import { type HttpServerHandle, type RunStatus, startHttpServer } from "./http.js";
 import { Publisher } from "./publisher.js";
 import { RunRecorder } from "./recorder.js";
+import { openRunDir, type RunDirLock, trimAfterCheckpoint } from "./rundir.js";
 import { type Action, Scheduler } from "./scheduler.js";
 import { CoordinatorService, type ServiceCore } from "./service.js";
 import { TrainingState } from "./state.js";
@@ -67,6 +68,10 @@ export class CoordinatorServer implements ServiceCore {
   private isStopping = false;
   private http: HttpServerHandle | null = null;
   private rolledBack = false;
+  /** This process's hold on the run dir, from start() to the end. */
+  private lock: RunDirLock | null = null;
+  /** Resumed at or past `steps`: the run ends at once and writes nothing. */
+  private nothingToDo = false;
   /** Non-finite gradients received per microtask of the current phase. */
   private readonly nonFiniteTasks = new Map<string, number>();
   /** Set when the run ends in error (divergence); the CLI exits non-zero with it. */
@@ -102,6 +107,11 @@ export class CoordinatorServer implements ServiceCore {
     await initBackend(this.opts.backend, this.log);
     this.model = buildModel(cfg.model, dataset.sampleShape);
     this.state = new TrainingState(cfg, this.model);
+    this.lock = openRunDir(cfg.run.dir, {
+      command: "coordinator",
+      fresh: this.opts.fresh ?? false,
+      log: this.log,
+    });
     this.recorder = new RunRecorder(
       cfg,
       this.model,
@@ -121,7 +131,7 @@ export class CoordinatorServer implements ServiceCore {
     );
     this.publisher.attach(this.nc);
     if (!this.opts.fresh) await this.resume();
-    this.recorder.writeConfig();
+    if (!this.nothingToDo) this.recorder.writeConfig();
     this.publish("G");
     this.publish("D");
 
@@ -178,6 +188,7 @@ export class CoordinatorServer implements ServiceCore {
     await this.http?.close();
     this.server.forceShutdown();
     await this.nc?.drain().catch(() => {});
+    this.lock?.release();
   }
 
   private async resume(): Promise<void> {
@@ -195,6 +206,19 @@ export class CoordinatorServer implements ServiceCore {
         phase: found.data.phase,
       },
     );
+    if (this.state.done) {
+      this.nothingToDo = true;
+      this.log(
+        `coordinator: nothing to do: the checkpoint is at step ${this.state.step} and the run has steps: ${this.cfg.steps}; raise --steps to train on`,
+      );
+      return;
+    }
+    const cut = trimAfterCheckpoint(this.cfg.run.dir, found.data);
+    if (cut.metricsLines + cut.grids > 0) {
+      this.log(
+        `coordinator: resume: removed ${cut.metricsLines} metrics line(s) and ${cut.grids} sample grid(s) written after that checkpoint`,
+      );
+    }
   }
 
   // --- ServiceCore: what the gRPC service asks of the coordinator.
@@ -384,13 +408,14 @@ export class CoordinatorServer implements ServiceCore {
       if (this.ticker) clearInterval(this.ticker);
       await this.recorder.flush();
       const hashes = this.state.hashes();
-      this.recorder.writeSummary({
-        step: this.state.step,
-        hashes,
-        backend: "coordinator",
-        runDir: this.cfg.run.dir,
-        ...(this.failure ? { error: this.failure.message } : {}),
-      });
+      if (!this.nothingToDo)
+        this.recorder.writeSummary({
+          step: this.state.step,
+          hashes,
+          backend: "coordinator",
+          runDir: this.cfg.run.dir,
+          ...(this.failure ? { error: this.failure.message } : {}),
+        });
       this.service.finishAll(this.state.step);
       await this.nc.flush().catch(() => {});
       if (this.failure) {
@@ -404,6 +429,7 @@ export class CoordinatorServer implements ServiceCore {
         void this.http?.close();
         this.server.forceShutdown();
         void this.nc.drain().catch(() => {});
+        this.lock?.release();
         this.resolveDone();
       }, 300);
     })();

@@ -10,6 +10,7 @@ import { MicrotaskRunner, transportWeights } from "../shared/runner.js";
 import { datasetSpec, microtaskSpec } from "../shared/schedule.js";
 import { resumableCheckpoint } from "./checkpoint.js";
 import { RunRecorder } from "./recorder.js";
+import { openRunDir, trimAfterCheckpoint } from "./rundir.js";
 import { type PhaseSummary, TrainingState } from "./state.js";
 
 export interface TrainOptions {
@@ -44,6 +45,26 @@ export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainRe
   );
 
   const runDir = cfg.run.dir;
+  const lock = openRunDir(runDir, { command: "train", fresh: opts.fresh ?? false, log });
+  try {
+    return await trainLocked(cfg, opts, { log, runner, state, backend, runDir });
+  } finally {
+    lock.release();
+  }
+}
+
+async function trainLocked(
+  cfg: RunConfig,
+  opts: TrainOptions,
+  ctx: {
+    log: (line: string) => void;
+    runner: MicrotaskRunner;
+    state: TrainingState;
+    backend: string;
+    runDir: string;
+  },
+): Promise<TrainResult> {
+  const { log, runner, state, backend, runDir } = ctx;
   const recorder = new RunRecorder(
     cfg,
     runner.model,
@@ -52,6 +73,14 @@ export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainRe
   );
   recorder.prepare();
   const resumedFrom = opts.fresh ? null : await resume(cfg, state, opts.force ?? false, log);
+  if (resumedFrom !== null && state.done) {
+    // Nothing to do: the run is already at or past its steps. Nothing is written.
+    log(
+      `nothing to do: the checkpoint is at step ${state.step} and the run has steps: ${cfg.steps}; ` +
+        "raise --steps to train on",
+    );
+    return { step: state.step, hashes: state.hashes(), backend, runDir, resumedFrom };
+  }
   recorder.writeConfig();
 
   const progress = new Progress(opts.progressOut ?? process.stderr, undefined, state.step);
@@ -117,5 +146,11 @@ async function resume(
   if (!found) return null;
   state.restore(found.data);
   log(`resumed from ${found.dir} (step ${found.data.step})`);
+  const cut = trimAfterCheckpoint(cfg.run.dir, found.data);
+  if (cut.metricsLines + cut.grids > 0) {
+    log(
+      `resume: removed ${cut.metricsLines} metrics line(s) and ${cut.grids} sample grid(s) written after that checkpoint`,
+    );
+  }
   return found.data.step;
 }

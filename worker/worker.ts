@@ -62,6 +62,11 @@ export function defaultWorkerName(): string {
     .slice(0, 40)}-${process.pid}`;
 }
 
+/** The worker was asked to stop while it was still starting or joining. */
+class WorkerStopped extends Error {
+  override name = "WorkerStopped";
+}
+
 export class Worker {
   private client!: CoordinatorClient;
   private runner!: MicrotaskRunner;
@@ -102,7 +107,13 @@ export class Worker {
     }) as unknown as CoordinatorClient;
     const backend = await initBackend(this.opts.backend, this.log);
     this.backend = backend;
-    const joined = await this.join(backend);
+    let joined: Awaited<ReturnType<Worker["join"]>>;
+    try {
+      joined = await this.join(backend);
+    } catch (err) {
+      if (err instanceof WorkerStopped) return; // `exited` resolves with the stop's code
+      throw err;
+    }
     this.configJson = joined.configJson;
     this.cfg = parseConfig(JSON.parse(joined.configJson), "config from coordinator");
     const dataset = await loadDataset(datasetSpec(this.cfg));
@@ -118,6 +129,11 @@ export class Worker {
       // Parameters still arrive over gRPC; NATS only makes it cheaper.
       this.log(`worker: NATS unavailable (${(err as Error).message}); using FetchParams only`);
     }
+    if (this.closed) {
+      // Stopped while loading data or connecting: shutdown() ran before NATS was up.
+      void this.nc?.drain().catch(() => {});
+      return;
+    }
     const sizes = { G: this.runner.model.g.size, D: this.runner.model.d.size };
     this.params = new ParamSubscriber(
       this.nc,
@@ -130,7 +146,7 @@ export class Worker {
     this.log(`worker ${this.workerId}: ready (backend ${backend}, ${dataset.count} samples)`);
   }
 
-  /** Leaves cleanly: tells the coordinator so its shards go back at once. */
+  /** Leaves cleanly: tells the coordinator so its shards go back at once (any state, idempotent). */
   async stop(): Promise<void> {
     this.stream?.write({ workerId: this.workerId, leaving: {} });
     this.shutdown(0);
@@ -138,9 +154,23 @@ export class Worker {
 
   /** Joins, retrying for up to a minute while the coordinator is unreachable (it may be restarting). */
   private join(backend: string): Promise<{ workerId: string; runId: string; configJson: string }> {
-    const giveUpAt = Date.now() + 60_000;
+    const since = Date.now();
+    const giveUpAt = since + 60_000;
+    let lastSaid = since;
     return new Promise((resolve, reject) => {
       const attempt = (n: number) => {
+        // Stopped while waiting: the client is closed, and a call on it would throw.
+        if (this.closed) {
+          reject(new WorkerStopped());
+          return;
+        }
+        // Said at the first retry, then every 10 s.
+        if (n === 1 || Date.now() - lastSaid >= 10_000) {
+          lastSaid = Date.now();
+          this.log(
+            `worker: waiting for the coordinator at ${this.opts.coordinator} (retrying, ${Math.round((lastSaid - since) / 1000)} s)`,
+          );
+        }
         this.client.Join(
           { workerName: this.opts.name, backend, capabilities: { cores: cpus().length } },
           callMetadata(this.opts.joinToken),
@@ -219,6 +249,7 @@ export class Worker {
         return;
       }
     } catch (err) {
+      if (err instanceof WorkerStopped) return;
       this.log(`worker: could not re-join: ${(err as Error).message}`);
       this.shutdown(1);
       return;

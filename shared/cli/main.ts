@@ -10,6 +10,7 @@ import {
   registerSampleCommand,
 } from "../../coordinator/export.js";
 import { LocalError, registerLocalCommand } from "../../coordinator/local.js";
+import { RunDirError } from "../../coordinator/rundir.js";
 import { CoordinatorServer } from "../../coordinator/server.js";
 import { train } from "../../coordinator/train.js";
 import { registerWatchCommand, WatchError } from "../../coordinator/watch.js";
@@ -258,6 +259,7 @@ const USER_ERRORS = [
   WatchError,
   ExportError,
   SecurityError,
+  RunDirError,
 ];
 
 export async function main(argv: string[]): Promise<number> {
