@@ -75,6 +75,14 @@ function blobsOf(data: CheckpointData): Record<string, Float32Array> {
   };
 }
 
+/** The first blob (weights or optimizer state) holding NaN or ±Inf, or null when all are finite. */
+export function nonFiniteBlob(data: CheckpointData): string | null {
+  for (const [file, array] of Object.entries(blobsOf(data))) {
+    for (let i = 0; i < array.length; i++) if (!Number.isFinite(array[i])) return file;
+  }
+  return null;
+}
+
 function fsyncPath(path: string): void {
   const fd = openSync(path, "r");
   try {
@@ -91,6 +99,12 @@ export async function writeCheckpoint(
   data: CheckpointData,
   keep: number,
 ): Promise<string> {
+  const bad = nonFiniteBlob(data);
+  if (bad) {
+    throw new CheckpointError(
+      `refusing to write the checkpoint of step ${data.step}: ${bad} holds NaN or Inf (the older checkpoints are kept)`,
+    );
+  }
   const name = `${PREFIX}${String(data.step).padStart(8, "0")}`;
   const finalPath = join(runDir, name);
   const tmpPath = join(runDir, `.tmp-${name}-${process.pid}`);

@@ -4,10 +4,17 @@
 import { appendFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { RunConfig } from "../shared/config.js";
-import { HealthMonitor, type HealthSignal } from "../shared/health.js";
+import { DIVERGENCE_SIGNALS, HealthMonitor, type HealthSignal } from "../shared/health.js";
 import type { GanModel } from "../shared/models.js";
 import { generateSamples, samplesGridPng, writeSampleGrid } from "../shared/runner.js";
-import { type CheckpointData, writeCheckpoint } from "./checkpoint.js";
+import {
+  type CheckpointData,
+  type FoundCheckpoint,
+  latestValidCheckpoint,
+  nonFiniteBlob,
+  writeCheckpoint,
+} from "./checkpoint.js";
+import { trimAfterCheckpoint } from "./rundir.js";
 import type { PhaseSummary, TrainingState } from "./state.js";
 
 /** Where a recorder's events and broadcasts go. */
@@ -110,6 +117,16 @@ export class RunRecorder {
    * writes it in the background; writes are queued, never concurrent.
    */
   checkpoint(snapshot: CheckpointData, why: "interval" | "stopped"): void {
+    // Never written (so rotation never deletes the last good one): reported, and training's health decides.
+    const bad = nonFiniteBlob(snapshot);
+    if (bad) {
+      this.sink.event(
+        "checkpointSkipped",
+        `checkpoint of step ${snapshot.step} not written: ${bad} holds NaN or Inf`,
+        { step: snapshot.step, blob: bad },
+      );
+      return;
+    }
     const started = performance.now();
     this.checkpointing = this.checkpointing
       .then(() => writeCheckpoint(this.dir, this.cfg, snapshot, this.cfg.checkpoint.keep))
@@ -146,5 +163,58 @@ export class RunRecorder {
   /** Writes summary.json: the run's final step and weight hashes. */
   writeSummary(summary: object): void {
     writeFileSync(join(this.dir, "summary.json"), `${JSON.stringify(summary, null, 2)}\n`);
+  }
+}
+
+/**
+ * What a trainer does when training diverges (a divergence signal, or NaN
+ * gradients the coordinator has confirmed): shared by `agon train` and the
+ * coordinator so both follow the same rules. With health.rollback the newest
+ * valid checkpoint is restored once; training is deterministic, so a second
+ * divergence after a rollback would only repeat itself and the run stops.
+ */
+export class DivergenceGuard {
+  private rolledBack = false;
+
+  constructor(
+    private readonly cfg: RunConfig,
+    private readonly recorder: RunRecorder,
+  ) {}
+
+  /** The divergence among `signals`, as the reason a person reads, or null. */
+  static reasonOf(signals: HealthSignal[]): string | null {
+    const s = signals.find((x) => DIVERGENCE_SIGNALS.has(x.type));
+    return s ? s.message : null;
+  }
+
+  /**
+   * Decides after a divergence at `step` for `why`: `{ rollback }` with the
+   * checkpoint to restore, or `{ stop }` with the one line the run ends with.
+   */
+  async decide(
+    step: number,
+    why: string,
+  ): Promise<{ rollback: FoundCheckpoint } | { stop: string }> {
+    if (!this.cfg.health.rollback) {
+      return {
+        stop: `training diverged at step ${step} (${why}); lower the learning rate, or set health.rollback`,
+      };
+    }
+    if (this.rolledBack) {
+      return {
+        stop: `training diverged again at step ${step} (${why}) after a rollback; lower the learning rate`,
+      };
+    }
+    await this.recorder.flush().catch(() => {});
+    const found = await latestValidCheckpoint(this.cfg.run.dir);
+    if (!found) {
+      return {
+        stop: `training diverged at step ${step} (${why}) and there is no checkpoint to roll back to`,
+      };
+    }
+    this.rolledBack = true;
+    // The phases after that checkpoint will be applied again: their lines and grids go.
+    trimAfterCheckpoint(this.cfg.run.dir, found.data);
+    return { rollback: found };
   }
 }

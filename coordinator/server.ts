@@ -16,10 +16,10 @@ import type { Net } from "../shared/params-bus.js";
 import { datasetSpec } from "../shared/schedule.js";
 import { type NatsAuthFiles, type ServerTlsFiles, serverCredentials } from "../shared/security.js";
 import { loadAgonProto, SERVER_OPTIONS } from "../shared/wire.js";
-import { latestValidCheckpoint, resumableCheckpoint } from "./checkpoint.js";
+import { resumableCheckpoint } from "./checkpoint.js";
 import { type HttpServerHandle, type RunStatus, startHttpServer } from "./http.js";
 import { Publisher } from "./publisher.js";
-import { RunRecorder } from "./recorder.js";
+import { DivergenceGuard, RunRecorder } from "./recorder.js";
 import { openRunDir, type RunDirLock, trimAfterCheckpoint } from "./rundir.js";
 import { type Action, Scheduler } from "./scheduler.js";
 import { CoordinatorService, type ServiceCore } from "./service.js";
@@ -67,7 +67,7 @@ export class CoordinatorServer implements ServiceCore {
   private applying: Promise<void> | null = null;
   private isStopping = false;
   private http: HttpServerHandle | null = null;
-  private rolledBack = false;
+  private divergence!: DivergenceGuard;
   /** This process's hold on the run dir, from start() to the end. */
   private lock: RunDirLock | null = null;
   /** Resumed at or past `steps`: the run ends at once and writes nothing. */
@@ -123,6 +123,7 @@ export class CoordinatorServer implements ServiceCore {
       { health: true, onCheckpointError: "event" },
     );
     this.recorder.prepare();
+    this.divergence = new DivergenceGuard(cfg, this.recorder);
     this.nc = await connectNats(
       this.opts.nats,
       `agon-coordinator-${cfg.run.id}`,
@@ -361,34 +362,16 @@ export class CoordinatorServer implements ServiceCore {
     if (seen >= 2) void this.diverged(task.step, `non-finite gradient for microtask ${taskId}`);
   }
 
-  /**
-   * Training produced NaN/Inf. With health.rollback the newest valid checkpoint
-   * is restored once; training is deterministic, so a second divergence after
-   * a rollback would only repeat itself and the run stops instead.
-   */
+  /** Training produced NaN/Inf: roll back or stop, by the rules `agon train` follows too. */
   private async diverged(step: number, why: string): Promise<void> {
-    const stop = (message: string) => {
-      this.event("diverged", message, { step });
-      this.failure = new Error(message);
+    const decision = await this.divergence.decide(step, why);
+    if ("stop" in decision) {
+      this.event("diverged", decision.stop, { step });
+      this.failure = new Error(decision.stop);
       void this.finish();
-    };
-    if (!this.cfg.health.rollback) {
-      return stop(
-        `training diverged at step ${step} (${why}); lower the learning rate, or set health.rollback`,
-      );
+      return;
     }
-    if (this.rolledBack) {
-      return stop(
-        `training diverged again at step ${step} (${why}) after a rollback; lower the learning rate`,
-      );
-    }
-    await this.recorder.flush();
-    const found = await latestValidCheckpoint(this.cfg.run.dir);
-    if (!found)
-      return stop(
-        `training diverged at step ${step} (${why}) and there is no checkpoint to roll back to`,
-      );
-    this.rolledBack = true;
+    const found = decision.rollback;
     this.state.restore(found.data);
     this.event(
       "rolledBack",

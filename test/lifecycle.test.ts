@@ -7,7 +7,7 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { LOCK_FILE, processStartTicks, RunDirLock } from "../coordinator/rundir.js";
-import { runAgon, tempDir, tinyRing } from "./helpers/cli.js";
+import { AGON, runAgon, tempDir, tinyRing } from "./helpers/cli.js";
 
 const ring = (steps: number, extra: string[] = []) => [
   ...tinyRing({ steps }),
@@ -38,6 +38,49 @@ const checkpoints = (dir: string) =>
   readdirSync(dir)
     .filter((n) => n.startsWith("ckpt-"))
     .sort();
+
+/** Lines in `dir`'s metrics.jsonl (0 when absent). */
+function metricsLines(dir: string): number {
+  try {
+    return readFileSync(join(dir, "metrics.jsonl"), "utf8").split("\n").length - 1;
+  } catch {
+    return 0;
+  }
+}
+
+/** Starts `agon args`, sends `signal` once `ready()` holds, and resolves with its exit and output. */
+function signalWhen(
+  args: string[],
+  ready: () => boolean,
+  signal: NodeJS.Signals,
+): Promise<{ code: number | null; stderr: string; stdout: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [AGON, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    let stdout = "";
+    child.stderr.on("data", (b: Buffer) => {
+      stderr += b.toString();
+    });
+    child.stdout.on("data", (b: Buffer) => {
+      stdout += b.toString();
+    });
+    const poll = setInterval(() => {
+      if (ready()) {
+        clearInterval(poll);
+        child.kill(signal);
+      }
+    }, 20);
+    const guard = setTimeout(() => child.kill("SIGKILL"), 100_000);
+    child.on("error", reject);
+    child.on("close", (code) => {
+      clearInterval(poll);
+      clearTimeout(guard);
+      resolve({ code, stderr, stdout });
+    });
+  });
+}
+
+const noStackTrace = (stderr: string) => expect(stderr).not.toMatch(/\n\s+at |Error: /);
 
 /** The pid of a process that has just exited (free, until the kernel reuses it). */
 async function deadPid(): Promise<number> {
@@ -192,5 +235,96 @@ describe("resume", () => {
     expect(l.stderr).toContain("nothing to do");
     expect(l.stderr).not.toMatch(/Error|\n\s+at /);
     expect(readFileSync(join(dir, "metrics.jsonl"), "utf8")).toBe(before);
+  }, 150_000);
+});
+
+describe("agon train's health and stops", () => {
+  const blowUp = ["optimizer.g.lr=1e30", "optimizer.d.lr=1e30"];
+
+  it("stops on NaN like the coordinator, exit 1 with one line, and never checkpoints NaN weights", async () => {
+    const dir = tempDir();
+    const calm = await runAgon(["train", ...ring(20), "--run-dir", dir, "--backend", "cpu"]);
+    expect(calm.code, calm.stderr).toBe(0);
+    const before = checkpoints(dir);
+    const r = await runAgon([
+      "train",
+      ...ring(60, blowUp),
+      "--run-dir",
+      dir,
+      "--backend",
+      "cpu",
+      "--force",
+    ]);
+    expect(r.code, r.stderr).toBe(1);
+    const errors = r.stderr.split("\n").filter((l) => l.startsWith("agon: error:"));
+    expect(errors).toEqual([
+      expect.stringMatching(/^agon: error: training diverged at step 20 .*lower the learning rate/),
+    ]);
+    noStackTrace(r.stderr);
+    expect(checkpoints(dir)).toEqual(before);
+    expect(JSON.parse(readFileSync(join(dir, "summary.json"), "utf8")).error).toMatch(/diverged/);
+  }, 120_000);
+
+  it("with health.rollback rolls back once, then stops; the lines of the rolled-back phases are cut", async () => {
+    const dir = tempDir();
+    const calm = await runAgon(["train", ...ring(20), "--run-dir", dir, "--backend", "cpu"]);
+    expect(calm.code, calm.stderr).toBe(0);
+    const r = await runAgon([
+      "train",
+      ...ring(60, [...blowUp, "health.rollback=true"]),
+      "--run-dir",
+      dir,
+      "--backend",
+      "cpu",
+      "--force",
+    ]);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toContain("rolled back to");
+    expect(r.stderr).toMatch(/agon: error: training diverged again at step 20/);
+    expect([...metricsCounts(dir).values()].every((n) => n === 1)).toBe(true);
+  }, 120_000);
+
+  it("SIGTERM (exit 0) and SIGINT (exit 130) checkpoint the last completed phase without a stack trace; the resumes equal a calm run", async () => {
+    const args = [
+      ...tinyRing({ steps: 120 }),
+      "--set",
+      "checkpoint.every=1000",
+      "--backend",
+      "cpu",
+    ];
+    const stops = [
+      ["SIGTERM", 0],
+      ["SIGINT", 130],
+    ] as const;
+    const dirs = stops.map(() => tempDir());
+    const stopped = await Promise.all(
+      stops.map(([signal], i) =>
+        signalWhen(
+          ["train", ...args, "--run-dir", dirs[i]],
+          () => metricsLines(dirs[i]) >= 40,
+          signal,
+        ),
+      ),
+    );
+    for (const [i, [, code]] of stops.entries()) {
+      const r = stopped[i];
+      expect(r.code, r.stderr).toBe(code);
+      noStackTrace(r.stderr);
+      expect(r.stderr).toMatch(/stopped at step \d+ phase \d; checkpoint written/);
+      const [ckpt] = checkpoints(dirs[i]);
+      expect(Number(ckpt.slice(5))).toBeGreaterThanOrEqual(20);
+      expect(Number(ckpt.slice(5))).toBeLessThan(120);
+    }
+    const [calm, ...resumed] = await Promise.all([
+      runAgon(["train", ...args, "--run-dir", tempDir(), "--json"]),
+      ...dirs.map((dir) => runAgon(["train", ...args, "--run-dir", dir, "--json"])),
+    ]);
+    for (const [i, r] of resumed.entries()) {
+      expect(r.code, r.stderr).toBe(0);
+      expect(summary(r.stdout).hashes).toEqual(summary(calm.stdout).hashes);
+      const counts = metricsCounts(dirs[i]);
+      expect(counts.size).toBe(240);
+      expect([...counts.values()].every((n) => n === 1)).toBe(true);
+    }
   }, 150_000);
 });
