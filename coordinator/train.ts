@@ -114,7 +114,14 @@ async function trainLocked(
         `stopped at step ${state.step} phase ${state.phase}${applied > 0 ? "; checkpoint written" : ""}; resume with the same command` +
           (opts.fresh ? " without --fresh" : ""),
       );
-      return { step: state.step, hashes: state.hashes(), backend, runDir, resumedFrom, stopped: true };
+      return {
+        step: state.step,
+        hashes: state.hashes(),
+        backend,
+        runDir,
+        resumedFrom,
+        stopped: true,
+      };
     }
     const results = [];
     // Workers compute with the weights as the wire carries them (transport.params).
