@@ -7,6 +7,7 @@ import { join } from "node:path";
 import type { AdamState } from "../shared/adam.js";
 import { canonicalJson, type RunConfig } from "../shared/config.js";
 import { sha256 } from "../shared/hash.js";
+import { asWriteError } from "./rundir.js";
 
 export const CHECKPOINT_FORMAT = 1;
 const PREFIX = "ckpt-";
@@ -108,6 +109,24 @@ export async function writeCheckpoint(
   const name = `${PREFIX}${String(data.step).padStart(8, "0")}`;
   const finalPath = join(runDir, name);
   const tmpPath = join(runDir, `.tmp-${name}-${process.pid}`);
+  try {
+    return await writeCheckpointAt(runDir, cfg, data, keep, name, tmpPath);
+  } catch (err) {
+    // A half-written one goes (it frees what it took of a full disk); the older ones stay.
+    await rm(tmpPath, { recursive: true, force: true }).catch(() => {});
+    throw asWriteError(finalPath, err);
+  }
+}
+
+async function writeCheckpointAt(
+  runDir: string,
+  cfg: RunConfig,
+  data: CheckpointData,
+  keep: number,
+  name: string,
+  tmpPath: string,
+): Promise<string> {
+  const finalPath = join(runDir, name);
   await rm(tmpPath, { recursive: true, force: true });
   await mkdir(tmpPath, { recursive: true });
   const blobs: Manifest["blobs"] = {};

@@ -14,7 +14,7 @@ import {
   nonFiniteBlob,
   writeCheckpoint,
 } from "./checkpoint.js";
-import { trimAfterCheckpoint } from "./rundir.js";
+import { guardWrite, RunDirWriteError, trimAfterCheckpoint } from "./rundir.js";
 import type { PhaseSummary, TrainingState } from "./state.js";
 
 /** Where a recorder's events and broadcasts go. */
@@ -42,6 +42,8 @@ export class RunRecorder {
   /** Checkpoint writes run off the training path, one after another. */
   private checkpointing: Promise<void> = Promise.resolve();
   private checkpointError: Error | null = null;
+  /** A checkpoint write failed for a reason no retry fixes (RunDirWriteError); flush() rethrows it. */
+  fatal: RunDirWriteError | null = null;
 
   constructor(
     readonly cfg: RunConfig,
@@ -64,12 +66,14 @@ export class RunRecorder {
 
   /** Creates the run dir and its samples/ folder. */
   prepare(): void {
-    mkdirSync(join(this.dir, "samples"), { recursive: true });
+    const samples = join(this.dir, "samples");
+    guardWrite(samples, () => mkdirSync(samples, { recursive: true }));
   }
 
   /** Writes the run's config.json (the config as resolved, for people and tools). */
   writeConfig(): void {
-    writeFileSync(join(this.dir, "config.json"), `${JSON.stringify(this.cfg, null, 2)}\n`);
+    const path = join(this.dir, "config.json");
+    guardWrite(path, () => writeFileSync(path, `${JSON.stringify(this.cfg, null, 2)}\n`));
   }
 
   /**
@@ -84,7 +88,8 @@ export class RunRecorder {
     metrics: object,
   ): Promise<HealthSignal[]> {
     const json = JSON.stringify(metrics);
-    appendFileSync(join(this.dir, "metrics.jsonl"), `${json}\n`);
+    const metricsPath = join(this.dir, "metrics.jsonl");
+    guardWrite(metricsPath, () => appendFileSync(metricsPath, `${json}\n`));
     this.sink.metrics?.(json);
     const signals = this.health?.observePhase(summary) ?? [];
     if (state.phase === 0) {
@@ -96,7 +101,7 @@ export class RunRecorder {
           signals.push(...this.health.observeSamples(step, samples, count, samples.length / count));
         }
         const png = samplesGridPng(this.cfg, this.model, samples);
-        writeSampleGrid(this.dir, step, png);
+        guardWrite(join(this.dir, "samples"), () => writeSampleGrid(this.dir, step, png));
         this.sink.samples?.(png);
       }
       if (step % this.cfg.checkpoint.every === 0 || state.done) {
@@ -143,6 +148,8 @@ export class RunRecorder {
             },
           ),
         (err: Error) => {
+          // No retry fixes a full disk or a read-only dir: the run stops, in either mode.
+          if (err instanceof RunDirWriteError) this.fatal ??= err;
           if (this.opts.onCheckpointError === "throw") {
             this.checkpointError ??= err;
             return;
@@ -154,15 +161,20 @@ export class RunRecorder {
       );
   }
 
-  /** Resolves when every queued checkpoint is written (rejects with a write's error in "throw" mode). */
+  /**
+   * Resolves when every queued checkpoint is written; rejects with a write's
+   * error in "throw" mode, and with a RunDirWriteError in either mode.
+   */
   async flush(): Promise<void> {
     await this.checkpointing;
     if (this.checkpointError) throw this.checkpointError;
+    if (this.fatal) throw this.fatal;
   }
 
   /** Writes summary.json: the run's final step and weight hashes. */
   writeSummary(summary: object): void {
-    writeFileSync(join(this.dir, "summary.json"), `${JSON.stringify(summary, null, 2)}\n`);
+    const path = join(this.dir, "summary.json");
+    guardWrite(path, () => writeFileSync(path, `${JSON.stringify(summary, null, 2)}\n`));
   }
 }
 
@@ -217,4 +229,13 @@ export class DivergenceGuard {
     trimAfterCheckpoint(this.cfg.run.dir, found.data);
     return { rollback: found };
   }
+}
+
+/**
+ * The one line a run stops with after `err` (a RunDirWriteError): the path and
+ * cause, and the checkpoint a restart resumes from.
+ */
+export async function resourceFailureLine(runDir: string, err: RunDirWriteError): Promise<string> {
+  const found = await latestValidCheckpoint(runDir).catch(() => null);
+  return `${err.message}; ${found ? `the last good checkpoint ${found.dir} (step ${found.data.step}) is intact` : "no checkpoint was written yet"}`;
 }

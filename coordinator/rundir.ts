@@ -232,6 +232,33 @@ export function fsCause(err: unknown): string {
   return String(e?.message ?? err).split("\n")[0];
 }
 
+/**
+ * A write into the run dir failed for a reason no retry fixes (full disk,
+ * read-only or vanished dir, permissions); the message names the path and
+ * the cause. The run stops; its last good checkpoint is left as it was.
+ */
+export class RunDirWriteError extends Error {
+  override name = "RunDirWriteError";
+}
+
+/** Runs `write` (a write of `path`), turning an fs error into RunDirWriteError naming `path`. */
+export function guardWrite<T>(path: string, write: () => T): T {
+  try {
+    return write();
+  } catch (err) {
+    throw asWriteError(path, err);
+  }
+}
+
+/** `err` from writing `path` as a RunDirWriteError (other errors are returned unchanged). */
+export function asWriteError(path: string, err: unknown): unknown {
+  if (err instanceof RunDirWriteError) return err;
+  const code = (err as NodeJS.ErrnoException)?.code;
+  return typeof code === "string" && /^E[A-Z]+$/.test(code)
+    ? new RunDirWriteError(`cannot write ${path}: ${fsCause(err)}`)
+    : err;
+}
+
 /** What `--fresh` moves aside: everything a run writes except the lock and older archives. */
 const RUN_FILES =
   /^(ckpt-\d+|metrics\.jsonl|samples|summary\.json|config\.json|\.tmp-ckpt-.*|\.trash-ckpt-.*)$/;

@@ -19,8 +19,8 @@ import { loadAgonProto, SERVER_OPTIONS } from "../shared/wire.js";
 import { resumableCheckpoint } from "./checkpoint.js";
 import { type HttpServerHandle, type RunStatus, startHttpServer } from "./http.js";
 import { Publisher } from "./publisher.js";
-import { DivergenceGuard, RunRecorder } from "./recorder.js";
-import { openRunDir, type RunDirLock, trimAfterCheckpoint } from "./rundir.js";
+import { DivergenceGuard, RunRecorder, resourceFailureLine } from "./recorder.js";
+import { openRunDir, type RunDirLock, RunDirWriteError, trimAfterCheckpoint } from "./rundir.js";
 import { type Action, Scheduler } from "./scheduler.js";
 import { CoordinatorService, type ServiceCore } from "./service.js";
 import { TrainingState } from "./state.js";
@@ -183,8 +183,10 @@ export class CoordinatorServer implements ServiceCore {
     this.isStopping = true;
     if (this.ticker) clearInterval(this.ticker);
     await this.applying;
-    if (this.state && !this.state.done) this.recorder.checkpoint(this.state.snapshot(), "stopped");
-    await this.recorder?.flush();
+    if (this.state && !this.state.done && !this.recorder.fatal) {
+      this.recorder.checkpoint(this.state.snapshot(), "stopped");
+    }
+    await this.recorder?.flush().catch((err: Error) => this.log(`agon: error: ${err.message}`));
     this.service.endAll();
     await this.http?.close();
     this.server.forceShutdown();
@@ -314,15 +316,18 @@ export class CoordinatorServer implements ServiceCore {
           );
           break;
         case "phaseComplete":
-          this.applying = this.completePhase(a.results).finally(() => {
-            this.applying = null;
-          });
+          this.applying = this.completePhase(a.results)
+            .catch((err: Error) => this.fail(err))
+            .finally(() => {
+              this.applying = null;
+            });
           break;
       }
     }
   }
 
   private async completePhase(results: MicrotaskResult[]): Promise<void> {
+    if (this.recorder.fatal) throw this.recorder.fatal;
     this.lastPhaseMs[this.state.kind] = performance.now() - this.phaseStarted;
     const summary = this.state.applyPhase(results);
     this.publish(summary.kind);
@@ -386,19 +391,49 @@ export class CoordinatorServer implements ServiceCore {
     this.startPhase();
   }
 
+  /**
+   * Applying a phase failed: a write into the run dir (full disk, read-only,
+   * vanished), or an internal error. The run ends with one line naming it.
+   */
+  private async fail(err: Error): Promise<void> {
+    const message =
+      err instanceof RunDirWriteError
+        ? await resourceFailureLine(this.cfg.run.dir, err)
+        : `applying step ${this.state.step} phase ${this.state.phase} failed: ${err.message}`;
+    this.failure ??= new Error(message);
+    await this.finish();
+  }
+
   private finish(): Promise<void> {
     this.finishing ??= (async () => {
       if (this.ticker) clearInterval(this.ticker);
-      await this.recorder.flush();
+      try {
+        await this.recorder.flush();
+      } catch (err) {
+        this.failure ??=
+          err instanceof RunDirWriteError
+            ? new Error(await resourceFailureLine(this.cfg.run.dir, err))
+            : (err as Error);
+      }
       const hashes = this.state.hashes();
-      if (!this.nothingToDo)
-        this.recorder.writeSummary({
-          step: this.state.step,
-          hashes,
-          backend: "coordinator",
-          runDir: this.cfg.run.dir,
-          ...(this.failure ? { error: this.failure.message } : {}),
-        });
+      try {
+        if (!this.nothingToDo) {
+          this.recorder.writeSummary({
+            step: this.state.step,
+            hashes,
+            backend: "coordinator",
+            runDir: this.cfg.run.dir,
+            ...(this.failure ? { error: this.failure.message } : {}),
+          });
+        }
+      } catch (err) {
+        // A full disk: the failure that stopped the run is the line to show, if there is one.
+        this.failure ??= new Error(
+          err instanceof RunDirWriteError
+            ? await resourceFailureLine(this.cfg.run.dir, err)
+            : (err as Error).message,
+        );
+      }
       this.service.finishAll(this.state.step);
       await this.nc.flush().catch(() => {});
       if (this.failure) {

@@ -9,8 +9,8 @@ import { Progress } from "../shared/progress.js";
 import { MicrotaskRunner, transportWeights } from "../shared/runner.js";
 import { datasetSpec, microtaskSpec } from "../shared/schedule.js";
 import { resumableCheckpoint } from "./checkpoint.js";
-import { DivergenceGuard, RunRecorder } from "./recorder.js";
-import { openRunDir, trimAfterCheckpoint } from "./rundir.js";
+import { DivergenceGuard, RunRecorder, resourceFailureLine } from "./recorder.js";
+import { openRunDir, RunDirWriteError, trimAfterCheckpoint } from "./rundir.js";
 import { type PhaseSummary, TrainingState } from "./state.js";
 
 export interface TrainOptions {
@@ -57,6 +57,10 @@ export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainRe
   const lock = openRunDir(runDir, { command: "train", fresh: opts.fresh ?? false, log });
   try {
     return await trainLocked(cfg, opts, { log, runner, state, backend, runDir });
+  } catch (err) {
+    if (err instanceof RunDirWriteError)
+      throw new RunDirWriteError(await resourceFailureLine(runDir, err));
+    throw err;
   } finally {
     lock.release();
   }
