@@ -5,7 +5,7 @@ import { appendFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { RunConfig } from "../shared/config.js";
 import { DIVERGENCE_SIGNALS, HealthMonitor, type HealthSignal } from "../shared/health.js";
-import type { GanModel } from "../shared/models.js";
+import type { GanModel } from "../shared/models/index.js";
 import { generateSamples, samplesGridPng, writeSampleGrid } from "../shared/runner.js";
 import {
   type CheckpointData,
@@ -96,7 +96,12 @@ export class RunRecorder {
       const step = state.step;
       if (step % this.cfg.samples.every === 0 || state.done) {
         const count = this.cfg.samples.count;
-        const samples = await generateSamples(this.model, state.weights.G, this.cfg.seed, count);
+        const samples = await generateSamples(
+          this.model,
+          state.sampleWeights,
+          this.cfg.seed,
+          count,
+        );
         if (this.health) {
           signals.push(...this.health.observeSamples(step, samples, count, samples.length / count));
         }

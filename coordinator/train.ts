@@ -4,10 +4,10 @@
 import type { BackendName } from "../shared/backend.js";
 import { initBackend } from "../shared/backend.js";
 import type { RunConfig } from "../shared/config.js";
-import { loadDataset } from "../shared/data/index.js";
+import { openDataset } from "../shared/data/index.js";
 import { Progress } from "../shared/progress.js";
 import { MicrotaskRunner, transportWeights } from "../shared/runner.js";
-import { datasetSpec, microtaskSpec } from "../shared/schedule.js";
+import { datasetSpec, microtaskSpec, withDatasetIdentity } from "../shared/schedule.js";
 import { resumableCheckpoint } from "./checkpoint.js";
 import { DivergenceGuard, RunRecorder, resourceFailureLine } from "./recorder.js";
 import { openRunDir, RunDirWriteError, trimAfterCheckpoint } from "./rundir.js";
@@ -40,9 +40,10 @@ export interface TrainResult {
   stopped?: boolean;
 }
 
-export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainResult> {
+export async function train(config: RunConfig, opts: TrainOptions): Promise<TrainResult> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const dataset = await loadDataset(datasetSpec(cfg));
+  const cfg = withDatasetIdentity(config);
+  const dataset = await openDataset(datasetSpec(cfg));
   const backend = await initBackend(opts.backend, log);
   log(
     `dataset: ${dataset.name}, ${dataset.count} samples of ${dataset.sampleShape.join("×")}, ${cfg.shards} shards`,
