@@ -5,7 +5,14 @@
 // the bytes, masked CRC-32C of the bytes; tensorflow/core/lib/io/record_writer.cc)
 // around `tensorflow.Event` protobufs (tensorflow/core/util/event.proto,
 // tensorflow/core/framework/summary.proto), encoded with protobufjs.
-import { appendFileSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  existsSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  writeFileSync,
+} from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import CRC32C from "crc-32/crc32c.js";
@@ -174,26 +181,34 @@ export class EventFileWriter {
 }
 
 /**
- * Cuts the event files in `dir` back to a run resumed after `step` completed
- * steps, as metrics.jsonl is: drops scalars and text of step indices ≥ `step`
- * and images (logged at the completed-step count, like samples/step-N.png)
- * of steps > `step`. Files left empty are kept (TensorBoard ignores them).
+ * Cuts the event files in `dir` back to a run resumed at `at` (phase
+ * `at.phase` of step `at.step` is the next to apply), as rundir.ts's
+ * trimAfterCheckpoint cuts metrics.jsonl and the grids: keeps the scalars of
+ * phases applied before `at` (an event's phase is its `<kind>/phase` scalar)
+ * and the images of steps ≤ `at.step` (logged at the completed-step count,
+ * like samples/step-N.png). Returns how many events it dropped.
  */
-export function cutEventFiles(dir: string, step: number): void {
-  for (const name of readdirSync(dir).filter(isEventFile)) {
+export function cutEventFiles(dir: string, at: { step: number; phase: number }): number {
+  let dropped = 0;
+  for (const name of existsSync(dir) ? readdirSync(dir).filter(isEventFile) : []) {
     const path = join(dir, name);
     const records = readRecords(readFileSync(path));
     const kept = records.filter((record) => {
       const event = EventType.toObject(EventType.decode(record), { longs: Number }) as {
         step?: number;
-        summary?: { value?: Array<{ image?: unknown }> };
+        summary?: { value?: Array<{ tag?: string; image?: unknown; simpleValue?: number }> };
       };
-      const at = event.step ?? 0;
-      const isImage = event.summary?.value?.some((v) => v.image) ?? false;
-      return isImage ? at <= step : at < step || event.summary === undefined;
+      if (event.summary === undefined) return true; // the file_version header
+      const values = event.summary.value ?? [];
+      const step = event.step ?? 0;
+      if (values.some((v) => v.image)) return step <= at.step;
+      const phase = values.find((v) => v.tag?.endsWith("/phase"))?.simpleValue ?? 0;
+      return step < at.step || (step === at.step && phase < at.phase);
     });
+    dropped += records.length - kept.length;
     if (kept.length === records.length) continue;
     writeFileSync(`${path}.tmp`, Buffer.concat(kept.map(frameRecord)));
     renameSync(`${path}.tmp`, path);
   }
+  return dropped;
 }
