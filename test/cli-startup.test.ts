@@ -19,7 +19,7 @@ import { SecurityError } from "../shared/security.js";
 import { runAgon, tempDir, tinyRing } from "./helpers/cli.js";
 
 const TRACE = ["--import", resolve(import.meta.dirname, "helpers/trace-imports.js")];
-const HEAVY = ["@tensorflow/", "@grpc/", "@nats-io/", "prom-client", "webgpu"];
+const HEAVY = ["@tensorflow/", "@grpc/", "@nats-io/", "prom-client", "webgpu", "sharp"];
 
 /** Runs agon with every resolved module URL recorded; returns the result, the URLs and the wall time. */
 async function traced(args: string[]) {
@@ -44,6 +44,7 @@ describe("agon start-up", () => {
     "watch --help",
     "sample --help",
     "local --help",
+    "data --help",
   ])("agon %s loads no TensorFlow.js, gRPC or NATS", async (command) => {
     const r = await traced(command.split(" "));
     expect(r.code, r.stderr).toBe(0);
