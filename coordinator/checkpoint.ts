@@ -40,7 +40,7 @@ export class CheckpointError extends Error {
 
 /**
  * Hash of the fields that decide the training trajectory. Steps, run dir,
- * checkpoint and sample cadence and health settings are left out, so a run can
+ * checkpoint, sample and evaluation cadence and health settings are left out, so a run can
  * be extended, moved or watched differently. The transport precision rounds
  * gradients and weights, so it is in; at its default (fp32 both ways) it is
  * left out, so checkpoints from before the setting existed still resume.
@@ -52,6 +52,7 @@ export function configHash(cfg: RunConfig): string {
     checkpoint: _checkpoint,
     samples: _samples,
     health: _health,
+    eval: _eval,
     transport,
     ...trajectory
   } = cfg;

@@ -4,10 +4,11 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { BACKEND_NAMES, type BackendName, initBackend } from "../shared/backend.js";
-import { computeFd, type FidDataset } from "../shared/fid.js";
+import { evaluateGenerator, hasFeatures } from "../shared/evaluation.js";
+import { type FidDataset, realFeatures } from "../shared/fid.js";
 import { CLASSIFIER_RECIPE, recipeHash } from "../shared/fid-classifier.js";
+import { KID_DEFAULT_SUBSETS, kernelInceptionDistance } from "../shared/kid.js";
 import { buildModel } from "../shared/models.js";
-import { generateSamples } from "../shared/runner.js";
 import {
   type CheckpointData,
   latestValidCheckpoint,
@@ -28,6 +29,8 @@ export interface EvalOptions {
   seed?: number;
   /** Activated before sampling; leave out to use the active backend. */
   backend?: BackendName;
+  /** Also compute KID with this many subsets (of min(1000, n) rows each); 0 or absent: no KID. */
+  kidSubsets?: number;
   log?: (line: string) => void;
 }
 
@@ -39,6 +42,8 @@ export interface EvalResult {
   n: number;
   seed: number;
   fd: number;
+  /** Kernel Inception Distance on the same features (when asked for): mean and std over subsets. */
+  kid?: { mean: number; std: number; subsets: number; subsetSize: number };
   classifier: string;
   backend: string;
   seconds: number;
@@ -74,7 +79,7 @@ export async function evalCheckpoint(dir: string, opts: EvalOptions = {}): Promi
   const gWeights = found.data.weights.G;
   const cfg = found.manifest.config;
   const dataset = cfg?.dataset?.name;
-  if (dataset !== "mnist" && dataset !== "fashion-mnist") {
+  if (!hasFeatures(dataset)) {
     throw new EvaluationError(
       `eval supports mnist and fashion-mnist; ${found.dir} was trained on ${String(dataset)}`,
     );
@@ -86,8 +91,20 @@ export async function evalCheckpoint(dir: string, opts: EvalOptions = {}): Promi
       `${found.dir}: G has ${gWeights.length} weights, its config's ${cfg.model.name} needs ${model.g.size}`,
     );
   }
-  const samples = await generateSamples(model, gWeights, seed, n);
-  const fd = await computeFd(dataset, samples, n);
+  const kidSubsets = opts.kidSubsets ?? 0;
+  const evaluation = await evaluateGenerator(model, gWeights, dataset, {
+    n,
+    seed,
+    keepFeatures: kidSubsets > 0,
+  });
+  let kid: EvalResult["kid"];
+  if (evaluation.features) {
+    const r = kernelInceptionDistance(evaluation.features, await realFeatures(dataset), {
+      subsets: kidSubsets,
+      seed,
+    });
+    kid = { mean: r.kid, std: r.std, subsets: r.subsets, subsetSize: r.subsetSize };
+  }
   const { getBackend } = await import("@tensorflow/tfjs-core");
   return {
     checkpoint: found.dir,
@@ -96,7 +113,8 @@ export async function evalCheckpoint(dir: string, opts: EvalOptions = {}): Promi
     model: cfg.model.name,
     n,
     seed,
-    fd,
+    fd: evaluation.fd,
+    ...(kid ? { kid } : {}),
     classifier: `mlp-v${CLASSIFIER_RECIPE.version}-${recipeHash()}`,
     backend: backend ?? getBackend(),
     seconds: Math.round((performance.now() - t0) / 100) / 10,
@@ -119,8 +137,17 @@ function seedArg(value: string): number {
   return n;
 }
 
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < 1) {
+    throw new InvalidArgumentError("expected an integer >= 1");
+  }
+  return n;
+}
+
 export function formatEval(r: EvalResult): string {
-  return `fd ${r.fd.toFixed(3)} (${r.dataset}, ${r.model} step ${r.step}, n ${r.n}, seed ${r.seed}, classifier ${r.classifier}, ${r.backend}, ${r.seconds} s) ${r.checkpoint}`;
+  const kid = r.kid ? `, kid ${r.kid.mean.toExponential(3)} ± ${r.kid.std.toExponential(2)}` : "";
+  return `fd ${r.fd.toFixed(3)}${kid} (${r.dataset}, ${r.model} step ${r.step}, n ${r.n}, seed ${r.seed}, classifier ${r.classifier}, ${r.backend}, ${r.seconds} s) ${r.checkpoint}`;
 }
 
 /** Adds `agon eval` to the CLI. EvaluationError is a user error (one line, exit code 2). */
@@ -139,12 +166,23 @@ export function registerEvalCommand(program: Command): Command {
     .addOption(
       new Option("--backend <name>", "compute backend").choices([...BACKEND_NAMES]).default("auto"),
     )
+    .option(
+      "--kid [subsets]",
+      `also the Kernel Inception Distance, averaged over this many subsets of min(1000, n) (default ${KID_DEFAULT_SUBSETS})`,
+      positiveInt,
+    )
     .option("--json", "print the result as one JSON line instead")
     .action(async (opts: Record<string, unknown>) => {
       const result = await evalCheckpoint(opts.checkpoint as string, {
         n: opts.n as number,
         seed: opts.seed as number,
         backend: opts.backend as BackendName,
+        kidSubsets:
+          opts.kid === undefined
+            ? 0
+            : opts.kid === true
+              ? KID_DEFAULT_SUBSETS
+              : (opts.kid as number),
         log: (line) => process.stderr.write(`${line}\n`),
       });
       process.stdout.write(`${opts.json ? JSON.stringify(result) : formatEval(result)}\n`);

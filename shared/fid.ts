@@ -253,15 +253,27 @@ export async function imageFeatures(
   return { n, dim: FEATURE_DIM, data: await loadClassifier(dataset).features(images, n) };
 }
 
+const realFeatureCache = new Map<string, FeatureMatrix>();
 const realCache = new Map<string, GaussianStats>();
+
+/** Classifier features of the dataset's whole test split (10 000 × FEATURE_DIM), cached per process. */
+export async function realFeatures(dataset: FidDataset): Promise<FeatureMatrix> {
+  const key = `${dataset}/${recipeHash()}`;
+  let feats = realFeatureCache.get(key);
+  if (!feats) {
+    const test = await loadDataset({ name: dataset, split: "test" });
+    feats = await imageFeatures(dataset, test.data, test.count);
+    realFeatureCache.set(key, feats);
+  }
+  return feats;
+}
 
 /** Statistics of the dataset's whole test split (10 000 images), cached per process. */
 export async function realStats(dataset: FidDataset): Promise<GaussianStats> {
   const key = `${dataset}/${recipeHash()}`;
   let stats = realCache.get(key);
   if (!stats) {
-    const test = await loadDataset({ name: dataset, split: "test" });
-    stats = gaussianStats(await imageFeatures(dataset, test.data, test.count));
+    stats = gaussianStats(await realFeatures(dataset));
     realCache.set(key, stats);
   }
   return stats;
