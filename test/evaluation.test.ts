@@ -100,6 +100,11 @@ describe("eval.every during training", () => {
       const r = await evalCheckpoint(ckpt, { n: 600 });
       expect(r.fd).toBe(line.fd);
     }
+    // agon eval --kid: the same FD, plus KID on subsets of min(1000, n) rows.
+    const withKid = await evalCheckpoint(dir, { n: 600, kidSubsets: 3 });
+    expect(withKid.fd).toBe(lines[2].fd);
+    expect(withKid.kid).toMatchObject({ subsets: 3, subsetSize: 600 });
+    expect(withKid.kid!.mean).toBeGreaterThan(0);
   }, 120_000);
 
   it("refuses eval without a feature classifier and keepBest without eval (exit 2, one line)", async () => {
