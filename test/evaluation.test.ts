@@ -1,11 +1,12 @@
 // Evaluation during training: chunked Fréchet distance (same bits however the chunks are
 // split), eval.jsonl and weights untouched by it, and the k best checkpoints kept through
 // rotation and resumes.
-import { existsSync, readdirSync, readFileSync, realpathSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, realpathSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { BEST_DIR, readBestScores } from "../coordinator/best.js";
 import { evalCheckpoint } from "../coordinator/eval.js";
+import { runSample } from "../coordinator/export.js";
 import { train } from "../coordinator/train.js";
 import { initBackend } from "../shared/backend.js";
 import { ConfigError, parseConfig, type RunConfig } from "../shared/config.js";
@@ -148,41 +149,52 @@ describe("eval.every during training", () => {
 });
 
 describe("checkpoint.keepBest", () => {
-  it("keeps the k lowest-FD checkpoints through rotation and a resume; runs/x/best is the best", async () => {
+  it("keeps the k lowest-FD checkpoints through rotation and a cut-back resume; runs/x/best is the best", async () => {
     const dir = tempDir();
     const extra = (steps: number) => ({
       steps,
       eval: { every: 2, n: 500 },
-      checkpoint: { every: 3, keep: 1, keepBest: 2 },
+      checkpoint: { every: 3, keep: 2, keepBest: 2 },
     });
-    await train(mnistConfig(dir, extra(6)), {
-      backend: "wasm",
-      log: quiet,
-      progressOut: silentStream,
-    });
-    // Resumed from step 6 and extended: the ranking continues over both parts.
-    const resumed = await train(mnistConfig(dir, extra(12)), {
-      backend: "wasm",
-      log: quiet,
-      progressOut: silentStream,
-    });
-    expect(resumed.resumedFrom).toBe(6);
+    const opts = { backend: "wasm" as const, log: quiet, progressOut: silentStream };
+    await train(mnistConfig(dir, extra(6)), opts);
+    const firstPart = evalLines(dir);
+    // As after a crash before the last checkpoint: the resume goes back to step 3, steps 4 and
+    // 6 are evaluated again, and the run is extended to 12; the ranking covers both parts.
+    rmSync(join(dir, "ckpt-00000006"), { recursive: true });
+    const resumed = await train(mnistConfig(dir, extra(12)), opts);
+    expect(resumed.resumedFrom).toBe(3);
     const lines = evalLines(dir);
-    expect(lines.map((l) => l.step)).toEqual([2, 4, 6, 8, 10, 12]);
-    const expected = [...lines].sort((a, b) => a.fd - b.fd || a.step - b.step).slice(0, 2);
+    expect(lines.map((l) => l.step)).toEqual([2, 4, 6, 4, 6, 8, 10, 12]);
+    // Deterministic: the re-evaluated steps score the same bits.
+    expect(lines.slice(3, 5)).toEqual(
+      firstPart.slice(1, 3).map((l) => expect.objectContaining({ step: l.step, fd: l.fd })),
+    );
+    const unique = lines.filter((l, i) => lines.findIndex((x) => x.step === l.step) === i);
+    const expected = [...unique].sort((a, b) => a.fd - b.fd || a.step - b.step).slice(0, 2);
     const kept = readBestScores(dir);
     expect(kept.map((e) => [e.step, e.fd])).toEqual(expected.map((l) => [l.step, l.fd]));
     const names = readdirSync(join(dir, BEST_DIR))
       .filter((n) => n.startsWith("ckpt-"))
       .sort();
     expect(names).toEqual(kept.map((e) => e.name).sort());
-    // Rotation kept one latest checkpoint and never touched the best ones.
-    expect(readdirSync(dir).filter((n) => n.startsWith("ckpt-"))).toEqual(["ckpt-00000012"]);
-    // runs/x/best resolves to the best one, and agon eval on it gives its recorded FD.
+    // Rotation kept the two latest checkpoints and never touched the best ones.
+    expect(
+      readdirSync(dir)
+        .filter((n) => n.startsWith("ckpt-"))
+        .sort(),
+    ).toEqual(["ckpt-00000009", "ckpt-00000012"]);
+    // runs/x/best resolves to the best one; agon eval and agon sample take it.
     expect(realpathSync(join(dir, "best"))).toBe(realpathSync(join(dir, BEST_DIR, kept[0].name)));
     const r = await evalCheckpoint(join(dir, "best"), { n: 500 });
     expect(r.step).toBe(kept[0].step);
     expect(r.fd).toBe(kept[0].fd);
+    const sample = await runSample({
+      checkpoint: join(dir, "best"),
+      out: join(dir, "best.png"),
+      n: 4,
+    });
+    expect(sample.step).toBe(kept[0].step);
   }, 150_000);
 });
 
