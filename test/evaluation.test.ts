@@ -5,6 +5,7 @@ import { existsSync, readdirSync, readFileSync, realpathSync, rmSync } from "nod
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { BEST_DIR, readBestScores } from "../coordinator/best.js";
+import { configHash } from "../coordinator/checkpoint.js";
 import { evalCheckpoint } from "../coordinator/eval.js";
 import { runSample } from "../coordinator/export.js";
 import { train } from "../coordinator/train.js";
@@ -107,6 +108,13 @@ describe("eval.every during training", () => {
     expect(withKid.kid).toMatchObject({ subsets: 3, subsetSize: 600 });
     expect(withKid.kid!.mean).toBeGreaterThan(0);
   }, 120_000);
+
+  it("is not part of the config hash, so a run can switch it on when it resumes", () => {
+    const dir = tempDir();
+    expect(configHash(mnistConfig(dir, { eval: { every: 5, n: 100 } }))).toBe(
+      configHash(mnistConfig(dir)),
+    );
+  });
 
   it("refuses eval without a feature classifier and keepBest without eval (exit 2, one line)", async () => {
     expect(() =>
