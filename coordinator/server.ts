@@ -59,8 +59,6 @@ export class CoordinatorServer implements ServiceCore {
   private phaseStarted = 0;
   /** Seconds each worker spent computing in the current phase (from gradient headers). */
   private computeByWorker = new Map<string, number>();
-  /** Wall time of the last completed phase of each kind, for straggler deadlines. */
-  private readonly lastPhaseMs: Partial<Record<"D" | "G", number>> = {};
   private finishing: Promise<void> | null = null;
   /** The phase being applied (checkpoint/sample I/O included), so stop() can wait for it. */
   private applying: Promise<void> | null = null;
@@ -242,16 +240,14 @@ export class CoordinatorServer implements ServiceCore {
     this.phaseStarted = performance.now();
     this.computeByWorker.clear();
     this.nonFiniteTasks.clear();
-    // Stragglers: a microtask unfinished after 4× the last phase of its kind (≥ 2 s) also goes to an idle worker.
-    const last = this.lastPhaseMs[this.state.kind];
-    const deadlineMs = last === undefined ? 30_000 : Math.max(2000, 4 * last);
+    // Deadlines come from the measured compute time of this kind of phase (see DeadlinePolicy).
     this.dispatch(
       this.scheduler.startPhase(
         this.state.step,
         this.state.phase,
         { ...this.state.versions },
         Date.now(),
-        deadlineMs,
+        { kind: this.state.kind },
       ),
     );
   }
@@ -288,6 +284,20 @@ export class CoordinatorServer implements ServiceCore {
             a,
           );
           break;
+        case "workerQuarantined":
+          this.event(
+            "workerQuarantined",
+            `worker ${a.workerId} quarantined: ${a.reason}; it gets only probe microtasks until one is in time`,
+            { workerId: a.workerId, reason: a.reason },
+          );
+          break;
+        case "workerReinstated":
+          this.event(
+            "workerReinstated",
+            `worker ${a.workerId} answered in time; it gets microtasks again`,
+            { workerId: a.workerId },
+          );
+          break;
         case "phaseComplete":
           this.applying = this.completePhase(a.results).finally(() => {
             this.applying = null;
@@ -298,7 +308,6 @@ export class CoordinatorServer implements ServiceCore {
   }
 
   private async completePhase(results: MicrotaskResult[]): Promise<void> {
-    this.lastPhaseMs[this.state.kind] = performance.now() - this.phaseStarted;
     const summary = this.state.applyPhase(results);
     this.publish(summary.kind);
     const signals = await this.recorder.afterPhase(this.state, summary, {

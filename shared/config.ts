@@ -73,6 +73,9 @@ const dataset = z.discriminatedUnion("name", [
 
 export const LOSS_NAMES = ["non-saturating", "minimax", "wgan-gp", "hinge"] as const;
 
+/** A run id (config run.id, `agon watch --run`): it names NATS subjects, so 1-64 letters, digits, '-' or '_'. */
+export const RUN_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
 const configSchema = z
   .object({
     /** Names the run on the wire (NATS subjects) and in the run dir. */
@@ -80,7 +83,7 @@ const configSchema = z
       .object({
         id: z
           .string()
-          .regex(/^[A-Za-z0-9_-]{1,64}$/, "use 1-64 letters, digits, '-' or '_'")
+          .regex(RUN_ID_PATTERN, "use 1-64 letters, digits, '-' or '_'")
           .default("agon"),
         dir: z.string().min(1).default("runs/agon"),
       })

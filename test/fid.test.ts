@@ -2,14 +2,10 @@ import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { Command } from "commander";
 import { beforeAll, describe, expect, it, vi } from "vitest";
-import {
-  EVAL_SEED,
-  EvaluationError,
-  evalCheckpoint,
-  registerEvalCommand,
-} from "../coordinator/eval.js";
+import { EVAL_SEED, EvaluationError, evalCheckpoint } from "../coordinator/eval.js";
 import { train } from "../coordinator/train.js";
 import { initBackend } from "../shared/backend.js";
+import { registerEvalCommand } from "../shared/cli/commands/eval.js";
 import { parseConfig, type RunConfig } from "../shared/config.js";
 import { loadDataset } from "../shared/data/index.js";
 import {

@@ -1,7 +1,7 @@
 // `agon worker`: joins the coordinator, keeps G and D at the versions its
 // microtasks need (NATS broadcast first, gRPC FetchParams when a broadcast was
 // missed), computes one gradient per microtask and streams it back in chunks.
-import { cpus, hostname } from "node:os";
+import { cpus } from "node:os";
 import * as grpc from "@grpc/grpc-js";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { CoordinatorClient } from "../proto/gen/agon/v1/Coordinator.js";
@@ -47,6 +47,12 @@ export interface WorkerOptions {
   backend: BackendName;
   /** How long to wait for a NATS broadcast before fetching over gRPC. */
   natsWaitMs?: number;
+  /**
+   * How long (ms) to keep retrying Join while the coordinator is unreachable,
+   * at start and after losing it mid-run; 0 waits forever. Default 10 minutes:
+   * long enough for a rescheduled pod or a rebooted node to come back.
+   */
+  coordinatorTimeoutMs?: number;
   log?: (line: string) => void;
 }
 
@@ -56,11 +62,14 @@ export interface WorkerOptions {
  */
 const UPLOADS_IN_FLIGHT = 2;
 
-export function defaultWorkerName(): string {
-  return `${hostname()
-    .replace(/[^A-Za-z0-9_.-]/g, "-")
-    .slice(0, 40)}-${process.pid}`;
-}
+/** Default for WorkerOptions.coordinatorTimeoutMs: 10 minutes. */
+export const DEFAULT_COORDINATOR_TIMEOUT_MS = 600_000;
+
+/** How often a waiting worker says what it waits for. */
+const WAITING_LOG_MS = 10_000;
+
+/** The coordinator stayed unreachable for the whole --coordinator-timeout. */
+export class CoordinatorUnreachableError extends Error {}
 
 export class Worker {
   private client!: CoordinatorClient;
@@ -81,6 +90,9 @@ export class Worker {
   private backend = "";
   private configJson = "";
   private heartbeat: NodeJS.Timeout | undefined;
+  /** The pending Join retry, cleared on shutdown so a stopped worker exits at once. */
+  private retry: NodeJS.Timeout | undefined;
+  private stopWaiting: () => void = () => {};
   private finishedStep: number | null = null;
   private readonly log: (line: string) => void;
   private resolveExit!: (code: number) => void;
@@ -103,6 +115,7 @@ export class Worker {
     const backend = await initBackend(this.opts.backend, this.log);
     this.backend = backend;
     const joined = await this.join(backend);
+    if (!joined) return; // stopped while waiting for the coordinator
     this.configJson = joined.configJson;
     this.cfg = parseConfig(JSON.parse(joined.configJson), "config from coordinator");
     const dataset = await loadDataset(datasetSpec(this.cfg));
@@ -136,27 +149,61 @@ export class Worker {
     this.shutdown(0);
   }
 
-  /** Joins, retrying for up to a minute while the coordinator is unreachable (it may be restarting). */
-  private join(backend: string): Promise<{ workerId: string; runId: string; configJson: string }> {
-    const giveUpAt = Date.now() + 60_000;
+  /**
+   * Joins, retrying with backoff (100 ms doubling to 2 s) while the coordinator
+   * is unreachable (it may be restarting), for up to coordinatorTimeoutMs; says
+   * every ~10 s what it waits for. Resolves null when the worker is stopped
+   * while waiting; rejects with CoordinatorUnreachableError after the timeout,
+   * or with the coordinator's reason when it refuses the Join.
+   */
+  private join(
+    backend: string,
+  ): Promise<{ workerId: string; runId: string; configJson: string } | null> {
+    const timeoutMs = this.opts.coordinatorTimeoutMs ?? DEFAULT_COORDINATOR_TIMEOUT_MS;
+    const since = Date.now();
+    let nextLog = since + WAITING_LOG_MS;
+    const limit = timeoutMs === 0 ? "no time limit" : `giving up after ${formatSeconds(timeoutMs)}`;
     return new Promise((resolve, reject) => {
+      // shutdown() ends the wait at once, even between two attempts.
+      this.stopWaiting = () => resolve(null);
       const attempt = (n: number) => {
+        if (this.closed) {
+          resolve(null);
+          return;
+        }
         this.client.Join(
           { workerName: this.opts.name, backend, capabilities: { cores: cpus().length } },
           callMetadata(this.opts.joinToken),
           { deadline: Date.now() + 2000 },
           (err, res) => {
+            if (this.closed) {
+              resolve(null);
+              return;
+            }
             if (err || !res) {
               const transient =
                 err?.code === grpc.status.UNAVAILABLE ||
                 err?.code === grpc.status.DEADLINE_EXCEEDED;
-              if (transient && Date.now() < giveUpAt && !this.closed) {
-                setTimeout(() => attempt(n + 1), Math.min(1000, 100 * 2 ** n));
+              if (!transient) {
+                reject(new Error(`join ${this.opts.coordinator} failed: ${whyFailed(err)}`));
                 return;
               }
-              reject(
-                new Error(`join ${this.opts.coordinator} failed: ${err?.details ?? "no reply"}`),
-              );
+              const now = Date.now();
+              if (timeoutMs !== 0 && now - since >= timeoutMs) {
+                reject(
+                  new CoordinatorUnreachableError(
+                    `no coordinator at ${this.opts.coordinator} for ${formatSeconds(now - since)} (--coordinator-timeout); last error: ${whyFailed(err)}`,
+                  ),
+                );
+                return;
+              }
+              if (now >= nextLog) {
+                nextLog = now + WAITING_LOG_MS;
+                this.log(
+                  `worker ${this.opts.name}: waiting for the coordinator at ${this.opts.coordinator} to accept Join (${whyFailed(err)}); ${formatSeconds(now - since)} so far, ${limit}`,
+                );
+              }
+              this.retry = setTimeout(() => attempt(n + 1), Math.min(2000, 100 * 2 ** n));
               return;
             }
             this.workerId = res.workerId;
@@ -213,13 +260,16 @@ export class Worker {
     this.cancelled.clear();
     try {
       const joined = await this.join(this.backend);
+      if (!joined) return; // stopped while waiting
       if (joined.configJson !== this.configJson) {
         this.log(`worker ${this.workerId}: the coordinator now runs a different config; exiting`);
         this.shutdown(1);
         return;
       }
     } catch (err) {
-      this.log(`worker: could not re-join: ${(err as Error).message}`);
+      this.log(
+        `agon: error: worker ${this.opts.name} could not re-join: ${(err as Error).message}`,
+      );
       this.shutdown(1);
       return;
     }
@@ -239,6 +289,8 @@ export class Worker {
     this.closed = true;
     this.queue.length = 0;
     if (this.heartbeat) clearInterval(this.heartbeat);
+    if (this.retry) clearTimeout(this.retry);
+    this.stopWaiting();
     this.stream?.end();
     this.stream = null;
     this.params?.close();
@@ -424,4 +476,21 @@ export class Worker {
       });
     });
   }
+}
+
+/** "45 s", "10 min", "1.5 min": a duration as a log line says it. */
+function formatSeconds(ms: number): string {
+  const s = Math.round(ms / 1000);
+  return s < 120 ? `${s} s` : `${Math.round((s / 60) * 10) / 10} min`;
+}
+
+/** A failed call's reason in a few words: grpc-js wraps a refused connection in two sentences of prose. */
+function whyFailed(err: grpc.ServiceError | null): string {
+  const details = err?.details ?? "no reply";
+  return (
+    details
+      .replace(/\s*Resolution note:.*$/s, "")
+      .replace(/^No connection established\. Last error: (Error: )?/, "")
+      .replace(/\.$/, "") || "no reply"
+  );
 }
