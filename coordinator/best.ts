@@ -12,12 +12,18 @@ export const BEST_DIR = "best-checkpoints";
 export const BEST_LINK = "best";
 const SCORES = "scores.json";
 
-/** One kept checkpoint: its step, its FD (lower is better), and its dir name in best-checkpoints/. */
+/**
+ * One kept checkpoint: its step, its FD (lower is better), its dir name in best-checkpoints/,
+ * and what makes scores comparable: the trajectory (config hash) and the evaluation's n and
+ * latent seed.
+ */
 export interface BestEntry {
   step: number;
   fd: number;
   name: string;
   configHash: string;
+  n: number;
+  seed: number;
 }
 
 /** Best first: lower FD, then the earlier step. */
@@ -41,7 +47,7 @@ export class BestCheckpoints {
 
   /**
    * Reads what an earlier incarnation of the run kept. Entries written with another
-   * trajectory (config hash) are dropped at the next write; a resumed run re-evaluating a
+   * trajectory (config hash) or another eval.n / eval.seed are dropped at the next write; a resumed run re-evaluating a
    * step replaces that step's entry (deterministic, so with the same score).
    */
   constructor(
@@ -49,7 +55,9 @@ export class BestCheckpoints {
     private readonly k: number,
   ) {
     this.hash = configHash(cfg);
-    this.entries = readBestScores(cfg.run.dir).filter((e) => e.configHash === this.hash);
+    this.entries = readBestScores(cfg.run.dir).filter(
+      (e) => e.configHash === this.hash && e.n === cfg.eval?.n && e.seed === cfg.eval?.seed,
+    );
   }
 
   private get dir(): string {
@@ -67,7 +75,7 @@ export class BestCheckpoints {
     if (!Number.isFinite(fd)) return false;
     if (others.length < this.k) return true;
     const worst = others[others.length - 1];
-    return byScore({ step, fd, name: "", configHash: "" }, worst) < 0;
+    return byScore({ ...worst, step, fd }, worst) < 0;
   }
 
   /**
@@ -80,7 +88,14 @@ export class BestCheckpoints {
     if (!this.qualifies(step, fd)) return false;
     await mkdir(this.dir, { recursive: true });
     const path = await writeCheckpoint(this.dir, this.cfg, snapshot, Number.POSITIVE_INFINITY);
-    const entry: BestEntry = { step, fd, name: basename(path), configHash: this.hash };
+    const entry: BestEntry = {
+      step,
+      fd,
+      name: basename(path),
+      configHash: this.hash,
+      n: this.cfg.eval?.n ?? 0,
+      seed: this.cfg.eval?.seed ?? 0,
+    };
     this.entries = [...this.entries.filter((e) => e.step !== step), entry].sort(byScore);
     const dropped = this.entries.slice(this.k);
     this.entries = this.entries.slice(0, this.k);

@@ -203,6 +203,12 @@ describe("checkpoint.keepBest", () => {
       n: 4,
     });
     expect(sample.step).toBe(kept[0].step);
+    // Scores measured with another eval.n do not compare: they are dropped, with their dirs.
+    await train(mnistConfig(dir, { ...extra(14), eval: { every: 2, n: 400 } }), opts);
+    expect(readBestScores(dir).map((e) => [e.step, e.n])).toEqual([[14, 400]]);
+    expect(readdirSync(join(dir, BEST_DIR)).filter((n) => n.startsWith("ckpt-"))).toEqual([
+      "ckpt-00000014",
+    ]);
   }, 150_000);
 });
 
