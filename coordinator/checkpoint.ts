@@ -17,6 +17,8 @@ export interface CheckpointData {
   versions: { G: number; D: number };
   weights: { G: Float32Array; D: Float32Array };
   adam: { G: AdamState; D: AdamState };
+  /** The EMA generator's flat array (G's layout), when the run keeps one. */
+  ema?: Float32Array;
 }
 
 export interface Manifest {
@@ -40,8 +42,9 @@ export class CheckpointError extends Error {
 
 /**
  * Hash of the fields that decide the training trajectory. Steps, run dir,
- * checkpoint, sample and evaluation cadence and health settings are left out, so a run can
- * be extended, moved or watched differently. The transport precision rounds
+ * checkpoint, sample and evaluation cadence, health settings and the EMA
+ * generator's half-life (it never feeds back into G or D) are left out, so a run
+ * can be extended, moved or watched differently. The transport precision rounds
  * gradients and weights, so it is in; at its default (fp32 both ways) it is
  * left out, so checkpoints from before the setting existed still resume.
  */
@@ -53,6 +56,7 @@ export function configHash(cfg: RunConfig): string {
     samples: _samples,
     health: _health,
     eval: _eval,
+    ema: _ema,
     transport,
     ...trajectory
   } = cfg;
@@ -67,6 +71,7 @@ function bytesOf(a: Float32Array): Uint8Array {
 
 function blobsOf(data: CheckpointData): Record<string, Float32Array> {
   return {
+    ...(data.ema ? { "G.ema.f32": data.ema } : {}),
     "G.weights.f32": data.weights.G,
     "D.weights.f32": data.weights.D,
     "G.adam.m.f32": data.adam.G.m,
@@ -212,6 +217,7 @@ export async function readCheckpoint(
         G: { t: manifest.adamSteps.G, m: arrays["G.adam.m.f32"], v: arrays["G.adam.v.f32"] },
         D: { t: manifest.adamSteps.D, m: arrays["D.adam.m.f32"], v: arrays["D.adam.v.f32"] },
       },
+      ...(arrays["G.ema.f32"] ? { ema: arrays["G.ema.f32"] } : {}),
     },
   };
 }

@@ -3,11 +3,12 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { type BackendName, initBackend } from "../shared/backend.js";
+import { parseConfig, type RunConfig } from "../shared/config.js";
 import { evaluateGenerator, hasFeatures } from "../shared/evaluation.js";
 import { type FidDataset, realFeatures } from "../shared/fid.js";
 import { CLASSIFIER_RECIPE, recipeHash } from "../shared/fid-classifier.js";
 import { kernelInceptionDistance } from "../shared/kid.js";
-import { buildModel } from "../shared/models.js";
+import { buildModel } from "../shared/models/index.js";
 import {
   type CheckpointData,
   latestValidCheckpoint,
@@ -28,6 +29,8 @@ export interface EvalOptions {
   seed?: number;
   /** Activated before sampling; leave out to use the active backend. */
   backend?: BackendName;
+  /** Default: "ema" when the checkpoint has an EMA generator, else "raw". */
+  weights?: "ema" | "raw";
   /** Also compute KID with this many subsets (of min(1000, n) rows each); 0 or absent: no KID. */
   kidSubsets?: number;
   log?: (line: string) => void;
@@ -38,6 +41,8 @@ export interface EvalResult {
   step: number;
   dataset: FidDataset;
   model: string;
+  /** Which generator was evaluated: the EMA one or G as trained. */
+  weights: "ema" | "raw";
   n: number;
   seed: number;
   fd: number;
@@ -75,8 +80,19 @@ export async function evalCheckpoint(dir: string, opts: EvalOptions = {}): Promi
     throw new EvaluationError(`--n must be an integer >= 2, got ${n}`);
   const t0 = performance.now();
   const found = await findCheckpoint(dir, log);
-  const gWeights = found.data.weights.G;
-  const cfg = found.manifest.config;
+  const weights = opts.weights ?? (found.data.ema ? "ema" : "raw");
+  if (weights === "ema" && !found.data.ema) {
+    throw new EvaluationError(
+      `${found.dir} has no EMA generator (the run had ema: false); use --weights raw`,
+    );
+  }
+  const gWeights = weights === "ema" ? found.data.ema! : found.data.weights.G;
+  let cfg: RunConfig;
+  try {
+    cfg = parseConfig(found.manifest.config, `${found.dir}/manifest.json config`);
+  } catch (err) {
+    throw new EvaluationError((err as Error).message);
+  }
   const dataset = cfg?.dataset?.name;
   if (!hasFeatures(dataset)) {
     throw new EvaluationError(
@@ -84,7 +100,12 @@ export async function evalCheckpoint(dir: string, opts: EvalOptions = {}): Promi
     );
   }
   const backend = opts.backend ? await initBackend(opts.backend, log) : undefined;
-  const model = buildModel(cfg.model, [28, 28, 1]);
+  let model: ReturnType<typeof buildModel>;
+  try {
+    model = buildModel(cfg.model, [28, 28, 1]);
+  } catch (err) {
+    throw new EvaluationError(`${found.dir}: ${(err as Error).message}`);
+  }
   if (gWeights.length !== model.g.size) {
     throw new EvaluationError(
       `${found.dir}: G has ${gWeights.length} weights, its config's ${cfg.model.name} needs ${model.g.size}`,
@@ -110,6 +131,7 @@ export async function evalCheckpoint(dir: string, opts: EvalOptions = {}): Promi
     step: found.manifest.step,
     dataset,
     model: cfg.model.name,
+    weights,
     n,
     seed,
     fd: evaluation.fd,
@@ -122,5 +144,5 @@ export async function evalCheckpoint(dir: string, opts: EvalOptions = {}): Promi
 
 export function formatEval(r: EvalResult): string {
   const kid = r.kid ? `, kid ${r.kid.mean.toExponential(3)} ± ${r.kid.std.toExponential(2)}` : "";
-  return `fd ${r.fd.toFixed(3)}${kid} (${r.dataset}, ${r.model} step ${r.step}, n ${r.n}, seed ${r.seed}, classifier ${r.classifier}, ${r.backend}, ${r.seconds} s) ${r.checkpoint}`;
+  return `fd ${r.fd.toFixed(3)}${kid} (${r.dataset}, ${r.model} step ${r.step}, ${r.weights} weights, n ${r.n}, seed ${r.seed}, classifier ${r.classifier}, ${r.backend}, ${r.seconds} s) ${r.checkpoint}`;
 }

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import type { RunConfig } from "../shared/config.js";
 import { evaluateGenerator, hasFeatures } from "../shared/evaluation.js";
 import { HealthMonitor, type HealthSignal } from "../shared/health.js";
-import type { GanModel } from "../shared/models.js";
+import type { GanModel } from "../shared/models/index.js";
 import { generateSamples, samplesGridPng, writeSampleGrid } from "../shared/runner.js";
 import { BestCheckpoints } from "./best.js";
 import { type CheckpointData, writeCheckpoint } from "./checkpoint.js";
@@ -90,7 +90,12 @@ export class RunRecorder {
       const step = state.step;
       if (step % this.cfg.samples.every === 0 || state.done) {
         const count = this.cfg.samples.count;
-        const samples = await generateSamples(this.model, state.weights.G, this.cfg.seed, count);
+        const samples = await generateSamples(
+          this.model,
+          state.sampleWeights,
+          this.cfg.seed,
+          count,
+        );
         if (this.health) {
           signals.push(...this.health.observeSamples(step, samples, count, samples.length / count));
         }
@@ -115,7 +120,7 @@ export class RunRecorder {
   }
 
   /**
-   * The evaluation of a completed step: FD of G on eval.n fixed latents, appended to
+   * The evaluation of a completed step: FD of G (its EMA when kept) on eval.n fixed latents, appended to
    * eval.jsonl and reported as an `evaluation` event; with keepBest, the step's checkpoint
    * is offered to the best ones (written in the checkpoint queue). Reads the weights only.
    */
@@ -124,7 +129,8 @@ export class RunRecorder {
     const dataset = cfg.dataset.name;
     if (!cfg.eval || !hasFeatures(dataset)) return;
     const started = performance.now();
-    const { fd, n } = await evaluateGenerator(this.model, state.weights.G, dataset, {
+    // The EMA generator when the run keeps one (as agon eval's default), else G.
+    const { fd, n } = await evaluateGenerator(this.model, state.sampleWeights, dataset, {
       n: cfg.eval.n,
       seed: cfg.eval.seed,
     });

@@ -8,12 +8,12 @@ import * as grpc from "@grpc/grpc-js";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { type BackendName, initBackend } from "../shared/backend.js";
 import type { RunConfig } from "../shared/config.js";
-import { loadDataset } from "../shared/data/index.js";
+import { openDataset } from "../shared/data/index.js";
 import type { MicrotaskResult } from "../shared/microtask.js";
-import { buildModel, type GanModel } from "../shared/models.js";
+import { buildModel, type GanModel, resultSize } from "../shared/models/index.js";
 import { connectNats } from "../shared/nats.js";
 import type { Net } from "../shared/params-bus.js";
-import { datasetSpec } from "../shared/schedule.js";
+import { datasetSpec, withDatasetIdentity } from "../shared/schedule.js";
 import { type NatsAuthFiles, type ServerTlsFiles, serverCredentials } from "../shared/security.js";
 import { loadAgonProto, SERVER_OPTIONS } from "../shared/wire.js";
 import { latestValidCheckpoint, resumableCheckpoint } from "./checkpoint.js";
@@ -76,27 +76,34 @@ export class CoordinatorServer implements ServiceCore {
   private readonly log: (line: string) => void;
   private readonly credentials: grpc.ServerCredentials;
 
+  readonly cfg: RunConfig;
+  /** The run's dataset fingerprint; a worker whose data has another one is refused at Join. */
+  datasetFingerprint = "";
+
   constructor(
-    readonly cfg: RunConfig,
+    config: RunConfig,
     private readonly opts: CoordinatorOptions,
   ) {
+    this.cfg = withDatasetIdentity(config);
     this.log = opts.log ?? ((line) => process.stderr.write(`${line}\n`));
     // Read the TLS material first: a bad file fails before anything starts.
     this.credentials = serverCredentials(opts.tls ?? {});
-    this.publisher = new Publisher(cfg, this.log);
+    this.publisher = new Publisher(this.cfg, this.log);
     this.service = new CoordinatorService(this, {
       joinToken: opts.joinToken,
       maxStrikes: opts.maxStrikes,
     });
   }
 
+  /** Values of a microtask result per phase: the gradient, then the network's report. */
   get sizes(): { G: number; D: number } {
-    return { G: this.model.g.size, D: this.model.d.size };
+    return { G: resultSize(this.model.g), D: resultSize(this.model.d) };
   }
 
   async start(): Promise<string> {
     const cfg = this.cfg;
-    const dataset = await loadDataset(datasetSpec(cfg));
+    const dataset = await openDataset(datasetSpec(cfg));
+    this.datasetFingerprint = dataset.fingerprint;
     await initBackend(this.opts.backend, this.log);
     this.model = buildModel(cfg.model, dataset.sampleShape);
     this.state = new TrainingState(cfg, this.model);

@@ -17,7 +17,7 @@ import {
 } from "./fid.js";
 import { FID_DATASETS, loadClassifier } from "./fid-classifier.js";
 import { latentNoise } from "./microtask.js";
-import { type GanModel, toTensors } from "./models.js";
+import { type GanModel, toTensors } from "./models/index.js";
 import { hashSeed, SeedDomain } from "./rng.js";
 
 /** Samples per evaluation chunk (the unit of work; also the forward-pass batch). */
@@ -60,7 +60,7 @@ export async function chunkFeatures(
     start * ld,
   );
   const out = tf.tidy(() =>
-    model.g.apply(toTensors(model.g, gWeights), tf.tensor2d(z, [count, ld])),
+    model.g.apply(toTensors(model.g, gWeights), tf.tensor2d(z, [count, ld]), { training: false }),
   );
   const images = (await out.data()) as Float32Array;
   out.dispose();

@@ -20,7 +20,7 @@ import {
   fdFromSums,
 } from "../shared/evaluation.js";
 import { computeFd } from "../shared/fid.js";
-import { buildModel, initWeights } from "../shared/models.js";
+import { buildModel, initWeights } from "../shared/models/index.js";
 import { hashSeed, SeedDomain } from "../shared/rng.js";
 import { generateSamples } from "../shared/runner.js";
 import { runAgon, tempDir } from "./helpers/cli.js";
