@@ -172,14 +172,14 @@ describe("checkpoint.keepBest", () => {
     rmSync(join(dir, "ckpt-00000006"), { recursive: true });
     const resumed = await train(mnistConfig(dir, extra(12)), opts);
     expect(resumed.resumedFrom).toBe(3);
+    // The resume cut eval.jsonl back to step 3; steps 4 and 6 were evaluated again.
     const lines = evalLines(dir);
-    expect(lines.map((l) => l.step)).toEqual([2, 4, 6, 4, 6, 8, 10, 12]);
+    expect(lines.map((l) => l.step)).toEqual([2, 4, 6, 8, 10, 12]);
     // Deterministic: the re-evaluated steps score the same bits.
-    expect(lines.slice(3, 5)).toEqual(
-      firstPart.slice(1, 3).map((l) => expect.objectContaining({ step: l.step, fd: l.fd })),
+    expect(lines.slice(1, 3).map((l) => [l.step, l.fd])).toEqual(
+      firstPart.slice(1, 3).map((l) => [l.step, l.fd]),
     );
-    const unique = lines.filter((l, i) => lines.findIndex((x) => x.step === l.step) === i);
-    const expected = [...unique].sort((a, b) => a.fd - b.fd || a.step - b.step).slice(0, 2);
+    const expected = [...lines].sort((a, b) => a.fd - b.fd || a.step - b.step).slice(0, 2);
     const kept = readBestScores(dir);
     expect(kept.map((e) => [e.step, e.fd])).toEqual(expected.map((l) => [l.step, l.fd]));
     const names = readdirSync(join(dir, BEST_DIR))
