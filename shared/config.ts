@@ -91,7 +91,7 @@ const dataset = z.discriminatedUnion("name", [
     .strict(),
 ]);
 
-export const LOSS_NAMES = ["non-saturating", "minimax", "wgan-gp", "hinge"] as const;
+export const LOSS_NAMES = ["non-saturating", "minimax", "wgan-gp", "hinge", "rpgan"] as const;
 
 const configSchema = z
   .object({
@@ -113,9 +113,15 @@ const configSchema = z
         name: z.enum(LOSS_NAMES).default("non-saturating"),
         /** Gradient-penalty weight λ, used by wgan-gp only. */
         gpWeight: z.number().min(0).default(10),
+        /** γ of the zero-centred R1 penalty γ/2·E‖∇x D(x)‖² on real samples (Mescheder et al. 2018); 0: off. */
+        r1: z.number().min(0).default(0),
+        /** γ of the same penalty on fakes (R2); 0: off. */
+        r2: z.number().min(0).default(0),
+        /** Apply R1/R2 every N-th D phase, scaled by N (StyleGAN2's lazy regularisation). */
+        regEvery: positiveInt.default(1),
       })
       .strict()
-      .default({ name: "non-saturating", gpWeight: 10 }),
+      .default({ name: "non-saturating", gpWeight: 10, r1: 0, r2: 0, regEvery: 1 }),
     dataset,
     /** The EMA generator used for samples, eval and export; false: none. */
     ema: z.union([z.literal(false), emaConfig]).default(emaConfig.parse({})),

@@ -28,8 +28,13 @@ export interface MicrotaskInput {
   phase: Phase;
   gWeights: Float32Array;
   dWeights: Float32Array;
-  /** `batch` real samples, flat NHWC; required in the D phase, ignored in the G phase. */
+  /**
+   * `batch` real samples, flat NHWC; required in the D phase and, for losses
+   * that pair reals with fakes (rpgan), in the G phase; ignored otherwise.
+   */
   real?: Float32Array;
+  /** D phase: whether this phase applies the loss's R1/R2 (lazy regularisation); default true. */
+  regularize?: boolean;
   batch: number;
   noiseSeed: number;
   /** Samples per pass (config `microbatch`); absent or ≥ batch: one pass. */
@@ -45,7 +50,7 @@ export interface MicrotaskResult {
   grad: Float32Array;
   /** Samples the gradient averages over; the coordinator weights by it. */
   count: number;
-  /** D loss (D phase only; null in the G phase, which sees no real samples). */
+  /** D loss (D phase only; null in the G phase). */
   dLoss: number | null;
   /** G loss on this batch's fakes (in the D phase computed from the same D outputs, no extra pass). */
   gLoss: number;
@@ -138,22 +143,25 @@ function microtaskTensors(
   const micro = input.microbatch ?? batch;
   if (!Number.isInteger(micro) || micro < 1)
     throw new RangeError(`microbatch must be ≥ 1, got ${micro}`);
-  if (phase === "D" && (!input.real || input.real.length !== batch * sampleSize(model))) {
+  const needsReal = phase === "D" || loss.pairsReal;
+  if (needsReal && (!input.real || input.real.length !== batch * sampleSize(model))) {
     throw new RangeError(
-      `D phase needs ${batch * sampleSize(model)} real values, got ${input.real?.length ?? 0}`,
+      `${phase} phase needs ${batch * sampleSize(model)} real values, got ${input.real?.length ?? 0}`,
     );
   }
+  const reg = phase === "D" && input.regularize !== false ? loss.regEvery : 0;
+  const penalties = { r1: (reg * loss.r1) / 2, r2: (reg * loss.r2) / 2 };
   const z = latentNoise(input.noiseSeed, batch, model.latentDim);
   return tf.tidy(() => {
     const gW = toTensors(model.g, input.gWeights);
     const dW = toTensors(model.d, input.dWeights);
     const zT = tf.tensor2d(z, [batch, model.latentDim]);
-    const x = phase === "D" ? tf.tensor(input.real!, [batch, ...model.sampleShape]) : null;
+    const x = needsReal ? tf.tensor(input.real!, [batch, ...model.sampleShape]) : null;
     const alpha =
       phase === "D" && loss.gradientPenalty > 0
         ? interpolationWeights(input.noiseSeed, batch, model)
         : null;
-    if (micro >= batch) return passTensors(model, loss, phase, gW, dW, zT, x, alpha);
+    if (micro >= batch) return passTensors(model, loss, penalties, phase, gW, dW, zT, x, alpha);
 
     // Pieces of `micro` samples in order; each piece's mean-loss gradient weighs n/batch,
     // so the sum is the whole batch's mean-loss gradient (and the report's moments are
@@ -168,6 +176,7 @@ function microtaskTensors(
         const part = passTensors(
           model,
           loss,
+          penalties,
           phase,
           gW,
           dW,
@@ -190,14 +199,21 @@ function microtaskTensors(
 
 const TRAIN = { training: true } as const;
 
+/** Weights of the zero-centred penalties in this pass: r1 = γ₁/2 (× regEvery), r2 likewise; 0: off. */
+interface Penalties {
+  r1: number;
+  r2: number;
+}
+
 /**
  * One forward/backward pass of the phase over the samples in zT (and x, alpha
- * in the D phase). `gW`, `dW`: parameters then state; the gradient is taken
- * with respect to the phase's parameters only.
+ * where the phase needs them). `gW`, `dW`: parameters then state; the gradient
+ * is taken with respect to the phase's parameters only.
  */
 function passTensors(
   model: GanModel,
   loss: GanLoss,
+  penalties: Penalties,
   phase: Phase,
   gW: tf.Tensor[],
   dW: tf.Tensor[],
@@ -218,11 +234,14 @@ function passTensors(
         let l = loss.discriminator(realOut, fakeOut);
         if (alpha)
           l = tf.add(l, tf.mul(loss.gradientPenalty, gradientPenalty(model.d, w, x!, fake, alpha)));
+        if (penalties.r1 > 0) l = tf.add(l, tf.mul(penalties.r1, squaredGradNorm(model.d, w, x!)));
+        if (penalties.r2 > 0)
+          l = tf.add(l, tf.mul(penalties.r2, squaredGradNorm(model.d, w, fake)));
         return l as tf.Scalar;
       })(dW.slice(0, model.d.params.length));
       const stats = tf.stack([
         value,
-        loss.generator(fakeOut!),
+        loss.generator(fakeOut!, realOut),
         loss.report(realOut!),
         loss.report(fakeOut!),
       ]);
@@ -232,10 +251,12 @@ function passTensors(
     const gState = gW.slice(model.g.params.length);
     const report: tf.Tensor[] = [];
     let fakeOut: tf.Tensor | undefined;
+    // Relativistic losses compare each fake with its paired real; D(x_r) does not depend on G.
+    const realOut = loss.pairsReal ? model.d.apply(dW, x!, TRAIN) : undefined;
     const { value, grads } = tf.valueAndGrads((...params: tf.Tensor[]) => {
       const fake = model.g.apply([...params, ...gState], zT, { training: true, report });
       fakeOut = tf.keep(model.d.apply(dW, fake, TRAIN));
-      return loss.generator(fakeOut);
+      return loss.generator(fakeOut, realOut);
     })(gW.slice(0, model.g.params.length));
     const head = tf.stack([value, loss.report(fakeOut!)]);
     const stats = report.length > 0 ? tf.concat([head, ...report]) : head;
@@ -269,6 +290,18 @@ function gradientPenalty(
   const axes = dx.shape.slice(1).map((_, i) => i + 1);
   const norm = tf.sqrt(tf.add(tf.sum(tf.square(dx), axes), 1e-12));
   return tf.mean(tf.square(tf.sub(norm, 1))) as tf.Scalar;
+}
+
+/**
+ * E‖∇x D(x)‖² over the batch (per-sample squared L2 norm of D's input gradient,
+ * then the mean): the zero-centred R1 (x real) / R2 (x fake) penalty of
+ * Mescheder et al. 2018 without its γ/2. Differentiable w.r.t. D's weights
+ * (second order through D, like the WGAN-GP term).
+ */
+function squaredGradNorm(d: Network, w: tf.Tensor[], x: tf.Tensor): tf.Scalar {
+  const dx = tf.grad((v: tf.Tensor) => tf.sum(d.apply(w, v, TRAIN)))(x);
+  const axes = dx.shape.slice(1).map((_, i) => i + 1);
+  return tf.mean(tf.sum(tf.square(dx), axes)) as tf.Scalar;
 }
 
 /**

@@ -77,8 +77,8 @@ export class MicrotaskRunner {
 
   private input(spec: MicrotaskSpec, gWeights: Float32Array, dWeights: Float32Array) {
     let real: Float32Array | undefined;
-    if (spec.kind === "D") {
-      const indices = drawIndices(this.plan, spec.shard, spec.draw!, spec.batch);
+    if (spec.draw !== null) {
+      const indices = drawIndices(this.plan, spec.shard, spec.draw, spec.batch);
       real = gatherSamples(this.dataset, indices, this.realBuffer);
     }
     return {
@@ -88,6 +88,7 @@ export class MicrotaskRunner {
       real,
       batch: spec.batch,
       noiseSeed: spec.noiseSeed,
+      regularize: spec.regularize,
       microbatch: this.cfg.microbatch,
     };
   }

@@ -25,7 +25,7 @@ import { addNatsAuthOptions, natsAuthFromOptions } from "./nats-options.js";
 /** Flags that are shorthands for config overrides. */
 const CONFIG_FLAGS: Array<[flag: string, key: string, help: string]> = [
   ["--model <name>", "model.name", "model: mlp | dcgan"],
-  ["--loss <name>", "loss.name", "loss: non-saturating | minimax | wgan-gp | hinge"],
+  ["--loss <name>", "loss.name", "loss: non-saturating | minimax | wgan-gp | hinge | rpgan"],
   ["--dataset <name>", "dataset.name", "dataset: mnist | fashion-mnist | folder | ring"],
   ["--data-path <dir>", "dataset.path", "image folder for --dataset folder"],
   ["--steps <n>", "steps", "training steps (one step = kD D phases + kG G phases)"],
