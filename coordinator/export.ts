@@ -6,6 +6,7 @@ import { dirname, join, resolve } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { type BackendName, initBackend } from "../shared/backend.js";
 import { parseConfig, type RunConfig } from "../shared/config.js";
+import { readManifest } from "../shared/data/index.js";
 import { latentNoise } from "../shared/microtask.js";
 import { buildModel, dcganLayout, type GanModel } from "../shared/models/index.js";
 import { BN_EPS, BN_MOMENTUM } from "../shared/models/layers.js";
@@ -29,6 +30,12 @@ export function sampleShapeOf(cfg: RunConfig): number[] {
       return [28, 28, 1];
     case "folder":
       return [ds.size, ds.size, ds.channels];
+    case "prepared":
+      if (ds.resolution === undefined || ds.channels === undefined) {
+        const m = readManifest(ds.path);
+        return [m.resolution, m.resolution, m.channels];
+      }
+      return [ds.resolution, ds.resolution, ds.channels];
   }
 }
 

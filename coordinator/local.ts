@@ -9,6 +9,7 @@ import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
+import { PARENT_PIPE_ENV } from "../shared/cli/orphan.js";
 import type { RunConfig } from "../shared/config.js";
 import type { MetricsMessage } from "../shared/metrics.js";
 import {
@@ -232,12 +233,15 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
   const childEnv = {
     ...process.env,
     AGON_JOIN_TOKEN: process.env.AGON_JOIN_TOKEN || randomSecret(),
+    [PARENT_PIPE_ENV]: "1",
   };
   const startChild = (name: string, args: string[], onStdout?: (line: string) => void): Child => {
     // Each child gets its own process group: Ctrl-C reaches only `agon local`,
     // which then stops them in order (coordinator first, so it checkpoints).
+    // Its stdin is a pipe we never write to: it ends when we die, even by SIGKILL,
+    // and the child then stops itself (shared/cli/orphan.ts).
     const proc = spawn(process.execPath, [cli, ...args], {
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: ["pipe", "pipe", "pipe"],
       detached: true,
       env: childEnv,
     });
@@ -308,7 +312,10 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
     // NATS.
     let natsUrl = opts.nats;
     if (!natsUrl) {
-      natsServer = await spawnNatsServer({ missingHint: "pass --nats nats://host:port" });
+      natsServer = await spawnNatsServer({
+        missingHint: "pass --nats nats://host:port",
+        dieWithParent: true,
+      });
       natsUrl = natsServer.url;
       say(`local: started nats-server on ${natsUrl}`);
     }

@@ -79,9 +79,37 @@ const dataset = z.discriminatedUnion("name", [
       name: z.literal("folder"),
       path: z.string().min(1),
       channels: z.union([z.literal(1), z.literal(3)]).default(1),
-      /** Images are resized to size×size (dcgan: 16, 28, 32, 64, 128 or 256). */
-      size: positiveInt.max(1024).default(28),
+      /** Square side in pixels the images are resized to (dcgan: 16, 28, 32, 64, 128 or 256). */
+      size: z.number().int().min(8).max(512).default(28),
       limit: positiveInt.optional(),
+    })
+    .strict(),
+  z
+    .object({
+      name: z.literal("prepared"),
+      /** Directory written by `agon data prepare`; a worker may override it with --data-path. */
+      path: z.string().min(1),
+      /** Bound of the worker's chunk cache in MiB (default 256); does not change results. */
+      cacheMB: z
+        .number()
+        .int()
+        .min(0)
+        .max(1 << 20)
+        .optional(),
+      /** Mirror each real sample left-right with probability 1/2, seeded per microtask. */
+      xflip: z.boolean().optional(),
+      limit: positiveInt.optional(),
+      /**
+       * The prepared dataset's fingerprint (manifest.json). Filled in when the run
+       * starts; when given, a dataset with another fingerprint is refused.
+       */
+      fingerprint: z
+        .string()
+        .regex(/^[0-9a-f]{64}$/, "a sha256 in hex, as manifest.json's fingerprint")
+        .optional(),
+      /** From manifest.json, filled in with the fingerprint: the run's sample shape. */
+      resolution: z.number().int().min(1).optional(),
+      channels: z.union([z.literal(1), z.literal(3)]).optional(),
     })
     .strict(),
   z
@@ -192,7 +220,8 @@ const configSchema = z
       ctx.addIssue({
         code: "custom",
         path: ["model", "name"],
-        message: "dcgan needs an image dataset (mnist, fashion-mnist, folder); use mlp for ring",
+        message:
+          "dcgan needs an image dataset (mnist, fashion-mnist, folder, prepared); use mlp for ring",
       });
     }
     if (
@@ -246,7 +275,7 @@ function describeIssue(issue: z.core.$ZodIssue): string {
 function discriminatorOptions(issue: z.core.$ZodIssue): string {
   const section = issue.path[0];
   if (section === "model") return "mlp, dcgan";
-  if (section === "dataset") return "mnist, fashion-mnist, folder, ring";
+  if (section === "dataset") return "mnist, fashion-mnist, folder, prepared, ring";
   return "see docs/CONFIG.md";
 }
 

@@ -30,6 +30,11 @@ export interface MicrotaskInput {
   dWeights: Float32Array;
   /** `batch` real samples, flat NHWC; required in the D phase, ignored in the G phase. */
   real?: Float32Array;
+  /**
+   * The real samples' class labels (0 when the dataset is unlabelled), D phase
+   * only. Unconditional models ignore them; conditional models read them.
+   */
+  labels?: Int32Array;
   batch: number;
   noiseSeed: number;
   /** Samples per pass (config `microbatch`); absent or ≥ batch: one pass. */

@@ -5,6 +5,7 @@
 import type { EventEmitter } from "node:events";
 import { Command, CommanderError, type Option } from "commander";
 import { registerCoordinatorCommand } from "./commands/coordinator.js";
+import { registerDataCommand } from "./commands/data.js";
 import { registerEvalCommand } from "./commands/eval.js";
 import { registerExportCommand, registerSampleCommand } from "./commands/export.js";
 import { registerLocalCommand } from "./commands/local.js";
@@ -12,6 +13,7 @@ import { registerTrainCommand } from "./commands/train.js";
 import { registerWatchCommand } from "./commands/watch.js";
 import { registerWorkerCommand } from "./commands/worker.js";
 import { addNatsAuthOptions } from "./nats-options.js";
+import { stopWhenParentDies } from "./orphan.js";
 
 export function buildCli(): Command {
   const program = new Command("agon")
@@ -27,6 +29,7 @@ export function buildCli(): Command {
   registerWatchCommand(program);
   registerSampleCommand(program);
   registerExportCommand(program);
+  registerDataCommand(program);
 
   for (const cmd of program.commands) {
     if (["coordinator", "worker", "watch", "local"].includes(cmd.name())) addNatsAuthOptions(cmd);
@@ -86,6 +89,7 @@ export const USER_ERROR_NAMES: ReadonlySet<string> = new Set([
 ]);
 
 export async function main(argv: string[]): Promise<number> {
+  stopWhenParentDies();
   const program = buildCli();
   try {
     await program.parseAsync(argv, { from: "user" });
