@@ -2,8 +2,7 @@
 // dataset's test split, on n samples drawn from a fixed latent seed.
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { type Command, InvalidArgumentError, Option } from "commander";
-import { BACKEND_NAMES, type BackendName, initBackend } from "../shared/backend.js";
+import { type BackendName, initBackend } from "../shared/backend.js";
 import { parseConfig, type RunConfig } from "../shared/config.js";
 import { computeFd, type FidDataset } from "../shared/fid.js";
 import { CLASSIFIER_RECIPE, recipeHash } from "../shared/fid-classifier.js";
@@ -16,9 +15,9 @@ import {
   readCheckpoint,
 } from "./checkpoint.js";
 
-/** Latent seed of the evaluation samples: the same for every run, so runs compare on equal noise. */
-export const EVAL_SEED = 0x46d;
-export const EVAL_DEFAULT_N = 2000;
+import { EVAL_DEFAULT_N, EVAL_SEED } from "./eval-defaults.js";
+
+export { EVAL_DEFAULT_N, EVAL_SEED };
 
 export class EvaluationError extends Error {
   override name = "EvaluationError";
@@ -125,57 +124,6 @@ export async function evalCheckpoint(dir: string, opts: EvalOptions = {}): Promi
   };
 }
 
-function intAtLeast2(value: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < 2) {
-    throw new InvalidArgumentError("expected an integer >= 2");
-  }
-  return n;
-}
-
-function seedArg(value: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || n > 0xffffffff) {
-    throw new InvalidArgumentError("expected an integer in [0, 2^32)");
-  }
-  return n;
-}
-
 export function formatEval(r: EvalResult): string {
   return `fd ${r.fd.toFixed(3)} (${r.dataset}, ${r.model} step ${r.step}, ${r.weights} weights, n ${r.n}, seed ${r.seed}, classifier ${r.classifier}, ${r.backend}, ${r.seconds} s) ${r.checkpoint}`;
-}
-
-/** Adds `agon eval` to the CLI. EvaluationError is a user error (one line, exit code 2). */
-export function registerEvalCommand(program: Command): Command {
-  return program
-    .command("eval")
-    .description(
-      "Fréchet distance of a checkpoint's generator to the test split (mnist, fashion-mnist; our own classifier's features, not Inception)",
-    )
-    .requiredOption(
-      "--checkpoint <dir>",
-      "a ckpt-NNNNNNNN directory, or a run dir (newest valid checkpoint)",
-    )
-    .option("--n <count>", "number of generated samples", intAtLeast2, EVAL_DEFAULT_N)
-    .option("--seed <n>", "latent seed of the samples", seedArg, EVAL_SEED)
-    .addOption(
-      new Option("--backend <name>", "compute backend").choices([...BACKEND_NAMES]).default("auto"),
-    )
-    .addOption(
-      new Option(
-        "--weights <which>",
-        "the EMA generator or G as trained (default: ema when kept)",
-      ).choices(["ema", "raw"]),
-    )
-    .option("--json", "print the result as one JSON line instead")
-    .action(async (opts: Record<string, unknown>) => {
-      const result = await evalCheckpoint(opts.checkpoint as string, {
-        weights: opts.weights as "ema" | "raw" | undefined,
-        n: opts.n as number,
-        seed: opts.seed as number,
-        backend: opts.backend as BackendName,
-        log: (line) => process.stderr.write(`${line}\n`),
-      });
-      process.stdout.write(`${opts.json ? JSON.stringify(result) : formatEval(result)}\n`);
-    });
 }

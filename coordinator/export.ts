@@ -4,9 +4,9 @@
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import * as tf from "@tensorflow/tfjs";
-import { type Command, InvalidArgumentError, Option } from "commander";
-import { BACKEND_NAMES, type BackendName, initBackend } from "../shared/backend.js";
+import { type BackendName, initBackend } from "../shared/backend.js";
 import { parseConfig, type RunConfig } from "../shared/config.js";
+import { readManifest } from "../shared/data/index.js";
 import { latentNoise } from "../shared/microtask.js";
 import { buildModel, dcganLayout, type GanModel } from "../shared/models/index.js";
 import { BN_EPS, BN_MOMENTUM } from "../shared/models/layers.js";
@@ -30,6 +30,12 @@ export function sampleShapeOf(cfg: RunConfig): number[] {
       return [28, 28, 1];
     case "folder":
       return [ds.size, ds.size, ds.channels];
+    case "prepared":
+      if (ds.resolution === undefined || ds.channels === undefined) {
+        const m = readManifest(ds.path);
+        return [m.resolution, m.resolution, m.channels];
+      }
+      return [ds.resolution, ds.resolution, ds.channels];
   }
 }
 
@@ -373,83 +379,4 @@ export function exportedModelFiles(dir: string): tf.io.IOHandler {
 /** The latent vectors `agon sample` feeds G for this seed: for checking an export. */
 export function sampleNoise(seed: number, count: number, latentDim: number): Float32Array {
   return latentNoise(hashSeed(seed, SeedDomain.sampleNoise), count, latentDim);
-}
-
-// ---------------------------------------------------------------------------
-// The commands.
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError("expected an integer ≥ 1");
-  return n;
-}
-
-function seedArg(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 0 || n > 0xffffffff) {
-    throw new InvalidArgumentError("expected an integer in 0..4294967295");
-  }
-  return n;
-}
-
-const log = (line: string) => process.stderr.write(`${line}\n`);
-
-export function registerSampleCommand(program: Command): Command {
-  return program
-    .command("sample")
-    .description("write a PNG grid of a checkpoint's generator on fixed noise")
-    .requiredOption("--checkpoint <dir>", "checkpoint directory (run dir/ckpt-NNNNNNNN)")
-    .requiredOption("--out <file>", "PNG file to write")
-    .option("--n <count>", "number of samples (default: the run's samples.count)", positiveInt)
-    .option("--seed <n>", "noise seed (default: the run's seed, as in its own grids)", seedArg)
-    .addOption(
-      new Option("--backend <name>", "compute backend").choices([...BACKEND_NAMES]).default("auto"),
-    )
-    .addOption(
-      new Option(
-        "--weights <which>",
-        "the EMA generator or G as trained (default: ema when kept)",
-      ).choices([...GENERATOR_WEIGHTS]),
-    )
-    .action(async (opts: Record<string, unknown>) => {
-      await runSample({
-        checkpoint: opts.checkpoint as string,
-        out: opts.out as string,
-        n: opts.n as number | undefined,
-        seed: opts.seed as number | undefined,
-        backend: opts.backend as BackendName,
-        weights: opts.weights as GeneratorWeights | undefined,
-        log,
-      });
-    });
-}
-
-export function registerExportCommand(program: Command): Command {
-  return program
-    .command("export")
-    .description(
-      "write a checkpoint's generator as a TensorFlow.js Layers model (model.json + weights.bin)",
-    )
-    .requiredOption("--checkpoint <dir>", "checkpoint directory (run dir/ckpt-NNNNNNNN)")
-    .requiredOption("--out <dir>", "directory to write model.json and weights.bin into")
-    .addOption(
-      new Option("--backend <name>", "compute backend used while exporting")
-        .choices([...BACKEND_NAMES])
-        .default("cpu"),
-    )
-    .addOption(
-      new Option(
-        "--weights <which>",
-        "the EMA generator or G as trained (default: ema when kept)",
-      ).choices([...GENERATOR_WEIGHTS]),
-    )
-    .action(async (opts: Record<string, unknown>) => {
-      await runExport({
-        checkpoint: opts.checkpoint as string,
-        out: opts.out as string,
-        backend: opts.backend as BackendName,
-        weights: opts.weights as GeneratorWeights | undefined,
-        log,
-      });
-    });
 }

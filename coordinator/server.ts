@@ -8,12 +8,12 @@ import * as grpc from "@grpc/grpc-js";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { type BackendName, initBackend } from "../shared/backend.js";
 import type { RunConfig } from "../shared/config.js";
-import { loadDataset } from "../shared/data/index.js";
+import { openDataset } from "../shared/data/index.js";
 import type { MicrotaskResult } from "../shared/microtask.js";
 import { buildModel, type GanModel, resultSize } from "../shared/models/index.js";
 import { connectNats } from "../shared/nats.js";
 import type { Net } from "../shared/params-bus.js";
-import { datasetSpec } from "../shared/schedule.js";
+import { datasetSpec, withDatasetIdentity } from "../shared/schedule.js";
 import { type NatsAuthFiles, type ServerTlsFiles, serverCredentials } from "../shared/security.js";
 import { loadAgonProto, SERVER_OPTIONS } from "../shared/wire.js";
 import { latestValidCheckpoint, resumableCheckpoint } from "./checkpoint.js";
@@ -59,8 +59,6 @@ export class CoordinatorServer implements ServiceCore {
   private phaseStarted = 0;
   /** Seconds each worker spent computing in the current phase (from gradient headers). */
   private computeByWorker = new Map<string, number>();
-  /** Wall time of the last completed phase of each kind, for straggler deadlines. */
-  private readonly lastPhaseMs: Partial<Record<"D" | "G", number>> = {};
   private finishing: Promise<void> | null = null;
   /** The phase being applied (checkpoint/sample I/O included), so stop() can wait for it. */
   private applying: Promise<void> | null = null;
@@ -78,14 +76,19 @@ export class CoordinatorServer implements ServiceCore {
   private readonly log: (line: string) => void;
   private readonly credentials: grpc.ServerCredentials;
 
+  readonly cfg: RunConfig;
+  /** The run's dataset fingerprint; a worker whose data has another one is refused at Join. */
+  datasetFingerprint = "";
+
   constructor(
-    readonly cfg: RunConfig,
+    config: RunConfig,
     private readonly opts: CoordinatorOptions,
   ) {
+    this.cfg = withDatasetIdentity(config);
     this.log = opts.log ?? ((line) => process.stderr.write(`${line}\n`));
     // Read the TLS material first: a bad file fails before anything starts.
     this.credentials = serverCredentials(opts.tls ?? {});
-    this.publisher = new Publisher(cfg, this.log);
+    this.publisher = new Publisher(this.cfg, this.log);
     this.service = new CoordinatorService(this, {
       joinToken: opts.joinToken,
       maxStrikes: opts.maxStrikes,
@@ -99,7 +102,8 @@ export class CoordinatorServer implements ServiceCore {
 
   async start(): Promise<string> {
     const cfg = this.cfg;
-    const dataset = await loadDataset(datasetSpec(cfg));
+    const dataset = await openDataset(datasetSpec(cfg));
+    this.datasetFingerprint = dataset.fingerprint;
     await initBackend(this.opts.backend, this.log);
     this.model = buildModel(cfg.model, dataset.sampleShape);
     this.state = new TrainingState(cfg, this.model);
@@ -243,16 +247,14 @@ export class CoordinatorServer implements ServiceCore {
     this.phaseStarted = performance.now();
     this.computeByWorker.clear();
     this.nonFiniteTasks.clear();
-    // Stragglers: a microtask unfinished after 4× the last phase of its kind (≥ 2 s) also goes to an idle worker.
-    const last = this.lastPhaseMs[this.state.kind];
-    const deadlineMs = last === undefined ? 30_000 : Math.max(2000, 4 * last);
+    // Deadlines come from the measured compute time of this kind of phase (see DeadlinePolicy).
     this.dispatch(
       this.scheduler.startPhase(
         this.state.step,
         this.state.phase,
         { ...this.state.versions },
         Date.now(),
-        deadlineMs,
+        { kind: this.state.kind },
       ),
     );
   }
@@ -289,6 +291,20 @@ export class CoordinatorServer implements ServiceCore {
             a,
           );
           break;
+        case "workerQuarantined":
+          this.event(
+            "workerQuarantined",
+            `worker ${a.workerId} quarantined: ${a.reason}; it gets only probe microtasks until one is in time`,
+            { workerId: a.workerId, reason: a.reason },
+          );
+          break;
+        case "workerReinstated":
+          this.event(
+            "workerReinstated",
+            `worker ${a.workerId} answered in time; it gets microtasks again`,
+            { workerId: a.workerId },
+          );
+          break;
         case "phaseComplete":
           this.applying = this.completePhase(a.results).finally(() => {
             this.applying = null;
@@ -299,7 +315,6 @@ export class CoordinatorServer implements ServiceCore {
   }
 
   private async completePhase(results: MicrotaskResult[]): Promise<void> {
-    this.lastPhaseMs[this.state.kind] = performance.now() - this.phaseStarted;
     const summary = this.state.applyPhase(results);
     this.publish(summary.kind);
     const signals = await this.recorder.afterPhase(this.state, summary, {

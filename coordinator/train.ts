@@ -4,10 +4,10 @@
 import type { BackendName } from "../shared/backend.js";
 import { initBackend } from "../shared/backend.js";
 import type { RunConfig } from "../shared/config.js";
-import { loadDataset } from "../shared/data/index.js";
+import { openDataset } from "../shared/data/index.js";
 import { Progress } from "../shared/progress.js";
 import { MicrotaskRunner, transportWeights } from "../shared/runner.js";
-import { datasetSpec, microtaskSpec } from "../shared/schedule.js";
+import { datasetSpec, microtaskSpec, withDatasetIdentity } from "../shared/schedule.js";
 import { resumableCheckpoint } from "./checkpoint.js";
 import { RunRecorder } from "./recorder.js";
 import { type PhaseSummary, TrainingState } from "./state.js";
@@ -30,9 +30,10 @@ export interface TrainResult {
   resumedFrom: number | null;
 }
 
-export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainResult> {
+export async function train(config: RunConfig, opts: TrainOptions): Promise<TrainResult> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const dataset = await loadDataset(datasetSpec(cfg));
+  const cfg = withDatasetIdentity(config);
+  const dataset = await openDataset(datasetSpec(cfg));
   const backend = await initBackend(opts.backend, log);
   log(
     `dataset: ${dataset.name}, ${dataset.count} samples of ${dataset.sampleShape.join("×")}, ${cfg.shards} shards`,

@@ -35,6 +35,11 @@ export interface MicrotaskInput {
   real?: Float32Array;
   /** D phase: whether this phase applies the loss's R1/R2 (lazy regularisation); default true. */
   regularize?: boolean;
+  /**
+   * The real samples' class labels (0 when the dataset is unlabelled), D phase
+   * only. Unconditional models ignore them; conditional models read them.
+   */
+  labels?: Int32Array;
   batch: number;
   noiseSeed: number;
   /** Samples per pass (config `microbatch`); absent or ≥ batch: one pass. */

@@ -11,14 +11,13 @@ import { CheckpointError } from "../coordinator/checkpoint.js";
 import {
   exportedModelFiles,
   loadGenerator,
-  registerExportCommand,
-  registerSampleCommand,
   runExport,
   runSample,
   sampleNoise,
 } from "../coordinator/export.js";
 import { train } from "../coordinator/train.js";
 import { initBackend } from "../shared/backend.js";
+import { registerExportCommand, registerSampleCommand } from "../shared/cli/commands/export.js";
 import { parseConfig } from "../shared/config.js";
 import { generateSamples } from "../shared/runner.js";
 import { tempDir } from "./helpers/cli.js";

@@ -57,6 +57,7 @@ describe("agon train", () => {
       batch: 32,
       schedule: { kD: 2, kG: 1 },
       steps: 3,
+      ema: false,
     });
     const result = await train(cfg, {
       backend: "wasm",

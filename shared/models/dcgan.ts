@@ -3,14 +3,15 @@
 // 28) map and doubles it with 4×4 stride-2 transposed convolutions; D halves
 // with 4×4 stride-2 convolutions down to the same map and ends in a dense logit.
 import * as tf from "@tensorflow/tfjs-core";
-import type { ModelConfig } from "../config.js";
+import { DCGAN_SIZES, type ModelConfig } from "../config.js";
+import { ModelError } from "./errors.js";
 import { type Layer, LEAK, NetBuilder } from "./layers.js";
 import type { GanModel, Network } from "./types.js";
 
 export type DcganConfig = Extract<ModelConfig, { name: "dcgan" }>;
 
-/** Square sizes `dcgan` builds. */
-export const DCGAN_SIZES = [16, 28, 32, 64, 128, 256] as const;
+export { DCGAN_SIZES };
+
 const KERNEL = 4;
 /** DCGAN's weight init: N(0, 0.02) for kernels, N(1, 0.02) for batch-norm scales. */
 const STD = 0.02;
@@ -32,7 +33,7 @@ export function dcganLayout(cfg: DcganConfig, sampleShape: number[]) {
     !(DCGAN_SIZES as readonly number[]).includes(height) ||
     (channels !== 1 && channels !== 3)
   ) {
-    throw new RangeError(
+    throw new ModelError(
       `dcgan supports square ${DCGAN_SIZES.join(", ")} pixel images with 1 or 3 channels, got ${sampleShape.join("×")}`,
     );
   }
