@@ -8,6 +8,9 @@ import { DTYPES } from "./precision.js";
 
 const positiveInt = z.number().int().positive();
 
+/** DiffAugment's ops (shared/augment.ts's DIFF_AUGMENT_OPS; repeated so the config loads no TensorFlow.js). */
+export const AUGMENT_OPS = ["color", "translation", "cutout"] as const;
+
 const adam = z
   .object({
     lr: z.number().positive().default(0.0002),
@@ -158,6 +161,19 @@ const configSchema = z
       .strict()
       .default({ name: "non-saturating", gpWeight: 10, r1: 0, r2: 0, regEvery: 1 }),
     dataset,
+    /**
+     * DiffAugment (Zhao et al. 2020) on every image D sees, real and fake, in
+     * both phases; absent: none. Ops run in the order color, translation, cutout.
+     */
+    augment: z
+      .object({
+        policy: z
+          .array(z.enum(AUGMENT_OPS))
+          .min(1)
+          .refine((ops) => new Set(ops).size === ops.length, "list each op once"),
+      })
+      .strict()
+      .optional(),
     /** The EMA generator used for samples, eval and export; false: none. */
     ema: z.union([z.literal(false), emaConfig]).default(emaConfig.parse({})),
     /** K: the dataset is cut into K shards; each phase has exactly K microtasks. */
@@ -220,6 +236,13 @@ const configSchema = z
         code: "custom",
         path: ["batch"],
         message: `must be a multiple of shards (${cfg.shards}) so every microtask has the same size`,
+      });
+    }
+    if (cfg.augment && cfg.dataset.name === "ring") {
+      ctx.addIssue({
+        code: "custom",
+        path: ["augment"],
+        message: "DiffAugment works on images; the ring dataset has none (remove augment)",
       });
     }
     if (cfg.model.name === "dcgan" && cfg.dataset.name === "ring") {

@@ -4,6 +4,12 @@ import * as tf from "@tensorflow/tfjs-core";
 // tfjs-core registers no gradient functions; the umbrella package's Node build
 // does (tfjs-core's own ESM registration file cannot be loaded by Node).
 import "@tensorflow/tfjs";
+import {
+  applyDiffAugment,
+  type DiffAugmentDraw,
+  type DiffAugmentOp,
+  drawDiffAugment,
+} from "./augment.js";
 import type { GanLoss } from "./losses.js";
 import { type GanModel, type Network, toFlat, toTensors } from "./models/index.js";
 import { hashSeed, Rng, SeedDomain } from "./rng.js";
@@ -42,6 +48,8 @@ export interface MicrotaskInput {
   labels?: Int32Array;
   batch: number;
   noiseSeed: number;
+  /** DiffAugment ops on every image D sees (config `augment.policy`); absent or empty: none. */
+  augment?: readonly DiffAugmentOp[];
   /** Samples per pass (config `microbatch`); absent or ≥ batch: one pass. */
   microbatch?: number;
 }
@@ -166,7 +174,9 @@ function microtaskTensors(
       phase === "D" && loss.gradientPenalty > 0
         ? interpolationWeights(input.noiseSeed, batch, model)
         : null;
-    if (micro >= batch) return passTensors(model, loss, penalties, phase, gW, dW, zT, x, alpha);
+    const aug = augmentDraws(input, model);
+    if (micro >= batch)
+      return passTensors(model, loss, penalties, phase, gW, dW, zT, x, alpha, aug);
 
     // Pieces of `micro` samples in order; each piece's mean-loss gradient weighs n/batch,
     // so the sum is the whole batch's mean-loss gradient (and the report's moments are
@@ -188,6 +198,7 @@ function microtaskTensors(
           rows(zT),
           x && rows(x),
           alpha && rows(alpha),
+          aug && { real: sliceDraw(aug.real, start, n), fake: sliceDraw(aug.fake, start, n) },
         );
         const w = n / batch;
         const grads: tf.Tensor[] = part.grads.map((g, i) =>
@@ -225,8 +236,17 @@ function passTensors(
   zT: tf.Tensor,
   x: tf.Tensor | null,
   alpha: tf.Tensor | null,
+  aug: AugmentDraws | null,
 ): { grads: tf.Tensor[]; stats: tf.Tensor } {
   return tf.tidy(() => {
+    // D as it sees reals and fakes: behind DiffAugment when the run has it, so every
+    // image D sees (and every gradient of D in x, for the penalties) goes through it.
+    const critic =
+      (draw: DiffAugmentDraw | undefined): Critic =>
+      (w, t) =>
+        model.d.apply(w, draw ? applyDiffAugment(t as tf.Tensor4D, draw) : t, TRAIN);
+    const dReal = critic(aug?.real);
+    const dFake = critic(aug?.fake);
     if (phase === "D") {
       const fake = model.g.apply(gW, zT, TRAIN);
       const dState = dW.slice(model.d.params.length);
@@ -234,14 +254,13 @@ function passTensors(
       let fakeOut: tf.Tensor | undefined;
       const { value, grads } = tf.valueAndGrads((...params: tf.Tensor[]) => {
         const w = [...params, ...dState];
-        realOut = tf.keep(model.d.apply(w, x!, TRAIN));
-        fakeOut = tf.keep(model.d.apply(w, fake, TRAIN));
+        realOut = tf.keep(dReal(w, x!));
+        fakeOut = tf.keep(dFake(w, fake));
         let l = loss.discriminator(realOut, fakeOut);
         if (alpha)
-          l = tf.add(l, tf.mul(loss.gradientPenalty, gradientPenalty(model.d, w, x!, fake, alpha)));
-        if (penalties.r1 > 0) l = tf.add(l, tf.mul(penalties.r1, squaredGradNorm(model.d, w, x!)));
-        if (penalties.r2 > 0)
-          l = tf.add(l, tf.mul(penalties.r2, squaredGradNorm(model.d, w, fake)));
+          l = tf.add(l, tf.mul(loss.gradientPenalty, gradientPenalty(dReal, w, x!, fake, alpha)));
+        if (penalties.r1 > 0) l = tf.add(l, tf.mul(penalties.r1, squaredGradNorm(dReal, w, x!)));
+        if (penalties.r2 > 0) l = tf.add(l, tf.mul(penalties.r2, squaredGradNorm(dFake, w, fake)));
         return l as tf.Scalar;
       })(dW.slice(0, model.d.params.length));
       const stats = tf.stack([
@@ -257,10 +276,10 @@ function passTensors(
     const report: tf.Tensor[] = [];
     let fakeOut: tf.Tensor | undefined;
     // Relativistic losses compare each fake with its paired real; D(x_r) does not depend on G.
-    const realOut = loss.pairsReal ? model.d.apply(dW, x!, TRAIN) : undefined;
+    const realOut = loss.pairsReal ? dReal(dW, x!) : undefined;
     const { value, grads } = tf.valueAndGrads((...params: tf.Tensor[]) => {
       const fake = model.g.apply([...params, ...gState], zT, { training: true, report });
-      fakeOut = tf.keep(model.d.apply(dW, fake, TRAIN));
+      fakeOut = tf.keep(dFake(dW, fake));
       return loss.generator(fakeOut, realOut);
     })(gW.slice(0, model.g.params.length));
     const head = tf.stack([value, loss.report(fakeOut!)]);
@@ -268,6 +287,37 @@ function passTensors(
     tf.dispose([fakeOut!, ...report]);
     return { grads, stats };
   });
+}
+
+/** D's output on a batch x with weights w (parameters then state), augmentation included. */
+type Critic = (w: tf.Tensor[], x: tf.Tensor) => tf.Tensor;
+
+/** One microtask's DiffAugment draws: one for its reals, one for its fakes. */
+interface AugmentDraws {
+  real: DiffAugmentDraw;
+  fake: DiffAugmentDraw;
+}
+
+/**
+ * The microtask's DiffAugment draws, a pure function of its noise seed
+ * (SeedDomain.augment; 0 = reals, 1 = fakes), so every worker augments alike.
+ */
+function augmentDraws(input: MicrotaskInput, model: GanModel): AugmentDraws | null {
+  const ops = input.augment;
+  if (!ops || ops.length === 0) return null;
+  if (model.sampleShape.length !== 3)
+    throw new RangeError(`DiffAugment needs images [H, W, C], got [${model.sampleShape}]`);
+  const [h, w] = model.sampleShape;
+  const draw = (which: number) =>
+    drawDiffAugment(hashSeed(input.noiseSeed, SeedDomain.augment, which), input.batch, h, w, ops);
+  return { real: draw(0), fake: draw(1) };
+}
+
+/** Rows [start, start + n) of every per-sample array of a draw (for microbatch pieces). */
+function sliceDraw(draw: DiffAugmentDraw, start: number, n: number): DiffAugmentDraw {
+  const out: Record<string, Float32Array | Int32Array> = {};
+  for (const [k, v] of Object.entries(draw)) if (v) out[k] = v.subarray(start, start + n);
+  return out as DiffAugmentDraw;
 }
 
 function sampleSize(model: GanModel): number {
@@ -284,14 +334,14 @@ function interpolationWeights(seed: number, batch: number, model: GanModel): tf.
 
 /** E[(‖∇x̂ D(x̂)‖₂ − 1)²] on x̂ = εx + (1−ε)G(z); differentiable w.r.t. D's weights. */
 function gradientPenalty(
-  d: Network,
+  d: Critic,
   w: tf.Tensor[],
   real: tf.Tensor,
   fake: tf.Tensor,
   eps: tf.Tensor,
 ): tf.Scalar {
   const xHat = tf.add(tf.mul(eps, real), tf.mul(tf.sub(1, eps), fake));
-  const dx = tf.grad((x: tf.Tensor) => tf.sum(d.apply(w, x, TRAIN)))(xHat);
+  const dx = tf.grad((x: tf.Tensor) => tf.sum(d(w, x)))(xHat);
   const axes = dx.shape.slice(1).map((_, i) => i + 1);
   const norm = tf.sqrt(tf.add(tf.sum(tf.square(dx), axes), 1e-12));
   return tf.mean(tf.square(tf.sub(norm, 1))) as tf.Scalar;
@@ -303,8 +353,8 @@ function gradientPenalty(
  * Mescheder et al. 2018 without its γ/2. Differentiable w.r.t. D's weights
  * (second order through D, like the WGAN-GP term).
  */
-function squaredGradNorm(d: Network, w: tf.Tensor[], x: tf.Tensor): tf.Scalar {
-  const dx = tf.grad((v: tf.Tensor) => tf.sum(d.apply(w, v, TRAIN)))(x);
+function squaredGradNorm(d: Critic, w: tf.Tensor[], x: tf.Tensor): tf.Scalar {
+  const dx = tf.grad((v: tf.Tensor) => tf.sum(d(w, v)))(x);
   const axes = dx.shape.slice(1).map((_, i) => i + 1);
   return tf.mean(tf.sum(tf.square(dx), axes)) as tf.Scalar;
 }

@@ -104,6 +104,7 @@ export class MicrotaskRunner {
       batch: spec.batch,
       noiseSeed: spec.noiseSeed,
       regularize: spec.regularize,
+      augment: this.cfg.augment?.policy,
       microbatch: this.cfg.microbatch,
     };
   }

@@ -1,4 +1,4 @@
-// The modern recipe (rpgan with R1/R2 and lazy regularisation) keeps the
+// The modern recipe (rpgan with R1/R2 and lazy regularisation, DiffAugment) keeps the
 // determinism contract: `agon train` = `agon local --workers 1` = `--workers 3`
 // (K = 6), bit for bit, and a resumed run equals an uninterrupted one.
 import { describe, expect, it } from "vitest";
@@ -26,6 +26,7 @@ function recipeFlags(steps: number, sets: string[]): string[] {
     "loss.r2=0.5",
     "loss.regEvery=2",
     "schedule.kD=2",
+    "augment.policy=[color,translation,cutout]",
     ...sets,
     "--steps",
     String(steps),
@@ -59,7 +60,7 @@ const local = (flags: string[], workers: number) =>
   ]);
 
 describe("the modern recipe is deterministic", () => {
-  it("rpgan + R1/R2 (lazy): agon train = agon local --workers 1 = --workers 3 (K=6)", async () => {
+  it("rpgan + R1/R2 (lazy) + DiffAugment: agon train = agon local --workers 1 = --workers 3 (K=6)", async () => {
     const flags = recipeFlags(2, []);
     const reference = await hashesOf(["train", ...flags, "--run-dir", tempDir()]);
     // The penalties and the G phase's reals change the trajectory.
@@ -70,10 +71,17 @@ describe("the modern recipe is deterministic", () => {
       tempDir(),
     ]);
     expect(noPenalty.D).not.toEqual(reference.D);
+    const noAugment = await hashesOf([
+      "train",
+      ...recipeFlags(2, ["augment.policy=[color]"]),
+      "--run-dir",
+      tempDir(),
+    ]);
+    expect(noAugment.D).not.toEqual(reference.D);
     for (const n of [1, 3]) expect(await local(flags, n)).toEqual(reference);
   }, 600_000);
 
-  it("rpgan + R1/R2: a resumed run equals an uninterrupted one", async () => {
+  it("rpgan + R1/R2 + DiffAugment: a resumed run equals an uninterrupted one", async () => {
     const sets = ["checkpoint.every=2"];
     const straight = await hashesOf(["train", ...recipeFlags(4, sets), "--run-dir", tempDir()]);
     const dir = tempDir();
