@@ -7,6 +7,7 @@ import { join } from "node:path";
 import type { AdamState } from "../shared/adam.js";
 import { canonicalJson, type RunConfig } from "../shared/config.js";
 import { sha256 } from "../shared/hash.js";
+import { asWriteError } from "./rundir.js";
 
 export const CHECKPOINT_FORMAT = 1;
 const PREFIX = "ckpt-";
@@ -80,6 +81,14 @@ function blobsOf(data: CheckpointData): Record<string, Float32Array> {
   };
 }
 
+/** The first blob (weights or optimizer state) holding NaN or ±Inf, or null when all are finite. */
+export function nonFiniteBlob(data: CheckpointData): string | null {
+  for (const [file, array] of Object.entries(blobsOf(data))) {
+    for (let i = 0; i < array.length; i++) if (!Number.isFinite(array[i])) return file;
+  }
+  return null;
+}
+
 function fsyncPath(path: string): void {
   const fd = openSync(path, "r");
   try {
@@ -96,9 +105,33 @@ export async function writeCheckpoint(
   data: CheckpointData,
   keep: number,
 ): Promise<string> {
+  const bad = nonFiniteBlob(data);
+  if (bad) {
+    throw new CheckpointError(
+      `refusing to write the checkpoint of step ${data.step}: ${bad} holds NaN or Inf (the older checkpoints are kept)`,
+    );
+  }
   const name = `${PREFIX}${String(data.step).padStart(8, "0")}`;
   const finalPath = join(runDir, name);
   const tmpPath = join(runDir, `.tmp-${name}-${process.pid}`);
+  try {
+    return await writeCheckpointAt(runDir, cfg, data, keep, name, tmpPath);
+  } catch (err) {
+    // A half-written one goes (it frees what it took of a full disk); the older ones stay.
+    await rm(tmpPath, { recursive: true, force: true }).catch(() => {});
+    throw asWriteError(finalPath, err);
+  }
+}
+
+async function writeCheckpointAt(
+  runDir: string,
+  cfg: RunConfig,
+  data: CheckpointData,
+  keep: number,
+  name: string,
+  tmpPath: string,
+): Promise<string> {
+  const finalPath = join(runDir, name);
   await rm(tmpPath, { recursive: true, force: true });
   await mkdir(tmpPath, { recursive: true });
   const blobs: Manifest["blobs"] = {};
@@ -141,7 +174,10 @@ async function checkpointNames(runDir: string): Promise<string[]> {
   } catch {
     return [];
   }
-  return names.filter((n) => /^ckpt-\d{8}$/.test(n)).sort();
+  // Ordered by step (the number), not by name: a step past 99,999,999 has more digits.
+  return names
+    .filter((n) => /^ckpt-\d{8,}$/.test(n))
+    .sort((a, b) => Number(a.slice(PREFIX.length)) - Number(b.slice(PREFIX.length)));
 }
 
 async function pruneCheckpoints(runDir: string, keep: number): Promise<void> {

@@ -16,10 +16,11 @@ import type { Net } from "../shared/params-bus.js";
 import { datasetSpec, withDatasetIdentity } from "../shared/schedule.js";
 import { type NatsAuthFiles, type ServerTlsFiles, serverCredentials } from "../shared/security.js";
 import { loadAgonProto, SERVER_OPTIONS } from "../shared/wire.js";
-import { latestValidCheckpoint, resumableCheckpoint } from "./checkpoint.js";
+import { resumableCheckpoint } from "./checkpoint.js";
 import { type HttpServerHandle, type RunStatus, startHttpServer } from "./http.js";
 import { Publisher } from "./publisher.js";
-import { RunRecorder } from "./recorder.js";
+import { DivergenceGuard, RunRecorder, resourceFailureLine } from "./recorder.js";
+import { openRunDir, type RunDirLock, RunDirWriteError, trimAfterCheckpoint } from "./rundir.js";
 import { type Action, Scheduler } from "./scheduler.js";
 import { CoordinatorService, type ServiceCore } from "./service.js";
 import { TrainingState } from "./state.js";
@@ -64,7 +65,11 @@ export class CoordinatorServer implements ServiceCore {
   private applying: Promise<void> | null = null;
   private isStopping = false;
   private http: HttpServerHandle | null = null;
-  private rolledBack = false;
+  private divergence!: DivergenceGuard;
+  /** This process's hold on the run dir, from start() to the end. */
+  private lock: RunDirLock | null = null;
+  /** Resumed at or past `steps`: the run ends at once and writes nothing. */
+  private nothingToDo = false;
   /** Non-finite gradients received per microtask of the current phase. */
   private readonly nonFiniteTasks = new Map<string, number>();
   /** Set when the run ends in error (divergence); the CLI exits non-zero with it. */
@@ -107,6 +112,11 @@ export class CoordinatorServer implements ServiceCore {
     await initBackend(this.opts.backend, this.log);
     this.model = buildModel(cfg.model, dataset.sampleShape);
     this.state = new TrainingState(cfg, this.model);
+    this.lock = openRunDir(cfg.run.dir, {
+      command: "coordinator",
+      fresh: this.opts.fresh ?? false,
+      log: this.log,
+    });
     this.recorder = new RunRecorder(
       cfg,
       this.model,
@@ -118,6 +128,7 @@ export class CoordinatorServer implements ServiceCore {
       { health: true, onCheckpointError: "event" },
     );
     this.recorder.prepare();
+    this.divergence = new DivergenceGuard(cfg, this.recorder);
     this.nc = await connectNats(
       this.opts.nats,
       `agon-coordinator-${cfg.run.id}`,
@@ -126,7 +137,7 @@ export class CoordinatorServer implements ServiceCore {
     );
     this.publisher.attach(this.nc);
     if (!this.opts.fresh) await this.resume();
-    this.recorder.writeConfig();
+    if (!this.nothingToDo) this.recorder.writeConfig();
     this.publish("G");
     this.publish("D");
 
@@ -177,12 +188,15 @@ export class CoordinatorServer implements ServiceCore {
     this.isStopping = true;
     if (this.ticker) clearInterval(this.ticker);
     await this.applying;
-    if (this.state && !this.state.done) this.recorder.checkpoint(this.state.snapshot(), "stopped");
-    await this.recorder?.flush();
+    if (this.state && !this.state.done && !this.recorder.fatal) {
+      this.recorder.checkpoint(this.state.snapshot(), "stopped");
+    }
+    await this.recorder?.flush().catch((err: Error) => this.log(`agon: error: ${err.message}`));
     this.service.endAll();
     await this.http?.close();
     this.server.forceShutdown();
     await this.nc?.drain().catch(() => {});
+    this.lock?.release();
   }
 
   private async resume(): Promise<void> {
@@ -200,6 +214,19 @@ export class CoordinatorServer implements ServiceCore {
         phase: found.data.phase,
       },
     );
+    if (this.state.done) {
+      this.nothingToDo = true;
+      this.log(
+        `coordinator: nothing to do: the checkpoint is at step ${this.state.step} and the run has steps: ${this.cfg.steps}; raise --steps to train on`,
+      );
+      return;
+    }
+    const cut = trimAfterCheckpoint(this.cfg.run.dir, found.data);
+    if (cut.metricsLines + cut.grids > 0) {
+      this.log(
+        `coordinator: resume: removed ${cut.metricsLines} metrics line(s) and ${cut.grids} sample grid(s) written after that checkpoint`,
+      );
+    }
   }
 
   // --- ServiceCore: what the gRPC service asks of the coordinator.
@@ -306,15 +333,18 @@ export class CoordinatorServer implements ServiceCore {
           );
           break;
         case "phaseComplete":
-          this.applying = this.completePhase(a.results).finally(() => {
-            this.applying = null;
-          });
+          this.applying = this.completePhase(a.results)
+            .catch((err: Error) => this.fail(err))
+            .finally(() => {
+              this.applying = null;
+            });
           break;
       }
     }
   }
 
   private async completePhase(results: MicrotaskResult[]): Promise<void> {
+    if (this.recorder.fatal) throw this.recorder.fatal;
     const summary = this.state.applyPhase(results);
     this.publish(summary.kind);
     const signals = await this.recorder.afterPhase(this.state, summary, {
@@ -353,34 +383,16 @@ export class CoordinatorServer implements ServiceCore {
     if (seen >= 2) void this.diverged(task.step, `non-finite gradient for microtask ${taskId}`);
   }
 
-  /**
-   * Training produced NaN/Inf. With health.rollback the newest valid checkpoint
-   * is restored once; training is deterministic, so a second divergence after
-   * a rollback would only repeat itself and the run stops instead.
-   */
+  /** Training produced NaN/Inf: roll back or stop, by the rules `agon train` follows too. */
   private async diverged(step: number, why: string): Promise<void> {
-    const stop = (message: string) => {
-      this.event("diverged", message, { step });
-      this.failure = new Error(message);
+    const decision = await this.divergence.decide(step, why);
+    if ("stop" in decision) {
+      this.event("diverged", decision.stop, { step });
+      this.failure = new Error(decision.stop);
       void this.finish();
-    };
-    if (!this.cfg.health.rollback) {
-      return stop(
-        `training diverged at step ${step} (${why}); lower the learning rate, or set health.rollback`,
-      );
+      return;
     }
-    if (this.rolledBack) {
-      return stop(
-        `training diverged again at step ${step} (${why}) after a rollback; lower the learning rate`,
-      );
-    }
-    await this.recorder.flush();
-    const found = await latestValidCheckpoint(this.cfg.run.dir);
-    if (!found)
-      return stop(
-        `training diverged at step ${step} (${why}) and there is no checkpoint to roll back to`,
-      );
-    this.rolledBack = true;
+    const found = decision.rollback;
     this.state.restore(found.data);
     this.event(
       "rolledBack",
@@ -395,18 +407,49 @@ export class CoordinatorServer implements ServiceCore {
     this.startPhase();
   }
 
+  /**
+   * Applying a phase failed: a write into the run dir (full disk, read-only,
+   * vanished), or an internal error. The run ends with one line naming it.
+   */
+  private async fail(err: Error): Promise<void> {
+    const message =
+      err instanceof RunDirWriteError
+        ? await resourceFailureLine(this.cfg.run.dir, err)
+        : `applying step ${this.state.step} phase ${this.state.phase} failed: ${err.message}`;
+    this.failure ??= new Error(message);
+    await this.finish();
+  }
+
   private finish(): Promise<void> {
     this.finishing ??= (async () => {
       if (this.ticker) clearInterval(this.ticker);
-      await this.recorder.flush();
+      try {
+        await this.recorder.flush();
+      } catch (err) {
+        this.failure ??=
+          err instanceof RunDirWriteError
+            ? new Error(await resourceFailureLine(this.cfg.run.dir, err))
+            : (err as Error);
+      }
       const hashes = this.state.hashes();
-      this.recorder.writeSummary({
-        step: this.state.step,
-        hashes,
-        backend: "coordinator",
-        runDir: this.cfg.run.dir,
-        ...(this.failure ? { error: this.failure.message } : {}),
-      });
+      try {
+        if (!this.nothingToDo) {
+          this.recorder.writeSummary({
+            step: this.state.step,
+            hashes,
+            backend: "coordinator",
+            runDir: this.cfg.run.dir,
+            ...(this.failure ? { error: this.failure.message } : {}),
+          });
+        }
+      } catch (err) {
+        // A full disk: the failure that stopped the run is the line to show, if there is one.
+        this.failure ??= new Error(
+          err instanceof RunDirWriteError
+            ? await resourceFailureLine(this.cfg.run.dir, err)
+            : (err as Error).message,
+        );
+      }
       this.service.finishAll(this.state.step);
       await this.nc.flush().catch(() => {});
       if (this.failure) {
@@ -420,6 +463,7 @@ export class CoordinatorServer implements ServiceCore {
         void this.http?.close();
         this.server.forceShutdown();
         void this.nc.drain().catch(() => {});
+        this.lock?.release();
         this.resolveDone();
       }, 300);
     })();

@@ -267,6 +267,8 @@ const configSchema = z
   });
 
 export type RunConfig = z.infer<typeof configSchema>;
+/** What parseConfig accepts: a RunConfig whose fields with defaults may be left out. */
+export type RunConfigInput = z.input<typeof configSchema>;
 export type ModelConfig = RunConfig["model"];
 export type LossConfig = RunConfig["loss"];
 export type AdamConfig = RunConfig["optimizer"]["g"];

@@ -86,6 +86,7 @@ export const USER_ERROR_NAMES: ReadonlySet<string> = new Set([
   "WatchError",
   "ExportError",
   "SecurityError",
+  "RunDirError",
   "ModelError",
 ]);
 
