@@ -1,4 +1,5 @@
 // `npm run bench -- <name> [options]`: a small dispatcher of named benchmarks.
+import { runDataBench } from "./data.js";
 import { runDistributedBench } from "./distributed.js";
 import { runFaultsBench } from "./faults.js";
 import { runQualityBench } from "./quality.js";
@@ -17,6 +18,11 @@ const BENCHMARKS: Record<string, Benchmark> = {
   distributed: {
     summary: "agon local vs agon train overhead, 2 vs 1 worker scaling, bytes and time per phase",
     run: runDistributedBench,
+  },
+  data: {
+    summary:
+      "prepare images/s; worker start-up and peak RSS on 10k vs 100k prepared 64x64 images (streamed) and in RAM",
+    run: runDataBench,
   },
   faults: {
     summary: "recovery after worker loss and coordinator restart; checkpoint write cost",
