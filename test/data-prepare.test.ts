@@ -189,6 +189,15 @@ describe("agon data prepare", () => {
     ds.close();
   }, 60_000);
 
+  it("the in-memory folder loader also applies EXIF orientation", async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, "phone.jpg"), readFileSync(join(src, "birds/phone.jpg")));
+    const ds = await loadDataset({ name: "folder", path: dir, channels: 1, size: 28 });
+    const row = Uint8Array.from(ds.data, (v) => Math.round((v + 1) * 127.5));
+    const h = halves(row, 28);
+    expect(h.left).toBeGreaterThan(h.right + 50);
+  }, 30_000);
+
   it("gives the same fingerprint for the same source and options, another for other options", async () => {
     const base = tempDir();
     const run = (name: string, resolution: number, jobs: number) =>

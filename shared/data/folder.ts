@@ -1,5 +1,5 @@
-// Loads a flat directory of PNG/JPEG images as a dataset: sorted by file name,
-// converted to 1 or 3 channels, resized to size×size and scaled to [-1, 1].
+// Loads a flat directory of PNG/JPEG images into memory as a dataset, sorted by
+// file name. Large or nested image sets go through `agon data prepare` instead.
 
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
@@ -41,25 +41,30 @@ export function listImageFiles(dir: string): string[] {
   return names.map((name) => join(dir, name));
 }
 
-export function loadFolderDataset(
+/**
+ * Every image of dir, decoded (EXIF orientation applied), converted to 1 or 3
+ * channels (alpha over black), resized to size×size and scaled to [-1, 1].
+ * Throws DatasetError naming the folder or file.
+ */
+export async function loadFolderDataset(
   dir: string,
   channels: 1 | 3,
   size: number,
   limit: number | undefined,
-): Dataset {
+): Promise<Dataset> {
   const all = listImageFiles(dir);
   const files = limit === undefined ? all : all.slice(0, limit);
   const sampleSize = size * size * channels;
   const data = new Float32Array(files.length * sampleSize);
-  files.forEach((file, n) => {
-    const img = decodeImage(readFileSync(file), file);
+  for (const [n, file] of files.entries()) {
+    const img = await decodeImage(readFileSync(file), file);
     const pixels = resize(toChannels(img, channels), img.width, img.height, channels, size, size);
     const base = n * sampleSize;
     for (let i = 0; i < sampleSize; i++) {
       // Clamp: float rounding in the resampler can step a hair outside [0, 255].
       data[base + i] = Math.min(1, Math.max(-1, pixels[i] / 127.5 - 1));
     }
-  });
+  }
   return {
     name: "folder",
     sampleShape: [size, size, channels],
