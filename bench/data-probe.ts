@@ -13,7 +13,7 @@ const [mode, dir, n] = process.argv.slice(2);
 const cfg = withDatasetIdentity(
   parseConfig({
     model: { name: "mlp", latentDim: 16, gHidden: [32], dHidden: [32] },
-    dataset: { name: "prepared", path: dir, xflip: true, cacheMB: 64 },
+    dataset: { name: "prepared", path: dir, xflip: true, cacheMB: 16 },
     shards: 8,
     batch: 128,
     steps: 1000,
