@@ -1,4 +1,5 @@
 // `npm run bench -- <name> [options]`: a small dispatcher of named benchmarks.
+import { runCliBench } from "./cli.js";
 import { runDataBench } from "./data.js";
 import { runDistributedBench } from "./distributed.js";
 import { runFaultsBench } from "./faults.js";
@@ -23,6 +24,10 @@ const BENCHMARKS: Record<string, Benchmark> = {
     summary:
       "prepare images/s; worker start-up and peak RSS on 10k vs 100k prepared 64x64 images (streamed) and in RAM",
     run: runDataBench,
+  },
+  cli: {
+    summary: "start-up time of agon --help, agon worker --help and agon train to its first step",
+    run: runCliBench,
   },
   faults: {
     summary: "recovery after worker loss and coordinator restart; checkpoint write cost",

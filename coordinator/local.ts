@@ -9,6 +9,7 @@ import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
+import { PARENT_PIPE_ENV } from "../shared/cli/orphan.js";
 import type { RunConfig } from "../shared/config.js";
 import type { MetricsMessage } from "../shared/metrics.js";
 import {
@@ -22,6 +23,7 @@ import {
 } from "../shared/nats.js";
 import { Progress, type ProgressInfo } from "../shared/progress.js";
 import { type NatsAuthFiles, randomSecret } from "../shared/security.js";
+import { assertRunDirFree } from "./rundir.js";
 
 /** The `agon` command the children run. */
 export const AGON_CLI = resolve(import.meta.dirname, "../shared/cli/agon.js");
@@ -208,6 +210,12 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
   const cli = opts.agonCli ?? AGON_CLI;
   const tty = Boolean(out.isTTY);
   const started = performance.now();
+  // Refused before anything starts when a live process owns the run dir (the coordinator takes the lock).
+  try {
+    assertRunDirFree(cfg.run.dir);
+  } catch (err) {
+    throw new LocalError((err as Error).message);
+  }
 
   // --- Output: own lines, child lines and the live status line share stderr.
   let progress: Progress | null = null;
@@ -232,12 +240,15 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
   const childEnv = {
     ...process.env,
     AGON_JOIN_TOKEN: process.env.AGON_JOIN_TOKEN || randomSecret(),
+    [PARENT_PIPE_ENV]: "1",
   };
   const startChild = (name: string, args: string[], onStdout?: (line: string) => void): Child => {
     // Each child gets its own process group: Ctrl-C reaches only `agon local`,
     // which then stops them in order (coordinator first, so it checkpoints).
+    // Its stdin is a pipe we never write to: it ends when we die, even by SIGKILL,
+    // and the child then stops itself (shared/cli/orphan.ts).
     const proc = spawn(process.execPath, [cli, ...args], {
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: ["pipe", "pipe", "pipe"],
       detached: true,
       env: childEnv,
     });
@@ -308,7 +319,10 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
     // NATS.
     let natsUrl = opts.nats;
     if (!natsUrl) {
-      natsServer = await spawnNatsServer({ missingHint: "pass --nats nats://host:port" });
+      natsServer = await spawnNatsServer({
+        missingHint: "pass --nats nats://host:port",
+        dieWithParent: true,
+      });
       natsUrl = natsServer.url;
       say(`local: started nats-server on ${natsUrl}`);
     }

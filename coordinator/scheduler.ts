@@ -19,6 +19,10 @@ export type Action =
   | { type: "taskReassigned"; taskId: string; from: string; to: string }
   /** A straggler: the microtask passed its deadline and also went to an idle worker; first result wins. */
   | { type: "taskReissued"; taskId: string; holder: string; to: string }
+  /** The worker missed its deadline in `quarantineAfter` phases in a row: no new microtasks, its own go elsewhere. */
+  | { type: "workerQuarantined"; workerId: string; reason: string }
+  /** A quarantined worker returned a result in time: it gets microtasks again. */
+  | { type: "workerReinstated"; workerId: string }
   /** All K results are in; `results[k]` is shard k's. */
   | { type: "phaseComplete"; step: number; phase: number; results: MicrotaskResult[] };
 
@@ -30,15 +34,40 @@ interface Member {
   leaseUntil: number;
   /** Join order, for a stable ownership layout. */
   seq: number;
+  /** When it last delivered a valid result (-Infinity before its first). */
+  lastResultAt: number;
+  /** Consecutive phases in which it missed a deadline. */
+  misses: number;
+  missedThisPhase: boolean;
+  /** Heartbeats but misses deadlines: gets only duplicate (probe) microtasks until one is in time. */
+  quarantined: boolean;
 }
 
 interface TaskState {
   ref: TaskRef;
-  /** Workers that currently hold this task (more than one after a re-issue). */
-  holders: Set<string>;
+  /** Workers that currently hold this task (more than one after a re-issue or a probe), with when each got it. */
+  holders: Map<string, number>;
   result: MicrotaskResult | null;
-  issuedAt: number;
 }
+
+/** How the scheduler sets microtask deadlines and treats members that miss them. */
+export interface DeadlinePolicy {
+  /** Deadline before any microtask of a phase kind has been measured (compile, warm-up). Default 30 s. */
+  firstMs: number;
+  /** Never shorter than this. Default 2 s. */
+  minMs: number;
+  /** Deadline = factor × the measured compute time of one microtask of the kind. Default 4. */
+  factor: number;
+  /** Quarantine a member after this many consecutive phases with a missed deadline. Default 2. */
+  quarantineAfter: number;
+}
+
+export const DEFAULT_DEADLINES: DeadlinePolicy = {
+  firstMs: 30_000,
+  minMs: 2000,
+  factor: 4,
+  quarantineAfter: 2,
+};
 
 export type SubmitVerdict = { ok: true } | { ok: false; reason: string };
 
@@ -46,13 +75,25 @@ export class Scheduler {
   private readonly members = new Map<string, Member>();
   private nextSeq = 0;
   private tasks: TaskState[] = [];
-  private current: { step: number; phase: number } | null = null;
+  private current: { step: number; phase: number; kind: string } | null = null;
   private deadlineMs = Number.POSITIVE_INFINITY;
+  /**
+   * Per phase kind: the lower median of the last phase's per-microtask service
+   * times (ms from a worker's previous result, or from the task's issue, to
+   * this result). A stalled microtask never yields a sample, so a hung member
+   * cannot stretch the deadline; honest workers hold most samples.
+   */
+  private readonly computeMs = new Map<string, number>();
+  private samples: number[] = [];
+  private readonly policy: DeadlinePolicy;
 
   constructor(
     private readonly shards: number,
     readonly leaseMs: number,
-  ) {}
+    policy: Partial<DeadlinePolicy> = {},
+  ) {
+    this.policy = { ...DEFAULT_DEADLINES, ...policy };
+  }
 
   /** A worker joined (or re-joined by name). Returns its id; any old session of that name is dropped. */
   join(name: string, now: number): { workerId: string; actions: Action[] } {
@@ -67,6 +108,10 @@ export class Scheduler {
       live: false,
       leaseUntil: now + this.leaseMs,
       seq: this.nextSeq++,
+      lastResultAt: Number.NEGATIVE_INFINITY,
+      misses: 0,
+      missedThisPhase: false,
+      quarantined: false,
     });
     return { workerId, actions };
   }
@@ -93,11 +138,10 @@ export class Scheduler {
     this.members.delete(workerId);
     const actions: Action[] = [{ type: "workerLost", workerId, reason }];
     for (const t of this.tasks) {
-      if (t.holders.delete(workerId) && t.result === null && t.holders.size === 0) {
+      if (t.holders.delete(workerId) && t.result === null && this.activeHolders(t).length === 0) {
         const to = this.leastLoaded();
         if (to) {
-          t.holders.add(to);
-          t.issuedAt = now;
+          t.holders.set(to, now);
           actions.push({ type: "taskReassigned", taskId: t.ref.taskId, from: workerId, to });
           actions.push({ type: "assign", workerId: to, task: t.ref });
         }
@@ -117,50 +161,91 @@ export class Scheduler {
       }
     }
     for (const t of this.tasks) {
-      if (t.result !== null || t.holders.size !== 1 || now - t.issuedAt <= this.deadlineMs)
-        continue;
+      if (t.result !== null) continue;
+      const active = this.activeHolders(t);
+      if (active.length !== 1) continue;
+      const holder = this.members.get(active[0])!;
+      if (now - this.progressSince(t, holder) <= this.deadlineMs) continue;
+      if (!holder.missedThisPhase) {
+        holder.missedThisPhase = true;
+        holder.misses++;
+        const others = this.liveMembers().some((x) => x.id !== holder.id && !x.quarantined);
+        if (holder.misses >= this.policy.quarantineAfter && others) {
+          actions.push(...this.quarantine(holder, now));
+          continue;
+        }
+      }
       const idle = this.liveMembers().find(
         (m) =>
           !t.holders.has(m.id) && !this.tasks.some((x) => x.result === null && x.holders.has(m.id)),
       );
       if (!idle) continue;
-      const [holder] = t.holders;
-      t.holders.add(idle.id);
-      actions.push({ type: "taskReissued", taskId: t.ref.taskId, holder, to: idle.id });
+      t.holders.set(idle.id, now);
+      actions.push({ type: "taskReissued", taskId: t.ref.taskId, holder: holder.id, to: idle.id });
       actions.push({ type: "assign", workerId: idle.id, task: t.ref });
     }
     return actions;
   }
 
   /**
-   * Starts phase (step, phase): K tasks, shard k to owner k mod live-count in
-   * join order. A task still unfinished `deadlineMs` after it was issued is
-   * also given to an idle worker (stragglers); the first result wins.
+   * Starts phase (step, phase) of `kind` (e.g. "D", "G"): K tasks, shard k to
+   * owner k mod live-count in join order, quarantined members left out; each
+   * quarantined member gets a duplicate of one task as a probe. A worker that
+   * holds an unfinished task and has delivered nothing for the deadline (the
+   * kind's measured compute time × factor, see DeadlinePolicy, or
+   * `deadlineMs` when given) is late: that task also goes to an idle worker
+   * (first result wins), and a member late in `quarantineAfter` phases in a
+   * row is quarantined.
    */
   startPhase(
     step: number,
     phase: number,
     versions: { G: number; D: number },
     now: number,
-    deadlineMs = Number.POSITIVE_INFINITY,
+    opts: { kind?: string; deadlineMs?: number } = {},
   ): Action[] {
-    this.current = { step, phase };
-    this.deadlineMs = deadlineMs;
-    const live = this.liveMembers();
+    const kind = opts.kind ?? "";
+    this.current = { step, phase, kind };
+    const measured = this.computeMs.get(kind);
+    this.deadlineMs =
+      opts.deadlineMs ??
+      (measured === undefined
+        ? this.policy.firstMs
+        : Math.max(this.policy.minMs, this.policy.factor * measured));
+    this.samples = [];
+    for (const m of this.members.values()) m.missedThisPhase = false;
+    const all = this.liveMembers();
+    const healthy = all.filter((m) => !m.quarantined);
+    // Better a slow member than none.
+    const owners = healthy.length > 0 ? healthy : all;
     this.tasks = Array.from({ length: this.shards }, (_, shard) => ({
       ref: { taskId: `${step}.${phase}.${shard}`, step, phase, shard, versions: { ...versions } },
-      holders: new Set<string>(),
+      holders: new Map<string, number>(),
       result: null,
-      issuedAt: now,
     }));
     const actions: Action[] = [];
-    if (live.length === 0) return actions;
+    if (owners.length === 0) return actions;
     for (const t of this.tasks) {
-      const owner = live[t.ref.shard % live.length].id;
-      t.holders.add(owner);
+      const owner = owners[t.ref.shard % owners.length].id;
+      t.holders.set(owner, now);
       actions.push({ type: "assign", workerId: owner, task: t.ref });
     }
+    // Probes: the last shards (last in their owners' queues), so a probe that is in time can win.
+    if (owners === healthy) {
+      all
+        .filter((m) => m.quarantined)
+        .forEach((m, i) => {
+          const t = this.tasks[this.shards - 1 - (i % this.shards)];
+          t.holders.set(m.id, now);
+          actions.push({ type: "assign", workerId: m.id, task: t.ref });
+        });
+    }
     return actions;
+  }
+
+  /** The deadline (ms) of the current phase; for status displays and tests. */
+  get deadline(): number {
+    return this.deadlineMs;
   }
 
   /** Validates and records a result. The first valid result for a task wins; later ones are dropped. */
@@ -178,6 +263,16 @@ export class Scheduler {
       };
     m.leaseUntil = now + this.leaseMs;
     const t = this.tasks.find((x) => x.ref.taskId === taskId);
+    const inTime =
+      t?.holders.has(workerId) === true && now - this.progressSince(t, m) <= this.deadlineMs;
+    const actions: Action[] = [];
+    if (inTime) {
+      m.misses = 0;
+      if (m.quarantined) {
+        m.quarantined = false;
+        actions.push({ type: "workerReinstated", workerId });
+      }
+    }
     if (!t)
       return {
         verdict: { ok: false, reason: `task ${taskId} is not part of the current phase` },
@@ -190,15 +285,17 @@ export class Scheduler {
       };
     }
     if (t.result !== null)
-      return { verdict: { ok: false, reason: `duplicate result for ${taskId}` }, actions: [] };
+      return { verdict: { ok: false, reason: `duplicate result for ${taskId}` }, actions };
+    if (m.live) this.samples.push(now - this.progressSince(t, m));
+    m.lastResultAt = now;
     t.result = result;
-    const actions: Action[] = [];
-    for (const other of t.holders) {
+    for (const other of t.holders.keys()) {
       if (other !== workerId)
         actions.push({ type: "cancel", workerId: other, taskId, reason: "result already in" });
     }
     if (this.tasks.every((x) => x.result !== null) && this.current) {
       const results = this.tasks.map((x) => x.result!);
+      if (this.samples.length > 0) this.computeMs.set(this.current.kind, lowerMedian(this.samples));
       actions.push({
         type: "phaseComplete",
         step: this.current.step,
@@ -230,7 +327,7 @@ export class Scheduler {
   ownership(): Map<string, number[]> {
     const out = new Map<string, number[]>();
     for (const m of this.liveMembers()) out.set(m.id, []);
-    for (const t of this.tasks) for (const h of t.holders) out.get(h)?.push(t.ref.shard);
+    for (const t of this.tasks) for (const h of t.holders.keys()) out.get(h)?.push(t.ref.shard);
     return out;
   }
 
@@ -249,25 +346,63 @@ export class Scheduler {
   private assignOrphans(now: number): Action[] {
     const actions: Action[] = [];
     for (const t of this.tasks) {
-      if (t.result === null && t.holders.size === 0) {
+      if (t.result === null && this.activeHolders(t).length === 0) {
         const to = this.leastLoaded();
         if (!to) break;
-        t.holders.add(to);
-        t.issuedAt = now;
+        t.holders.set(to, now);
         actions.push({ type: "assign", workerId: to, task: t.ref });
       }
     }
     return actions;
   }
 
-  /** The live worker holding the fewest unfinished tasks (ties: earliest joined). */
+  /** Holders of `t` that are not quarantined (a quarantined one holds it only as a probe). */
+  private activeHolders(t: TaskState): string[] {
+    return [...t.holders.keys()].filter((id) => !this.members.get(id)?.quarantined);
+  }
+
+  /** Since when `m` owes progress on `t`: its last result, or when it got `t` if later. */
+  private progressSince(t: TaskState, m: Member): number {
+    return Math.max(t.holders.get(m.id) ?? Number.POSITIVE_INFINITY, m.lastResultAt);
+  }
+
+  /** Quarantines `m` and moves the unfinished tasks only it holds to the least loaded healthy workers. */
+  private quarantine(m: Member, now: number): Action[] {
+    m.quarantined = true;
+    const actions: Action[] = [
+      {
+        type: "workerQuarantined",
+        workerId: m.id,
+        reason: `missed the microtask deadline (${Math.round(this.deadlineMs)} ms) in ${m.misses} phases in a row while heartbeating`,
+      },
+    ];
+    for (const t of this.tasks) {
+      if (t.result !== null || !t.holders.has(m.id) || this.activeHolders(t).length > 0) continue;
+      const to = this.leastLoaded();
+      if (!to) break;
+      t.holders.set(to, now);
+      actions.push({ type: "taskReassigned", taskId: t.ref.taskId, from: m.id, to });
+      actions.push({ type: "assign", workerId: to, task: t.ref });
+    }
+    return actions;
+  }
+
+  /** The live, not quarantined worker holding the fewest unfinished tasks (ties: earliest joined); any live one if all are quarantined. */
   private leastLoaded(): string | undefined {
     let best: { id: string; load: number } | undefined;
-    for (const m of this.liveMembers()) {
+    const live = this.liveMembers();
+    const healthy = live.filter((m) => !m.quarantined);
+    for (const m of healthy.length > 0 ? healthy : live) {
       let load = 0;
       for (const t of this.tasks) if (t.result === null && t.holders.has(m.id)) load++;
       if (!best || load < best.load) best = { id: m.id, load };
     }
     return best?.id;
   }
+}
+
+/** The lower median: with as many slow samples as fast ones, the fast side wins. */
+function lowerMedian(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor((sorted.length - 1) / 2)];
 }

@@ -21,7 +21,7 @@ import {
   latentNoise,
   type MicrotaskResult,
 } from "./microtask.js";
-import { buildModel, type GanModel, toTensors } from "./models.js";
+import { buildModel, type GanModel, toTensors } from "./models/index.js";
 import { roundValues } from "./precision.js";
 import { hashSeed, Rng, SeedDomain } from "./rng.js";
 import type { MicrotaskSpec } from "./schedule.js";
@@ -142,7 +142,9 @@ export async function generateSamples(
 ): Promise<Float32Array> {
   const z = latentNoise(hashSeed(seed, SeedDomain.sampleNoise), count, model.latentDim);
   const out = tf.tidy(() =>
-    model.g.apply(toTensors(model.g, gWeights), tf.tensor2d(z, [count, model.latentDim])),
+    model.g.apply(toTensors(model.g, gWeights), tf.tensor2d(z, [count, model.latentDim]), {
+      training: false,
+    }),
   );
   const data = (await out.data()) as Float32Array;
   out.dispose();

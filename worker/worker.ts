@@ -7,6 +7,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { CoordinatorClient } from "../proto/gen/agon/v1/Coordinator.js";
 import type { CoordinatorMessage__Output } from "../proto/gen/agon/v1/CoordinatorMessage.js";
 import type { GradientChunk } from "../proto/gen/agon/v1/GradientChunk.js";
+import type { JoinResponse__Output } from "../proto/gen/agon/v1/JoinResponse.js";
 import type { Microtask__Output } from "../proto/gen/agon/v1/Microtask.js";
 import type { ParamChunk__Output } from "../proto/gen/agon/v1/ParamChunk.js";
 import type { RunInfoReply__Output } from "../proto/gen/agon/v1/RunInfoReply.js";
@@ -50,6 +51,12 @@ export interface WorkerOptions {
   dataPath?: string;
   /** How long to wait for a NATS broadcast before fetching over gRPC. */
   natsWaitMs?: number;
+  /**
+   * How long (ms) to keep retrying Join while the coordinator is unreachable,
+   * at start and after losing it mid-run; 0 waits forever. Default 10 minutes:
+   * long enough for a rescheduled pod or a rebooted node to come back.
+   */
+  coordinatorTimeoutMs?: number;
   log?: (line: string) => void;
 }
 
@@ -58,6 +65,15 @@ export interface WorkerOptions {
  * microtask: 2 hides one upload behind one compute and bounds the memory held.
  */
 const UPLOADS_IN_FLIGHT = 2;
+
+/** Default for WorkerOptions.coordinatorTimeoutMs: 10 minutes. */
+export const DEFAULT_COORDINATOR_TIMEOUT_MS = 600_000;
+
+/** How often a waiting worker says what it waits for. */
+const WAITING_LOG_MS = 10_000;
+
+/** The coordinator stayed unreachable for the whole --coordinator-timeout. */
+export class CoordinatorUnreachableError extends Error {}
 
 export class Worker {
   private client!: CoordinatorClient;
@@ -80,6 +96,9 @@ export class Worker {
   /** This worker's dataset fingerprint and open error, sent with every Join. */
   private dataset: { fingerprint: string; error: string } = { fingerprint: "", error: "" };
   private heartbeat: NodeJS.Timeout | undefined;
+  /** The pending Join retry, cleared on shutdown so a stopped worker exits at once. */
+  private retry: NodeJS.Timeout | undefined;
+  private stopWaiting: () => void = () => {};
   private finishedStep: number | null = null;
   /** Why the worker stopped on its own (damaged data), for the CLI's error line. */
   failure: Error | null = null;
@@ -105,9 +124,13 @@ export class Worker {
     this.backend = backend;
     // Open this host's copy of the run's data before joining, so the coordinator
     // can refuse data that is not the run's before it hands out any microtask.
-    const info = await this.retryUnavailable<RunInfoReply__Output>("run info", (deadline, done) =>
-      this.client.RunInfo({}, callMetadata(this.opts.joinToken), { deadline }, done),
+    const info = await this.patiently<RunInfoReply__Output>(
+      "RunInfo",
+      (deadline, done) =>
+        this.client.RunInfo({}, callMetadata(this.opts.joinToken), { deadline }, done),
+      (err) => new Error(`run info from ${this.opts.coordinator} failed: ${whyFailed(err)}`),
     );
+    if (!info) return; // stopped while waiting for the coordinator
     this.cfg = parseConfig(JSON.parse(info.configJson), "config from coordinator");
     let dataset: SampleSource | null = null;
     try {
@@ -118,6 +141,7 @@ export class Worker {
       this.dataset = { fingerprint: "", error: err.message };
     }
     const joined = await this.join(backend);
+    if (!joined) return; // stopped while waiting for the coordinator
     this.configJson = joined.configJson;
     if (!dataset) throw new DatasetError(this.dataset.error);
     this.runner = new MicrotaskRunner(this.cfg, dataset);
@@ -157,41 +181,78 @@ export class Worker {
     return { ...cfg, dataset: { ...cfg.dataset, path } };
   }
 
-  /** A unary call, retried for up to a minute while the coordinator is unreachable. */
-  private retryUnavailable<T>(
+  /**
+   * A unary call to the coordinator, retried with backoff (100 ms doubling to 2 s)
+   * while the coordinator is unreachable (it may be restarting), for up to
+   * coordinatorTimeoutMs; says every ~10 s what it waits for. Resolves null when
+   * the worker is stopped while waiting; rejects with CoordinatorUnreachableError
+   * after the timeout, or with `refused(err)` when the coordinator answers an error.
+   */
+  private patiently<T>(
     what: string,
     call: (deadline: number, done: (err: grpc.ServiceError | null, res?: T) => void) => void,
-  ): Promise<T> {
-    const giveUpAt = Date.now() + 60_000;
+    refused: (err: grpc.ServiceError | null) => Error,
+  ): Promise<T | null> {
+    const timeoutMs = this.opts.coordinatorTimeoutMs ?? DEFAULT_COORDINATOR_TIMEOUT_MS;
+    const since = Date.now();
+    let nextLog = since + WAITING_LOG_MS;
+    const limit = timeoutMs === 0 ? "no time limit" : `giving up after ${formatSeconds(timeoutMs)}`;
     return new Promise((resolve, reject) => {
+      // shutdown() ends the wait at once, even between two attempts.
+      this.stopWaiting = () => resolve(null);
       const attempt = (n: number) => {
+        if (this.closed) {
+          resolve(null);
+          return;
+        }
         call(Date.now() + 2000, (err, res) => {
-          if (err || !res) {
-            const transient =
-              err?.code === grpc.status.UNAVAILABLE || err?.code === grpc.status.DEADLINE_EXCEEDED;
-            if (transient && Date.now() < giveUpAt && !this.closed) {
-              setTimeout(() => attempt(n + 1), Math.min(1000, 100 * 2 ** n));
-              return;
-            }
+          if (this.closed) {
+            resolve(null);
+            return;
+          }
+          if (!err && res) {
+            resolve(res);
+            return;
+          }
+          const transient =
+            err?.code === grpc.status.UNAVAILABLE || err?.code === grpc.status.DEADLINE_EXCEEDED;
+          if (!transient) {
+            reject(refused(err));
+            return;
+          }
+          const now = Date.now();
+          if (timeoutMs !== 0 && now - since >= timeoutMs) {
             reject(
-              new Error(
-                `${what} from ${this.opts.coordinator} failed: ${err?.details ?? "no reply"}`,
+              new CoordinatorUnreachableError(
+                `no coordinator at ${this.opts.coordinator} for ${formatSeconds(now - since)} (--coordinator-timeout); last error: ${whyFailed(err)}`,
               ),
             );
             return;
           }
-          resolve(res);
+          if (now >= nextLog) {
+            nextLog = now + WAITING_LOG_MS;
+            this.log(
+              `worker ${this.opts.name}: waiting for the coordinator at ${this.opts.coordinator} to answer ${what} (${whyFailed(err)}); ${formatSeconds(now - since)} so far, ${limit}`,
+            );
+          }
+          this.retry = setTimeout(() => attempt(n + 1), Math.min(2000, 100 * 2 ** n));
         });
       };
       attempt(0);
     });
   }
 
-  /** Joins, retrying for up to a minute while the coordinator is unreachable (it may be restarting). */
-  private join(backend: string): Promise<{ workerId: string; runId: string; configJson: string }> {
-    const giveUpAt = Date.now() + 60_000;
-    return new Promise((resolve, reject) => {
-      const attempt = (n: number) => {
+  /**
+   * Joins (patiently, see above) with this host's dataset fingerprint. Resolves null
+   * when stopped while waiting; a refusal of this host's data rejects with a
+   * DatasetError naming both fingerprints.
+   */
+  private async join(
+    backend: string,
+  ): Promise<{ workerId: string; runId: string; configJson: string } | null> {
+    const res = await this.patiently<JoinResponse__Output>(
+      "Join",
+      (deadline, done) =>
         this.client.Join(
           {
             workerName: this.opts.name,
@@ -201,34 +262,18 @@ export class Worker {
             datasetError: this.dataset.error,
           },
           callMetadata(this.opts.joinToken),
-          { deadline: Date.now() + 2000 },
-          (err, res) => {
-            if (err || !res) {
-              const transient =
-                err?.code === grpc.status.UNAVAILABLE ||
-                err?.code === grpc.status.DEADLINE_EXCEEDED;
-              if (transient && Date.now() < giveUpAt && !this.closed) {
-                setTimeout(() => attempt(n + 1), Math.min(1000, 100 * 2 ** n));
-                return;
-              }
-              if (err?.code === grpc.status.FAILED_PRECONDITION) {
-                // The coordinator refused this host's data: the message names both fingerprints.
-                reject(new DatasetError(`the coordinator refused this worker: ${err.details}`));
-                return;
-              }
-              reject(
-                new Error(`join ${this.opts.coordinator} failed: ${err?.details ?? "no reply"}`),
-              );
-              return;
-            }
-            this.workerId = res.workerId;
-            this.session = res.session;
-            resolve(res);
-          },
-        );
-      };
-      attempt(0);
-    });
+          { deadline },
+          done,
+        ),
+      (err) =>
+        err?.code === grpc.status.FAILED_PRECONDITION
+          ? new DatasetError(`the coordinator refused this worker: ${err.details}`)
+          : new Error(`join ${this.opts.coordinator} failed: ${whyFailed(err)}`),
+    );
+    if (!res) return null;
+    this.workerId = res.workerId;
+    this.session = res.session;
+    return res;
   }
 
   private openWork(): void {
@@ -275,13 +320,16 @@ export class Worker {
     this.cancelled.clear();
     try {
       const joined = await this.join(this.backend);
+      if (!joined) return; // stopped while waiting
       if (joined.configJson !== this.configJson) {
         this.log(`worker ${this.workerId}: the coordinator now runs a different config; exiting`);
         this.shutdown(1);
         return;
       }
     } catch (err) {
-      this.log(`worker: could not re-join: ${(err as Error).message}`);
+      this.log(
+        `agon: error: worker ${this.opts.name} could not re-join: ${(err as Error).message}`,
+      );
       this.shutdown(1);
       return;
     }
@@ -301,6 +349,8 @@ export class Worker {
     this.closed = true;
     this.queue.length = 0;
     if (this.heartbeat) clearInterval(this.heartbeat);
+    if (this.retry) clearTimeout(this.retry);
+    this.stopWaiting();
     this.stream?.end();
     this.stream = null;
     this.params?.close();
@@ -494,4 +544,21 @@ export class Worker {
       });
     });
   }
+}
+
+/** "45 s", "10 min", "1.5 min": a duration as a log line says it. */
+function formatSeconds(ms: number): string {
+  const s = Math.round(ms / 1000);
+  return s < 120 ? `${s} s` : `${Math.round((s / 60) * 10) / 10} min`;
+}
+
+/** A failed call's reason in a few words: grpc-js wraps a refused connection in two sentences of prose. */
+function whyFailed(err: grpc.ServiceError | null): string {
+  const details = err?.details ?? "no reply";
+  return (
+    details
+      .replace(/\s*Resolution note:.*$/s, "")
+      .replace(/^No connection established\. Last error: (Error: )?/, "")
+      .replace(/\.$/, "") || "no reply"
+  );
 }

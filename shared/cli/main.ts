@@ -13,6 +13,7 @@ import { registerTrainCommand } from "./commands/train.js";
 import { registerWatchCommand } from "./commands/watch.js";
 import { registerWorkerCommand } from "./commands/worker.js";
 import { addNatsAuthOptions } from "./nats-options.js";
+import { stopWhenParentDies } from "./orphan.js";
 
 export function buildCli(): Command {
   const program = new Command("agon")
@@ -85,9 +86,11 @@ export const USER_ERROR_NAMES: ReadonlySet<string> = new Set([
   "WatchError",
   "ExportError",
   "SecurityError",
+  "RunDirError",
 ]);
 
 export async function main(argv: string[]): Promise<number> {
+  stopWhenParentDies();
   const program = buildCli();
   try {
     await program.parseAsync(argv, { from: "user" });

@@ -79,3 +79,15 @@ export function parseNatsUrls(value: string): string[] {
   if (urls.length === 0) throw new ConfigError("--nats: give at least one URL");
   return urls;
 }
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, min: 60_000, h: 3_600_000 };
+
+/**
+ * A duration flag ("90s", "10m", "1h", "500ms"; a bare number is seconds) in
+ * milliseconds, a non-negative integer; ConfigError naming `flag` otherwise.
+ */
+export function parseDuration(value: string, flag: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$/.exec(value);
+  if (!m) throw new ConfigError(`${flag}: expected a duration like 90s, 10m or 0, got "${value}"`);
+  return Math.round(Number(m[1]) * UNIT_MS[m[2] ?? "s"]);
+}

@@ -4,7 +4,13 @@ import { hostname } from "node:os";
 import type { Command } from "commander";
 import type { BackendName } from "../../backend-names.js";
 import { natsAuthFromOptions } from "../nats-options.js";
-import { backendOption, JOIN_TOKEN_HELP, parseHostPort, parseNatsUrls } from "../options.js";
+import {
+  backendOption,
+  JOIN_TOKEN_HELP,
+  parseDuration,
+  parseHostPort,
+  parseNatsUrls,
+} from "../options.js";
 
 /** `<host>-<pid>`, the host name cut to 40 safe characters: unique per process on a cluster. */
 export function defaultWorkerName(): string {
@@ -31,6 +37,11 @@ export function registerWorkerCommand(program: Command): Command {
     .option("--tls-server-name <name>", "name expected in the coordinator's certificate")
     .option("--join-token-file <file>", JOIN_TOKEN_HELP)
     .option(
+      "--coordinator-timeout <duration>",
+      "how long to keep retrying an unreachable coordinator (e.g. 90s, 10m, 1h; 0 = forever)",
+      "10m",
+    )
+    .option(
       "--data-path <dir>",
       "this host's copy of the run's dataset (instead of the config's dataset.path)",
     )
@@ -38,6 +49,10 @@ export function registerWorkerCommand(program: Command): Command {
     .action(async (opts: Record<string, unknown>) => {
       const coordinator = parseHostPort(opts.coordinator as string, "--coordinator");
       const nats = parseNatsUrls(opts.nats as string);
+      const coordinatorTimeoutMs = parseDuration(
+        opts.coordinatorTimeout as string,
+        "--coordinator-timeout",
+      );
       const { loadJoinToken } = await import("../../security.js");
       const { Worker } = await import("../../../worker/worker.js");
       const worker = new Worker({
@@ -54,6 +69,7 @@ export function registerWorkerCommand(program: Command): Command {
         joinToken: loadJoinToken(opts.joinTokenFile as string | undefined),
         name: opts.name as string,
         backend: opts.backend as BackendName,
+        coordinatorTimeoutMs,
         dataPath: opts.dataPath as string | undefined,
       });
       const stop = () => void worker.stop();
