@@ -3,9 +3,10 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { type BackendName, initBackend } from "../shared/backend.js";
+import { parseConfig, type RunConfig } from "../shared/config.js";
 import { computeFd, type FidDataset } from "../shared/fid.js";
 import { CLASSIFIER_RECIPE, recipeHash } from "../shared/fid-classifier.js";
-import { buildModel } from "../shared/models.js";
+import { buildModel } from "../shared/models/index.js";
 import { generateSamples } from "../shared/runner.js";
 import {
   type CheckpointData,
@@ -27,6 +28,8 @@ export interface EvalOptions {
   seed?: number;
   /** Activated before sampling; leave out to use the active backend. */
   backend?: BackendName;
+  /** Default: "ema" when the checkpoint has an EMA generator, else "raw". */
+  weights?: "ema" | "raw";
   log?: (line: string) => void;
 }
 
@@ -35,6 +38,8 @@ export interface EvalResult {
   step: number;
   dataset: FidDataset;
   model: string;
+  /** Which generator was evaluated: the EMA one or G as trained. */
+  weights: "ema" | "raw";
   n: number;
   seed: number;
   fd: number;
@@ -70,8 +75,19 @@ export async function evalCheckpoint(dir: string, opts: EvalOptions = {}): Promi
     throw new EvaluationError(`--n must be an integer >= 2, got ${n}`);
   const t0 = performance.now();
   const found = await findCheckpoint(dir, log);
-  const gWeights = found.data.weights.G;
-  const cfg = found.manifest.config;
+  const weights = opts.weights ?? (found.data.ema ? "ema" : "raw");
+  if (weights === "ema" && !found.data.ema) {
+    throw new EvaluationError(
+      `${found.dir} has no EMA generator (the run had ema: false); use --weights raw`,
+    );
+  }
+  const gWeights = weights === "ema" ? found.data.ema! : found.data.weights.G;
+  let cfg: RunConfig;
+  try {
+    cfg = parseConfig(found.manifest.config, `${found.dir}/manifest.json config`);
+  } catch (err) {
+    throw new EvaluationError((err as Error).message);
+  }
   const dataset = cfg?.dataset?.name;
   if (dataset !== "mnist" && dataset !== "fashion-mnist") {
     throw new EvaluationError(
@@ -79,7 +95,12 @@ export async function evalCheckpoint(dir: string, opts: EvalOptions = {}): Promi
     );
   }
   const backend = opts.backend ? await initBackend(opts.backend, log) : undefined;
-  const model = buildModel(cfg.model, [28, 28, 1]);
+  let model: ReturnType<typeof buildModel>;
+  try {
+    model = buildModel(cfg.model, [28, 28, 1]);
+  } catch (err) {
+    throw new EvaluationError(`${found.dir}: ${(err as Error).message}`);
+  }
   if (gWeights.length !== model.g.size) {
     throw new EvaluationError(
       `${found.dir}: G has ${gWeights.length} weights, its config's ${cfg.model.name} needs ${model.g.size}`,
@@ -93,6 +114,7 @@ export async function evalCheckpoint(dir: string, opts: EvalOptions = {}): Promi
     step: found.manifest.step,
     dataset,
     model: cfg.model.name,
+    weights,
     n,
     seed,
     fd,
@@ -103,5 +125,5 @@ export async function evalCheckpoint(dir: string, opts: EvalOptions = {}): Promi
 }
 
 export function formatEval(r: EvalResult): string {
-  return `fd ${r.fd.toFixed(3)} (${r.dataset}, ${r.model} step ${r.step}, n ${r.n}, seed ${r.seed}, classifier ${r.classifier}, ${r.backend}, ${r.seconds} s) ${r.checkpoint}`;
+  return `fd ${r.fd.toFixed(3)} (${r.dataset}, ${r.model} step ${r.step}, ${r.weights} weights, n ${r.n}, seed ${r.seed}, classifier ${r.classifier}, ${r.backend}, ${r.seconds} s) ${r.checkpoint}`;
 }

@@ -23,6 +23,7 @@ import {
 } from "../shared/nats.js";
 import { Progress, type ProgressInfo } from "../shared/progress.js";
 import { type NatsAuthFiles, randomSecret } from "../shared/security.js";
+import { assertRunDirFree } from "./rundir.js";
 
 /** The `agon` command the children run. */
 export const AGON_CLI = resolve(import.meta.dirname, "../shared/cli/agon.js");
@@ -209,6 +210,12 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
   const cli = opts.agonCli ?? AGON_CLI;
   const tty = Boolean(out.isTTY);
   const started = performance.now();
+  // Refused before anything starts when a live process owns the run dir (the coordinator takes the lock).
+  try {
+    assertRunDirFree(cfg.run.dir);
+  } catch (err) {
+    throw new LocalError((err as Error).message);
+  }
 
   // --- Output: own lines, child lines and the live status line share stderr.
   let progress: Progress | null = null;

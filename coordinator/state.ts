@@ -5,10 +5,11 @@ import { FlatAdam } from "../shared/adam.js";
 import type { RunConfig } from "../shared/config.js";
 import { weightsHash } from "../shared/hash.js";
 import { aggregateGradients, type MicrotaskResult, type Phase } from "../shared/microtask.js";
-import { type GanModel, initWeights } from "../shared/models.js";
+import { type GanModel, initWeights } from "../shared/models/index.js";
 import { hashSeed, SeedDomain } from "../shared/rng.js";
 import { phaseKind, phasesPerStep } from "../shared/schedule.js";
 import type { CheckpointData } from "./checkpoint.js";
+import { EmaGenerator } from "./ema.js";
 
 export interface PhaseSummary {
   step: number;
@@ -29,8 +30,11 @@ export class TrainingState {
   phase = 0;
   /** Optimizer updates applied to each network; travels with parameters. */
   versions = { G: 0, D: 0 };
+  /** Each network's flat array: trainable parameters, then state (see shared/models). */
   readonly weights: { G: Float32Array; D: Float32Array };
   adam: { G: FlatAdam; D: FlatAdam };
+  /** The EMA generator (config `ema`), never sent to workers; null when off. */
+  readonly ema: EmaGenerator | null;
 
   constructor(
     readonly cfg: RunConfig,
@@ -41,9 +45,10 @@ export class TrainingState {
       D: initWeights(model.d, hashSeed(cfg.seed, SeedDomain.initD)),
     };
     this.adam = {
-      G: new FlatAdam(model.g.size, cfg.optimizer.g),
-      D: new FlatAdam(model.d.size, cfg.optimizer.d),
+      G: new FlatAdam(model.g.trainableSize, cfg.optimizer.g),
+      D: new FlatAdam(model.d.trainableSize, cfg.optimizer.d),
     };
+    this.ema = cfg.ema ? new EmaGenerator(cfg.ema, cfg.batch, model.g, this.weights.G) : null;
   }
 
   /** Continues from a checkpoint; sizes must match this model. */
@@ -56,8 +61,10 @@ export class TrainingState {
       }
       this.weights[net].set(data.weights[net]);
     }
-    this.adam.G = new FlatAdam(this.model.g.size, this.cfg.optimizer.g, data.adam.G);
-    this.adam.D = new FlatAdam(this.model.d.size, this.cfg.optimizer.d, data.adam.D);
+    this.adam.G = new FlatAdam(this.model.g.trainableSize, this.cfg.optimizer.g, data.adam.G);
+    this.adam.D = new FlatAdam(this.model.d.trainableSize, this.cfg.optimizer.d, data.adam.D);
+    // A checkpoint without an EMA blob (written with ema off, or before it existed) starts it from G.
+    this.ema?.restore(data.ema ?? this.weights.G);
     this.step = data.step;
     this.phase = data.phase;
     this.versions = { ...data.versions };
@@ -71,6 +78,7 @@ export class TrainingState {
       versions: { ...this.versions },
       weights: { G: this.weights.G.slice(), D: this.weights.D.slice() },
       adam: { G: this.adam.G.exportState(), D: this.adam.D.exportState() },
+      ...(this.ema ? { ema: this.ema.weights.slice() } : {}),
     };
   }
 
@@ -82,9 +90,17 @@ export class TrainingState {
     return phaseKind(this.cfg, this.phase);
   }
 
+  /** G's weights for samples, eval and export: the EMA generator when kept, else G itself. */
+  get sampleWeights(): Float32Array {
+    return this.ema?.weights ?? this.weights.G;
+  }
+
   /**
    * Applies the current phase: `results[k]` is shard k's microtask result.
-   * Gradients are combined in shard order, then one Adam update is made.
+   * Gradients are combined in shard order, then one Adam update is made to
+   * the network's parameters; its state then advances in shard order from the
+   * microtasks' reports (batch-norm running statistics) and from the new
+   * weights (spectral-norm vectors); after a G update the EMA generator follows.
    */
   applyPhase(results: ReadonlyArray<MicrotaskResult>): PhaseSummary {
     if (results.length !== this.cfg.shards) {
@@ -93,9 +109,30 @@ export class TrainingState {
       );
     }
     const kind = this.kind;
-    const grad = aggregateGradients(results);
-    this.adam[kind].step(this.weights[kind], grad);
+    const net = kind === "G" ? this.model.g : this.model.d;
+    const n = net.trainableSize;
+    const expected = n + net.reportSize;
+    for (const r of results) {
+      if (r.grad.length !== expected)
+        throw new RangeError(
+          `applyPhase: a ${kind} result has ${r.grad.length} values, expected ${expected}`,
+        );
+    }
+    const grad = aggregateGradients(
+      results.map((r) => ({ grad: r.grad.subarray(0, n), count: r.count })),
+    );
+    const weights = this.weights[kind];
+    this.adam[kind].step(weights.subarray(0, n), grad);
+    if (net.reportSize > 0) {
+      net.absorbReports(
+        weights,
+        results.map((r) => r.grad.subarray(n)),
+        results.map((r) => r.count),
+      );
+    }
+    net.advanceState(weights);
     this.versions[kind] += 1;
+    if (kind === "G") this.ema?.update(weights, this.versions.G);
     const summary: PhaseSummary = {
       step: this.step,
       phase: this.phase,
@@ -115,8 +152,10 @@ export class TrainingState {
     return summary;
   }
 
-  hashes(): { G: string; D: string } {
-    return { G: weightsHash(this.weights.G), D: weightsHash(this.weights.D) };
+  /** sha256 of each network's flat array (parameters and state) and of the EMA generator when kept. */
+  hashes(): { G: string; D: string; ema?: string } {
+    const h = { G: weightsHash(this.weights.G), D: weightsHash(this.weights.D) };
+    return this.ema ? { ...h, ema: weightsHash(this.ema.weights) } : h;
   }
 }
 

@@ -8,6 +8,7 @@ import { CheckpointError } from "../coordinator/checkpoint.js";
 import { EvaluationError } from "../coordinator/eval.js";
 import { ExportError } from "../coordinator/export.js";
 import { LocalError } from "../coordinator/local.js";
+import { RunDirError } from "../coordinator/rundir.js";
 import { WatchError } from "../coordinator/watch.js";
 import { USER_ERROR_NAMES } from "../shared/cli/main.js";
 import { ConfigError } from "../shared/config.js";
@@ -17,7 +18,7 @@ import { NatsError } from "../shared/nats.js";
 import { SecurityError } from "../shared/security.js";
 import { runAgon, tempDir, tinyRing } from "./helpers/cli.js";
 
-const TRACE = ["--import", resolve(import.meta.dirname, "helpers/trace-imports.mjs")];
+const TRACE = ["--import", resolve(import.meta.dirname, "helpers/trace-imports.js")];
 const HEAVY = ["@tensorflow/", "@grpc/", "@nats-io/", "prom-client", "webgpu"];
 
 /** Runs agon with every resolved module URL recorded; returns the result, the URLs and the wall time. */
@@ -86,6 +87,7 @@ describe("agon start-up", () => {
       WatchError,
       ExportError,
       SecurityError,
+      RunDirError,
     ];
     const names = classes.map((Cls) => new Cls("x").name);
     expect(names).toEqual(classes.map((Cls) => Cls.name));

@@ -9,7 +9,7 @@ import {
   type MicrotaskInput,
   type Phase,
 } from "../shared/microtask.js";
-import { buildModel, initWeights } from "../shared/models.js";
+import { buildModel, initWeights } from "../shared/models/index.js";
 import { Rng } from "../shared/rng.js";
 
 beforeAll(async () => {

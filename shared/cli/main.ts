@@ -5,6 +5,7 @@
 import type { EventEmitter } from "node:events";
 import { Command, CommanderError, type Option } from "commander";
 import { registerCoordinatorCommand } from "./commands/coordinator.js";
+import { registerDataCommand } from "./commands/data.js";
 import { registerEvalCommand } from "./commands/eval.js";
 import { registerExportCommand, registerSampleCommand } from "./commands/export.js";
 import { registerLocalCommand } from "./commands/local.js";
@@ -28,6 +29,7 @@ export function buildCli(): Command {
   registerWatchCommand(program);
   registerSampleCommand(program);
   registerExportCommand(program);
+  registerDataCommand(program);
 
   for (const cmd of program.commands) {
     if (["coordinator", "worker", "watch", "local"].includes(cmd.name())) addNatsAuthOptions(cmd);
@@ -84,6 +86,7 @@ export const USER_ERROR_NAMES: ReadonlySet<string> = new Set([
   "WatchError",
   "ExportError",
   "SecurityError",
+  "RunDirError",
 ]);
 
 export async function main(argv: string[]): Promise<number> {

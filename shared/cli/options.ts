@@ -8,8 +8,8 @@ import { ConfigError, loadConfig, type RunConfig } from "../config.js";
 export const CONFIG_FLAGS: Array<[flag: string, key: string, help: string]> = [
   ["--model <name>", "model.name", "model: mlp | dcgan"],
   ["--loss <name>", "loss.name", "loss: non-saturating | minimax | wgan-gp | hinge"],
-  ["--dataset <name>", "dataset.name", "dataset: mnist | fashion-mnist | folder | ring"],
-  ["--data-path <dir>", "dataset.path", "image folder for --dataset folder"],
+  ["--dataset <name>", "dataset.name", "dataset: mnist | fashion-mnist | folder | prepared | ring"],
+  ["--data-path <dir>", "dataset.path", "dataset directory for --dataset folder or prepared"],
   ["--steps <n>", "steps", "training steps (one step = kD D phases + kG G phases)"],
   ["--batch <n>", "batch", "global batch per phase, a multiple of --shards"],
   ["--shards <k>", "shards", "K, the number of data shards and microtasks per phase"],

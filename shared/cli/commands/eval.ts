@@ -36,10 +36,17 @@ export function registerEvalCommand(program: Command): Command {
     .addOption(
       new Option("--backend <name>", "compute backend").choices([...BACKEND_NAMES]).default("auto"),
     )
+    .addOption(
+      new Option(
+        "--weights <which>",
+        "the EMA generator or G as trained (default: ema when kept)",
+      ).choices(["ema", "raw"]),
+    )
     .option("--json", "print the result as one JSON line instead")
     .action(async (opts: Record<string, unknown>) => {
       const { evalCheckpoint, formatEval } = await import("../../../coordinator/eval.js");
       const result = await evalCheckpoint(opts.checkpoint as string, {
+        weights: opts.weights as "ema" | "raw" | undefined,
         n: opts.n as number,
         seed: opts.seed as number,
         backend: opts.backend as BackendName,

@@ -30,6 +30,12 @@ export function registerSampleCommand(program: Command): Command {
     .addOption(
       new Option("--backend <name>", "compute backend").choices([...BACKEND_NAMES]).default("auto"),
     )
+    .addOption(
+      new Option(
+        "--weights <which>",
+        "the EMA generator or G as trained (default: ema when kept)",
+      ).choices(["ema", "raw"]),
+    )
     .action(async (opts: Record<string, unknown>) => {
       const { runSample } = await import("../../../coordinator/export.js");
       await runSample({
@@ -38,6 +44,7 @@ export function registerSampleCommand(program: Command): Command {
         n: opts.n as number | undefined,
         seed: opts.seed as number | undefined,
         backend: opts.backend as BackendName,
+        weights: opts.weights as "ema" | "raw" | undefined,
         log,
       });
     });
@@ -56,12 +63,19 @@ export function registerExportCommand(program: Command): Command {
         .choices([...BACKEND_NAMES])
         .default("cpu"),
     )
+    .addOption(
+      new Option(
+        "--weights <which>",
+        "the EMA generator or G as trained (default: ema when kept)",
+      ).choices(["ema", "raw"]),
+    )
     .action(async (opts: Record<string, unknown>) => {
       const { runExport } = await import("../../../coordinator/export.js");
       await runExport({
         checkpoint: opts.checkpoint as string,
         out: opts.out as string,
         backend: opts.backend as BackendName,
+        weights: opts.weights as "ema" | "raw" | undefined,
         log,
       });
     });

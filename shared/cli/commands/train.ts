@@ -17,11 +17,26 @@ export function registerTrainCommand(program: Command): Command {
     .action(async (opts: Record<string, unknown>) => {
       const cfg = configFromOptions(opts);
       const { train } = await import("../../../coordinator/train.js");
+      // SIGINT/SIGTERM: checkpoint the last completed phase and exit (130 for Ctrl-C, as a shell expects).
+      const stop = new AbortController();
+      let signal: NodeJS.Signals | null = null;
+      const onSignal = (s: NodeJS.Signals) => {
+        if (signal) process.exit(s === "SIGINT" ? 130 : 143); // a second one: out now
+        signal = s;
+        process.stderr.write(`train: ${s}: stopping after the current phase\n`);
+        stop.abort();
+      };
+      process.on("SIGINT", onSignal);
+      process.on("SIGTERM", onSignal);
       const result = await train(cfg, {
         backend: opts.backend as BackendName,
         fresh: Boolean(opts.fresh),
         force: Boolean(opts.force),
+        stop: stop.signal,
       });
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
       if (opts.json) process.stdout.write(`${JSON.stringify(result)}\n`);
+      if (signal === "SIGINT") process.exitCode = 130;
     });
 }

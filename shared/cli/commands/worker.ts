@@ -41,6 +41,10 @@ export function registerWorkerCommand(program: Command): Command {
       "how long to keep retrying an unreachable coordinator (e.g. 90s, 10m, 1h; 0 = forever)",
       "10m",
     )
+    .option(
+      "--data-path <dir>",
+      "this host's copy of the run's dataset (instead of the config's dataset.path)",
+    )
     .addOption(backendOption())
     .action(async (opts: Record<string, unknown>) => {
       const coordinator = parseHostPort(opts.coordinator as string, "--coordinator");
@@ -66,11 +70,14 @@ export function registerWorkerCommand(program: Command): Command {
         name: opts.name as string,
         backend: opts.backend as BackendName,
         coordinatorTimeoutMs,
+        dataPath: opts.dataPath as string | undefined,
       });
       const stop = () => void worker.stop();
       process.once("SIGTERM", stop);
       process.once("SIGINT", stop);
       await worker.start();
-      process.exit(await worker.exited);
+      const code = await worker.exited;
+      if (worker.failure) process.stderr.write(`agon: error: ${worker.failure.message}\n`);
+      process.exit(code);
     });
 }
