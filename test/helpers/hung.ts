@@ -33,9 +33,20 @@ export class HungMember {
 
   /** Joins as `name` and starts heartbeating; resolves once the Work stream is open. */
   async join(name: string): Promise<void> {
+    // It claims the run's own dataset: RunInfo says which.
+    const info = await new Promise<{ datasetFingerprint: string }>((resolve, reject) =>
+      this.client.RunInfo({}, callMetadata(undefined), (err, r) =>
+        err || !r ? reject(err ?? new Error("no reply")) : resolve(r),
+      ),
+    );
     const res = await new Promise<{ workerId: string; session: string }>((resolve, reject) =>
       this.client.Join(
-        { workerName: name, backend: "hung", capabilities: { cores: 1 } },
+        {
+          workerName: name,
+          backend: "hung",
+          capabilities: { cores: 1 },
+          datasetFingerprint: info.datasetFingerprint,
+        },
         callMetadata(undefined),
         (err, r) => (err || !r ? reject(err ?? new Error("no reply")) : resolve(r)),
       ),
