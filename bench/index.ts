@@ -1,6 +1,7 @@
 // `npm run bench -- <name> [options]`: a small dispatcher of named benchmarks.
 import { runCliBench } from "./cli.js";
 import { runDistributedBench } from "./distributed.js";
+import { runEvalBench } from "./eval.js";
 import { runFaultsBench } from "./faults.js";
 import { runQualityBench } from "./quality.js";
 import { runStepBench } from "./step.js";
@@ -26,6 +27,10 @@ const BENCHMARKS: Record<string, Benchmark> = {
   faults: {
     summary: "recovery after worker loss and coordinator restart; checkpoint write cost",
     run: runFaultsBench,
+  },
+  eval: {
+    summary: "cost of evaluation during training (eval.every) in training time; hashes unchanged",
+    run: runEvalBench,
   },
   quality: {
     summary:
