@@ -1,5 +1,7 @@
 // `npm run bench -- <name> [options]`: a small dispatcher of named benchmarks.
+import { runCliBench } from "./cli.js";
 import { runDistributedBench } from "./distributed.js";
+import { runEvalBench } from "./eval.js";
 import { runFaultsBench } from "./faults.js";
 import { runQualityBench } from "./quality.js";
 import { runStepBench } from "./step.js";
@@ -18,9 +20,17 @@ const BENCHMARKS: Record<string, Benchmark> = {
     summary: "agon local vs agon train overhead, 2 vs 1 worker scaling, bytes and time per phase",
     run: runDistributedBench,
   },
+  cli: {
+    summary: "start-up time of agon --help, agon worker --help and agon train to its first step",
+    run: runCliBench,
+  },
   faults: {
     summary: "recovery after worker loss and coordinator restart; checkpoint write cost",
     run: runFaultsBench,
+  },
+  eval: {
+    summary: "cost of evaluation during training (eval.every) in training time; hashes unchanged",
+    run: runEvalBench,
   },
   quality: {
     summary:

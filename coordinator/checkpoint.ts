@@ -43,9 +43,9 @@ export class CheckpointError extends Error {
 
 /**
  * Hash of the fields that decide the training trajectory. Steps, run dir,
- * checkpoint and sample cadence, health settings and the EMA generator's
- * half-life (it never feeds back into G or D) are left out, so a run can be
- * extended, moved or watched differently. The transport precision rounds
+ * checkpoint, sample and evaluation cadence, health settings and the EMA
+ * generator's half-life (it never feeds back into G or D) are left out, so a run
+ * can be extended, moved or watched differently. The transport precision rounds
  * gradients and weights, so it is in; at its default (fp32 both ways) it is
  * left out, so checkpoints from before the setting existed still resume.
  */
@@ -56,6 +56,7 @@ export function configHash(cfg: RunConfig): string {
     checkpoint: _checkpoint,
     samples: _samples,
     health: _health,
+    eval: _eval,
     ema: _ema,
     transport,
     ...trajectory

@@ -188,9 +188,31 @@ const configSchema = z
       .strict()
       .default({ gradients: "fp32", params: "fp32" }),
     checkpoint: z
-      .object({ every: positiveInt.default(500), keep: positiveInt.default(3) })
+      .object({
+        every: positiveInt.default(500),
+        keep: positiveInt.default(3),
+        /**
+         * Also keep the k checkpoints with the lowest evaluation FD (needs `eval`), in
+         * best-checkpoints/ beside the latest ones; `<run dir>/best` links to the best.
+         */
+        keepBest: positiveInt.optional(),
+      })
       .strict()
       .default({ every: 500, keep: 3 }),
+    /**
+     * Evaluation during training: every `every` steps (and at the last), the Fréchet distance
+     * of G's samples on `n` fixed latents (seed `seed`) to the test split, in the features of
+     * the dataset's classifier (docs/QUALITY.md). Off the training path: weights unchanged.
+     */
+    eval: z
+      .object({
+        every: positiveInt,
+        n: z.number().int().min(2).default(2000),
+        /** The latent seed; 1133 is `agon eval`'s default, so the numbers compare. */
+        seed: z.number().int().min(0).max(0xffffffff).default(1133),
+      })
+      .strict()
+      .optional(),
     samples: z
       .object({ every: positiveInt.default(100), count: positiveInt.max(1024).default(64) })
       .strict()
@@ -216,6 +238,20 @@ const configSchema = z
         message: `must be a multiple of shards (${cfg.shards}) so every microtask has the same size`,
       });
     }
+    if (cfg.eval && cfg.dataset.name !== "mnist" && cfg.dataset.name !== "fashion-mnist") {
+      ctx.addIssue({
+        code: "custom",
+        path: ["eval"],
+        message: `needs a dataset with a feature classifier (mnist, fashion-mnist), not ${cfg.dataset.name}`,
+      });
+    }
+    if (cfg.checkpoint.keepBest !== undefined && !cfg.eval) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["checkpoint", "keepBest"],
+        message: "ranks checkpoints by the evaluation's FD: set eval.every too",
+      });
+    }
     if (cfg.model.name === "dcgan" && cfg.dataset.name === "ring") {
       ctx.addIssue({
         code: "custom",
@@ -238,6 +274,8 @@ const configSchema = z
   });
 
 export type RunConfig = z.infer<typeof configSchema>;
+/** What parseConfig accepts: a RunConfig whose fields with defaults may be left out. */
+export type RunConfigInput = z.input<typeof configSchema>;
 export type ModelConfig = RunConfig["model"];
 export type LossConfig = RunConfig["loss"];
 export type AdamConfig = RunConfig["optimizer"]["g"];

@@ -18,7 +18,7 @@ import { NatsError } from "../shared/nats.js";
 import { SecurityError } from "../shared/security.js";
 import { runAgon, tempDir, tinyRing } from "./helpers/cli.js";
 
-const TRACE = ["--import", resolve(import.meta.dirname, "helpers/trace-imports.mjs")];
+const TRACE = ["--import", resolve(import.meta.dirname, "helpers/trace-imports.js")];
 const HEAVY = ["@tensorflow/", "@grpc/", "@nats-io/", "prom-client", "webgpu"];
 
 /** Runs agon with every resolved module URL recorded; returns the result, the URLs and the wall time. */

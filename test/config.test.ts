@@ -34,7 +34,7 @@ describe("run config", () => {
     [{ ...minimal, loss: { name: "l1" } }, /loss\.name: /],
     [
       { ...minimal, dataset: { name: "imagenet" } },
-      /dataset\.name: .*mnist, fashion-mnist, folder, ring/,
+      /dataset\.name: .*mnist, fashion-mnist, folder, prepared, ring/,
     ],
     [{ ...minimal, optimizer: { g: { lr: -1 } } }, /optimizer\.g\.lr: /],
     [{ ...minimal, schedule: { kD: 0 } }, /schedule\.kD: /],

@@ -1,4 +1,4 @@
-// Preload (`node --import ./trace-imports.mjs`) that appends every module URL
+// Preload (`node --import ./trace-imports.js`) that appends every module URL
 // the process resolves to the file named by $AGON_TRACE_IMPORTS, one a line:
 // lets a test see which packages a command loaded.
 import { register } from "node:module";
