@@ -62,7 +62,13 @@ export function configHash(cfg: RunConfig): string {
     ...trajectory
   } = cfg;
   const fp32 = transport.gradients === "fp32" && transport.params === "fp32";
-  const hashed = fp32 ? trajectory : { ...trajectory, transport };
+  // A prepared dataset is identified by its fingerprint: where it is mounted and
+  // how much of it is cached do not change the trajectory.
+  const dataset =
+    trajectory.dataset.name === "prepared"
+      ? (({ path: _path, cacheMB: _cacheMB, ...rest }) => rest)(trajectory.dataset)
+      : trajectory.dataset;
+  const hashed = fp32 ? { ...trajectory, dataset } : { ...trajectory, dataset, transport };
   return sha256(new TextEncoder().encode(canonicalJson(hashed)));
 }
 

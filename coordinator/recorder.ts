@@ -184,9 +184,9 @@ export class RunRecorder {
     const seconds = (performance.now() - started) / 1000;
     const step = state.step;
     const line = { schema: 1, runId: cfg.run.id, step, fd, n, seed: cfg.eval.seed, seconds };
-    appendFileSync(
-      join(this.dir, "eval.jsonl"),
-      `${JSON.stringify({ ...line, time: new Date().toISOString() })}\n`,
+    const evalPath = join(this.dir, "eval.jsonl");
+    guardWrite(evalPath, () =>
+      appendFileSync(evalPath, `${JSON.stringify({ ...line, time: new Date().toISOString() })}\n`),
     );
     this.sink.event(
       "evaluation",

@@ -4,6 +4,8 @@
 // the run recorder (recorder.ts) writes metrics, samples and checkpoints and
 // checks the run's health; this file applies each phase when all K results are
 // in (in shard order) and decides what happens next.
+
+import type { Http2Server, Http2Session } from "node:http2";
 import * as grpc from "@grpc/grpc-js";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { type BackendName, initBackend } from "../shared/backend.js";
@@ -149,6 +151,7 @@ export class CoordinatorServer implements ServiceCore {
         err ? reject(err) : resolve(p),
       ),
     );
+    closeSilentConnections(this.server, SILENT_CONNECTION_MS);
     const host = this.opts.listen.slice(0, this.opts.listen.lastIndexOf(":"));
     const loopback = /^(127\.|localhost$|\[::1\]$)/.test(host);
     if (!loopback && !this.opts.joinToken) {
@@ -468,5 +471,30 @@ export class CoordinatorServer implements ServiceCore {
       }, 300);
     })();
     return this.finishing;
+  }
+}
+
+/** A connection with no bytes either way for this long is closed (workers heartbeat every 500 ms). */
+const SILENT_CONNECTION_MS = 5000;
+
+/**
+ * Closes connections that stay silent for `ms` (a peer that connects and never
+ * speaks HTTP/2, or stops mid-handshake of a stream). grpc-js turns the
+ * HTTP/2 server's socket timeout off and offers no option for it, so this
+ * reaches its (private, 1.14) `http2Servers` map and sets the timeout on each
+ * listening HTTP/2 server: connections accepted afterwards get an inactivity
+ * timer, and on expiry their session is destroyed. Must run after bindAsync
+ * and before peers connect. With TLS it applies once the handshake is done
+ * (Node's own TLS handshake timeout covers the rest). Does nothing when
+ * grpc-js has no such map.
+ */
+function closeSilentConnections(server: grpc.Server, ms: number): void {
+  const servers = (server as unknown as { http2Servers?: Map<Http2Server, unknown> }).http2Servers;
+  if (!(servers instanceof Map)) return;
+  for (const http2Server of servers.keys()) {
+    http2Server.removeAllListeners("timeout");
+    http2Server.setTimeout(ms);
+    // Node emits the expired connection's session with "timeout".
+    http2Server.on("timeout", (session: Http2Session) => session.destroy());
   }
 }

@@ -57,6 +57,13 @@ export interface ServiceOptions {
 
 type WorkStream = grpc.ServerDuplexStream<WorkerMessage__Output, CoordinatorMessage>;
 
+/**
+ * Gradient uploads one session (or all callers without a valid session,
+ * together) may have open at once; more are refused with RESOURCE_EXHAUSTED.
+ * A worker keeps at most 2 (worker.ts UPLOADS_IN_FLIGHT).
+ */
+export const MAX_UPLOADS_PER_SESSION = 4;
+
 export class CoordinatorService {
   /** The open Work stream of each connected worker. */
   private readonly streams = new Map<string, WorkStream>();
@@ -66,6 +73,8 @@ export class CoordinatorService {
   private readonly strikes = new Map<string, number>();
   /** Gradient bytes received so far. */
   bytesIn = 0;
+  /** Open gradient uploads per sender (worker id, or "" for callers without a session). */
+  private readonly uploads = new Map<string, number>();
 
   constructor(
     private readonly core: ServiceCore,
@@ -361,12 +370,53 @@ export class CoordinatorService {
       SubmitGradients: (call, callback) => {
         if (!this.admit(call, "SubmitGradients", (e) => callback(e))) return;
         const sender = this.sessionWorker(call.metadata);
+        const slot = sender ?? "";
+        const open = this.uploads.get(slot) ?? 0;
+        if (open >= MAX_UPLOADS_PER_SESSION) {
+          callback({
+            code: grpc.status.RESOURCE_EXHAUSTED,
+            details: `at most ${MAX_UPLOADS_PER_SESSION} gradient uploads in flight per session`,
+          });
+          return;
+        }
+        this.uploads.set(slot, open + 1);
         let assembler: ChunkAssembler | null = null;
         let header: GradientHeader__Output | null = null;
-        let failure: GradientRejection | null = null;
         let chunksSeen = 0;
+        // The call is answered once: on the first fault (at once, so a bad upload holds
+        // nothing while its sender dawdles), when idle past the lease, or at its end.
+        let answered = false;
+        const answer = (): boolean => {
+          if (answered) return false;
+          answered = true;
+          clearTimeout(idle);
+          const left = (this.uploads.get(slot) ?? 1) - 1;
+          if (left > 0) this.uploads.set(slot, left);
+          else this.uploads.delete(slot);
+          assembler = null;
+          return true;
+        };
+        const reject = (reason: string, isMalformed: boolean) => {
+          const taskId = header ? clip(header.taskId) : null;
+          if (!answer()) return;
+          core.event("gradientRejected", `rejected a gradient: ${reason}`, {
+            workerId: sender ?? null,
+            taskId,
+            reason,
+          });
+          callback(null, { accepted: false, reason });
+          if (isMalformed && sender !== undefined) this.strike(sender, reason);
+        };
+        const idleMs = core.scheduler.leaseMs;
+        const idle = setTimeout(
+          () => reject(`upload idle for ${idleMs} ms (no chunk, no end)`, false),
+          idleMs,
+        );
+        call.on("cancelled", () => answer());
+        call.on("error", () => answer());
         call.on("data", (chunk: GradientChunk__Output) => {
-          if (failure) return;
+          if (answered) return;
+          idle.refresh();
           try {
             chunksSeen += 1;
             if (!assembler) {
@@ -382,29 +432,22 @@ export class CoordinatorService {
             this.bytesIn += chunk.data.byteLength;
           } catch (err) {
             // Everything but a late result is the sender's fault.
-            failure =
+            const r =
               err instanceof GradientRejection
                 ? err
                 : new GradientRejection((err as Error).message, true);
+            reject(r.message, r.malformed);
           }
         });
         call.on("end", () => {
-          const reject = (reason: string, isMalformed: boolean) => {
-            core.event("gradientRejected", `rejected a gradient: ${reason}`, {
-              workerId: sender ?? null,
-              taskId: header ? clip(header.taskId) : null,
-              reason,
-            });
-            callback(null, { accepted: false, reason });
-            if (isMalformed && sender !== undefined) this.strike(sender, reason);
-          };
+          if (answered) return;
           if (core.stopping()) return reject("coordinator is stopping", false);
-          if (failure) return reject(failure.message, failure.malformed);
-          if (!assembler || !header || sender === undefined) return reject("empty stream", true);
+          const upload = assembler as ChunkAssembler | null;
+          if (!upload || !header || sender === undefined) return reject("empty stream", true);
           const h: GradientHeader__Output = header;
           let grad: Float32Array;
           try {
-            grad = assembler.finish(true);
+            grad = upload.finish(true);
           } catch (err) {
             const message = (err as Error).message;
             // Only the task's own holder can make NaN count towards divergence.
@@ -428,6 +471,7 @@ export class CoordinatorService {
             Date.now(),
           );
           if (!verdict.ok) return reject(verdict.reason, false);
+          answer();
           const seconds =
             Number.isFinite(h.computeSeconds) && h.computeSeconds > 0 ? h.computeSeconds : 0;
           core.accepted(h.workerId, seconds);
@@ -502,10 +546,13 @@ class GradientRejection extends Error {
 
 /**
  * Why a worker's dataset is not the run's (one line naming both fingerprints),
- * or null when it is. An empty `run` fingerprint accepts anyone.
+ * or null when it is. Agon workers always send their fingerprint (or why they
+ * could not open the data); a client that sends neither has not checked and is
+ * let in: the fingerprint guards against honest mistakes, it is not a credential
+ * (the join token is).
  */
 export function datasetRefusal(run: string, worker: string, error: string): string | null {
-  if (run === "") return null;
+  if (run === "" || (worker === "" && error === "")) return null;
   const short = (f: string) => (f === "" ? "none" : `${clip(f).slice(0, 16)}…`);
   if (error !== "")
     return `its dataset could not be opened (${clip(error)}); the run's fingerprint is ${short(run)}`;

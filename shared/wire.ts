@@ -45,6 +45,9 @@ export const CHANNEL_OPTIONS: grpc.ChannelOptions = {
 };
 
 export const SERVER_OPTIONS: grpc.ServerOptions = {
+  // A connection with no call open for 5 s is closed (a worker always has its Work
+  // stream open; a client that comes back just reconnects): silent peers hold nothing.
+  "grpc.max_connection_idle_ms": 5000,
   "grpc.keepalive_time_ms": 1000,
   "grpc.keepalive_timeout_ms": 1000,
   "grpc.keepalive_permit_without_calls": 1,
@@ -117,7 +120,12 @@ export class WireError extends Error {
  * decoded value is finite.
  */
 export class ChunkAssembler {
-  private readonly bytes: Uint8Array;
+  /**
+   * The chunks received so far: memory grows as they arrive, so an upload
+   * that announces a large array but sends nothing costs nothing.
+   */
+  private readonly parts: Uint8Array[] = [];
+  private readonly byteLength: number;
   private next = 0;
   private offset = 0;
 
@@ -137,18 +145,23 @@ export class ChunkAssembler {
     }
     if (!/^[0-9a-f]{64}$/.test(checksum))
       throw new WireError("checksum is not a sha256 hex digest");
-    this.bytes = new Uint8Array(length * bytesPerValue(dtype));
+    this.byteLength = length * bytesPerValue(dtype);
   }
 
   add(index: number, data: Uint8Array): void {
     if (index !== this.next) throw new WireError(`chunk ${index} arrived, expected ${this.next}`);
-    const expected = Math.min(CHUNK_BYTES, this.bytes.byteLength - this.offset);
+    const expected = Math.min(CHUNK_BYTES, this.byteLength - this.offset);
     if (data.byteLength !== expected) {
       throw new WireError(`chunk ${index} has ${data.byteLength} bytes, expected ${expected}`);
     }
-    this.bytes.set(data, this.offset);
+    this.parts.push(data);
     this.offset += data.byteLength;
     this.next += 1;
+  }
+
+  /** Bytes received so far (what this upload holds in memory). */
+  get received(): number {
+    return this.offset;
   }
 
   get complete(): boolean {
@@ -159,8 +172,14 @@ export class ChunkAssembler {
   finish(requireFinite: boolean): Float32Array {
     if (!this.complete)
       throw new WireError(`stream ended after ${this.next} of ${this.chunks} chunks`);
-    if (sha256(this.bytes) !== this.checksum) throw new WireError("checksum mismatch");
-    const out = decodeValues(this.dtype, this.bytes);
+    const bytes = new Uint8Array(this.byteLength);
+    let at = 0;
+    for (const part of this.parts) {
+      bytes.set(part, at);
+      at += part.byteLength;
+    }
+    if (sha256(bytes) !== this.checksum) throw new WireError("checksum mismatch");
+    const out = decodeValues(this.dtype, bytes);
     if (requireFinite) {
       for (let i = 0; i < out.length; i++) {
         if (!Number.isFinite(out[i])) throw new WireError(`value ${i} is not finite (${out[i]})`);

@@ -46,6 +46,7 @@ describe("agon start-up", () => {
     "sample --help",
     "local --help",
     "data --help",
+    "data prepare --help",
   ])("agon %s loads no TensorFlow.js, gRPC or NATS", async (command) => {
     const r = await traced(command.split(" "));
     expect(r.code, r.stderr).toBe(0);

@@ -107,6 +107,21 @@ describe("run config", () => {
     expect(configHash(parseConfig({ ...minimal, seed: 2 }))).not.toBe(configHash(a));
   });
 
+  it("hashes a prepared dataset by its fingerprint and xflip, not by its path or cache size", () => {
+    const fp = (c: string) => c.repeat(64);
+    const prepared = (dataset: Record<string, unknown>) =>
+      configHash(
+        parseConfig({
+          ...minimal,
+          dataset: { name: "prepared", fingerprint: fp("a"), ...dataset },
+        }),
+      );
+    const base = prepared({ path: "/data/a" });
+    expect(prepared({ path: "/mnt/elsewhere", cacheMB: 16 })).toBe(base);
+    expect(prepared({ path: "/data/a", fingerprint: fp("b") })).not.toBe(base);
+    expect(prepared({ path: "/data/a", xflip: true })).not.toBe(base);
+  });
+
   it("transport precision defaults to fp32, is validated, and is part of the hash unless fp32", () => {
     const a = parseConfig(minimal);
     expect(a.transport).toEqual({ gradients: "fp32", params: "fp32" });

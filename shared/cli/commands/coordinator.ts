@@ -55,13 +55,32 @@ export function registerCoordinatorCommand(program: Command): Command {
         force: Boolean(opts.force),
         emit: (event) => process.stdout.write(`${JSON.stringify(event)}\n`),
       });
-      await server.start();
+      // A signal while starting (loading data, connecting to NATS) stops it as
+      // soon as start() returns, rather than killing it half-started.
+      let started = false;
+      let stopping = false;
       const stop = async () => {
+        if (stopping || !started) {
+          stopping = true;
+          return;
+        }
+        stopping = true;
         await server.stop();
         process.exit(0);
       };
       process.once("SIGTERM", stop);
       process.once("SIGINT", stop);
+      try {
+        await server.start();
+      } catch (err) {
+        if (stopping) process.exit(0);
+        throw err;
+      }
+      started = true;
+      if (stopping) {
+        stopping = false;
+        await stop();
+      }
       await server.done;
       if (server.failure) process.stderr.write(`agon: error: ${server.failure.message}\n`);
       // Exit now: a NATS client whose server went away would otherwise keep reconnecting forever.

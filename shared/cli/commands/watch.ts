@@ -35,11 +35,12 @@ export function registerWatchCommand(
     .option("--json", "print every message as one JSON line {subject, data} (for piping)")
     .option("--follow", "keep watching after the run's last step (default: exit 0 when it is done)")
     .action(async (opts: Record<string, unknown>) => {
-      const { defaultNatsUrl, runWatch } = await import("../../../coordinator/watch.js");
+      // Handlers first: a signal while the watcher loads still ends it cleanly.
       const abort = new AbortController();
       const stop = () => abort.abort();
       process.once("SIGINT", stop);
       process.once("SIGTERM", stop);
+      const { defaultNatsUrl, runWatch } = await import("../../../coordinator/watch.js");
       try {
         await runWatch(
           {

@@ -1,0 +1,132 @@
+// Killed at seeded random moments and resumed each time, `agon train` and
+// `agon local` end with the calm run's weights and files: the same hashes, one
+// metrics line per (step, phase), only this run's checkpoints, and never a
+// good checkpoint lost to a kill.
+import { spawn } from "node:child_process";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { latestValidCheckpoint } from "../coordinator/checkpoint.js";
+import { LOCK_FILE } from "../coordinator/rundir.js";
+import { AGON, runAgon, tempDir, tinyRing } from "./helpers/cli.js";
+
+const STEPS = 80;
+const config = [
+  ...tinyRing({ steps: STEPS }),
+  "--set",
+  "checkpoint.every=10",
+  "samples.every=25",
+  "--backend",
+  "cpu",
+];
+
+/** mulberry32: the kill moments are the same on every run of the test. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function metricsLines(dir: string): number {
+  try {
+    return readFileSync(join(dir, "metrics.jsonl"), "utf8").split("\n").length - 1;
+  } catch {
+    return 0;
+  }
+}
+
+/** Starts `agon args` and SIGKILLs it once `armed()` and metrics.jsonl has `lines` lines (or it ends first). */
+function killAt(args: string[], dir: string, lines: number, armed: () => boolean): Promise<string> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [AGON, ...args], { stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (b: Buffer) => {
+      stderr += b.toString();
+    });
+    const poll = setInterval(() => {
+      if (armed() && metricsLines(dir) >= lines) child.kill("SIGKILL");
+    }, 10);
+    child.on("close", () => {
+      clearInterval(poll);
+      resolve(stderr);
+    });
+  });
+}
+
+/** Resolves once no process holds `dir` (agon local's orphaned coordinator checkpoints, then exits). */
+async function lockFreed(dir: string): Promise<void> {
+  for (let i = 0; i < 300 && existsSync(join(dir, LOCK_FILE)); i++) {
+    const { pid } = JSON.parse(readFileSync(join(dir, LOCK_FILE), "utf8")) as { pid: number };
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return; // a dead owner's lock: the next start takes it over
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function seeds(dir: string): number[] {
+  return readdirSync(dir)
+    .filter((n) => n.startsWith("ckpt-"))
+    .map((n) => JSON.parse(readFileSync(join(dir, n, "manifest.json"), "utf8")).seed as number);
+}
+
+describe("killed at random moments and resumed", () => {
+  for (const command of ["train", "local"] as const) {
+    it(`agon ${command}: final hashes = calm run, one metrics line per (step, phase), no checkpoint of another run, no good checkpoint lost`, async () => {
+      const extra = command === "local" ? ["--workers", "1"] : [];
+      const dir = tempDir();
+      // Another run (another seed) used this dir before; --fresh moves it aside.
+      const [old, calm] = await Promise.all([
+        runAgon(["train", ...config, "--seed", "9", "--steps", "30", "--run-dir", dir]),
+        runAgon(["train", ...config, "--run-dir", tempDir(), "--json"]),
+      ]);
+      expect(old.code, old.stderr).toBe(0);
+      expect(calm.code, calm.stderr).toBe(0);
+      const random = rng(command === "train" ? 12 : 13);
+      let newest = -1;
+      for (let kill = 0; kill < 3; kill++) {
+        // Somewhere in the next 10 to 60 of the run's 2·STEPS metrics lines.
+        const at = metricsLines(dir) * (kill === 0 ? 0 : 1) + 10 + Math.floor(random() * 50);
+        const args = [
+          command,
+          ...config,
+          ...extra,
+          "--run-dir",
+          dir,
+          ...(kill === 0 ? ["--fresh"] : []),
+        ];
+        // The first start must have moved the old run aside before its lines count.
+        const armed = () => kill > 0 || existsSync(join(dir, "archive"));
+        const stderr = await killAt(args, dir, at, armed);
+        expect(stderr).not.toMatch(/resumed from [^\n]*archive/);
+        await lockFreed(dir);
+        const found = await latestValidCheckpoint(dir);
+        const step = found?.data.step ?? -1;
+        expect(step, "a kill lost the newest good checkpoint").toBeGreaterThanOrEqual(newest);
+        newest = step;
+        expect(seeds(dir).every((s) => s === 1)).toBe(true);
+      }
+      const last = await runAgon([command, ...config, ...extra, "--run-dir", dir, "--json"]);
+      expect(last.code, last.stderr).toBe(0);
+      const hashes = (r: { stdout: string }) =>
+        JSON.parse(r.stdout.trim().split("\n").at(-1)!).hashes as { G: string; D: string };
+      expect(hashes(last)).toEqual(hashes(calm));
+      const seen = new Map<string, number>();
+      for (const line of readFileSync(join(dir, "metrics.jsonl"), "utf8").trim().split("\n")) {
+        const m = JSON.parse(line) as { step: number; phase: number };
+        seen.set(`${m.step}.${m.phase}`, (seen.get(`${m.step}.${m.phase}`) ?? 0) + 1);
+      }
+      expect(seen.size).toBe(2 * STEPS);
+      expect([...seen.values()].every((n) => n === 1)).toBe(true);
+      expect(seeds(dir).every((s) => s === 1)).toBe(true);
+      expect(readdirSync(join(dir, "archive"))).toHaveLength(1);
+    }, 240_000);
+  }
+});
