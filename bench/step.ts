@@ -10,9 +10,9 @@ import { TrainingState } from "../coordinator/state.js";
 import { type BackendName, initBackend } from "../shared/backend.js";
 import { parseConfig, type RunConfig, readConfigFile } from "../shared/config.js";
 import { type Dataset, loadDataset } from "../shared/data/index.js";
-import type { MicrotaskResult } from "../shared/microtask.js";
 import { MicrotaskRunner } from "../shared/runner.js";
 import { datasetSpec, microtaskSpec, phasesPerStep } from "../shared/schedule.js";
+import { reduceNode } from "../shared/tree.js";
 import { type MachineInfo, machineHeader, machineInfo } from "./machine.js";
 import { fmtMs, median, percentile, textTable } from "./stats.js";
 
@@ -280,13 +280,16 @@ async function trainStep(
   for (let p = 0; p < phasesPerStep(cfg); p++) {
     const kind = state.kind;
     const t0 = performance.now();
-    const results: MicrotaskResult[] = [];
-    for (let shard = 0; shard < cfg.shards; shard++) {
-      const spec = microtaskSpec(cfg, state.step, state.phase, shard);
-      results.push(await runner.runAsync(spec, state.weights.G, state.weights.D));
-    }
+    const root = { lo: 0, hi: cfg.shards };
+    const result = await reduceNode(root, cfg.transport.gradients, (shard) =>
+      runner.runAsync(
+        microtaskSpec(cfg, state.step, state.phase, shard),
+        state.weights.G,
+        state.weights.D,
+      ),
+    );
     const t1 = performance.now();
-    state.applyPhase(results);
+    state.applyPhase([{ ...root, result }]);
     t[kind] += t1 - t0;
     t.update += performance.now() - t1;
   }

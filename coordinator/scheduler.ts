@@ -1,14 +1,24 @@
 // The coordinator's scheduler as a pure state machine: membership with leases,
 // the K microtasks of the current phase, shard ownership, reassignment, and
-// results collected by shard. It takes events with the time they happened and
-// returns actions; it does no I/O and reads no clock, so tests drive it exactly.
+// results collected by reduction-tree node (shared/tree.ts). It takes events
+// with the time they happened and returns actions; it does no I/O and reads no
+// clock, so tests drive it exactly.
+//
+// A task is a tree node: its holder computes the node's shards and sends their
+// tree sum. Each live worker owns a contiguous range of shards and gets the
+// fewest nodes that cover it. Reassignment and straggler re-issue work per
+// leaf (one shard); any result for a node makes every task under it finished.
 import type { MicrotaskResult } from "../shared/microtask.js";
+import { ownedRange, type TreePart, treeCover } from "../shared/tree.js";
 
 export interface TaskRef {
+  /** `step.phase.shard` for a leaf, `step.phase.lo-hi` for an inner node. */
   taskId: string;
   step: number;
   phase: number;
+  /** The task is the tree node [shard, shardEnd); a leaf has shardEnd = shard + 1. */
   shard: number;
+  shardEnd: number;
   versions: { G: number; D: number };
 }
 
@@ -19,8 +29,8 @@ export type Action =
   | { type: "taskReassigned"; taskId: string; from: string; to: string }
   /** A straggler: the microtask passed its deadline and also went to an idle worker; first result wins. */
   | { type: "taskReissued"; taskId: string; holder: string; to: string }
-  /** All K results are in; `results[k]` is shard k's. */
-  | { type: "phaseComplete"; step: number; phase: number; results: MicrotaskResult[] };
+  /** Every shard is covered: `parts` are disjoint tree nodes that tile the K shards, in shard order. */
+  | { type: "phaseComplete"; step: number; phase: number; parts: TreePart[] };
 
 interface Member {
   id: string;
@@ -36,7 +46,6 @@ interface TaskState {
   ref: TaskRef;
   /** Workers that currently hold this task (more than one after a re-issue). */
   holders: Set<string>;
-  result: MicrotaskResult | null;
   issuedAt: number;
 }
 
@@ -46,7 +55,12 @@ export class Scheduler {
   private readonly members = new Map<string, Member>();
   private nextSeq = 0;
   private tasks: TaskState[] = [];
-  private current: { step: number; phase: number } | null = null;
+  /** Node values received this phase, by `lo:hi`; none nested in another. */
+  private readonly parts = new Map<string, TreePart>();
+  /** Whether shard k's value is in (alone or inside a received node). */
+  private covered: boolean[] = [];
+  private current: { step: number; phase: number; versions: { G: number; D: number } } | null =
+    null;
   private deadlineMs = Number.POSITIVE_INFINITY;
 
   constructor(
@@ -92,17 +106,20 @@ export class Scheduler {
     if (!m) return [];
     this.members.delete(workerId);
     const actions: Action[] = [{ type: "workerLost", workerId, reason }];
-    for (const t of this.tasks) {
-      if (t.holders.delete(workerId) && t.result === null && t.holders.size === 0) {
-        const to = this.leastLoaded();
-        if (to) {
-          t.holders.add(to);
-          t.issuedAt = now;
-          actions.push({ type: "taskReassigned", taskId: t.ref.taskId, from: workerId, to });
-          actions.push({ type: "assign", workerId: to, task: t.ref });
-        }
-      }
+    // Its unfinished tasks break up into their missing leaves, handed out per leaf.
+    const orphans: number[] = [];
+    for (const t of [...this.tasks]) {
+      if (!t.holders.delete(workerId) || this.finished(t) || t.holders.size > 0) continue;
+      for (let k = t.ref.shard; k < t.ref.shardEnd; k++) if (!this.covered[k]) orphans.push(k);
+      if (t.ref.shardEnd - t.ref.shard > 1) this.tasks.splice(this.tasks.indexOf(t), 1);
     }
+    const leaves = orphans
+      .sort((a, b) => a - b)
+      .filter((k) => !this.heldElsewhere(k, null))
+      .map((k) => this.leafTask(k, now))
+      .filter((t) => t.holders.size === 0);
+    // Leaves nobody can take stay orphans until a worker connects.
+    actions.push(...this.handOut(leaves, now, workerId));
     return actions;
   }
 
@@ -116,26 +133,33 @@ export class Scheduler {
         );
       }
     }
-    for (const t of this.tasks) {
-      if (t.result !== null || t.holders.size !== 1 || now - t.issuedAt <= this.deadlineMs)
-        continue;
-      const idle = this.liveMembers().find(
-        (m) =>
-          !t.holders.has(m.id) && !this.tasks.some((x) => x.result === null && x.holders.has(m.id)),
-      );
-      if (!idle) continue;
+    // A late task's missing leaves go, one per idle worker, to the idle workers, taken from the
+    // node's end (its holder works from the start).
+    for (const t of [...this.tasks]) {
+      if (this.finished(t) || t.holders.size !== 1 || now - t.issuedAt <= this.deadlineMs) continue;
       const [holder] = t.holders;
-      t.holders.add(idle.id);
-      actions.push({ type: "taskReissued", taskId: t.ref.taskId, holder, to: idle.id });
-      actions.push({ type: "assign", workerId: idle.id, task: t.ref });
+      for (const idle of this.liveMembers()) {
+        if (t.holders.has(idle.id) || this.load(idle.id) > 0) continue;
+        let k = t.ref.shardEnd - 1;
+        while (k >= t.ref.shard && (this.covered[k] || this.heldElsewhere(k, t))) k--;
+        if (k < t.ref.shard) break;
+        const leaf = t.ref.shardEnd - t.ref.shard === 1 ? t : this.leafTask(k, now);
+        if (leaf !== t) leaf.issuedAt = now;
+        leaf.holders.add(idle.id);
+        actions.push({ type: "taskReissued", taskId: leaf.ref.taskId, holder, to: idle.id });
+        actions.push({ type: "assign", workerId: idle.id, task: leaf.ref });
+        if (leaf === t) break;
+      }
     }
     return actions;
   }
 
   /**
-   * Starts phase (step, phase): K tasks, shard k to owner k mod live-count in
-   * join order. A task still unfinished `deadlineMs` after it was issued is
-   * also given to an idle worker (stragglers); the first result wins.
+   * Starts phase (step, phase): live worker i of W (join order) owns the
+   * contiguous shards [⌊iK/W⌋, ⌊(i+1)K/W⌋) and gets one task per tree node
+   * of their cover. With no live worker the K leaves wait as orphans. A task
+   * still unfinished `deadlineMs` after it was issued has its missing leaves
+   * re-issued to idle workers (stragglers); the first result wins.
    */
   startPhase(
     step: number,
@@ -144,26 +168,34 @@ export class Scheduler {
     now: number,
     deadlineMs = Number.POSITIVE_INFINITY,
   ): Action[] {
-    this.current = { step, phase };
+    this.current = { step, phase, versions: { ...versions } };
     this.deadlineMs = deadlineMs;
+    this.tasks = [];
+    this.parts.clear();
+    this.covered = new Array<boolean>(this.shards).fill(false);
     const live = this.liveMembers();
-    this.tasks = Array.from({ length: this.shards }, (_, shard) => ({
-      ref: { taskId: `${step}.${phase}.${shard}`, step, phase, shard, versions: { ...versions } },
-      holders: new Set<string>(),
-      result: null,
-      issuedAt: now,
-    }));
     const actions: Action[] = [];
-    if (live.length === 0) return actions;
-    for (const t of this.tasks) {
-      const owner = live[t.ref.shard % live.length].id;
-      t.holders.add(owner);
-      actions.push({ type: "assign", workerId: owner, task: t.ref });
+    if (live.length === 0) {
+      for (let k = 0; k < this.shards; k++) this.leafTask(k, now);
+      return actions;
     }
+    live.forEach((m, i) => {
+      const range = ownedRange(i, live.length, this.shards);
+      for (const node of treeCover(range.lo, range.hi, this.shards)) {
+        const t = this.newTask(node.lo, node.hi, now);
+        t.holders.add(m.id);
+        actions.push({ type: "assign", workerId: m.id, task: t.ref });
+      }
+    });
     return actions;
   }
 
-  /** Validates and records a result. The first valid result for a task wins; later ones are dropped. */
+  /**
+   * Validates and records a task's result: the value of its tree node. The
+   * first valid result for a shard wins; a result for a node already covered
+   * is dropped, one for a node above values already in replaces them (the
+   * values are the same bits either way).
+   */
   submit(
     workerId: string,
     taskId: string,
@@ -189,23 +221,36 @@ export class Scheduler {
         actions: [],
       };
     }
-    if (t.result !== null)
+    if (this.finished(t))
       return { verdict: { ok: false, reason: `duplicate result for ${taskId}` }, actions: [] };
-    t.result = result;
+    const { shard: lo, shardEnd: hi } = t.ref;
+    const open = this.tasks.filter((x) => !this.finished(x));
+    for (const [key, p] of this.parts) if (lo <= p.lo && p.hi <= hi) this.parts.delete(key);
+    this.parts.set(`${lo}:${hi}`, { lo, hi, result });
+    for (let k = lo; k < hi; k++) this.covered[k] = true;
     const actions: Action[] = [];
-    for (const other of t.holders) {
-      if (other !== workerId)
-        actions.push({ type: "cancel", workerId: other, taskId, reason: "result already in" });
+    for (const x of open) {
+      if (!this.finished(x)) continue;
+      for (const other of x.holders) {
+        if (other !== workerId)
+          actions.push({
+            type: "cancel",
+            workerId: other,
+            taskId: x.ref.taskId,
+            reason: "result already in",
+          });
+      }
     }
-    if (this.tasks.every((x) => x.result !== null) && this.current) {
-      const results = this.tasks.map((x) => x.result!);
+    if (this.covered.every(Boolean) && this.current) {
+      const parts = [...this.parts.values()].sort((a, b) => a.lo - b.lo);
       actions.push({
         type: "phaseComplete",
         step: this.current.step,
         phase: this.current.phase,
-        results,
+        parts,
       });
       this.tasks = [];
+      this.parts.clear();
       this.current = null;
     }
     return { verdict: { ok: true }, actions };
@@ -219,7 +264,7 @@ export class Scheduler {
   /** Whether `workerId` holds the unfinished microtask `taskId` of the current phase. */
   holds(workerId: string, taskId: string): boolean {
     const t = this.tasks.find((x) => x.ref.taskId === taskId);
-    return t !== undefined && t.result === null && t.holders.has(workerId);
+    return t !== undefined && !this.finished(t) && t.holders.has(workerId);
   }
 
   isMember(workerId: string): boolean {
@@ -230,7 +275,12 @@ export class Scheduler {
   ownership(): Map<string, number[]> {
     const out = new Map<string, number[]>();
     for (const m of this.liveMembers()) out.set(m.id, []);
-    for (const t of this.tasks) for (const h of t.holders) out.get(h)?.push(t.ref.shard);
+    for (const t of this.tasks) {
+      for (const h of t.holders) {
+        for (let k = t.ref.shard; k < t.ref.shardEnd; k++) out.get(h)?.push(k);
+      }
+    }
+    for (const shards of out.values()) shards.sort((a, b) => a - b);
     return out;
   }
 
@@ -247,27 +297,100 @@ export class Scheduler {
   }
 
   private assignOrphans(now: number): Action[] {
+    const orphans = this.tasks.filter((t) => !this.finished(t) && t.holders.size === 0);
+    return this.handOut(
+      orphans.sort((a, b) => a.ref.shard - b.ref.shard),
+      now,
+    );
+  }
+
+  /**
+   * Gives unheld leaf tasks (in shard order), one at a time, to the
+   * least-loaded live worker; then the leaves one worker got that make up whole
+   * tree nodes become one task per node, so it sends their sum. `from`: the
+   * lost worker they come from, for taskReassigned actions.
+   */
+  private handOut(leaves: TaskState[], now: number, from?: string): Action[] {
+    const given = new Map<string, TaskState[]>();
+    for (const t of leaves) {
+      const to = this.leastLoaded();
+      if (!to) break;
+      t.holders.add(to);
+      t.issuedAt = now;
+      given.set(to, [...(given.get(to) ?? []), t]);
+    }
     const actions: Action[] = [];
-    for (const t of this.tasks) {
-      if (t.result === null && t.holders.size === 0) {
-        const to = this.leastLoaded();
-        if (!to) break;
-        t.holders.add(to);
-        t.issuedAt = now;
-        actions.push({ type: "assign", workerId: to, task: t.ref });
+    for (const [to, mine] of given) {
+      for (let i = 0; i < mine.length; ) {
+        let j = i + 1;
+        while (j < mine.length && mine[j].ref.shard === mine[j - 1].ref.shard + 1) j++;
+        for (const node of treeCover(mine[i].ref.shard, mine[j - 1].ref.shard + 1, this.shards)) {
+          let task = mine[i + node.lo - mine[i].ref.shard];
+          if (node.hi - node.lo > 1) {
+            const inside = (x: TaskState) => node.lo <= x.ref.shard && x.ref.shardEnd <= node.hi;
+            this.tasks = this.tasks.filter((x) => !(mine.includes(x) && inside(x)));
+            task = this.newTask(node.lo, node.hi, now);
+            task.holders.add(to);
+          }
+          if (from) actions.push({ type: "taskReassigned", taskId: task.ref.taskId, from, to });
+          actions.push({ type: "assign", workerId: to, task: task.ref });
+        }
+        i = j;
       }
     }
     return actions;
   }
 
-  /** The live worker holding the fewest unfinished tasks (ties: earliest joined). */
+  /** The live worker holding the fewest missing shards (ties: earliest joined). */
   private leastLoaded(): string | undefined {
     let best: { id: string; load: number } | undefined;
     for (const m of this.liveMembers()) {
-      let load = 0;
-      for (const t of this.tasks) if (t.result === null && t.holders.has(m.id)) load++;
+      const load = this.load(m.id);
       if (!best || load < best.load) best = { id: m.id, load };
     }
     return best?.id;
+  }
+
+  /** Missing shards in the unfinished tasks `workerId` holds. */
+  private load(workerId: string): number {
+    let n = 0;
+    for (const t of this.tasks) {
+      if (!t.holders.has(workerId)) continue;
+      for (let k = t.ref.shard; k < t.ref.shardEnd; k++) if (!this.covered[k]) n++;
+    }
+    return n;
+  }
+
+  /** Every shard of the task's node is in. */
+  private finished(t: TaskState): boolean {
+    for (let k = t.ref.shard; k < t.ref.shardEnd; k++) if (!this.covered[k]) return false;
+    return true;
+  }
+
+  /** Some task other than `except` that someone holds covers shard k. */
+  private heldElsewhere(k: number, except: TaskState | null): boolean {
+    return this.tasks.some(
+      (x) => x !== except && x.holders.size > 0 && x.ref.shard <= k && k < x.ref.shardEnd,
+    );
+  }
+
+  /** The leaf task of shard k in this phase, made when first needed. */
+  private leafTask(k: number, now: number): TaskState {
+    return (
+      this.tasks.find((x) => x.ref.shard === k && x.ref.shardEnd === k + 1) ??
+      this.newTask(k, k + 1, now)
+    );
+  }
+
+  private newTask(lo: number, hi: number, now: number): TaskState {
+    const { step, phase, versions } = this.current!;
+    const id = hi - lo === 1 ? `${step}.${phase}.${lo}` : `${step}.${phase}.${lo}-${hi}`;
+    const t: TaskState = {
+      ref: { taskId: id, step, phase, shard: lo, shardEnd: hi, versions: { ...versions } },
+      holders: new Set<string>(),
+      issuedAt: now,
+    };
+    this.tasks.push(t);
+    return t;
   }
 }

@@ -9,12 +9,12 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { type BackendName, initBackend } from "../shared/backend.js";
 import type { RunConfig } from "../shared/config.js";
 import { loadDataset } from "../shared/data/index.js";
-import type { MicrotaskResult } from "../shared/microtask.js";
 import { buildModel, type GanModel } from "../shared/models.js";
 import { connectNats } from "../shared/nats.js";
 import type { Net } from "../shared/params-bus.js";
 import { datasetSpec } from "../shared/schedule.js";
 import { type NatsAuthFiles, type ServerTlsFiles, serverCredentials } from "../shared/security.js";
+import type { TreePart } from "../shared/tree.js";
 import { loadAgonProto, SERVER_OPTIONS } from "../shared/wire.js";
 import { latestValidCheckpoint, resumableCheckpoint } from "./checkpoint.js";
 import { type HttpServerHandle, type RunStatus, startHttpServer } from "./http.js";
@@ -289,7 +289,7 @@ export class CoordinatorServer implements ServiceCore {
           );
           break;
         case "phaseComplete":
-          this.applying = this.completePhase(a.results).finally(() => {
+          this.applying = this.completePhase(a.parts).finally(() => {
             this.applying = null;
           });
           break;
@@ -297,9 +297,9 @@ export class CoordinatorServer implements ServiceCore {
     }
   }
 
-  private async completePhase(results: MicrotaskResult[]): Promise<void> {
+  private async completePhase(parts: TreePart[]): Promise<void> {
     this.lastPhaseMs[this.state.kind] = performance.now() - this.phaseStarted;
-    const summary = this.state.applyPhase(results);
+    const summary = this.state.applyPhase(parts);
     this.publish(summary.kind);
     const signals = await this.recorder.afterPhase(this.state, summary, {
       schema: 1,

@@ -4,10 +4,11 @@
 import { FlatAdam } from "../shared/adam.js";
 import type { RunConfig } from "../shared/config.js";
 import { weightsHash } from "../shared/hash.js";
-import { aggregateGradients, type MicrotaskResult, type Phase } from "../shared/microtask.js";
+import type { Phase } from "../shared/microtask.js";
 import { type GanModel, initWeights } from "../shared/models.js";
 import { hashSeed, SeedDomain } from "../shared/rng.js";
 import { phaseKind, phasesPerStep } from "../shared/schedule.js";
+import { completeTree, type TreePart, treeMean } from "../shared/tree.js";
 import type { CheckpointData } from "./checkpoint.js";
 
 export interface PhaseSummary {
@@ -83,28 +84,26 @@ export class TrainingState {
   }
 
   /**
-   * Applies the current phase: `results[k]` is shard k's microtask result.
-   * Gradients are combined in shard order, then one Adam update is made.
+   * Applies the current phase from `parts`: tree nodes (shared/tree.ts) that
+   * tile the K shards, each with its value. The tree is completed above them,
+   * its root divided by K, and one Adam update is made. Throws RangeError when
+   * the parts do not tile the shards. Consumes the parts' gradients.
    */
-  applyPhase(results: ReadonlyArray<MicrotaskResult>): PhaseSummary {
-    if (results.length !== this.cfg.shards) {
-      throw new RangeError(
-        `applyPhase: expected ${this.cfg.shards} results, got ${results.length}`,
-      );
-    }
+  applyPhase(parts: ReadonlyArray<TreePart>): PhaseSummary {
     const kind = this.kind;
-    const grad = aggregateGradients(results);
-    this.adam[kind].step(this.weights[kind], grad);
+    const root = completeTree(parts, this.cfg.shards, this.cfg.transport.gradients);
+    const mean = treeMean(root, this.cfg.shards);
+    this.adam[kind].step(this.weights[kind], mean.grad);
     this.versions[kind] += 1;
     const summary: PhaseSummary = {
       step: this.step,
       phase: this.phase,
       kind,
-      dLoss: kind === "D" ? weightedMean(results, (r) => r.dLoss!) : null,
-      gLoss: weightedMean(results, (r) => r.gLoss),
-      dReal: kind === "D" ? weightedMean(results, (r) => r.dReal!) : null,
-      dFake: weightedMean(results, (r) => r.dFake),
-      gradNorm: l2Norm(grad),
+      dLoss: kind === "D" ? mean.dLoss : null,
+      gLoss: mean.gLoss,
+      dReal: kind === "D" ? mean.dReal : null,
+      dFake: mean.dFake,
+      gradNorm: l2Norm(mean.grad),
       versions: { ...this.versions },
     };
     this.phase += 1;
@@ -124,17 +123,4 @@ function l2Norm(a: Float32Array): number {
   let sum = 0;
   for (let i = 0; i < a.length; i++) sum += a[i] * a[i];
   return Math.sqrt(sum);
-}
-
-function weightedMean(
-  results: ReadonlyArray<MicrotaskResult>,
-  pick: (r: MicrotaskResult) => number,
-): number {
-  let sum = 0;
-  let n = 0;
-  for (const r of results) {
-    sum += r.count * pick(r);
-    n += r.count;
-  }
-  return sum / n;
 }

@@ -1,5 +1,5 @@
 // `agon train`: the single-process trainer. It runs the same microtasks the
-// workers run and combines them in shard order, so it is both a real tool and
+// workers run and sums them along the same reduction tree, so it is both a real tool and
 // the reference the distributed system must match bit for bit.
 import type { BackendName } from "../shared/backend.js";
 import { initBackend } from "../shared/backend.js";
@@ -8,6 +8,7 @@ import { loadDataset } from "../shared/data/index.js";
 import { Progress } from "../shared/progress.js";
 import { MicrotaskRunner, transportWeights } from "../shared/runner.js";
 import { datasetSpec, microtaskSpec } from "../shared/schedule.js";
+import { reduceNode } from "../shared/tree.js";
 import { resumableCheckpoint } from "./checkpoint.js";
 import { RunRecorder } from "./recorder.js";
 import { type PhaseSummary, TrainingState } from "./state.js";
@@ -58,15 +59,15 @@ export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainRe
   let last: PhaseSummary | null = null;
   let lastD: PhaseSummary | null = null;
   while (!state.done) {
-    const results = [];
     // Workers compute with the weights as the wire carries them (transport.params).
     const g = transportWeights(cfg, state.weights.G);
     const d = transportWeights(cfg, state.weights.D);
-    for (let shard = 0; shard < cfg.shards; shard++) {
-      const spec = microtaskSpec(cfg, state.step, state.phase, shard);
-      results.push(await runner.runAsync(spec, g, d));
-    }
-    const summary = state.applyPhase(results);
+    // All K shards summed along the reduction tree, as workers and the coordinator do.
+    const root = { lo: 0, hi: cfg.shards };
+    const result = await reduceNode(root, cfg.transport.gradients, (shard) =>
+      runner.runAsync(microtaskSpec(cfg, state.step, state.phase, shard), g, d),
+    );
+    const summary = state.applyPhase([{ ...root, result }]);
     await recorder.afterPhase(state, summary, {
       schema: 1,
       runId: cfg.run.id,

@@ -238,28 +238,3 @@ function gradientPenalty(
   const norm = tf.sqrt(tf.add(tf.sum(tf.square(dx), axes), 1e-12));
   return tf.mean(tf.square(tf.sub(norm, 1))) as tf.Scalar;
 }
-
-/**
- * Combines microtask gradients in shard order (never arrival order): the
- * sample-weighted mean, accumulated in double precision, rounded once to float32.
- */
-export function aggregateGradients(
-  parts: ReadonlyArray<{ grad: Float32Array; count: number }>,
-): Float32Array {
-  if (parts.length === 0) throw new RangeError("aggregateGradients: no parts");
-  // One part: (count × g) / count is exact in double precision, so the mean is g itself.
-  if (parts.length === 1) return parts[0].grad.slice();
-  const size = parts[0].grad.length;
-  const acc = new Float64Array(size);
-  let total = 0;
-  for (const part of parts) {
-    if (part.grad.length !== size)
-      throw new RangeError("aggregateGradients: gradient sizes differ");
-    const { grad, count } = part;
-    for (let i = 0; i < size; i++) acc[i] += count * grad[i];
-    total += count;
-  }
-  const out = new Float32Array(size);
-  for (let i = 0; i < size; i++) out[i] = acc[i] / total;
-  return out;
-}
