@@ -1,6 +1,7 @@
 // `npm run bench -- <name> [options]`: a small dispatcher of named benchmarks.
 import { runDistributedBench } from "./distributed.js";
 import { runFaultsBench } from "./faults.js";
+import { runQualityBench } from "./quality.js";
 import { runStepBench } from "./step.js";
 
 interface Benchmark {
@@ -20,6 +21,11 @@ const BENCHMARKS: Record<string, Benchmark> = {
   faults: {
     summary: "recovery after worker loss and coordinator restart; checkpoint write cost",
     run: runFaultsBench,
+  },
+  quality: {
+    summary:
+      "Fréchet distance (agon eval) after N steps per recipe and seed, beside PyTorch's numbers",
+    run: runQualityBench,
   },
 };
 
