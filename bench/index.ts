@@ -3,6 +3,7 @@ import { runDistributedBench } from "./distributed.js";
 import { runFaultsBench } from "./faults.js";
 import { runQualityBench } from "./quality.js";
 import { runStepBench } from "./step.js";
+import { runUpdateBench } from "./update.js";
 
 interface Benchmark {
   summary: string;
@@ -21,6 +22,11 @@ const BENCHMARKS: Record<string, Benchmark> = {
   faults: {
     summary: "recovery after worker loss and coordinator restart; checkpoint write cost",
     run: runFaultsBench,
+  },
+  update: {
+    summary:
+      "coordinator cost per phase per million parameters: receive, tree + mean, Adam, publish",
+    run: runUpdateBench,
   },
   quality: {
     summary:

@@ -103,7 +103,7 @@ export class TrainingState {
       gLoss: mean.gLoss,
       dReal: kind === "D" ? mean.dReal : null,
       dFake: mean.dFake,
-      gradNorm: l2Norm(mean.grad),
+      gradNorm: mean.norm,
       versions: { ...this.versions },
     };
     this.phase += 1;
@@ -117,10 +117,4 @@ export class TrainingState {
   hashes(): { G: string; D: string } {
     return { G: weightsHash(this.weights.G), D: weightsHash(this.weights.D) };
   }
-}
-
-function l2Norm(a: Float32Array): number {
-  let sum = 0;
-  for (let i = 0; i < a.length; i++) sum += a[i] * a[i];
-  return Math.sqrt(sum);
 }

@@ -161,24 +161,32 @@ export function completeTree(
 /**
  * The phase's gradient and statistics from the root: every microtask has the
  * same sample count, so the sample-weighted mean is the tree sum divided by K
- * (each value rounded once to float32). A new array; the root is not changed.
+ * (each value rounded once to float32). Divides the root's gradient in place
+ * (no copy: the coordinator's update is passes over flat arrays) and returns
+ * it with its L2 norm, taken in the same pass.
  */
 export function treeMean(
   root: MicrotaskResult,
   shards: number,
 ): {
   grad: Float32Array;
+  norm: number;
   dLoss: number | null;
   gLoss: number;
   dReal: number | null;
   dFake: number;
 } {
-  const sum = root.grad;
-  const n = sum.length;
-  const grad = new Float32Array(n);
-  for (let i = 0; i < n; i++) grad[i] = sum[i] / shards;
+  const grad = root.grad;
+  const n = grad.length;
+  let sq = 0;
+  for (let i = 0; i < n; i++) {
+    const g = Math.fround(grad[i] / shards);
+    grad[i] = g;
+    sq += g * g;
+  }
   return {
     grad,
+    norm: Math.sqrt(sq),
     dLoss: root.dLoss === null ? null : root.dLoss / shards,
     gLoss: root.gLoss / shards,
     dReal: root.dReal === null ? null : root.dReal / shards,
