@@ -10,6 +10,7 @@ import { TrainingState } from "../coordinator/state.js";
 import { type BackendName, initBackend } from "../shared/backend.js";
 import { parseConfig, type RunConfig, readConfigFile } from "../shared/config.js";
 import { type Dataset, loadDataset } from "../shared/data/index.js";
+import type { MicrotaskResult } from "../shared/microtask.js";
 import { MicrotaskRunner } from "../shared/runner.js";
 import { datasetSpec, microtaskSpec, phasesPerStep } from "../shared/schedule.js";
 import { reduceNode } from "../shared/tree.js";
@@ -128,6 +129,16 @@ export interface CellResult {
   partsMedianMs: { D: number; G: number; update: number };
   /** Live tfjs tensors gained over the cell (should be 0). */
   tensorLeak: number;
+  /**
+   * From one extra, untimed step: tfjs kernels dispatched per phase (all K
+   * microtasks, forward and backward; tf.profile's kernel list) and bytes
+   * uploaded host→device per microtask (what the backend's `write` received:
+   * weights, noise, real samples).
+   */
+  dispatch: {
+    kernelsPerPhase: { D: number; G: number };
+    uploadBytesPerMicrotask: { D: number; G: number };
+  };
   note?: string;
 }
 
@@ -269,6 +280,56 @@ interface StepTiming {
   update: number;
 }
 
+/**
+ * Runs one step like trainStep, counting per phase the kernels tfjs
+ * dispatches (tf.profile) and the bytes handed to the backend's `write` (host
+ * to device; on wasm, into the wasm heap). Untimed: profiling slows kernels.
+ */
+async function dispatchStep(
+  cfg: RunConfig,
+  runner: MicrotaskRunner,
+  state: TrainingState,
+): Promise<CellResult["dispatch"]> {
+  const backend = tf.backend() as unknown as {
+    write: (values: unknown, ...rest: unknown[]) => unknown;
+  };
+  const original = backend.write;
+  let uploaded = 0;
+  backend.write = function (this: unknown, values: unknown, ...rest: unknown[]) {
+    if (ArrayBuffer.isView(values)) uploaded += values.byteLength;
+    return original.call(this, values, ...rest);
+  };
+  const out: CellResult["dispatch"] = {
+    kernelsPerPhase: { D: 0, G: 0 },
+    uploadBytesPerMicrotask: { D: 0, G: 0 },
+  };
+  try {
+    for (let p = 0; p < phasesPerStep(cfg); p++) {
+      const kind = state.kind;
+      const root = { lo: 0, hi: cfg.shards };
+      uploaded = 0;
+      let result: MicrotaskResult | undefined;
+      const profile = await tf.profile(async () => {
+        result = await reduceNode(root, cfg.transport.gradients, (shard) =>
+          runner.runAsync(
+            microtaskSpec(cfg, state.step, state.phase, shard),
+            state.weights.G,
+            state.weights.D,
+          ),
+        );
+        return [];
+      });
+      // The last phase of a kind stands for the kind (kD > 1 repeats the same work).
+      out.kernelsPerPhase[kind] = profile.kernels.length;
+      out.uploadBytesPerMicrotask[kind] = uploaded / cfg.shards;
+      state.applyPhase([{ ...root, result: result! }]);
+    }
+  } finally {
+    backend.write = original;
+  }
+  return out;
+}
+
 /** One training step, the loop body of coordinator/train.ts without the file writes. */
 async function trainStep(
   cfg: RunConfig,
@@ -338,6 +399,7 @@ async function runCell(
   }
   const tensorLeak = tf.memory().numTensors - tensorsBefore;
   if (tensorLeak !== 0) notes.push(`${tensorLeak} tensors leaked`);
+  const dispatch = await dispatchStep(cfg, runner, state);
 
   const stepMs = timings.map((t) => t.total);
   const med = median(stepMs);
@@ -358,6 +420,7 @@ async function runCell(
       update: median(timings.map((t) => t.update)),
     },
     tensorLeak,
+    dispatch,
   };
   if (notes.length > 0) result.note = notes.join("; ");
   log(
@@ -459,6 +522,8 @@ export function formatStepTable(results: readonly CellResult[]): string {
     "D ms",
     "G ms",
     "update ms",
+    "kernels/phase D/G",
+    "h→d KiB/microtask D/G",
   ];
   const rows = results.map((r) => [
     r.model,
@@ -471,8 +536,10 @@ export function formatStepTable(results: readonly CellResult[]): string {
     fmtMs(r.partsMedianMs.D),
     fmtMs(r.partsMedianMs.G),
     fmtMs(r.partsMedianMs.update),
+    `${r.dispatch.kernelsPerPhase.D}/${r.dispatch.kernelsPerPhase.G}`,
+    `${(r.dispatch.uploadBytesPerMicrotask.D / 1024).toFixed(0)}/${(r.dispatch.uploadBytesPerMicrotask.G / 1024).toFixed(0)}`,
   ]);
-  return textTable(header, rows, new Set([2, 3, 4, 5, 6, 7, 8, 9]));
+  return textTable(header, rows, new Set([2, 3, 4, 5, 6, 7, 8, 9, 10, 11]));
 }
 
 export async function runStepBench(argv: string[]): Promise<number> {
