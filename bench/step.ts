@@ -315,6 +315,7 @@ async function dispatchStep(
             microtaskSpec(cfg, state.step, state.phase, shard),
             state.weights.G,
             state.weights.D,
+            { G: `v${state.versions.G}`, D: `v${state.versions.D}` },
           ),
         );
         return [];
@@ -347,6 +348,7 @@ async function trainStep(
         microtaskSpec(cfg, state.step, state.phase, shard),
         state.weights.G,
         state.weights.D,
+        { G: `v${state.versions.G}`, D: `v${state.versions.D}` },
       ),
     );
     const t1 = performance.now();
@@ -397,9 +399,10 @@ async function runCell(
       break;
     }
   }
+  const dispatch = await dispatchStep(cfg, runner, state);
+  runner.release();
   const tensorLeak = tf.memory().numTensors - tensorsBefore;
   if (tensorLeak !== 0) notes.push(`${tensorLeak} tensors leaked`);
-  const dispatch = await dispatchStep(cfg, runner, state);
 
   const stepMs = timings.map((t) => t.total);
   const med = median(stepMs);

@@ -65,7 +65,10 @@ export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainRe
     // All K shards summed along the reduction tree, as workers and the coordinator do.
     const root = { lo: 0, hi: cfg.shards };
     const result = await reduceNode(root, cfg.transport.gradients, (shard) =>
-      runner.runAsync(microtaskSpec(cfg, state.step, state.phase, shard), g, d),
+      runner.runAsync(microtaskSpec(cfg, state.step, state.phase, shard), g, d, {
+        G: `v${state.versions.G}`,
+        D: `v${state.versions.D}`,
+      }),
     );
     const summary = state.applyPhase([{ ...root, result }]);
     await recorder.afterPhase(state, summary, {

@@ -34,6 +34,12 @@ export interface MicrotaskInput {
   noiseSeed: number;
   /** Samples per pass (config `microbatch`); absent or ≥ batch: one pass. */
   microbatch?: number;
+  /**
+   * G's and D's weights already on the device, holding the same values as
+   * gWeights and dWeights (in parameter order); used instead of uploading
+   * them. The caller owns and disposes them.
+   */
+  resident?: { g: tf.Tensor[]; d: tf.Tensor[] };
 }
 
 export interface MicrotaskResult {
@@ -125,8 +131,8 @@ function microtaskTensors(
   }
   const z = latentNoise(input.noiseSeed, batch, model.latentDim);
   return tf.tidy(() => {
-    const gW = toTensors(model.g, input.gWeights);
-    const dW = toTensors(model.d, input.dWeights);
+    const gW = input.resident?.g ?? toTensors(model.g, input.gWeights);
+    const dW = input.resident?.d ?? toTensors(model.d, input.dWeights);
     const zT = tf.tensor2d(z, [batch, model.latentDim]);
     const x = phase === "D" ? tf.tensor(input.real!, [batch, ...model.sampleShape]) : null;
     const alpha =

@@ -3,6 +3,7 @@
 // reassignment and straggler re-issue. The cluster here is the real scheduler
 // and real microtasks driven in one process (no sockets); the wire tests in
 // distributed.test.ts run the same with processes.
+import * as tf from "@tensorflow/tfjs-core";
 import { describe, expect, it } from "vitest";
 import { type Action, Scheduler, type TaskRef } from "../coordinator/scheduler.js";
 import { TrainingState } from "../coordinator/state.js";
@@ -261,5 +262,19 @@ describe("tree sums are the same bits for agon train and any cluster (K = 8)", (
     expect(five.events).toContain("taskReassigned");
     expect(five.events).toContain("taskReissued");
     expect(five.hashes).toEqual(reference.hashes);
+
+    // agon train keeps each version's weights on the device (keys); the simulated workers
+    // upload them per microtask: equal hashes above mean equal bits. Here: one upload per key.
+    const g = Float32Array.from({ length: runner.model.g.size }, (_, i) => Math.sin(i) / 8);
+    const d = Float32Array.from({ length: runner.model.d.size }, (_, i) => Math.cos(i) / 8);
+    const spec = (shard: number) => microtaskSpec(cfg, 0, 0, shard);
+    const keys = { G: "g1", D: "d1" };
+    const first = runner.run(spec(0), g, d, keys);
+    const live = tf.memory().numTensors;
+    const second = runner.run(spec(1), g, d, keys);
+    expect(tf.memory().numTensors).toBe(live);
+    expect(second.grad).toEqual(runner.run(spec(1), g, d).grad);
+    expect(first.grad).toEqual(runner.run(spec(0), g, d).grad);
+    runner.release();
   }, 120_000);
 });

@@ -303,9 +303,13 @@ export class Worker {
     let result: MicrotaskResult;
     try {
       result = await reduceNode(node, this.cfg.transport.gradients, async (shard) => {
+        // A microtask on wasm blocks the event loop while it computes: let heartbeats, gRPC
+        // keepalive pings and cancellations through between the shards of a node.
+        await new Promise((resume) => setImmediate(resume));
         if (this.cancelled.has(task.taskId) || this.closed) throw new TaskCancelled();
         const spec = microtaskSpec(this.cfg, task.step, task.phase, shard);
-        return this.runner.runAsync(spec, g.weights, d.weights);
+        // Keyed by sha256: a version's weights go to the device once, for all its microtasks.
+        return this.runner.runAsync(spec, g.weights, d.weights, { G: g.checksum, D: d.checksum });
       });
     } catch (err) {
       if (!(err instanceof TaskCancelled)) throw err;
