@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseConfig } from "../shared/config.js";
-import { buildModel } from "../shared/models.js";
+import { buildModel } from "../shared/models/index.js";
 import { spawnNatsServer } from "../shared/nats.js";
 import { machineInfo } from "./machine.js";
 import { median } from "./stats.js";

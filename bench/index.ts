@@ -1,4 +1,5 @@
 // `npm run bench -- <name> [options]`: a small dispatcher of named benchmarks.
+import { runCliBench } from "./cli.js";
 import { runDistributedBench } from "./distributed.js";
 import { runFaultsBench } from "./faults.js";
 import { runQualityBench } from "./quality.js";
@@ -18,6 +19,10 @@ const BENCHMARKS: Record<string, Benchmark> = {
   distributed: {
     summary: "agon local vs agon train overhead, 2 vs 1 worker scaling, bytes and time per phase",
     run: runDistributedBench,
+  },
+  cli: {
+    summary: "start-up time of agon --help, agon worker --help and agon train to its first step",
+    run: runCliBench,
   },
   faults: {
     summary: "recovery after worker loss and coordinator restart; checkpoint write cost",

@@ -31,6 +31,10 @@ export const RECIPES: Record<string, QualityRecipe> = {
   dcgan: {
     summary: "default dcgan on MNIST, batch 64, K=1",
     flags: ["--dataset", "mnist", "--model", "dcgan", "--batch", "64", "--shards", "1"],
+    evalFlags: [
+      ["--weights", "ema"],
+      ["--weights", "raw"],
+    ],
   },
 };
 

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import type { AdamState } from "../shared/adam.js";
 import { canonicalJson, type RunConfig } from "../shared/config.js";
 import { sha256 } from "../shared/hash.js";
+import { asWriteError } from "./rundir.js";
 
 export const CHECKPOINT_FORMAT = 1;
 const PREFIX = "ckpt-";
@@ -17,6 +18,8 @@ export interface CheckpointData {
   versions: { G: number; D: number };
   weights: { G: Float32Array; D: Float32Array };
   adam: { G: AdamState; D: AdamState };
+  /** The EMA generator's flat array (G's layout), when the run keeps one. */
+  ema?: Float32Array;
 }
 
 export interface Manifest {
@@ -40,8 +43,9 @@ export class CheckpointError extends Error {
 
 /**
  * Hash of the fields that decide the training trajectory. Steps, run dir,
- * checkpoint and sample cadence and health settings are left out, so a run can
- * be extended, moved or watched differently. The transport precision rounds
+ * checkpoint and sample cadence, health settings and the EMA generator's
+ * half-life (it never feeds back into G or D) are left out, so a run can be
+ * extended, moved or watched differently. The transport precision rounds
  * gradients and weights, so it is in; at its default (fp32 both ways) it is
  * left out, so checkpoints from before the setting existed still resume.
  */
@@ -52,6 +56,7 @@ export function configHash(cfg: RunConfig): string {
     checkpoint: _checkpoint,
     samples: _samples,
     health: _health,
+    ema: _ema,
     transport,
     ...trajectory
   } = cfg;
@@ -66,6 +71,7 @@ function bytesOf(a: Float32Array): Uint8Array {
 
 function blobsOf(data: CheckpointData): Record<string, Float32Array> {
   return {
+    ...(data.ema ? { "G.ema.f32": data.ema } : {}),
     "G.weights.f32": data.weights.G,
     "D.weights.f32": data.weights.D,
     "G.adam.m.f32": data.adam.G.m,
@@ -73,6 +79,14 @@ function blobsOf(data: CheckpointData): Record<string, Float32Array> {
     "D.adam.m.f32": data.adam.D.m,
     "D.adam.v.f32": data.adam.D.v,
   };
+}
+
+/** The first blob (weights or optimizer state) holding NaN or ±Inf, or null when all are finite. */
+export function nonFiniteBlob(data: CheckpointData): string | null {
+  for (const [file, array] of Object.entries(blobsOf(data))) {
+    for (let i = 0; i < array.length; i++) if (!Number.isFinite(array[i])) return file;
+  }
+  return null;
 }
 
 function fsyncPath(path: string): void {
@@ -91,9 +105,33 @@ export async function writeCheckpoint(
   data: CheckpointData,
   keep: number,
 ): Promise<string> {
+  const bad = nonFiniteBlob(data);
+  if (bad) {
+    throw new CheckpointError(
+      `refusing to write the checkpoint of step ${data.step}: ${bad} holds NaN or Inf (the older checkpoints are kept)`,
+    );
+  }
   const name = `${PREFIX}${String(data.step).padStart(8, "0")}`;
   const finalPath = join(runDir, name);
   const tmpPath = join(runDir, `.tmp-${name}-${process.pid}`);
+  try {
+    return await writeCheckpointAt(runDir, cfg, data, keep, name, tmpPath);
+  } catch (err) {
+    // A half-written one goes (it frees what it took of a full disk); the older ones stay.
+    await rm(tmpPath, { recursive: true, force: true }).catch(() => {});
+    throw asWriteError(finalPath, err);
+  }
+}
+
+async function writeCheckpointAt(
+  runDir: string,
+  cfg: RunConfig,
+  data: CheckpointData,
+  keep: number,
+  name: string,
+  tmpPath: string,
+): Promise<string> {
+  const finalPath = join(runDir, name);
   await rm(tmpPath, { recursive: true, force: true });
   await mkdir(tmpPath, { recursive: true });
   const blobs: Manifest["blobs"] = {};
@@ -136,7 +174,10 @@ async function checkpointNames(runDir: string): Promise<string[]> {
   } catch {
     return [];
   }
-  return names.filter((n) => /^ckpt-\d{8}$/.test(n)).sort();
+  // Ordered by step (the number), not by name: a step past 99,999,999 has more digits.
+  return names
+    .filter((n) => /^ckpt-\d{8,}$/.test(n))
+    .sort((a, b) => Number(a.slice(PREFIX.length)) - Number(b.slice(PREFIX.length)));
 }
 
 async function pruneCheckpoints(runDir: string, keep: number): Promise<void> {
@@ -211,6 +252,7 @@ export async function readCheckpoint(
         G: { t: manifest.adamSteps.G, m: arrays["G.adam.m.f32"], v: arrays["G.adam.v.f32"] },
         D: { t: manifest.adamSteps.D, m: arrays["D.adam.m.f32"], v: arrays["D.adam.v.f32"] },
       },
+      ...(arrays["G.ema.f32"] ? { ema: arrays["G.ema.f32"] } : {}),
     },
   };
 }

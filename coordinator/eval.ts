@@ -2,11 +2,11 @@
 // dataset's test split, on n samples drawn from a fixed latent seed.
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { type Command, InvalidArgumentError, Option } from "commander";
-import { BACKEND_NAMES, type BackendName, initBackend } from "../shared/backend.js";
+import { type BackendName, initBackend } from "../shared/backend.js";
+import { parseConfig, type RunConfig } from "../shared/config.js";
 import { computeFd, type FidDataset } from "../shared/fid.js";
 import { CLASSIFIER_RECIPE, recipeHash } from "../shared/fid-classifier.js";
-import { buildModel } from "../shared/models.js";
+import { buildModel } from "../shared/models/index.js";
 import { generateSamples } from "../shared/runner.js";
 import {
   type CheckpointData,
@@ -15,9 +15,9 @@ import {
   readCheckpoint,
 } from "./checkpoint.js";
 
-/** Latent seed of the evaluation samples: the same for every run, so runs compare on equal noise. */
-export const EVAL_SEED = 0x46d;
-export const EVAL_DEFAULT_N = 2000;
+import { EVAL_DEFAULT_N, EVAL_SEED } from "./eval-defaults.js";
+
+export { EVAL_DEFAULT_N, EVAL_SEED };
 
 export class EvaluationError extends Error {
   override name = "EvaluationError";
@@ -28,6 +28,8 @@ export interface EvalOptions {
   seed?: number;
   /** Activated before sampling; leave out to use the active backend. */
   backend?: BackendName;
+  /** Default: "ema" when the checkpoint has an EMA generator, else "raw". */
+  weights?: "ema" | "raw";
   log?: (line: string) => void;
 }
 
@@ -36,6 +38,8 @@ export interface EvalResult {
   step: number;
   dataset: FidDataset;
   model: string;
+  /** Which generator was evaluated: the EMA one or G as trained. */
+  weights: "ema" | "raw";
   n: number;
   seed: number;
   fd: number;
@@ -71,8 +75,19 @@ export async function evalCheckpoint(dir: string, opts: EvalOptions = {}): Promi
     throw new EvaluationError(`--n must be an integer >= 2, got ${n}`);
   const t0 = performance.now();
   const found = await findCheckpoint(dir, log);
-  const gWeights = found.data.weights.G;
-  const cfg = found.manifest.config;
+  const weights = opts.weights ?? (found.data.ema ? "ema" : "raw");
+  if (weights === "ema" && !found.data.ema) {
+    throw new EvaluationError(
+      `${found.dir} has no EMA generator (the run had ema: false); use --weights raw`,
+    );
+  }
+  const gWeights = weights === "ema" ? found.data.ema! : found.data.weights.G;
+  let cfg: RunConfig;
+  try {
+    cfg = parseConfig(found.manifest.config, `${found.dir}/manifest.json config`);
+  } catch (err) {
+    throw new EvaluationError((err as Error).message);
+  }
   const dataset = cfg?.dataset?.name;
   if (dataset !== "mnist" && dataset !== "fashion-mnist") {
     throw new EvaluationError(
@@ -80,7 +95,12 @@ export async function evalCheckpoint(dir: string, opts: EvalOptions = {}): Promi
     );
   }
   const backend = opts.backend ? await initBackend(opts.backend, log) : undefined;
-  const model = buildModel(cfg.model, [28, 28, 1]);
+  let model: ReturnType<typeof buildModel>;
+  try {
+    model = buildModel(cfg.model, [28, 28, 1]);
+  } catch (err) {
+    throw new EvaluationError(`${found.dir}: ${(err as Error).message}`);
+  }
   if (gWeights.length !== model.g.size) {
     throw new EvaluationError(
       `${found.dir}: G has ${gWeights.length} weights, its config's ${cfg.model.name} needs ${model.g.size}`,
@@ -94,6 +114,7 @@ export async function evalCheckpoint(dir: string, opts: EvalOptions = {}): Promi
     step: found.manifest.step,
     dataset,
     model: cfg.model.name,
+    weights,
     n,
     seed,
     fd,
@@ -103,50 +124,6 @@ export async function evalCheckpoint(dir: string, opts: EvalOptions = {}): Promi
   };
 }
 
-function intAtLeast2(value: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < 2) {
-    throw new InvalidArgumentError("expected an integer >= 2");
-  }
-  return n;
-}
-
-function seedArg(value: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || n > 0xffffffff) {
-    throw new InvalidArgumentError("expected an integer in [0, 2^32)");
-  }
-  return n;
-}
-
 export function formatEval(r: EvalResult): string {
-  return `fd ${r.fd.toFixed(3)} (${r.dataset}, ${r.model} step ${r.step}, n ${r.n}, seed ${r.seed}, classifier ${r.classifier}, ${r.backend}, ${r.seconds} s) ${r.checkpoint}`;
-}
-
-/** Adds `agon eval` to the CLI. EvaluationError is a user error (one line, exit code 2). */
-export function registerEvalCommand(program: Command): Command {
-  return program
-    .command("eval")
-    .description(
-      "Fréchet distance of a checkpoint's generator to the test split (mnist, fashion-mnist; our own classifier's features, not Inception)",
-    )
-    .requiredOption(
-      "--checkpoint <dir>",
-      "a ckpt-NNNNNNNN directory, or a run dir (newest valid checkpoint)",
-    )
-    .option("--n <count>", "number of generated samples", intAtLeast2, EVAL_DEFAULT_N)
-    .option("--seed <n>", "latent seed of the samples", seedArg, EVAL_SEED)
-    .addOption(
-      new Option("--backend <name>", "compute backend").choices([...BACKEND_NAMES]).default("auto"),
-    )
-    .option("--json", "print the result as one JSON line instead")
-    .action(async (opts: Record<string, unknown>) => {
-      const result = await evalCheckpoint(opts.checkpoint as string, {
-        n: opts.n as number,
-        seed: opts.seed as number,
-        backend: opts.backend as BackendName,
-        log: (line) => process.stderr.write(`${line}\n`),
-      });
-      process.stdout.write(`${opts.json ? JSON.stringify(result) : formatEval(result)}\n`);
-    });
+  return `fd ${r.fd.toFixed(3)} (${r.dataset}, ${r.model} step ${r.step}, ${r.weights} weights, n ${r.n}, seed ${r.seed}, classifier ${r.classifier}, ${r.backend}, ${r.seconds} s) ${r.checkpoint}`;
 }

@@ -4,11 +4,12 @@
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import * as tf from "@tensorflow/tfjs";
-import { type Command, InvalidArgumentError, Option } from "commander";
-import { BACKEND_NAMES, type BackendName, initBackend } from "../shared/backend.js";
+import { type BackendName, initBackend } from "../shared/backend.js";
 import { parseConfig, type RunConfig } from "../shared/config.js";
+import { readManifest } from "../shared/data/index.js";
 import { latentNoise } from "../shared/microtask.js";
-import { buildModel, type GanModel } from "../shared/models.js";
+import { buildModel, dcganLayout, type GanModel } from "../shared/models/index.js";
+import { BN_EPS, BN_MOMENTUM } from "../shared/models/layers.js";
 import { hashSeed, SeedDomain } from "../shared/rng.js";
 import { generateSamples, samplesPng } from "../shared/runner.js";
 import { type Manifest, readCheckpoint } from "./checkpoint.js";
@@ -29,6 +30,12 @@ export function sampleShapeOf(cfg: RunConfig): number[] {
       return [28, 28, 1];
     case "folder":
       return [ds.size, ds.size, ds.channels];
+    case "prepared":
+      if (ds.resolution === undefined || ds.channels === undefined) {
+        const m = readManifest(ds.path);
+        return [m.resolution, m.resolution, m.channels];
+      }
+      return [ds.resolution, ds.resolution, ds.channels];
   }
 }
 
@@ -38,20 +45,45 @@ export interface LoadedGenerator {
   cfg: RunConfig;
   model: GanModel;
   gWeights: Float32Array;
+  /** Which weights gWeights are: the EMA generator or G as trained. */
+  weights: GeneratorWeights;
 }
 
-/** Reads a checkpoint (verifying its checksums) and builds its model. */
-export async function loadGenerator(checkpointDir: string): Promise<LoadedGenerator> {
+export const GENERATOR_WEIGHTS = ["ema", "raw"] as const;
+/** `--weights`: the EMA generator (config `ema`) or G's own weights. */
+export type GeneratorWeights = (typeof GENERATOR_WEIGHTS)[number];
+
+/**
+ * Reads a checkpoint (verifying its checksums) and builds its model. `weights`:
+ * "ema" (the default when the checkpoint has an EMA generator, an error when
+ * asked for and absent) or "raw".
+ */
+export async function loadGenerator(
+  checkpointDir: string,
+  weights?: GeneratorWeights,
+): Promise<LoadedGenerator> {
   const dir = resolve(checkpointDir);
   const { manifest, data } = await readCheckpoint(dir);
   const cfg = parseConfig(manifest.config, `${dir}/manifest.json config`);
-  const model = buildModel(cfg.model, sampleShapeOf(cfg));
+  let model: GanModel;
+  try {
+    model = buildModel(cfg.model, sampleShapeOf(cfg));
+  } catch (err) {
+    throw new ExportError(`${dir}: ${(err as Error).message}`);
+  }
   if (data.weights.G.length !== model.g.size) {
     throw new ExportError(
       `${dir}: G has ${data.weights.G.length} weights, but its config's model needs ${model.g.size}`,
     );
   }
-  return { dir, manifest, cfg, model, gWeights: data.weights.G };
+  const chosen = weights ?? (data.ema ? "ema" : "raw");
+  if (chosen === "ema" && !data.ema) {
+    throw new ExportError(
+      `${dir} has no EMA generator (the run had ema: false); use --weights raw`,
+    );
+  }
+  const gWeights = chosen === "ema" ? data.ema! : data.weights.G;
+  return { dir, manifest, cfg, model, gWeights, weights: chosen };
 }
 
 // ---------------------------------------------------------------------------
@@ -65,6 +97,8 @@ export interface SampleOptions {
   /** Seed of the fixed noise; default the run's seed. */
   seed?: number;
   backend?: BackendName;
+  /** Default: "ema" when the checkpoint has one, else "raw". */
+  weights?: GeneratorWeights;
   log?: (line: string) => void;
 }
 
@@ -86,7 +120,7 @@ export interface SampleResult {
  */
 export async function runSample(opts: SampleOptions): Promise<SampleResult> {
   const log = opts.log ?? (() => {});
-  const gen = await loadGenerator(opts.checkpoint);
+  const gen = await loadGenerator(opts.checkpoint, opts.weights);
   const backend = await initBackend(opts.backend ?? "auto", log);
   const count = opts.n ?? gen.cfg.samples.count;
   const seed = opts.seed ?? gen.cfg.seed;
@@ -97,7 +131,7 @@ export async function runSample(opts: SampleOptions): Promise<SampleResult> {
   await mkdir(dirname(out), { recursive: true });
   await writeFile(out, png);
   log(
-    `sample: wrote ${out}: ${count} samples of shape ${gen.model.sampleShape.join("×")} from ${gen.dir} (step ${gen.manifest.step}, seed ${seed}, ${backend})`,
+    `sample: wrote ${out}: ${count} samples of shape ${gen.model.sampleShape.join("×")} from ${gen.dir} (step ${gen.manifest.step}, ${gen.weights} weights, seed ${seed}, ${backend})`,
   );
   return { out, count, seed, step: gen.manifest.step, backend, samples };
 }
@@ -116,6 +150,8 @@ export interface ExportMetadata {
     output: "image" | "points";
     seed: number;
     step: number;
+    /** "ema": the EMA generator; "raw": G as trained. */
+    weights: GeneratorWeights;
     configHash: string;
     /** How to make the run's own fixed-noise grid in JS: see docs. */
     sampleNoise: string;
@@ -123,11 +159,13 @@ export interface ExportMetadata {
 }
 
 /**
- * The generator as a tf.layers model with the same computation as `model.g.apply`:
+ * The generator as a tf.layers model with the same computation as
+ * `model.g.apply` in eval mode (batch norm with its running statistics):
  * MLP: dense(relu)… → dense(tanh for images, linear for points) → reshape;
- * DCGAN: dense(relu) → reshape [7,7,2f] → conv2dTranspose(f, 5, 2, same, relu)
- * → conv2dTranspose(C, 5, 2, same, tanh). Weights are set from the flat array
- * in the documented parameter order (tfjs layers use the same shapes).
+ * DCGAN: dense → reshape → [batchNorm] → relu → per doubling
+ * conv2dTranspose(4, 2, same) → [batchNorm] → relu, the last → tanh.
+ * Layer and weight names follow our parameter names (g.bn0.mean →
+ * g_bn0/moving_mean), and the weights are set by those names.
  */
 export function generatorLayersModel(
   cfg: RunConfig["model"],
@@ -157,60 +195,80 @@ export function generatorLayersModel(
     });
     layers.push(tf.layers.reshape({ name: "g_reshape", targetShape: shape }));
   } else {
-    const f = cfg.gFilters;
-    const channels = shape[2];
+    const { res, sides, widthAt } = dcganLayout(cfg, shape);
+    const bn = cfg.gNorm === "batch";
+    const base = sides[0];
+    const w0 = widthAt(cfg.gFilters, base);
+    const norm = (name: string) =>
+      tf.layers.batchNormalization({ name, axis: -1, epsilon: BN_EPS, momentum: 1 - BN_MOMENTUM });
     layers.push(
       tf.layers.dense({
         name: "g_dense0",
-        units: 7 * 7 * 2 * f,
-        activation: "relu",
+        units: base * base * w0,
+        useBias: !bn,
         kernelInitializer: zeros,
         inputShape: [model.latentDim],
       }),
-      tf.layers.reshape({ name: "g_reshape", targetShape: [7, 7, 2 * f] }),
-      tf.layers.conv2dTranspose({
-        name: "g_convT1",
-        filters: f,
-        kernelSize: 5,
-        strides: 2,
-        padding: "same",
-        activation: "relu",
-        kernelInitializer: zeros,
-      }),
-      tf.layers.conv2dTranspose({
-        name: "g_convT2",
-        filters: channels,
-        kernelSize: 5,
-        strides: 2,
-        padding: "same",
-        activation: "tanh",
-        kernelInitializer: zeros,
-      }),
+      tf.layers.reshape({ name: "g_reshape", targetShape: [base, base, w0] }),
     );
+    if (bn) layers.push(norm("g_bn0"));
+    layers.push(tf.layers.activation({ name: "g_relu0", activation: "relu" }));
+    sides.slice(1).forEach((side, i) => {
+      const last = side === res;
+      layers.push(
+        tf.layers.conv2dTranspose({
+          name: `g_convT${i + 1}`,
+          filters: last ? shape[2] : widthAt(cfg.gFilters, side),
+          kernelSize: 4,
+          strides: 2,
+          padding: "same",
+          useBias: last || !bn,
+          activation: last ? "tanh" : "linear",
+          kernelInitializer: zeros,
+        }),
+      );
+      if (!last) {
+        if (bn) layers.push(norm(`g_bn${i + 1}`));
+        layers.push(tf.layers.activation({ name: `g_relu${i + 1}`, activation: "relu" }));
+      }
+    });
   }
   const net = tf.sequential({ name: "agon_generator", layers });
-  const specs = model.g.params;
-  if (net.weights.length !== specs.length) {
-    net.dispose();
-    throw new ExportError(
-      `layers model has ${net.weights.length} weights, the generator ${specs.length}`,
-    );
-  }
+  // Our parameter and state names → the Layers weights' original names.
+  const values = new Map<string, { shape: number[]; data: Float32Array }>();
   let offset = 0;
-  const tensors = specs.map((p, i) => {
-    const expected = net.weights[i].shape;
-    if (expected.join(",") !== p.shape.join(",")) {
+  for (const p of [...model.g.params, ...model.g.state]) {
+    const n = p.shape.reduce((a, b) => a * b, 1);
+    const [, layer, weight] = p.name.split(".");
+    const tfName = { mean: "moving_mean", var: "moving_variance" }[weight] ?? weight;
+    values.set(`g_${layer}/${tfName}`, {
+      shape: p.shape,
+      data: gWeights.subarray(offset, offset + n),
+    });
+    offset += n;
+  }
+  const tensors: tf.Tensor[] = [];
+  try {
+    if (net.weights.length !== values.size) {
       throw new ExportError(
-        `${p.name}: layers weight ${net.weights[i].name} has shape [${expected}], ours [${p.shape}]`,
+        `layers model has ${net.weights.length} weights, the generator ${values.size}`,
       );
     }
-    const n = p.shape.reduce((a, b) => a * b, 1);
-    const t = tf.tensor(gWeights.subarray(offset, offset + n), p.shape, "float32");
-    offset += n;
-    return t;
-  });
-  net.setWeights(tensors);
-  tf.dispose(tensors);
+    for (const w of net.weights) {
+      const v = values.get(w.originalName);
+      if (!v) throw new ExportError(`layers weight ${w.originalName} has no generator parameter`);
+      if (w.shape.join(",") !== v.shape.join(",")) {
+        throw new ExportError(`${w.originalName}: layers shape [${w.shape}], ours [${v.shape}]`);
+      }
+      tensors.push(tf.tensor(v.data, v.shape, "float32"));
+    }
+    net.setWeights(tensors);
+  } catch (err) {
+    net.dispose();
+    throw err;
+  } finally {
+    tf.dispose(tensors);
+  }
   return net;
 }
 
@@ -218,6 +276,8 @@ export interface ExportOptions {
   checkpoint: string;
   out: string;
   backend?: BackendName;
+  /** Default: "ema" when the checkpoint has one, else "raw". */
+  weights?: GeneratorWeights;
   log?: (line: string) => void;
 }
 
@@ -233,7 +293,7 @@ export interface ExportResult {
 /** Writes `<out>/model.json` and `<out>/weights.bin` (the tfjs Layers format). */
 export async function runExport(opts: ExportOptions): Promise<ExportResult> {
   const log = opts.log ?? (() => {});
-  const gen = await loadGenerator(opts.checkpoint);
+  const gen = await loadGenerator(opts.checkpoint, opts.weights);
   await initBackend(opts.backend ?? "cpu", log);
   const metadata: ExportMetadata = {
     agon: {
@@ -244,6 +304,7 @@ export async function runExport(opts: ExportOptions): Promise<ExportResult> {
       output: gen.model.sampleShape.length === 3 ? "image" : "points",
       seed: gen.cfg.seed,
       step: gen.manifest.step,
+      weights: gen.weights,
       configHash: gen.manifest.configHash,
       sampleNoise:
         "z ~ N(0,1), shape [n, latentDim]; the run's grids use agon's sfc32 noise from hashSeed(seed, 6)",
@@ -281,7 +342,7 @@ export async function runExport(opts: ExportOptions): Promise<ExportResult> {
   await writeFile(binPath, new Uint8Array(weightData));
   await writeFile(jsonPath, `${JSON.stringify(modelJson)}\n`);
   log(
-    `export: wrote ${jsonPath} and weights.bin (${gen.model.g.size} parameters, step ${gen.manifest.step}); load it with tf.loadLayersModel("…/model.json")`,
+    `export: wrote ${jsonPath} and weights.bin (${gen.model.g.size} values, ${gen.weights} weights, step ${gen.manifest.step}); load it with tf.loadLayersModel("…/model.json")`,
   );
   return {
     out,
@@ -318,69 +379,4 @@ export function exportedModelFiles(dir: string): tf.io.IOHandler {
 /** The latent vectors `agon sample` feeds G for this seed: for checking an export. */
 export function sampleNoise(seed: number, count: number, latentDim: number): Float32Array {
   return latentNoise(hashSeed(seed, SeedDomain.sampleNoise), count, latentDim);
-}
-
-// ---------------------------------------------------------------------------
-// The commands.
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError("expected an integer ≥ 1");
-  return n;
-}
-
-function seedArg(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 0 || n > 0xffffffff) {
-    throw new InvalidArgumentError("expected an integer in 0..4294967295");
-  }
-  return n;
-}
-
-const log = (line: string) => process.stderr.write(`${line}\n`);
-
-export function registerSampleCommand(program: Command): Command {
-  return program
-    .command("sample")
-    .description("write a PNG grid of a checkpoint's generator on fixed noise")
-    .requiredOption("--checkpoint <dir>", "checkpoint directory (run dir/ckpt-NNNNNNNN)")
-    .requiredOption("--out <file>", "PNG file to write")
-    .option("--n <count>", "number of samples (default: the run's samples.count)", positiveInt)
-    .option("--seed <n>", "noise seed (default: the run's seed, as in its own grids)", seedArg)
-    .addOption(
-      new Option("--backend <name>", "compute backend").choices([...BACKEND_NAMES]).default("auto"),
-    )
-    .action(async (opts: Record<string, unknown>) => {
-      await runSample({
-        checkpoint: opts.checkpoint as string,
-        out: opts.out as string,
-        n: opts.n as number | undefined,
-        seed: opts.seed as number | undefined,
-        backend: opts.backend as BackendName,
-        log,
-      });
-    });
-}
-
-export function registerExportCommand(program: Command): Command {
-  return program
-    .command("export")
-    .description(
-      "write a checkpoint's generator as a TensorFlow.js Layers model (model.json + weights.bin)",
-    )
-    .requiredOption("--checkpoint <dir>", "checkpoint directory (run dir/ckpt-NNNNNNNN)")
-    .requiredOption("--out <dir>", "directory to write model.json and weights.bin into")
-    .addOption(
-      new Option("--backend <name>", "compute backend used while exporting")
-        .choices([...BACKEND_NAMES])
-        .default("cpu"),
-    )
-    .action(async (opts: Record<string, unknown>) => {
-      await runExport({
-        checkpoint: opts.checkpoint as string,
-        out: opts.out as string,
-        backend: opts.backend as BackendName,
-        log,
-      });
-    });
 }

@@ -9,8 +9,7 @@ import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
-import { type Command, InvalidArgumentError, type Option } from "commander";
-import { natsAuthFromOptions } from "../shared/cli/nats-options.js";
+import { PARENT_PIPE_ENV } from "../shared/cli/orphan.js";
 import type { RunConfig } from "../shared/config.js";
 import type { MetricsMessage } from "../shared/metrics.js";
 import {
@@ -24,6 +23,7 @@ import {
 } from "../shared/nats.js";
 import { Progress, type ProgressInfo } from "../shared/progress.js";
 import { type NatsAuthFiles, randomSecret } from "../shared/security.js";
+import { assertRunDirFree } from "./rundir.js";
 
 /** The `agon` command the children run. */
 export const AGON_CLI = resolve(import.meta.dirname, "../shared/cli/agon.js");
@@ -210,6 +210,12 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
   const cli = opts.agonCli ?? AGON_CLI;
   const tty = Boolean(out.isTTY);
   const started = performance.now();
+  // Refused before anything starts when a live process owns the run dir (the coordinator takes the lock).
+  try {
+    assertRunDirFree(cfg.run.dir);
+  } catch (err) {
+    throw new LocalError((err as Error).message);
+  }
 
   // --- Output: own lines, child lines and the live status line share stderr.
   let progress: Progress | null = null;
@@ -234,12 +240,15 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
   const childEnv = {
     ...process.env,
     AGON_JOIN_TOKEN: process.env.AGON_JOIN_TOKEN || randomSecret(),
+    [PARENT_PIPE_ENV]: "1",
   };
   const startChild = (name: string, args: string[], onStdout?: (line: string) => void): Child => {
     // Each child gets its own process group: Ctrl-C reaches only `agon local`,
     // which then stops them in order (coordinator first, so it checkpoints).
+    // Its stdin is a pipe we never write to: it ends when we die, even by SIGKILL,
+    // and the child then stops itself (shared/cli/orphan.ts).
     const proc = spawn(process.execPath, [cli, ...args], {
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: ["pipe", "pipe", "pipe"],
       detached: true,
       env: childEnv,
     });
@@ -310,7 +319,10 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
     // NATS.
     let natsUrl = opts.nats;
     if (!natsUrl) {
-      natsServer = await spawnNatsServer({ missingHint: "pass --nats nats://host:port" });
+      natsServer = await spawnNatsServer({
+        missingHint: "pass --nats nats://host:port",
+        dieWithParent: true,
+      });
       natsUrl = natsServer.url;
       say(`local: started nats-server on ${natsUrl}`);
     }
@@ -525,103 +537,4 @@ function readSummary(runDir: string): Record<string, unknown> | null {
   } catch {
     return null;
   }
-}
-
-// ---------------------------------------------------------------------------
-// The `agon local` subcommand.
-
-/** What shared/cli/main.ts already has for its other subcommands. */
-export interface CliHelpers {
-  addConfigOptions(cmd: Command): Command;
-  configFromOptions(opts: Record<string, unknown>): RunConfig;
-  backendOption(): Option;
-}
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("must be a positive integer");
-  return n;
-}
-
-function hostPort(value: string): string {
-  if (!/^.+:\d{1,5}$/.test(value)) throw new InvalidArgumentError("expected host:port");
-  return value;
-}
-
-/** The flags of `options` present in `opts`, as `--flag=value` arguments for a child command. */
-export function passThroughArgs(
-  options: readonly Option[],
-  opts: Record<string, unknown>,
-): string[] {
-  const args: string[] = [];
-  for (const o of options) {
-    const value = opts[o.attributeName()];
-    if (value === undefined || value === false || !o.long) continue;
-    if (value === true) args.push(o.long);
-    else
-      for (const v of Array.isArray(value) ? value : [value]) args.push(`${o.long}=${String(v)}`);
-  }
-  return args;
-}
-
-/** Adds `agon local` to the CLI. */
-export function registerLocalCommand(
-  program: Command,
-  helpers: CliHelpers,
-  agonCli: string = AGON_CLI,
-): Command {
-  const cmd = program
-    .command("local")
-    .description(
-      "run a whole cluster on this machine: nats-server, the coordinator and N workers, with live progress",
-    );
-  const before = cmd.options.length;
-  helpers.addConfigOptions(cmd);
-  const configOptions = cmd.options.slice(before);
-  const backend = helpers.backendOption();
-  backend.description = "compute backend of the workers and the coordinator";
-  return cmd
-    .addOption(backend)
-    .option("--workers <n>", "number of worker processes", positiveInt, 2)
-    .option(
-      "--nats <urls>",
-      "use this NATS server (URLs comma-separated) instead of starting nats-server",
-    )
-    .option(
-      "--listen <host:port>",
-      "coordinator gRPC address (default: 127.0.0.1 on a free port)",
-      hostPort,
-    )
-    .option(
-      "--http <host:port>",
-      "dashboard and Prometheus /metrics address (default: 127.0.0.1 on a free port)",
-      hostPort,
-    )
-    .option("--fresh", "ignore checkpoints in the run dir and start from step 0")
-    .option("--force", "resume even if the newest checkpoint was written with a different config")
-    .option("--json", "print the final summary (step, weight hashes) as JSON on stdout")
-    .action(async (opts: Record<string, unknown>) => {
-      const cfg = helpers.configFromOptions(opts);
-      const result = await runLocal(cfg, {
-        workers: opts.workers as number,
-        nats: opts.nats as string | undefined,
-        backend: opts.backend as string,
-        fresh: Boolean(opts.fresh),
-        force: Boolean(opts.force),
-        listen: opts.listen as string | undefined,
-        http: opts.http as string | undefined,
-        configArgs: passThroughArgs(configOptions, opts),
-        natsAuth: natsAuthFromOptions(opts),
-        natsArgs: passThroughArgs(
-          cmd.options.filter((o) => o.long?.startsWith("--nats-")),
-          opts,
-        ),
-        agonCli,
-      });
-      if (result.status === "stopped") {
-        // 128 + signal number, as a shell reports a process stopped by it.
-        process.exit(result.signal === "SIGINT" ? 130 : result.signal === "SIGHUP" ? 129 : 143);
-      }
-      if (opts.json) process.stdout.write(`${JSON.stringify(result.summary)}\n`);
-    });
 }

@@ -4,10 +4,17 @@
 import { appendFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { RunConfig } from "../shared/config.js";
-import { HealthMonitor, type HealthSignal } from "../shared/health.js";
-import type { GanModel } from "../shared/models.js";
+import { DIVERGENCE_SIGNALS, HealthMonitor, type HealthSignal } from "../shared/health.js";
+import type { GanModel } from "../shared/models/index.js";
 import { generateSamples, samplesGridPng, writeSampleGrid } from "../shared/runner.js";
-import { type CheckpointData, writeCheckpoint } from "./checkpoint.js";
+import {
+  type CheckpointData,
+  type FoundCheckpoint,
+  latestValidCheckpoint,
+  nonFiniteBlob,
+  writeCheckpoint,
+} from "./checkpoint.js";
+import { guardWrite, RunDirWriteError, trimAfterCheckpoint } from "./rundir.js";
 import type { PhaseSummary, TrainingState } from "./state.js";
 
 /** Where a recorder's events and broadcasts go. */
@@ -35,6 +42,8 @@ export class RunRecorder {
   /** Checkpoint writes run off the training path, one after another. */
   private checkpointing: Promise<void> = Promise.resolve();
   private checkpointError: Error | null = null;
+  /** A checkpoint write failed for a reason no retry fixes (RunDirWriteError); flush() rethrows it. */
+  fatal: RunDirWriteError | null = null;
 
   constructor(
     readonly cfg: RunConfig,
@@ -57,12 +66,14 @@ export class RunRecorder {
 
   /** Creates the run dir and its samples/ folder. */
   prepare(): void {
-    mkdirSync(join(this.dir, "samples"), { recursive: true });
+    const samples = join(this.dir, "samples");
+    guardWrite(samples, () => mkdirSync(samples, { recursive: true }));
   }
 
   /** Writes the run's config.json (the config as resolved, for people and tools). */
   writeConfig(): void {
-    writeFileSync(join(this.dir, "config.json"), `${JSON.stringify(this.cfg, null, 2)}\n`);
+    const path = join(this.dir, "config.json");
+    guardWrite(path, () => writeFileSync(path, `${JSON.stringify(this.cfg, null, 2)}\n`));
   }
 
   /**
@@ -77,19 +88,25 @@ export class RunRecorder {
     metrics: object,
   ): Promise<HealthSignal[]> {
     const json = JSON.stringify(metrics);
-    appendFileSync(join(this.dir, "metrics.jsonl"), `${json}\n`);
+    const metricsPath = join(this.dir, "metrics.jsonl");
+    guardWrite(metricsPath, () => appendFileSync(metricsPath, `${json}\n`));
     this.sink.metrics?.(json);
     const signals = this.health?.observePhase(summary) ?? [];
     if (state.phase === 0) {
       const step = state.step;
       if (step % this.cfg.samples.every === 0 || state.done) {
         const count = this.cfg.samples.count;
-        const samples = await generateSamples(this.model, state.weights.G, this.cfg.seed, count);
+        const samples = await generateSamples(
+          this.model,
+          state.sampleWeights,
+          this.cfg.seed,
+          count,
+        );
         if (this.health) {
           signals.push(...this.health.observeSamples(step, samples, count, samples.length / count));
         }
         const png = samplesGridPng(this.cfg, this.model, samples);
-        writeSampleGrid(this.dir, step, png);
+        guardWrite(join(this.dir, "samples"), () => writeSampleGrid(this.dir, step, png));
         this.sink.samples?.(png);
       }
       if (step % this.cfg.checkpoint.every === 0 || state.done) {
@@ -110,6 +127,16 @@ export class RunRecorder {
    * writes it in the background; writes are queued, never concurrent.
    */
   checkpoint(snapshot: CheckpointData, why: "interval" | "stopped"): void {
+    // Never written (so rotation never deletes the last good one): reported, and training's health decides.
+    const bad = nonFiniteBlob(snapshot);
+    if (bad) {
+      this.sink.event(
+        "checkpointSkipped",
+        `checkpoint of step ${snapshot.step} not written: ${bad} holds NaN or Inf`,
+        { step: snapshot.step, blob: bad },
+      );
+      return;
+    }
     const started = performance.now();
     this.checkpointing = this.checkpointing
       .then(() => writeCheckpoint(this.dir, this.cfg, snapshot, this.cfg.checkpoint.keep))
@@ -126,6 +153,8 @@ export class RunRecorder {
             },
           ),
         (err: Error) => {
+          // No retry fixes a full disk or a read-only dir: the run stops, in either mode.
+          if (err instanceof RunDirWriteError) this.fatal ??= err;
           if (this.opts.onCheckpointError === "throw") {
             this.checkpointError ??= err;
             return;
@@ -137,14 +166,81 @@ export class RunRecorder {
       );
   }
 
-  /** Resolves when every queued checkpoint is written (rejects with a write's error in "throw" mode). */
+  /**
+   * Resolves when every queued checkpoint is written; rejects with a write's
+   * error in "throw" mode, and with a RunDirWriteError in either mode.
+   */
   async flush(): Promise<void> {
     await this.checkpointing;
     if (this.checkpointError) throw this.checkpointError;
+    if (this.fatal) throw this.fatal;
   }
 
   /** Writes summary.json: the run's final step and weight hashes. */
   writeSummary(summary: object): void {
-    writeFileSync(join(this.dir, "summary.json"), `${JSON.stringify(summary, null, 2)}\n`);
+    const path = join(this.dir, "summary.json");
+    guardWrite(path, () => writeFileSync(path, `${JSON.stringify(summary, null, 2)}\n`));
   }
+}
+
+/**
+ * What a trainer does when training diverges (a divergence signal, or NaN
+ * gradients the coordinator has confirmed): shared by `agon train` and the
+ * coordinator so both follow the same rules. With health.rollback the newest
+ * valid checkpoint is restored once; training is deterministic, so a second
+ * divergence after a rollback would only repeat itself and the run stops.
+ */
+export class DivergenceGuard {
+  private rolledBack = false;
+
+  constructor(
+    private readonly cfg: RunConfig,
+    private readonly recorder: RunRecorder,
+  ) {}
+
+  /** The divergence among `signals`, as the reason a person reads, or null. */
+  static reasonOf(signals: HealthSignal[]): string | null {
+    const s = signals.find((x) => DIVERGENCE_SIGNALS.has(x.type));
+    return s ? s.message : null;
+  }
+
+  /**
+   * Decides after a divergence at `step` for `why`: `{ rollback }` with the
+   * checkpoint to restore, or `{ stop }` with the one line the run ends with.
+   */
+  async decide(
+    step: number,
+    why: string,
+  ): Promise<{ rollback: FoundCheckpoint } | { stop: string }> {
+    if (!this.cfg.health.rollback) {
+      return {
+        stop: `training diverged at step ${step} (${why}); lower the learning rate, or set health.rollback`,
+      };
+    }
+    if (this.rolledBack) {
+      return {
+        stop: `training diverged again at step ${step} (${why}) after a rollback; lower the learning rate`,
+      };
+    }
+    await this.recorder.flush().catch(() => {});
+    const found = await latestValidCheckpoint(this.cfg.run.dir);
+    if (!found) {
+      return {
+        stop: `training diverged at step ${step} (${why}) and there is no checkpoint to roll back to`,
+      };
+    }
+    this.rolledBack = true;
+    // The phases after that checkpoint will be applied again: their lines and grids go.
+    trimAfterCheckpoint(this.cfg.run.dir, found.data);
+    return { rollback: found };
+  }
+}
+
+/**
+ * The one line a run stops with after `err` (a RunDirWriteError): the path and
+ * cause, and the checkpoint a restart resumes from.
+ */
+export async function resourceFailureLine(runDir: string, err: RunDirWriteError): Promise<string> {
+  const found = await latestValidCheckpoint(runDir).catch(() => null);
+  return `${err.message}; ${found ? `the last good checkpoint ${found.dir} (step ${found.data.step}) is intact` : "no checkpoint was written yet"}`;
 }

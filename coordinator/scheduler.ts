@@ -1,8 +1,8 @@
 // The coordinator's scheduler as a pure state machine: membership with leases,
-// the K microtasks of the current phase, shard ownership, reassignment, and
-// results collected by reduction-tree node (shared/tree.ts). It takes events
-// with the time they happened and returns actions; it does no I/O and reads no
-// clock, so tests drive it exactly.
+// the K microtasks of the current phase, shard ownership, reassignment,
+// deadlines and quarantine, and results collected by reduction-tree node
+// (shared/tree.ts). It takes events with the time they happened and returns
+// actions; it does no I/O and reads no clock, so tests drive it exactly.
 //
 // A task is a tree node: its holder computes the node's shards and sends their
 // tree sum. Each live worker owns a contiguous range of shards and gets the
@@ -29,6 +29,10 @@ export type Action =
   | { type: "taskReassigned"; taskId: string; from: string; to: string }
   /** A straggler: the microtask passed its deadline and also went to an idle worker; first result wins. */
   | { type: "taskReissued"; taskId: string; holder: string; to: string }
+  /** The worker missed its deadline in `quarantineAfter` phases in a row: no new microtasks, its own go elsewhere. */
+  | { type: "workerQuarantined"; workerId: string; reason: string }
+  /** A quarantined worker returned a result in time: it gets microtasks again. */
+  | { type: "workerReinstated"; workerId: string }
   /** Every shard is covered: `parts` are disjoint tree nodes that tile the K shards, in shard order. */
   | { type: "phaseComplete"; step: number; phase: number; parts: TreePart[] };
 
@@ -40,14 +44,39 @@ interface Member {
   leaseUntil: number;
   /** Join order, for a stable ownership layout. */
   seq: number;
+  /** When it last delivered a valid result (-Infinity before its first). */
+  lastResultAt: number;
+  /** Consecutive phases in which it missed a deadline. */
+  misses: number;
+  missedThisPhase: boolean;
+  /** Heartbeats but misses deadlines: gets only duplicate (probe) microtasks until one is in time. */
+  quarantined: boolean;
 }
 
 interface TaskState {
   ref: TaskRef;
-  /** Workers that currently hold this task (more than one after a re-issue). */
-  holders: Set<string>;
-  issuedAt: number;
+  /** Workers that currently hold this task (more than one after a re-issue or a probe), with when each got it. */
+  holders: Map<string, number>;
 }
+
+/** How the scheduler sets microtask deadlines and treats members that miss them. */
+export interface DeadlinePolicy {
+  /** Deadline before any microtask of a phase kind has been measured (compile, warm-up). Default 30 s. */
+  firstMs: number;
+  /** Never shorter than this. Default 2 s. */
+  minMs: number;
+  /** Deadline = factor × the measured compute time of one microtask of the kind. Default 4. */
+  factor: number;
+  /** Quarantine a member after this many consecutive phases with a missed deadline. Default 2. */
+  quarantineAfter: number;
+}
+
+export const DEFAULT_DEADLINES: DeadlinePolicy = {
+  firstMs: 30_000,
+  minMs: 2000,
+  factor: 4,
+  quarantineAfter: 2,
+};
 
 export type SubmitVerdict = { ok: true } | { ok: false; reason: string };
 
@@ -59,14 +88,31 @@ export class Scheduler {
   private readonly parts = new Map<string, TreePart>();
   /** Whether shard k's value is in (alone or inside a received node). */
   private covered: boolean[] = [];
-  private current: { step: number; phase: number; versions: { G: number; D: number } } | null =
-    null;
+  private current: {
+    step: number;
+    phase: number;
+    kind: string;
+    versions: { G: number; D: number };
+  } | null = null;
+  /** Deadline per shard of a task: a task of n shards has n times as long. */
   private deadlineMs = Number.POSITIVE_INFINITY;
+  /**
+   * Per phase kind: the lower median of the last phase's per-shard service
+   * times (ms from a worker's previous result, or from the task's issue, to
+   * this result, over the task's shards). A stalled task never yields a
+   * sample, so a hung member cannot stretch the deadline.
+   */
+  private readonly computeMs = new Map<string, number>();
+  private samples: number[] = [];
+  private readonly policy: DeadlinePolicy;
 
   constructor(
     private readonly shards: number,
     readonly leaseMs: number,
-  ) {}
+    policy: Partial<DeadlinePolicy> = {},
+  ) {
+    this.policy = { ...DEFAULT_DEADLINES, ...policy };
+  }
 
   /** A worker joined (or re-joined by name). Returns its id; any old session of that name is dropped. */
   join(name: string, now: number): { workerId: string; actions: Action[] } {
@@ -81,6 +127,10 @@ export class Scheduler {
       live: false,
       leaseUntil: now + this.leaseMs,
       seq: this.nextSeq++,
+      lastResultAt: Number.NEGATIVE_INFINITY,
+      misses: 0,
+      missedThisPhase: false,
+      quarantined: false,
     });
     return { workerId, actions };
   }
@@ -106,24 +156,12 @@ export class Scheduler {
     if (!m) return [];
     this.members.delete(workerId);
     const actions: Action[] = [{ type: "workerLost", workerId, reason }];
-    // Its unfinished tasks break up into their missing leaves, handed out per leaf.
-    const orphans: number[] = [];
-    for (const t of [...this.tasks]) {
-      if (!t.holders.delete(workerId) || this.finished(t) || t.holders.size > 0) continue;
-      for (let k = t.ref.shard; k < t.ref.shardEnd; k++) if (!this.covered[k]) orphans.push(k);
-      if (t.ref.shardEnd - t.ref.shard > 1) this.tasks.splice(this.tasks.indexOf(t), 1);
-    }
-    const leaves = orphans
-      .sort((a, b) => a - b)
-      .filter((k) => !this.heldElsewhere(k, null))
-      .map((k) => this.leafTask(k, now))
-      .filter((t) => t.holders.size === 0);
-    // Leaves nobody can take stay orphans until a worker connects.
-    actions.push(...this.handOut(leaves, now, workerId));
+    for (const t of [...this.tasks]) t.holders.delete(workerId);
+    actions.push(...this.rehome(workerId, now));
     return actions;
   }
 
-  /** Expires leases and re-issues stragglers; call periodically. */
+  /** Expires leases, re-issues stragglers and quarantines members late phase after phase; call periodically. */
   tick(now: number): Action[] {
     const actions: Action[] = [];
     for (const m of [...this.members.values()]) {
@@ -133,20 +171,36 @@ export class Scheduler {
         );
       }
     }
-    // A late task's missing leaves go, one per idle worker, to the idle workers, taken from the
+    // A late task's missing shards go, one per idle worker, to the idle workers, taken from the
     // node's end (its holder works from the start).
     for (const t of [...this.tasks]) {
-      if (this.finished(t) || t.holders.size !== 1 || now - t.issuedAt <= this.deadlineMs) continue;
-      const [holder] = t.holders;
+      if (this.finished(t)) continue;
+      const active = this.activeHolders(t);
+      if (active.length !== 1) continue;
+      const holder = this.members.get(active[0])!;
+      if (now - this.progressSince(t, holder) <= this.deadlineMs * this.size(t)) continue;
+      if (!holder.missedThisPhase) {
+        holder.missedThisPhase = true;
+        holder.misses++;
+        const others = this.liveMembers().some((x) => x.id !== holder.id && !x.quarantined);
+        if (holder.misses >= this.policy.quarantineAfter && others) {
+          actions.push(...this.quarantine(holder, now));
+          continue;
+        }
+      }
       for (const idle of this.liveMembers()) {
-        if (t.holders.has(idle.id) || this.load(idle.id) > 0) continue;
+        if (idle.quarantined || t.holders.has(idle.id) || this.load(idle.id) > 0) continue;
         let k = t.ref.shardEnd - 1;
         while (k >= t.ref.shard && (this.covered[k] || this.heldElsewhere(k, t))) k--;
         if (k < t.ref.shard) break;
-        const leaf = t.ref.shardEnd - t.ref.shard === 1 ? t : this.leafTask(k, now);
-        if (leaf !== t) leaf.issuedAt = now;
-        leaf.holders.add(idle.id);
-        actions.push({ type: "taskReissued", taskId: leaf.ref.taskId, holder, to: idle.id });
+        const leaf = this.size(t) === 1 ? t : this.leafTask(k);
+        leaf.holders.set(idle.id, now);
+        actions.push({
+          type: "taskReissued",
+          taskId: leaf.ref.taskId,
+          holder: holder.id,
+          to: idle.id,
+        });
         actions.push({ type: "assign", workerId: idle.id, task: leaf.ref });
         if (leaf === t) break;
       }
@@ -155,39 +209,70 @@ export class Scheduler {
   }
 
   /**
-   * Starts phase (step, phase): live worker i of W (join order) owns the
-   * contiguous shards [⌊iK/W⌋, ⌊(i+1)K/W⌋) and gets one task per tree node
-   * of their cover. With no live worker the K leaves wait as orphans. A task
-   * still unfinished `deadlineMs` after it was issued has its missing leaves
-   * re-issued to idle workers (stragglers); the first result wins.
+   * Starts phase (step, phase) of `kind` (e.g. "D", "G"): live, not
+   * quarantined worker i of W (join order) owns the contiguous shards
+   * [⌊iK/W⌋, ⌊(i+1)K/W⌋) and gets one task per tree node of their cover; each
+   * quarantined member gets a duplicate of one leaf as a probe. With no live
+   * worker the K leaves wait as orphans. A worker that holds an unfinished
+   * task and has delivered nothing for the deadline (the kind's measured
+   * per-shard compute time × factor × the task's shards, see DeadlinePolicy,
+   * or `deadlineMs` per shard when given) is late: the task's missing shards
+   * are re-issued to idle workers (first result wins), and a member late in
+   * `quarantineAfter` phases in a row is quarantined.
    */
   startPhase(
     step: number,
     phase: number,
     versions: { G: number; D: number },
     now: number,
-    deadlineMs = Number.POSITIVE_INFINITY,
+    opts: { kind?: string; deadlineMs?: number } = {},
   ): Action[] {
-    this.current = { step, phase, versions: { ...versions } };
-    this.deadlineMs = deadlineMs;
+    const kind = opts.kind ?? "";
+    this.current = { step, phase, kind, versions: { ...versions } };
+    const measured = this.computeMs.get(kind);
+    this.deadlineMs =
+      opts.deadlineMs ??
+      (measured === undefined
+        ? this.policy.firstMs
+        : Math.max(this.policy.minMs, this.policy.factor * measured));
+    this.samples = [];
+    for (const m of this.members.values()) m.missedThisPhase = false;
     this.tasks = [];
     this.parts.clear();
     this.covered = new Array<boolean>(this.shards).fill(false);
-    const live = this.liveMembers();
+    const all = this.liveMembers();
+    const healthy = all.filter((m) => !m.quarantined);
+    // Better a slow member than none.
+    const owners = healthy.length > 0 ? healthy : all;
     const actions: Action[] = [];
-    if (live.length === 0) {
-      for (let k = 0; k < this.shards; k++) this.leafTask(k, now);
+    if (owners.length === 0) {
+      for (let k = 0; k < this.shards; k++) this.leafTask(k);
       return actions;
     }
-    live.forEach((m, i) => {
-      const range = ownedRange(i, live.length, this.shards);
+    owners.forEach((m, i) => {
+      const range = ownedRange(i, owners.length, this.shards);
       for (const node of treeCover(range.lo, range.hi, this.shards)) {
-        const t = this.newTask(node.lo, node.hi, now);
-        t.holders.add(m.id);
+        const t = this.newTask(node.lo, node.hi);
+        t.holders.set(m.id, now);
         actions.push({ type: "assign", workerId: m.id, task: t.ref });
       }
     });
+    // Probes: the last leaves (last in their owners' queues), so a probe that is in time can win.
+    if (owners === healthy) {
+      all
+        .filter((m) => m.quarantined)
+        .forEach((m, i) => {
+          const t = this.leafTask(this.shards - 1 - (i % this.shards));
+          t.holders.set(m.id, now);
+          actions.push({ type: "assign", workerId: m.id, task: t.ref });
+        });
+    }
     return actions;
+  }
+
+  /** The per-shard deadline (ms) of the current phase; for status displays and tests. */
+  get deadline(): number {
+    return this.deadlineMs;
   }
 
   /**
@@ -210,28 +295,40 @@ export class Scheduler {
       };
     m.leaseUntil = now + this.leaseMs;
     const t = this.tasks.find((x) => x.ref.taskId === taskId);
+    const inTime =
+      t?.holders.has(workerId) === true &&
+      now - this.progressSince(t, m) <= this.deadlineMs * this.size(t);
+    const actions: Action[] = [];
+    if (inTime) {
+      m.misses = 0;
+      if (m.quarantined) {
+        m.quarantined = false;
+        actions.push({ type: "workerReinstated", workerId });
+      }
+    }
     if (!t)
       return {
         verdict: { ok: false, reason: `task ${taskId} is not part of the current phase` },
-        actions: [],
+        actions,
       };
     if (!t.holders.has(workerId)) {
       return {
         verdict: { ok: false, reason: `task ${taskId} is not assigned to ${workerId}` },
-        actions: [],
+        actions,
       };
     }
     if (this.finished(t))
-      return { verdict: { ok: false, reason: `duplicate result for ${taskId}` }, actions: [] };
+      return { verdict: { ok: false, reason: `duplicate result for ${taskId}` }, actions };
+    if (m.live) this.samples.push((now - this.progressSince(t, m)) / this.size(t));
+    m.lastResultAt = now;
     const { shard: lo, shardEnd: hi } = t.ref;
     const open = this.tasks.filter((x) => !this.finished(x));
     for (const [key, p] of this.parts) if (lo <= p.lo && p.hi <= hi) this.parts.delete(key);
     this.parts.set(`${lo}:${hi}`, { lo, hi, result });
     for (let k = lo; k < hi; k++) this.covered[k] = true;
-    const actions: Action[] = [];
     for (const x of open) {
       if (!this.finished(x)) continue;
-      for (const other of x.holders) {
+      for (const other of x.holders.keys()) {
         if (other !== workerId)
           actions.push({
             type: "cancel",
@@ -242,6 +339,7 @@ export class Scheduler {
       }
     }
     if (this.covered.every(Boolean) && this.current) {
+      if (this.samples.length > 0) this.computeMs.set(this.current.kind, lowerMedian(this.samples));
       const parts = [...this.parts.values()].sort((a, b) => a.lo - b.lo);
       actions.push({
         type: "phaseComplete",
@@ -261,7 +359,7 @@ export class Scheduler {
     return this.tasks.find((x) => x.ref.taskId === taskId)?.ref;
   }
 
-  /** Whether `workerId` holds the unfinished microtask `taskId` of the current phase. */
+  /** Whether `workerId` holds the unfinished task `taskId` of the current phase. */
   holds(workerId: string, taskId: string): boolean {
     const t = this.tasks.find((x) => x.ref.taskId === taskId);
     return t !== undefined && !this.finished(t) && t.holders.has(workerId);
@@ -271,12 +369,12 @@ export class Scheduler {
     return this.members.has(workerId);
   }
 
-  /** Shards each live worker owns in the current phase (for status displays). */
+  /** Shards each live worker holds in the current phase (for status displays). */
   ownership(): Map<string, number[]> {
     const out = new Map<string, number[]>();
     for (const m of this.liveMembers()) out.set(m.id, []);
     for (const t of this.tasks) {
-      for (const h of t.holders) {
+      for (const h of t.holders.keys()) {
         for (let k = t.ref.shard; k < t.ref.shardEnd; k++) out.get(h)?.push(k);
       }
     }
@@ -297,7 +395,9 @@ export class Scheduler {
   }
 
   private assignOrphans(now: number): Action[] {
-    const orphans = this.tasks.filter((t) => !this.finished(t) && t.holders.size === 0);
+    const orphans = this.tasks.filter(
+      (t) => !this.finished(t) && this.activeHolders(t).length === 0 && this.size(t) === 1,
+    );
     return this.handOut(
       orphans.sort((a, b) => a.ref.shard - b.ref.shard),
       now,
@@ -305,18 +405,37 @@ export class Scheduler {
   }
 
   /**
-   * Gives unheld leaf tasks (in shard order), one at a time, to the
-   * least-loaded live worker; then the leaves one worker got that make up whole
-   * tree nodes become one task per node, so it sends their sum. `from`: the
-   * lost worker they come from, for taskReassigned actions.
+   * The unfinished tasks with no active holder left (after `from` was lost or
+   * quarantined) break up into their missing shards, handed out per leaf.
+   */
+  private rehome(from: string, now: number): Action[] {
+    const orphans: number[] = [];
+    for (const t of [...this.tasks]) {
+      if (this.finished(t) || this.activeHolders(t).length > 0) continue;
+      for (let k = t.ref.shard; k < t.ref.shardEnd; k++) if (!this.covered[k]) orphans.push(k);
+      if (this.size(t) > 1 && t.holders.size === 0) this.tasks.splice(this.tasks.indexOf(t), 1);
+    }
+    const leaves = [...new Set(orphans)]
+      .sort((a, b) => a - b)
+      .filter((k) => !this.heldElsewhere(k, null))
+      .map((k) => this.leafTask(k))
+      .filter((t) => this.activeHolders(t).length === 0);
+    // Leaves nobody can take stay orphans until a worker connects.
+    return this.handOut(leaves, now, from);
+  }
+
+  /**
+   * Gives leaf tasks without an active holder (in shard order), one at a
+   * time, to the least-loaded worker; then the leaves one worker got that
+   * make up whole tree nodes become one task per node, so it sends their sum.
+   * `from`: the worker they come from, for taskReassigned actions.
    */
   private handOut(leaves: TaskState[], now: number, from?: string): Action[] {
     const given = new Map<string, TaskState[]>();
     for (const t of leaves) {
       const to = this.leastLoaded();
       if (!to) break;
-      t.holders.add(to);
-      t.issuedAt = now;
+      t.holders.set(to, now);
       given.set(to, [...(given.get(to) ?? []), t]);
     }
     const actions: Action[] = [];
@@ -327,10 +446,11 @@ export class Scheduler {
         for (const node of treeCover(mine[i].ref.shard, mine[j - 1].ref.shard + 1, this.shards)) {
           let task = mine[i + node.lo - mine[i].ref.shard];
           if (node.hi - node.lo > 1) {
-            const inside = (x: TaskState) => node.lo <= x.ref.shard && x.ref.shardEnd <= node.hi;
+            const inside = (x: TaskState) =>
+              node.lo <= x.ref.shard && x.ref.shardEnd <= node.hi && x.holders.size === 1;
             this.tasks = this.tasks.filter((x) => !(mine.includes(x) && inside(x)));
-            task = this.newTask(node.lo, node.hi, now);
-            task.holders.add(to);
+            task = this.newTask(node.lo, node.hi);
+            task.holders.set(to, now);
           }
           if (from) actions.push({ type: "taskReassigned", taskId: task.ref.taskId, from, to });
           actions.push({ type: "assign", workerId: to, task: task.ref });
@@ -341,10 +461,36 @@ export class Scheduler {
     return actions;
   }
 
-  /** The live worker holding the fewest missing shards (ties: earliest joined). */
+  /** Holders of `t` that are not quarantined (a quarantined one holds it only as a probe). */
+  private activeHolders(t: TaskState): string[] {
+    return [...t.holders.keys()].filter((id) => !this.members.get(id)?.quarantined);
+  }
+
+  /** Since when `m` owes progress on `t`: its last result, or when it got `t` if later. */
+  private progressSince(t: TaskState, m: Member): number {
+    return Math.max(t.holders.get(m.id) ?? Number.POSITIVE_INFINITY, m.lastResultAt);
+  }
+
+  /** Quarantines `m` and moves the unfinished shards only it holds to the least loaded healthy workers. */
+  private quarantine(m: Member, now: number): Action[] {
+    m.quarantined = true;
+    const actions: Action[] = [
+      {
+        type: "workerQuarantined",
+        workerId: m.id,
+        reason: `missed the microtask deadline (${Math.round(this.deadlineMs)} ms) in ${m.misses} phases in a row while heartbeating`,
+      },
+    ];
+    actions.push(...this.rehome(m.id, now));
+    return actions;
+  }
+
+  /** The live, not quarantined worker holding the fewest missing shards (ties: earliest joined); any live one if all are quarantined. */
   private leastLoaded(): string | undefined {
     let best: { id: string; load: number } | undefined;
-    for (const m of this.liveMembers()) {
+    const live = this.liveMembers();
+    const healthy = live.filter((m) => !m.quarantined);
+    for (const m of healthy.length > 0 ? healthy : live) {
       const load = this.load(m.id);
       if (!best || load < best.load) best = { id: m.id, load };
     }
@@ -361,36 +507,47 @@ export class Scheduler {
     return n;
   }
 
+  /** Shards in the task's node. */
+  private size(t: TaskState): number {
+    return t.ref.shardEnd - t.ref.shard;
+  }
+
   /** Every shard of the task's node is in. */
   private finished(t: TaskState): boolean {
     for (let k = t.ref.shard; k < t.ref.shardEnd; k++) if (!this.covered[k]) return false;
     return true;
   }
 
-  /** Some task other than `except` that someone holds covers shard k. */
+  /** Some task other than `except` with an active holder covers shard k. */
   private heldElsewhere(k: number, except: TaskState | null): boolean {
     return this.tasks.some(
-      (x) => x !== except && x.holders.size > 0 && x.ref.shard <= k && k < x.ref.shardEnd,
+      (x) =>
+        x !== except && this.activeHolders(x).length > 0 && x.ref.shard <= k && k < x.ref.shardEnd,
     );
   }
 
   /** The leaf task of shard k in this phase, made when first needed. */
-  private leafTask(k: number, now: number): TaskState {
+  private leafTask(k: number): TaskState {
     return (
       this.tasks.find((x) => x.ref.shard === k && x.ref.shardEnd === k + 1) ??
-      this.newTask(k, k + 1, now)
+      this.newTask(k, k + 1)
     );
   }
 
-  private newTask(lo: number, hi: number, now: number): TaskState {
+  private newTask(lo: number, hi: number): TaskState {
     const { step, phase, versions } = this.current!;
     const id = hi - lo === 1 ? `${step}.${phase}.${lo}` : `${step}.${phase}.${lo}-${hi}`;
     const t: TaskState = {
       ref: { taskId: id, step, phase, shard: lo, shardEnd: hi, versions: { ...versions } },
-      holders: new Set<string>(),
-      issuedAt: now,
+      holders: new Map<string, number>(),
     };
     this.tasks.push(t);
     return t;
   }
+}
+
+/** The lower median: with as many slow samples as fast ones, the fast side wins. */
+function lowerMedian(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor((sorted.length - 1) / 2)];
 }

@@ -3,23 +3,24 @@
 // publisher (publisher.ts) broadcasts parameters, events and metrics on NATS,
 // the run recorder (recorder.ts) writes metrics, samples and checkpoints and
 // checks the run's health; this file applies each phase when all K results are
-// in (in shard order) and decides what happens next.
+// in (completing the reduction tree) and decides what happens next.
 import * as grpc from "@grpc/grpc-js";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { type BackendName, initBackend } from "../shared/backend.js";
 import type { RunConfig } from "../shared/config.js";
-import { loadDataset } from "../shared/data/index.js";
-import { buildModel, type GanModel } from "../shared/models.js";
+import { openDataset } from "../shared/data/index.js";
+import { buildModel, type GanModel, resultSize } from "../shared/models/index.js";
 import { connectNats } from "../shared/nats.js";
 import type { Net } from "../shared/params-bus.js";
-import { datasetSpec } from "../shared/schedule.js";
+import { datasetSpec, withDatasetIdentity } from "../shared/schedule.js";
 import { type NatsAuthFiles, type ServerTlsFiles, serverCredentials } from "../shared/security.js";
 import type { TreePart } from "../shared/tree.js";
 import { loadAgonProto, SERVER_OPTIONS } from "../shared/wire.js";
-import { latestValidCheckpoint, resumableCheckpoint } from "./checkpoint.js";
+import { resumableCheckpoint } from "./checkpoint.js";
 import { type HttpServerHandle, type RunStatus, startHttpServer } from "./http.js";
 import { Publisher } from "./publisher.js";
-import { RunRecorder } from "./recorder.js";
+import { DivergenceGuard, RunRecorder, resourceFailureLine } from "./recorder.js";
+import { openRunDir, type RunDirLock, RunDirWriteError, trimAfterCheckpoint } from "./rundir.js";
 import { type Action, Scheduler } from "./scheduler.js";
 import { CoordinatorService, type ServiceCore } from "./service.js";
 import { TrainingState } from "./state.js";
@@ -59,14 +60,16 @@ export class CoordinatorServer implements ServiceCore {
   private phaseStarted = 0;
   /** Seconds each worker spent computing in the current phase (from gradient headers). */
   private computeByWorker = new Map<string, number>();
-  /** Wall time of the last completed phase of each kind, for straggler deadlines. */
-  private readonly lastPhaseMs: Partial<Record<"D" | "G", number>> = {};
   private finishing: Promise<void> | null = null;
   /** The phase being applied (checkpoint/sample I/O included), so stop() can wait for it. */
   private applying: Promise<void> | null = null;
   private isStopping = false;
   private http: HttpServerHandle | null = null;
-  private rolledBack = false;
+  private divergence!: DivergenceGuard;
+  /** This process's hold on the run dir, from start() to the end. */
+  private lock: RunDirLock | null = null;
+  /** Resumed at or past `steps`: the run ends at once and writes nothing. */
+  private nothingToDo = false;
   /** Non-finite gradients received per microtask of the current phase. */
   private readonly nonFiniteTasks = new Map<string, number>();
   /** Set when the run ends in error (divergence); the CLI exits non-zero with it. */
@@ -78,30 +81,42 @@ export class CoordinatorServer implements ServiceCore {
   private readonly log: (line: string) => void;
   private readonly credentials: grpc.ServerCredentials;
 
+  readonly cfg: RunConfig;
+  /** The run's dataset fingerprint; a worker whose data has another one is refused at Join. */
+  datasetFingerprint = "";
+
   constructor(
-    readonly cfg: RunConfig,
+    config: RunConfig,
     private readonly opts: CoordinatorOptions,
   ) {
+    this.cfg = withDatasetIdentity(config);
     this.log = opts.log ?? ((line) => process.stderr.write(`${line}\n`));
     // Read the TLS material first: a bad file fails before anything starts.
     this.credentials = serverCredentials(opts.tls ?? {});
-    this.publisher = new Publisher(cfg, this.log);
+    this.publisher = new Publisher(this.cfg, this.log);
     this.service = new CoordinatorService(this, {
       joinToken: opts.joinToken,
       maxStrikes: opts.maxStrikes,
     });
   }
 
+  /** Values of a microtask result per phase: the gradient, then the network's report. */
   get sizes(): { G: number; D: number } {
-    return { G: this.model.g.size, D: this.model.d.size };
+    return { G: resultSize(this.model.g), D: resultSize(this.model.d) };
   }
 
   async start(): Promise<string> {
     const cfg = this.cfg;
-    const dataset = await loadDataset(datasetSpec(cfg));
+    const dataset = await openDataset(datasetSpec(cfg));
+    this.datasetFingerprint = dataset.fingerprint;
     await initBackend(this.opts.backend, this.log);
     this.model = buildModel(cfg.model, dataset.sampleShape);
     this.state = new TrainingState(cfg, this.model);
+    this.lock = openRunDir(cfg.run.dir, {
+      command: "coordinator",
+      fresh: this.opts.fresh ?? false,
+      log: this.log,
+    });
     this.recorder = new RunRecorder(
       cfg,
       this.model,
@@ -113,6 +128,7 @@ export class CoordinatorServer implements ServiceCore {
       { health: true, onCheckpointError: "event" },
     );
     this.recorder.prepare();
+    this.divergence = new DivergenceGuard(cfg, this.recorder);
     this.nc = await connectNats(
       this.opts.nats,
       `agon-coordinator-${cfg.run.id}`,
@@ -121,7 +137,7 @@ export class CoordinatorServer implements ServiceCore {
     );
     this.publisher.attach(this.nc);
     if (!this.opts.fresh) await this.resume();
-    this.recorder.writeConfig();
+    if (!this.nothingToDo) this.recorder.writeConfig();
     this.publish("G");
     this.publish("D");
 
@@ -172,12 +188,15 @@ export class CoordinatorServer implements ServiceCore {
     this.isStopping = true;
     if (this.ticker) clearInterval(this.ticker);
     await this.applying;
-    if (this.state && !this.state.done) this.recorder.checkpoint(this.state.snapshot(), "stopped");
-    await this.recorder?.flush();
+    if (this.state && !this.state.done && !this.recorder.fatal) {
+      this.recorder.checkpoint(this.state.snapshot(), "stopped");
+    }
+    await this.recorder?.flush().catch((err: Error) => this.log(`agon: error: ${err.message}`));
     this.service.endAll();
     await this.http?.close();
     this.server.forceShutdown();
     await this.nc?.drain().catch(() => {});
+    this.lock?.release();
   }
 
   private async resume(): Promise<void> {
@@ -195,6 +214,19 @@ export class CoordinatorServer implements ServiceCore {
         phase: found.data.phase,
       },
     );
+    if (this.state.done) {
+      this.nothingToDo = true;
+      this.log(
+        `coordinator: nothing to do: the checkpoint is at step ${this.state.step} and the run has steps: ${this.cfg.steps}; raise --steps to train on`,
+      );
+      return;
+    }
+    const cut = trimAfterCheckpoint(this.cfg.run.dir, found.data);
+    if (cut.metricsLines + cut.grids > 0) {
+      this.log(
+        `coordinator: resume: removed ${cut.metricsLines} metrics line(s) and ${cut.grids} sample grid(s) written after that checkpoint`,
+      );
+    }
   }
 
   // --- ServiceCore: what the gRPC service asks of the coordinator.
@@ -242,16 +274,14 @@ export class CoordinatorServer implements ServiceCore {
     this.phaseStarted = performance.now();
     this.computeByWorker.clear();
     this.nonFiniteTasks.clear();
-    // Stragglers: a microtask unfinished after 4× the last phase of its kind (≥ 2 s) also goes to an idle worker.
-    const last = this.lastPhaseMs[this.state.kind];
-    const deadlineMs = last === undefined ? 30_000 : Math.max(2000, 4 * last);
+    // Deadlines come from the measured compute time of this kind of phase (see DeadlinePolicy).
     this.dispatch(
       this.scheduler.startPhase(
         this.state.step,
         this.state.phase,
         { ...this.state.versions },
         Date.now(),
-        deadlineMs,
+        { kind: this.state.kind },
       ),
     );
   }
@@ -288,17 +318,33 @@ export class CoordinatorServer implements ServiceCore {
             a,
           );
           break;
+        case "workerQuarantined":
+          this.event(
+            "workerQuarantined",
+            `worker ${a.workerId} quarantined: ${a.reason}; it gets only probe microtasks until one is in time`,
+            { workerId: a.workerId, reason: a.reason },
+          );
+          break;
+        case "workerReinstated":
+          this.event(
+            "workerReinstated",
+            `worker ${a.workerId} answered in time; it gets microtasks again`,
+            { workerId: a.workerId },
+          );
+          break;
         case "phaseComplete":
-          this.applying = this.completePhase(a.parts).finally(() => {
-            this.applying = null;
-          });
+          this.applying = this.completePhase(a.parts)
+            .catch((err: Error) => this.fail(err))
+            .finally(() => {
+              this.applying = null;
+            });
           break;
       }
     }
   }
 
   private async completePhase(parts: TreePart[]): Promise<void> {
-    this.lastPhaseMs[this.state.kind] = performance.now() - this.phaseStarted;
+    if (this.recorder.fatal) throw this.recorder.fatal;
     const summary = this.state.applyPhase(parts);
     this.publish(summary.kind);
     const signals = await this.recorder.afterPhase(this.state, summary, {
@@ -337,34 +383,16 @@ export class CoordinatorServer implements ServiceCore {
     if (seen >= 2) void this.diverged(task.step, `non-finite gradient for microtask ${taskId}`);
   }
 
-  /**
-   * Training produced NaN/Inf. With health.rollback the newest valid checkpoint
-   * is restored once; training is deterministic, so a second divergence after
-   * a rollback would only repeat itself and the run stops instead.
-   */
+  /** Training produced NaN/Inf: roll back or stop, by the rules `agon train` follows too. */
   private async diverged(step: number, why: string): Promise<void> {
-    const stop = (message: string) => {
-      this.event("diverged", message, { step });
-      this.failure = new Error(message);
+    const decision = await this.divergence.decide(step, why);
+    if ("stop" in decision) {
+      this.event("diverged", decision.stop, { step });
+      this.failure = new Error(decision.stop);
       void this.finish();
-    };
-    if (!this.cfg.health.rollback) {
-      return stop(
-        `training diverged at step ${step} (${why}); lower the learning rate, or set health.rollback`,
-      );
+      return;
     }
-    if (this.rolledBack) {
-      return stop(
-        `training diverged again at step ${step} (${why}) after a rollback; lower the learning rate`,
-      );
-    }
-    await this.recorder.flush();
-    const found = await latestValidCheckpoint(this.cfg.run.dir);
-    if (!found)
-      return stop(
-        `training diverged at step ${step} (${why}) and there is no checkpoint to roll back to`,
-      );
-    this.rolledBack = true;
+    const found = decision.rollback;
     this.state.restore(found.data);
     this.event(
       "rolledBack",
@@ -379,18 +407,49 @@ export class CoordinatorServer implements ServiceCore {
     this.startPhase();
   }
 
+  /**
+   * Applying a phase failed: a write into the run dir (full disk, read-only,
+   * vanished), or an internal error. The run ends with one line naming it.
+   */
+  private async fail(err: Error): Promise<void> {
+    const message =
+      err instanceof RunDirWriteError
+        ? await resourceFailureLine(this.cfg.run.dir, err)
+        : `applying step ${this.state.step} phase ${this.state.phase} failed: ${err.message}`;
+    this.failure ??= new Error(message);
+    await this.finish();
+  }
+
   private finish(): Promise<void> {
     this.finishing ??= (async () => {
       if (this.ticker) clearInterval(this.ticker);
-      await this.recorder.flush();
+      try {
+        await this.recorder.flush();
+      } catch (err) {
+        this.failure ??=
+          err instanceof RunDirWriteError
+            ? new Error(await resourceFailureLine(this.cfg.run.dir, err))
+            : (err as Error);
+      }
       const hashes = this.state.hashes();
-      this.recorder.writeSummary({
-        step: this.state.step,
-        hashes,
-        backend: "coordinator",
-        runDir: this.cfg.run.dir,
-        ...(this.failure ? { error: this.failure.message } : {}),
-      });
+      try {
+        if (!this.nothingToDo) {
+          this.recorder.writeSummary({
+            step: this.state.step,
+            hashes,
+            backend: "coordinator",
+            runDir: this.cfg.run.dir,
+            ...(this.failure ? { error: this.failure.message } : {}),
+          });
+        }
+      } catch (err) {
+        // A full disk: the failure that stopped the run is the line to show, if there is one.
+        this.failure ??= new Error(
+          err instanceof RunDirWriteError
+            ? await resourceFailureLine(this.cfg.run.dir, err)
+            : (err as Error).message,
+        );
+      }
       this.service.finishAll(this.state.step);
       await this.nc.flush().catch(() => {});
       if (this.failure) {
@@ -404,6 +463,7 @@ export class CoordinatorServer implements ServiceCore {
         void this.http?.close();
         this.server.forceShutdown();
         void this.nc.drain().catch(() => {});
+        this.lock?.release();
         this.resolveDone();
       }, 300);
     })();

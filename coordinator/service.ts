@@ -27,6 +27,8 @@ export function clip(s: string): string {
 /** What the service needs from the coordinator around it. */
 export interface ServiceCore {
   readonly cfg: RunConfig;
+  /** sha256 of the run's dataset; Join refuses a worker whose copy differs. */
+  readonly datasetFingerprint: string;
   readonly scheduler: Scheduler;
   readonly publisher: Publisher;
   /** Parameter counts of G and D. */
@@ -263,6 +265,19 @@ export class CoordinatorService {
           });
           return;
         }
+        const refusal = datasetRefusal(
+          core.datasetFingerprint,
+          call.request.datasetFingerprint,
+          call.request.datasetError,
+        );
+        if (refusal) {
+          core.event("workerRefused", `worker ${name} refused at Join: ${refusal}`, {
+            workerName: name,
+            reason: refusal,
+          });
+          callback({ code: grpc.status.FAILED_PRECONDITION, details: refusal });
+          return;
+        }
         const { workerId, actions } = core.scheduler.join(name, Date.now());
         // A re-join under the same name starts a new session; the old secret stops
         // working (its worker id is no longer a member), and is forgotten here.
@@ -284,6 +299,16 @@ export class CoordinatorService {
           runId: core.cfg.run.id,
           configJson: JSON.stringify(core.cfg),
           session,
+          datasetFingerprint: core.datasetFingerprint,
+        });
+      },
+
+      RunInfo: (call, callback) => {
+        if (!this.admit(call, "RunInfo", (e) => callback(e))) return;
+        callback(null, {
+          runId: core.cfg.run.id,
+          configJson: JSON.stringify(core.cfg),
+          datasetFingerprint: core.datasetFingerprint,
         });
       },
 
@@ -478,4 +503,17 @@ class GradientRejection extends Error {
   ) {
     super(message);
   }
+}
+
+/**
+ * Why a worker's dataset is not the run's (one line naming both fingerprints),
+ * or null when it is. An empty `run` fingerprint accepts anyone.
+ */
+export function datasetRefusal(run: string, worker: string, error: string): string | null {
+  if (run === "") return null;
+  const short = (f: string) => (f === "" ? "none" : `${clip(f).slice(0, 16)}…`);
+  if (error !== "")
+    return `its dataset could not be opened (${clip(error)}); the run's fingerprint is ${short(run)}`;
+  if (worker === run) return null;
+  return `its dataset fingerprint ${short(worker)} differs from the run's ${short(run)}; give the worker the run's data (--data-path)`;
 }

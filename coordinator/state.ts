@@ -5,11 +5,12 @@ import { FlatAdam } from "../shared/adam.js";
 import type { RunConfig } from "../shared/config.js";
 import { weightsHash } from "../shared/hash.js";
 import type { Phase } from "../shared/microtask.js";
-import { type GanModel, initWeights } from "../shared/models.js";
+import { type GanModel, initWeights } from "../shared/models/index.js";
 import { hashSeed, SeedDomain } from "../shared/rng.js";
 import { phaseKind, phasesPerStep } from "../shared/schedule.js";
 import { completeTree, type TreePart, treeMean } from "../shared/tree.js";
 import type { CheckpointData } from "./checkpoint.js";
+import { EmaGenerator } from "./ema.js";
 
 export interface PhaseSummary {
   step: number;
@@ -30,8 +31,11 @@ export class TrainingState {
   phase = 0;
   /** Optimizer updates applied to each network; travels with parameters. */
   versions = { G: 0, D: 0 };
+  /** Each network's flat array: trainable parameters, then state (see shared/models). */
   readonly weights: { G: Float32Array; D: Float32Array };
   adam: { G: FlatAdam; D: FlatAdam };
+  /** The EMA generator (config `ema`), never sent to workers; null when off. */
+  readonly ema: EmaGenerator | null;
 
   constructor(
     readonly cfg: RunConfig,
@@ -42,9 +46,10 @@ export class TrainingState {
       D: initWeights(model.d, hashSeed(cfg.seed, SeedDomain.initD)),
     };
     this.adam = {
-      G: new FlatAdam(model.g.size, cfg.optimizer.g),
-      D: new FlatAdam(model.d.size, cfg.optimizer.d),
+      G: new FlatAdam(model.g.trainableSize, cfg.optimizer.g),
+      D: new FlatAdam(model.d.trainableSize, cfg.optimizer.d),
     };
+    this.ema = cfg.ema ? new EmaGenerator(cfg.ema, cfg.batch, model.g, this.weights.G) : null;
   }
 
   /** Continues from a checkpoint; sizes must match this model. */
@@ -57,8 +62,10 @@ export class TrainingState {
       }
       this.weights[net].set(data.weights[net]);
     }
-    this.adam.G = new FlatAdam(this.model.g.size, this.cfg.optimizer.g, data.adam.G);
-    this.adam.D = new FlatAdam(this.model.d.size, this.cfg.optimizer.d, data.adam.D);
+    this.adam.G = new FlatAdam(this.model.g.trainableSize, this.cfg.optimizer.g, data.adam.G);
+    this.adam.D = new FlatAdam(this.model.d.trainableSize, this.cfg.optimizer.d, data.adam.D);
+    // A checkpoint without an EMA blob (written with ema off, or before it existed) starts it from G.
+    this.ema?.restore(data.ema ?? this.weights.G);
     this.step = data.step;
     this.phase = data.phase;
     this.versions = { ...data.versions };
@@ -72,6 +79,7 @@ export class TrainingState {
       versions: { ...this.versions },
       weights: { G: this.weights.G.slice(), D: this.weights.D.slice() },
       adam: { G: this.adam.G.exportState(), D: this.adam.D.exportState() },
+      ...(this.ema ? { ema: this.ema.weights.slice() } : {}),
     };
   }
 
@@ -83,18 +91,41 @@ export class TrainingState {
     return phaseKind(this.cfg, this.phase);
   }
 
+  /** G's weights for samples, eval and export: the EMA generator when kept, else G itself. */
+  get sampleWeights(): Float32Array {
+    return this.ema?.weights ?? this.weights.G;
+  }
+
   /**
-   * Applies the current phase from `parts`: tree nodes (shared/tree.ts) that
-   * tile the K shards, each with its value. The tree is completed above them,
-   * its root divided by K, and one Adam update is made. Throws RangeError when
-   * the parts do not tile the shards. Consumes the parts' gradients.
+   * Applies the current phase from `parts`: reduction-tree nodes
+   * (shared/tree.ts) that tile the K shards, each with its value. The tree is
+   * completed above them and its root divided by K; one Adam update is made
+   * to the network's parameters; its state then advances from the phase's
+   * mean reports (batch-norm running statistics: the phase batch's mean and
+   * E[x²], summed along the same tree) and from the new weights
+   * (spectral-norm vectors); after a G update the EMA generator follows.
+   * Throws RangeError when the parts do not tile the shards or have the wrong
+   * length. Consumes the parts' gradients.
    */
   applyPhase(parts: ReadonlyArray<TreePart>): PhaseSummary {
     const kind = this.kind;
+    const net = kind === "G" ? this.model.g : this.model.d;
+    const n = net.trainableSize;
+    const expected = n + net.reportSize;
+    for (const p of parts) {
+      if (p.result.grad.length !== expected)
+        throw new RangeError(
+          `applyPhase: a ${kind} result has ${p.result.grad.length} values, expected ${expected}`,
+        );
+    }
     const root = completeTree(parts, this.cfg.shards, this.cfg.transport.gradients);
-    const mean = treeMean(root, this.cfg.shards);
-    this.adam[kind].step(this.weights[kind], mean.grad);
+    const mean = treeMean(root, this.cfg.shards, n);
+    const weights = this.weights[kind];
+    this.adam[kind].step(weights.subarray(0, n), mean.grad.subarray(0, n));
+    if (net.reportSize > 0) net.absorbReports(weights, [mean.grad.subarray(n)], [root.count]);
+    net.advanceState(weights);
     this.versions[kind] += 1;
+    if (kind === "G") this.ema?.update(weights, this.versions.G);
     const summary: PhaseSummary = {
       step: this.step,
       phase: this.phase,
@@ -114,7 +145,9 @@ export class TrainingState {
     return summary;
   }
 
-  hashes(): { G: string; D: string } {
-    return { G: weightsHash(this.weights.G), D: weightsHash(this.weights.D) };
+  /** sha256 of each network's flat array (parameters and state) and of the EMA generator when kept. */
+  hashes(): { G: string; D: string; ema?: string } {
+    const h = { G: weightsHash(this.weights.G), D: weightsHash(this.weights.D) };
+    return this.ema ? { ...h, ema: weightsHash(this.ema.weights) } : h;
   }
 }

@@ -4,13 +4,14 @@
 import type { BackendName } from "../shared/backend.js";
 import { initBackend } from "../shared/backend.js";
 import type { RunConfig } from "../shared/config.js";
-import { loadDataset } from "../shared/data/index.js";
+import { openDataset } from "../shared/data/index.js";
 import { Progress } from "../shared/progress.js";
 import { MicrotaskRunner, transportWeights } from "../shared/runner.js";
-import { datasetSpec, microtaskSpec } from "../shared/schedule.js";
+import { datasetSpec, microtaskSpec, withDatasetIdentity } from "../shared/schedule.js";
 import { reduceNode } from "../shared/tree.js";
 import { resumableCheckpoint } from "./checkpoint.js";
-import { RunRecorder } from "./recorder.js";
+import { DivergenceGuard, RunRecorder, resourceFailureLine } from "./recorder.js";
+import { openRunDir, RunDirWriteError, trimAfterCheckpoint } from "./rundir.js";
 import { type PhaseSummary, TrainingState } from "./state.js";
 
 export interface TrainOptions {
@@ -21,6 +22,13 @@ export interface TrainOptions {
   force?: boolean;
   log?: (line: string) => void;
   progressOut?: NodeJS.WriteStream;
+  /** Aborted (SIGINT/SIGTERM): checkpoint the last completed phase and return with `stopped`. */
+  stop?: AbortSignal;
+}
+
+/** Training diverged (NaN/Inf) and could not roll back; the message is the one line shown. */
+export class TrainingDiverged extends Error {
+  override name = "TrainingDiverged";
 }
 
 export interface TrainResult {
@@ -29,11 +37,14 @@ export interface TrainResult {
   backend: string;
   runDir: string;
   resumedFrom: number | null;
+  /** Stopped by `stop` before `steps`; a checkpoint of `step` was written. */
+  stopped?: boolean;
 }
 
-export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainResult> {
+export async function train(config: RunConfig, opts: TrainOptions): Promise<TrainResult> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const dataset = await loadDataset(datasetSpec(cfg));
+  const cfg = withDatasetIdentity(config);
+  const dataset = await openDataset(datasetSpec(cfg));
   const backend = await initBackend(opts.backend, log);
   log(
     `dataset: ${dataset.name}, ${dataset.count} samples of ${dataset.sampleShape.join("×")}, ${cfg.shards} shards`,
@@ -45,24 +56,84 @@ export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainRe
   );
 
   const runDir = cfg.run.dir;
+  const lock = openRunDir(runDir, { command: "train", fresh: opts.fresh ?? false, log });
+  try {
+    return await trainLocked(cfg, opts, { log, runner, state, backend, runDir });
+  } catch (err) {
+    if (err instanceof RunDirWriteError)
+      throw new RunDirWriteError(await resourceFailureLine(runDir, err));
+    throw err;
+  } finally {
+    lock.release();
+  }
+}
+
+async function trainLocked(
+  cfg: RunConfig,
+  opts: TrainOptions,
+  ctx: {
+    log: (line: string) => void;
+    runner: MicrotaskRunner;
+    state: TrainingState;
+    backend: string;
+    runDir: string;
+  },
+): Promise<TrainResult> {
+  const { log, runner, state, backend, runDir } = ctx;
   const recorder = new RunRecorder(
     cfg,
     runner.model,
-    { event: () => {} },
-    { health: false, onCheckpointError: "throw" },
+    {
+      // Checkpoints are routine; health signals and skipped checkpoints are for a person.
+      event: (type, message) => {
+        if (type !== "checkpointWritten") log(`train: ${message}`);
+      },
+    },
+    { health: true, onCheckpointError: "throw" },
   );
+  const divergence = new DivergenceGuard(cfg, recorder);
   recorder.prepare();
   const resumedFrom = opts.fresh ? null : await resume(cfg, state, opts.force ?? false, log);
+  if (resumedFrom !== null && state.done) {
+    // Nothing to do: the run is already at or past its steps. Nothing is written.
+    log(
+      `nothing to do: the checkpoint is at step ${state.step} and the run has steps: ${cfg.steps}; ` +
+        "raise --steps to train on",
+    );
+    return { step: state.step, hashes: state.hashes(), backend, runDir, resumedFrom };
+  }
   recorder.writeConfig();
 
   const progress = new Progress(opts.progressOut ?? process.stderr, undefined, state.step);
   let last: PhaseSummary | null = null;
   let lastD: PhaseSummary | null = null;
+  let applied = 0;
   while (!state.done) {
+    // Let the event loop run (signals arrive there): the phase's awaits are all microtasks.
+    await new Promise((r) => setImmediate(r));
+    if (opts.stop?.aborted) {
+      // As the coordinator does: a checkpoint of the last completed phase, then out.
+      if (applied > 0) recorder.checkpoint(state.snapshot(), "stopped");
+      await recorder.flush();
+      progress.finish(progressInfo(state.step, cfg.steps, lastD, last));
+      log(
+        `stopped at step ${state.step} phase ${state.phase}${applied > 0 ? "; checkpoint written" : ""}; resume with the same command` +
+          (opts.fresh ? " without --fresh" : ""),
+      );
+      return {
+        step: state.step,
+        hashes: state.hashes(),
+        backend,
+        runDir,
+        resumedFrom,
+        stopped: true,
+      };
+    }
     // Workers compute with the weights as the wire carries them (transport.params).
     const g = transportWeights(cfg, state.weights.G);
     const d = transportWeights(cfg, state.weights.D);
-    // All K shards summed along the reduction tree, as workers and the coordinator do.
+    // All K shards summed along the reduction tree, as workers and the coordinator do;
+    // each version's weights go to the device once (keyed by version).
     const root = { lo: 0, hi: cfg.shards };
     const result = await reduceNode(root, cfg.transport.gradients, (shard) =>
       runner.runAsync(microtaskSpec(cfg, state.step, state.phase, shard), g, d, {
@@ -71,7 +142,8 @@ export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainRe
       }),
     );
     const summary = state.applyPhase([{ ...root, result }]);
-    await recorder.afterPhase(state, summary, {
+    applied += 1;
+    const signals = await recorder.afterPhase(state, summary, {
       schema: 1,
       runId: cfg.run.id,
       ...summary,
@@ -80,6 +152,27 @@ export async function train(cfg: RunConfig, opts: TrainOptions): Promise<TrainRe
     await recorder.flush();
     last = summary;
     if (summary.kind === "D") lastD = summary;
+    const why = DivergenceGuard.reasonOf(signals);
+    if (why) {
+      const decision = await divergence.decide(summary.step, "non-finite loss");
+      if ("stop" in decision) {
+        progress.finish(progressInfo(state.step, cfg.steps, lastD, last));
+        recorder.writeSummary({
+          step: state.step,
+          hashes: state.hashes(),
+          backend,
+          runDir,
+          resumedFrom,
+          error: decision.stop,
+        });
+        throw new TrainingDiverged(decision.stop);
+      }
+      state.restore(decision.rollback.data);
+      log(
+        `train: rolled back to ${decision.rollback.dir} (step ${decision.rollback.data.step}) after ${why}`,
+      );
+      continue;
+    }
     // A step just completed.
     if (state.phase === 0) progress.update(progressInfo(state.step, cfg.steps, lastD, last));
   }
@@ -121,5 +214,11 @@ async function resume(
   if (!found) return null;
   state.restore(found.data);
   log(`resumed from ${found.dir} (step ${found.data.step})`);
+  const cut = trimAfterCheckpoint(cfg.run.dir, found.data);
+  if (cut.metricsLines + cut.grids > 0) {
+    log(
+      `resume: removed ${cut.metricsLines} metrics line(s) and ${cut.grids} sample grid(s) written after that checkpoint`,
+    );
+  }
   return found.data.step;
 }

@@ -7,8 +7,7 @@
 //
 // Rendering is pure: `reduceWatch` folds messages into a WatchState and
 // `renderWatch` turns a state into text, so both are unit-testable.
-import { type Command, InvalidArgumentError } from "commander";
-import { natsAuthFromOptions } from "../shared/cli/nats-options.js";
+import { RUN_ID_PATTERN } from "../shared/config.js";
 import type { MetricsMessage } from "../shared/metrics.js";
 import { connectNats, type NatsConnection, subjects } from "../shared/nats.js";
 import { formatDuration } from "../shared/progress.js";
@@ -284,8 +283,6 @@ export interface WatchHandle {
   stop(): void;
 }
 
-const RUN_ID = /^[A-Za-z0-9_-]{1,64}$/;
-
 export function defaultNatsUrl(env: NodeJS.ProcessEnv = process.env): string {
   return env.NATS_URL || "nats://127.0.0.1:4222";
 }
@@ -309,7 +306,7 @@ export function parseNatsList(value: string | string[]): string[] {
  */
 export async function startWatch(opts: WatchOptions, out: WatchOutput): Promise<WatchHandle> {
   const run = opts.run ?? "agon";
-  if (!RUN_ID.test(run)) {
+  if (!RUN_ID_PATTERN.test(run)) {
     throw new WatchError(`--run: "${run}" is not a run id (1-64 letters, digits, '-' or '_')`);
   }
   const servers = parseNatsList(opts.nats ?? defaultNatsUrl());
@@ -420,48 +417,4 @@ export async function startWatch(opts: WatchOptions, out: WatchOutput): Promise<
 /** Watches until the run's last step is done (or `signal` aborts). */
 export async function runWatch(opts: WatchOptions, out: WatchOutput): Promise<WatchResult> {
   return (await startWatch(opts, out)).done;
-}
-
-function runIdArg(value: string): string {
-  if (!RUN_ID.test(value)) {
-    throw new InvalidArgumentError("expected a run id (1-64 letters, digits, '-' or '_')");
-  }
-  return value;
-}
-
-export function registerWatchCommand(program: Command, out: WatchOutput = process.stdout): Command {
-  return program
-    .command("watch")
-    .description(
-      "follow a run's metrics and events on NATS: a live view, or JSON lines with --json",
-    )
-    .option("--run <id>", "run id (config run.id)", runIdArg, "agon")
-    .option(
-      "--nats <urls>",
-      "NATS server URL(s), comma-separated (default: $NATS_URL or nats://127.0.0.1:4222)",
-    )
-    .option("--json", "print every message as one JSON line {subject, data} (for piping)")
-    .option("--follow", "keep watching after the run's last step (default: exit 0 when it is done)")
-    .action(async (opts: Record<string, unknown>) => {
-      const abort = new AbortController();
-      const stop = () => abort.abort();
-      process.once("SIGINT", stop);
-      process.once("SIGTERM", stop);
-      try {
-        await runWatch(
-          {
-            run: opts.run as string,
-            nats: (opts.nats as string | undefined) ?? defaultNatsUrl(),
-            json: Boolean(opts.json),
-            follow: Boolean(opts.follow),
-            natsAuth: natsAuthFromOptions(opts),
-            signal: abort.signal,
-          },
-          out,
-        );
-      } finally {
-        process.off("SIGINT", stop);
-        process.off("SIGTERM", stop);
-      }
-    });
 }

@@ -7,14 +7,9 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 
-export type BackendName = "auto" | "tensorflow" | "webgpu" | "wasm" | "cpu";
-export const BACKEND_NAMES: readonly BackendName[] = [
-  "auto",
-  "tensorflow",
-  "webgpu",
-  "wasm",
-  "cpu",
-];
+import { BACKEND_NAMES, type BackendName } from "./backend-names.js";
+
+export { BACKEND_NAMES, type BackendName };
 
 // Native bindings are an opt-in the user installs; they are never dependencies of ours.
 const TFJS_NODE_PACKAGES = ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"];

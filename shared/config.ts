@@ -26,13 +26,36 @@ const mlpModel = z
   })
   .strict();
 
+/** Square image sizes the dcgan model builds (powers of two, plus 28 for MNIST-shaped data). */
+export const DCGAN_SIZES = [16, 28, 32, 64, 128, 256] as const;
+
 const dcganModel = z
   .object({
     name: z.literal("dcgan"),
     latentDim: positiveInt.default(64),
-    /** Base channel count: G is 7×7×2f → 14×14×f → 28×28×C, D mirrors it. */
+    /**
+     * Base channel counts: a map of side s (below full size) has
+     * min(maxFilters, f·size/(2s)) channels, e.g. 28×28: 7×7×2f → 14×14×f → 28×28×C.
+     */
     gFilters: positiveInt.default(32),
     dFilters: positiveInt.default(32),
+    maxFilters: positiveInt.default(512),
+    /** G's normalization: batch norm after every layer but the last (the DCGAN recipe), or none. */
+    gNorm: z.enum(["batch", "none"]).default("batch"),
+    /** D's: batch norm after every conv but the first, spectral norm on every layer, or none. */
+    dNorm: z.enum(["batch", "spectral", "none"]).default("batch"),
+  })
+  .strict();
+
+/**
+ * The EMA generator (Karras et al. 2020, StyleGAN2-ADA): after every G update,
+ * ema ← β·ema + (1−β)·G with β = 0.5^(batch / h), h = min(halfLifeImages,
+ * rampup · images shown to G) — rampup null keeps h = halfLifeImages.
+ */
+const emaConfig = z
+  .object({
+    halfLifeImages: z.number().positive().default(10000),
+    rampup: z.number().positive().nullable().default(0.05),
   })
   .strict();
 
@@ -56,8 +79,37 @@ const dataset = z.discriminatedUnion("name", [
       name: z.literal("folder"),
       path: z.string().min(1),
       channels: z.union([z.literal(1), z.literal(3)]).default(1),
-      size: z.literal(28).default(28),
+      /** Square side in pixels the images are resized to (dcgan: 16, 28, 32, 64, 128 or 256). */
+      size: z.number().int().min(8).max(512).default(28),
       limit: positiveInt.optional(),
+    })
+    .strict(),
+  z
+    .object({
+      name: z.literal("prepared"),
+      /** Directory written by `agon data prepare`; a worker may override it with --data-path. */
+      path: z.string().min(1),
+      /** Bound of the worker's chunk cache in MiB (default 256); does not change results. */
+      cacheMB: z
+        .number()
+        .int()
+        .min(0)
+        .max(1 << 20)
+        .optional(),
+      /** Mirror each real sample left-right with probability 1/2, seeded per microtask. */
+      xflip: z.boolean().optional(),
+      limit: positiveInt.optional(),
+      /**
+       * The prepared dataset's fingerprint (manifest.json). Filled in when the run
+       * starts; when given, a dataset with another fingerprint is refused.
+       */
+      fingerprint: z
+        .string()
+        .regex(/^[0-9a-f]{64}$/, "a sha256 in hex, as manifest.json's fingerprint")
+        .optional(),
+      /** From manifest.json, filled in with the fingerprint: the run's sample shape. */
+      resolution: z.number().int().min(1).optional(),
+      channels: z.union([z.literal(1), z.literal(3)]).optional(),
     })
     .strict(),
   z
@@ -73,6 +125,9 @@ const dataset = z.discriminatedUnion("name", [
 
 export const LOSS_NAMES = ["non-saturating", "minimax", "wgan-gp", "hinge"] as const;
 
+/** A run id (config run.id, `agon watch --run`): it names NATS subjects, so 1-64 letters, digits, '-' or '_'. */
+export const RUN_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
 const configSchema = z
   .object({
     /** Names the run on the wire (NATS subjects) and in the run dir. */
@@ -80,7 +135,7 @@ const configSchema = z
       .object({
         id: z
           .string()
-          .regex(/^[A-Za-z0-9_-]{1,64}$/, "use 1-64 letters, digits, '-' or '_'")
+          .regex(RUN_ID_PATTERN, "use 1-64 letters, digits, '-' or '_'")
           .default("agon"),
         dir: z.string().min(1).default("runs/agon"),
       })
@@ -97,6 +152,8 @@ const configSchema = z
       .strict()
       .default({ name: "non-saturating", gpWeight: 10 }),
     dataset,
+    /** The EMA generator used for samples, eval and export; false: none. */
+    ema: z.union([z.literal(false), emaConfig]).default(emaConfig.parse({})),
     /** K: the dataset is cut into K shards; each phase has exactly K microtasks. */
     shards: positiveInt.default(4),
     /** Global batch per phase, split evenly over the K shards. */
@@ -163,16 +220,31 @@ const configSchema = z
       ctx.addIssue({
         code: "custom",
         path: ["model", "name"],
-        message: "dcgan needs an image dataset (mnist, fashion-mnist, folder); use mlp for ring",
+        message:
+          "dcgan needs an image dataset (mnist, fashion-mnist, folder, prepared); use mlp for ring",
+      });
+    }
+    if (
+      cfg.model.name === "dcgan" &&
+      cfg.dataset.name === "folder" &&
+      !(DCGAN_SIZES as readonly number[]).includes(cfg.dataset.size)
+    ) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["dataset", "size"],
+        message: `dcgan builds ${DCGAN_SIZES.join(", ")} pixel images; got ${cfg.dataset.size}`,
       });
     }
   });
 
 export type RunConfig = z.infer<typeof configSchema>;
+/** What parseConfig accepts: a RunConfig whose fields with defaults may be left out. */
+export type RunConfigInput = z.input<typeof configSchema>;
 export type ModelConfig = RunConfig["model"];
 export type LossConfig = RunConfig["loss"];
 export type AdamConfig = RunConfig["optimizer"]["g"];
 export type DatasetConfig = RunConfig["dataset"];
+export type EmaConfig = z.infer<typeof emaConfig>;
 export type TransportConfig = RunConfig["transport"];
 
 export class ConfigError extends Error {
@@ -205,7 +277,7 @@ function describeIssue(issue: z.core.$ZodIssue): string {
 function discriminatorOptions(issue: z.core.$ZodIssue): string {
   const section = issue.path[0];
   if (section === "model") return "mlp, dcgan";
-  if (section === "dataset") return "mnist, fashion-mnist, folder, ring";
+  if (section === "dataset") return "mnist, fashion-mnist, folder, prepared, ring";
   return "see docs/CONFIG.md";
 }
 

@@ -10,12 +10,26 @@
 //                      for the logistic losses (non-saturating, minimax),
 //                      where D(x) is a probability; for wgan-gp and hinge it is
 //                      a critic value, so pass `loss` and it is switched off.
+//   runawayLoss        a loss is finite but |loss| > `runawayLoss` (1e6): the
+//                      weights are blowing up and NaN is a few phases away.
+//   dSaturated         D's outputs are pinned at 0 or 1 (D(x) and D(G(z)) each
+//                      within 1e-6 of 0 or 1) for `saturatedPhases` D phases in
+//                      a row: its sigmoid has saturated and neither network
+//                      gets a gradient. Logistic losses only, like dWinning.
 //   diversityCollapse  the mean pairwise L2 distance of the fixed-noise
 //                      samples falls below `collapseRatio` × its maximum so
 //                      far (from the third observation on): G maps different
 //                      noise to the same few outputs (mode collapse).
 
-export type HealthSignalType = "nonFinite" | "dWinning" | "diversityCollapse";
+export type HealthSignalType =
+  | "nonFinite"
+  | "runawayLoss"
+  | "dWinning"
+  | "dSaturated"
+  | "diversityCollapse";
+
+/** The signals after which training cannot usefully go on: stop, or roll back (health.rollback). */
+export const DIVERGENCE_SIGNALS: ReadonlySet<HealthSignalType> = new Set(["nonFinite"]);
 
 export interface HealthSignal {
   type: HealthSignalType;
@@ -46,17 +60,29 @@ export interface HealthOptions {
   loss?: string;
   /** Sample observations needed before diversityCollapse can fire (this one included). Default 3. */
   minSampleObservations?: number;
+  /** A finite |loss| above this is runawayLoss. Default 1e6. */
+  runawayLoss?: number;
+  /** Consecutive D phases with outputs pinned at 0/1 before dSaturated. Default 5. */
+  saturatedPhases?: number;
 }
 
 const LOGISTIC_LOSSES = new Set(["non-saturating", "minimax"]);
 const D_REAL_WINS = 0.99;
 const D_FAKE_WINS = 0.01;
+/** Within this of 0 or 1, a sigmoid output is pinned (float32 cannot tell it from saturation). */
+const PINNED = 1e-6;
+
+const pinned = (p: number) => p < PINNED || p > 1 - PINNED;
 
 export class HealthMonitor {
   readonly dWinsPhases: number;
   readonly collapseRatio: number;
   readonly dWinningEnabled: boolean;
   private readonly minSamples: number;
+  readonly runawayLoss: number;
+  readonly saturatedPhases: number;
+  private runawayActive = false;
+  private saturatedRun = 0;
 
   private nonFiniteActive = false;
   private dWinsRun = 0;
@@ -70,6 +96,8 @@ export class HealthMonitor {
     this.collapseRatio = opts.collapseRatio ?? 0.25;
     this.minSamples = opts.minSampleObservations ?? 3;
     this.dWinningEnabled = opts.loss === undefined || LOGISTIC_LOSSES.has(opts.loss);
+    this.runawayLoss = opts.runawayLoss ?? 1e6;
+    this.saturatedPhases = opts.saturatedPhases ?? 5;
     if (!Number.isInteger(this.dWinsPhases) || this.dWinsPhases < 1) {
       throw new RangeError(`dWinsPhases must be a positive integer, got ${this.dWinsPhases}`);
     }
@@ -104,6 +132,36 @@ export class HealthMonitor {
       }
     } else {
       this.nonFiniteActive = false;
+      const runaway = losses.find(([, v]) => Math.abs(v!) > this.runawayLoss);
+      if (runaway && !this.runawayActive) {
+        signals.push({
+          type: "runawayLoss",
+          step: m.step,
+          message:
+            `${runaway[0]} is ${runaway[1]!.toPrecision(3)} at step ${m.step} (${m.kind} phase), ` +
+            `beyond ±${this.runawayLoss.toPrecision(1)}: the weights are blowing up; lower the learning rate`,
+          value: runaway[1]!,
+        });
+      }
+      this.runawayActive = runaway !== undefined;
+    }
+
+    if (this.dWinningEnabled && m.kind === "D" && m.dReal !== null && m.dFake !== null) {
+      if (pinned(m.dReal) && pinned(m.dFake)) {
+        this.saturatedRun += 1;
+        if (this.saturatedRun === this.saturatedPhases) {
+          signals.push({
+            type: "dSaturated",
+            step: m.step,
+            message:
+              `D's outputs are pinned at 0/1 for ${this.saturatedRun} D phases in a row ` +
+              `(D(x) ${m.dReal}, D(G(z)) ${m.dFake}): its sigmoid has saturated and no gradient flows; lower the learning rate or check the data's range`,
+            value: this.saturatedRun,
+          });
+        }
+      } else {
+        this.saturatedRun = 0;
+      }
     }
 
     if (this.dWinningEnabled && m.kind === "D") {

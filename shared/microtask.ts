@@ -5,7 +5,7 @@ import * as tf from "@tensorflow/tfjs-core";
 // does (tfjs-core's own ESM registration file cannot be loaded by Node).
 import "@tensorflow/tfjs";
 import type { GanLoss } from "./losses.js";
-import { type GanModel, type Network, toFlat, toTensors } from "./models.js";
+import { type GanModel, type Network, toFlat, toTensors } from "./models/index.js";
 import { hashSeed, Rng, SeedDomain } from "./rng.js";
 
 // The WGAN-GP penalty differentiates D's gradient again; LeakyReLU's gradient
@@ -30,6 +30,11 @@ export interface MicrotaskInput {
   dWeights: Float32Array;
   /** `batch` real samples, flat NHWC; required in the D phase, ignored in the G phase. */
   real?: Float32Array;
+  /**
+   * The real samples' class labels (0 when the dataset is unlabelled), D phase
+   * only. Unconditional models ignore them; conditional models read them.
+   */
+  labels?: Int32Array;
   batch: number;
   noiseSeed: number;
   /** Samples per pass (config `microbatch`); absent or ≥ batch: one pass. */
@@ -43,7 +48,11 @@ export interface MicrotaskInput {
 }
 
 export interface MicrotaskResult {
-  /** Gradient of the phase's loss (mean over the batch) w.r.t. that phase's network only. */
+  /**
+   * Gradient of the phase's loss (mean over the batch) w.r.t. that phase's
+   * parameters only (`trainableSize` values), followed by the network's report
+   * (`reportSize` values: batch-norm moments for the coordinator's running statistics).
+   */
   grad: Float32Array;
   /** Samples the gradient averages over; the coordinator weights by it. */
   count: number;
@@ -74,10 +83,11 @@ export function computeMicrotask(
 ): MicrotaskResult {
   const out = microtaskTensors(model, loss, input);
   // Read results outside tidy: tidy walks what it returns, which is slow for big arrays.
-  const grad = toFlat(input.phase === "D" ? model.d : model.g, out.grads);
+  const net = input.phase === "D" ? model.d : model.g;
+  const grad = toFlat(net, out.grads);
   const s = out.stats.dataSync();
   tf.dispose([out.grads, out.stats]);
-  return microtaskResult(input, grad, s);
+  return microtaskResult(input, net, grad, s);
 }
 
 /**
@@ -96,23 +106,38 @@ export async function computeMicrotaskAsync(
   const [grad, s] = await Promise.all([flat.data(), out.stats.data()]);
   tf.dispose([flat, out.stats]);
   const net = input.phase === "D" ? model.d : model.g;
-  if (grad.length !== net.size) throw new RangeError(`gradient has ${grad.length} values`);
-  return microtaskResult(input, grad as Float32Array, s as Float32Array);
+  if (grad.length !== net.trainableSize) throw new RangeError(`gradient has ${grad.length} values`);
+  return microtaskResult(input, net, grad as Float32Array, s as Float32Array);
 }
+
+/** Loss statistics at the head of the stats vector; the network's report follows them. */
+const STATS = { D: 4, G: 2 } as const;
 
 function microtaskResult(
   input: MicrotaskInput,
-  grad: Float32Array,
+  net: Network,
+  gradient: Float32Array,
   s: ArrayLike<number>,
 ): MicrotaskResult {
   const batch = input.batch;
+  const head = STATS[input.phase];
+  let grad = gradient;
+  if (net.reportSize > 0) {
+    // The report (batch-norm moments) travels as the gradient's tail.
+    grad = new Float32Array(net.trainableSize + net.reportSize);
+    grad.set(gradient);
+    for (let i = 0; i < net.reportSize; i++) grad[net.trainableSize + i] = s[head + i];
+  }
   if (input.phase === "D") {
     return { grad, count: batch, dLoss: s[0], gLoss: s[1], dReal: s[2], dFake: s[3] };
   }
   return { grad, count: batch, dLoss: null, gLoss: s[0], dReal: null, dFake: s[1] };
 }
 
-/** The phase's gradients (parameter order) and its stats vector, as tensors the caller disposes. */
+/**
+ * The phase's gradients (parameter order) and its stats vector (loss
+ * statistics, then the network's report), as tensors the caller disposes.
+ */
 function microtaskTensors(
   model: GanModel,
   loss: GanLoss,
@@ -142,8 +167,8 @@ function microtaskTensors(
     if (micro >= batch) return passTensors(model, loss, phase, gW, dW, zT, x, alpha);
 
     // Pieces of `micro` samples in order; each piece's mean-loss gradient weighs n/batch,
-    // so the sum is the whole batch's mean-loss gradient. Each piece's intermediates are
-    // freed before the next piece runs.
+    // so the sum is the whole batch's mean-loss gradient (and the report's moments are
+    // the whole microtask's). Each piece's intermediates are freed before the next runs.
     type Sums = { grads: tf.Tensor[]; stats: tf.Tensor };
     let acc: Sums | null = null;
     for (let start = 0; start < batch; start += micro) {
@@ -174,7 +199,13 @@ function microtaskTensors(
   });
 }
 
-/** One forward/backward pass of the phase over the samples in zT (and x, alpha in the D phase). */
+const TRAIN = { training: true } as const;
+
+/**
+ * One forward/backward pass of the phase over the samples in zT (and x, alpha
+ * in the D phase). `gW`, `dW`: parameters then state; the gradient is taken
+ * with respect to the phase's parameters only.
+ */
 function passTensors(
   model: GanModel,
   loss: GanLoss,
@@ -187,17 +218,19 @@ function passTensors(
 ): { grads: tf.Tensor[]; stats: tf.Tensor } {
   return tf.tidy(() => {
     if (phase === "D") {
-      const fake = model.g.apply(gW, zT);
+      const fake = model.g.apply(gW, zT, TRAIN);
+      const dState = dW.slice(model.d.params.length);
       let realOut: tf.Tensor | undefined;
       let fakeOut: tf.Tensor | undefined;
-      const { value, grads } = tf.valueAndGrads((...w: tf.Tensor[]) => {
-        realOut = tf.keep(model.d.apply(w, x!));
-        fakeOut = tf.keep(model.d.apply(w, fake));
+      const { value, grads } = tf.valueAndGrads((...params: tf.Tensor[]) => {
+        const w = [...params, ...dState];
+        realOut = tf.keep(model.d.apply(w, x!, TRAIN));
+        fakeOut = tf.keep(model.d.apply(w, fake, TRAIN));
         let l = loss.discriminator(realOut, fakeOut);
         if (alpha)
           l = tf.add(l, tf.mul(loss.gradientPenalty, gradientPenalty(model.d, w, x!, fake, alpha)));
         return l as tf.Scalar;
-      })(dW);
+      })(dW.slice(0, model.d.params.length));
       const stats = tf.stack([
         value,
         loss.generator(fakeOut!),
@@ -207,13 +240,17 @@ function passTensors(
       tf.dispose([realOut!, fakeOut!]); // kept past valueAndGrads' own tidy; outer tidy skips kept tensors
       return { grads, stats };
     }
+    const gState = gW.slice(model.g.params.length);
+    const report: tf.Tensor[] = [];
     let fakeOut: tf.Tensor | undefined;
-    const { value, grads } = tf.valueAndGrads((...w: tf.Tensor[]) => {
-      fakeOut = tf.keep(model.d.apply(dW, model.g.apply(w, zT)));
+    const { value, grads } = tf.valueAndGrads((...params: tf.Tensor[]) => {
+      const fake = model.g.apply([...params, ...gState], zT, { training: true, report });
+      fakeOut = tf.keep(model.d.apply(dW, fake, TRAIN));
       return loss.generator(fakeOut);
-    })(gW);
-    const stats = tf.stack([value, loss.report(fakeOut!)]);
-    tf.dispose(fakeOut!);
+    })(gW.slice(0, model.g.params.length));
+    const head = tf.stack([value, loss.report(fakeOut!)]);
+    const stats = report.length > 0 ? tf.concat([head, ...report]) : head;
+    tf.dispose([fakeOut!, ...report]);
     return { grads, stats };
   });
 }
@@ -239,7 +276,7 @@ function gradientPenalty(
   eps: tf.Tensor,
 ): tf.Scalar {
   const xHat = tf.add(tf.mul(eps, real), tf.mul(tf.sub(1, eps), fake));
-  const dx = tf.grad((x: tf.Tensor) => tf.sum(d.apply(w, x)))(xHat);
+  const dx = tf.grad((x: tf.Tensor) => tf.sum(d.apply(w, x, TRAIN)))(xHat);
   const axes = dx.shape.slice(1).map((_, i) => i + 1);
   const norm = tf.sqrt(tf.add(tf.sum(tf.square(dx), axes), 1e-12));
   return tf.mean(tf.square(tf.sub(norm, 1))) as tf.Scalar;

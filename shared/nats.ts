@@ -102,6 +102,25 @@ export interface SpawnNatsOptions {
   /** How long to wait for the server to accept connections. Default 10 s. */
   readyTimeoutMs?: number;
   env?: NodeJS.ProcessEnv;
+  /**
+   * Have the kernel SIGKILL the server when this process dies, even by SIGKILL
+   * (Linux `PR_SET_PDEATHSIG`, set by util-linux `setpriv --pdeathsig` before it
+   * execs the server; same pid). Call only from the main thread: the signal
+   * follows the thread that spawned. Without setpriv (not Linux, a minimal
+   * image) the server is started as before. Default false.
+   */
+  dieWithParent?: boolean;
+}
+
+/** util-linux `setpriv`, when this is Linux and it is installed. */
+function findSetpriv(env: NodeJS.ProcessEnv): string | null {
+  if (process.platform !== "linux") return null;
+  const dirs = (env.PATH ?? "").split(delimiter).filter(Boolean);
+  for (const dir of [...dirs, "/usr/bin", "/bin"]) {
+    const candidate = join(dir, "setpriv");
+    if (isExecutableFile(candidate)) return candidate;
+  }
+  return null;
 }
 
 const DEFAULT_HINT = "set NATS_URL=nats://host:port";
@@ -212,7 +231,9 @@ export async function spawnNatsServer(opts: SpawnNatsOptions = {}): Promise<Nats
     if (jetstream) args.push("-js", "-sd", storeDir);
     // Its own process group: a Ctrl-C on the terminal goes to `agon local`,
     // which stops the server last, after the coordinator has checkpointed.
-    const proc = spawn(bin, args, {
+    const setpriv = opts.dieWithParent ? findSetpriv(opts.env ?? process.env) : null;
+    const argv = setpriv ? [setpriv, "--pdeathsig", "KILL", bin, ...args] : [bin, ...args];
+    const proc = spawn(argv[0], argv.slice(1), {
       stdio: ["ignore", "ignore", "pipe"],
       detached: true,
       env: opts.env ?? process.env,

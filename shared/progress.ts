@@ -47,7 +47,8 @@ export class Progress {
     const done = info.step - this.startStep;
     const rate = elapsed > 0 ? done / elapsed : 0;
     const eta = rate > 0 ? (info.total - info.step) / rate : Number.NaN;
-    const pct = info.total > 0 ? info.step / info.total : 0;
+    // A run resumed past its steps shows a full bar, not a negative one.
+    const pct = info.total > 0 ? Math.min(1, info.step / info.total) : 0;
     const width = 20;
     const filled = Math.round(pct * width);
     const bar = `${"#".repeat(filled)}${".".repeat(width - filled)}`;

@@ -36,6 +36,7 @@ export const SeedDomain = {
   ring: 5,
   sampleNoise: 6,
   interpolation: 7,
+  xflip: 8,
 } as const;
 
 /** sfc32 generator seeded through splitmix32: fast, 128-bit state, good statistics. */

@@ -7,9 +7,10 @@ import type { RunConfig } from "./config.js";
 import {
   type Dataset,
   drawIndices,
-  gatherSamples,
   imageGridPng,
+  memorySource,
   ringModes,
+  type SampleSource,
   type ShardPlan,
   scatterPng,
 } from "./data/index.js";
@@ -20,9 +21,9 @@ import {
   latentNoise,
   type MicrotaskResult,
 } from "./microtask.js";
-import { buildModel, type GanModel, toTensors } from "./models.js";
+import { buildModel, type GanModel, toTensors } from "./models/index.js";
 import { roundValues } from "./precision.js";
-import { hashSeed, SeedDomain } from "./rng.js";
+import { hashSeed, Rng, SeedDomain } from "./rng.js";
 import type { MicrotaskSpec } from "./schedule.js";
 
 /**
@@ -41,19 +42,28 @@ export class MicrotaskRunner {
   private readonly resident: Partial<Record<"G" | "D", { key: string; tensors: tf.Tensor[] }>> = {};
   readonly loss: GanLoss;
   readonly plan: ShardPlan;
+  /** Where real samples come from (in memory, or a prepared dataset read on demand). */
+  readonly dataset: SampleSource;
   private readonly realBuffer: Float32Array;
+  private readonly labelBuffer: Int32Array;
+  private readonly flipBuffer: Uint8Array;
 
   constructor(
     readonly cfg: RunConfig,
-    readonly dataset: Dataset,
+    data: Dataset | SampleSource,
   ) {
+    const dataset = "data" in data ? memorySource(data) : data;
+    this.dataset = dataset;
     this.model = buildModel(cfg.model, dataset.sampleShape);
     this.loss = selectLoss(cfg.loss);
     if (cfg.shards > dataset.count) {
       throw new RangeError(`shards (${cfg.shards}) exceeds the dataset's ${dataset.count} samples`);
     }
     this.plan = { count: dataset.count, shards: cfg.shards, seed: cfg.seed };
-    this.realBuffer = new Float32Array((cfg.batch / cfg.shards) * dataset.sampleSize);
+    const b = cfg.batch / cfg.shards;
+    this.realBuffer = new Float32Array(b * dataset.sampleSize);
+    this.labelBuffer = new Int32Array(b);
+    this.flipBuffer = new Uint8Array(b);
   }
 
   /**
@@ -121,15 +131,20 @@ export class MicrotaskRunner {
     keys: WeightKeys | undefined,
   ) {
     let real: Float32Array | undefined;
+    let labels: Int32Array | undefined;
     if (spec.kind === "D") {
       const indices = drawIndices(this.plan, spec.shard, spec.draw!, spec.batch);
-      real = gatherSamples(this.dataset, indices, this.realBuffer);
+      const flip = xflipMask(this.cfg, spec.noiseSeed, this.flipBuffer);
+      this.dataset.gather(indices, this.realBuffer, this.labelBuffer, flip);
+      real = this.realBuffer;
+      labels = this.labelBuffer;
     }
     return {
       phase: spec.kind,
       gWeights,
       dWeights,
       real,
+      labels,
       batch: spec.batch,
       noiseSeed: spec.noiseSeed,
       microbatch: this.cfg.microbatch,
@@ -139,6 +154,18 @@ export class MicrotaskRunner {
       },
     };
   }
+}
+
+/**
+ * Which of a D microtask's real samples are mirrored (dataset.xflip): each with
+ * probability 1/2, from the microtask's noise seed, so every process flips the
+ * same samples. Undefined when xflip is off.
+ */
+function xflipMask(cfg: RunConfig, seed: number, out: Uint8Array): Uint8Array | undefined {
+  if (!("xflip" in cfg.dataset) || !cfg.dataset.xflip) return undefined;
+  const rng = new Rng(hashSeed(seed, SeedDomain.xflip));
+  for (let i = 0; i < out.length; i++) out[i] = rng.nextU32() >>> 31;
+  return out;
 }
 
 /**
@@ -163,7 +190,9 @@ export async function generateSamples(
 ): Promise<Float32Array> {
   const z = latentNoise(hashSeed(seed, SeedDomain.sampleNoise), count, model.latentDim);
   const out = tf.tidy(() =>
-    model.g.apply(toTensors(model.g, gWeights), tf.tensor2d(z, [count, model.latentDim])),
+    model.g.apply(toTensors(model.g, gWeights), tf.tensor2d(z, [count, model.latentDim]), {
+      training: false,
+    }),
   );
   const data = (await out.data()) as Float32Array;
   out.dispose();

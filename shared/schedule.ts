@@ -2,7 +2,7 @@
 // and what each of its K microtasks computes. Everything here is a function of
 // the run config, so any process can derive any microtask on its own.
 import { microBatch, type RunConfig } from "./config.js";
-import type { DatasetSpec } from "./data/index.js";
+import { DatasetError, type DatasetSpec, readManifest } from "./data/index.js";
 import { noiseSeed, type Phase } from "./microtask.js";
 
 export interface MicrotaskSpec {
@@ -48,5 +48,30 @@ export function microtaskSpec(
 export function datasetSpec(cfg: RunConfig): DatasetSpec {
   const ds = cfg.dataset;
   if (ds.name === "ring") return { ...ds, seed: cfg.seed };
+  if (ds.name === "prepared") {
+    return { name: "prepared", path: ds.path, cacheMB: ds.cacheMB ?? 256, limit: ds.limit };
+  }
   return ds;
+}
+
+/**
+ * The config with a prepared dataset's fingerprint, resolution and channels
+ * filled in from its manifest, so they are part of the run (config hash,
+ * checkpoints, what workers receive). Throws DatasetError when the config
+ * already names a fingerprint and the dataset at the path has another one.
+ * Other datasets: the config unchanged.
+ */
+export function withDatasetIdentity(cfg: RunConfig): RunConfig {
+  const ds = cfg.dataset;
+  if (ds.name !== "prepared") return cfg;
+  const m = readManifest(ds.path);
+  if (ds.fingerprint !== undefined && ds.fingerprint !== m.fingerprint) {
+    throw new DatasetError(
+      `prepared dataset ${ds.path} has fingerprint ${m.fingerprint.slice(0, 16)}…, but the run's is ${ds.fingerprint.slice(0, 16)}…; point dataset.path at the run's data`,
+    );
+  }
+  return {
+    ...cfg,
+    dataset: { ...ds, fingerprint: m.fingerprint, resolution: m.resolution, channels: m.channels },
+  };
 }

@@ -163,11 +163,13 @@ export function completeTree(
  * same sample count, so the sample-weighted mean is the tree sum divided by K
  * (each value rounded once to float32). Divides the root's gradient in place
  * (no copy: the coordinator's update is passes over flat arrays) and returns
- * it with its L2 norm, taken in the same pass.
+ * it with the L2 norm of its first `normOf` values (the trainable parameters;
+ * reports follow them), taken in the same pass.
  */
 export function treeMean(
   root: MicrotaskResult,
   shards: number,
+  normOf = root.grad.length,
 ): {
   grad: Float32Array;
   norm: number;
@@ -178,12 +180,14 @@ export function treeMean(
 } {
   const grad = root.grad;
   const n = grad.length;
+  const m = Math.min(normOf, n);
   let sq = 0;
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; i < m; i++) {
     const g = Math.fround(grad[i] / shards);
     grad[i] = g;
     sq += g * g;
   }
+  for (let i = m; i < n; i++) grad[i] = grad[i] / shards;
   return {
     grad,
     norm: Math.sqrt(sq),

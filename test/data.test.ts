@@ -427,7 +427,7 @@ describe("ring", () => {
 
 describe("spec validation", () => {
   it("lists valid names for an unknown dataset", async () => {
-    expect(DATASET_NAMES).toEqual(["mnist", "fashion-mnist", "folder", "ring"]);
+    expect(DATASET_NAMES).toEqual(["mnist", "fashion-mnist", "folder", "prepared", "ring"]);
     await expectDatasetError(
       { name: "cifar" } as unknown as DatasetSpec,
       /unknown dataset "cifar"; valid names: mnist, fashion-mnist, folder, ring/,

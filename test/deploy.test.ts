@@ -334,10 +334,11 @@ describe("Dockerfiles", () => {
         expect(PKG.engines.node).toBe(">=20");
         const installs = stages.flatMap((s) => s.body).filter((i) => i.op === "RUN");
         expect(installs.some((i) => /\bnpm ci\b.*--omit=dev/.test(i.args))).toBe(true);
-        // tsx, which runs the sources, needs esbuild's platform binary: an optional dependency.
+        // Optional dependencies (webgpu) stay; the bin is compiled code, no TypeScript loader.
         const npm = installs.filter((i) => /\bnpm (ci|install)\b/.test(i.args));
         expect(npm.map((i) => i.args).join("\n")).not.toMatch(/--omit[= ]optional|--no-optional/);
-        expect(PKG.dependencies.tsx).toBeDefined();
+        expect(PKG.bin.agon).toMatch(/^dist\//);
+        expect(PKG.dependencies.tsx).toBeUndefined();
       });
 
       it("copies only files that exist and that its .dockerignore lets through", () => {

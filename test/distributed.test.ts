@@ -7,7 +7,7 @@ import type { CoordinatorClient } from "../proto/gen/agon/v1/Coordinator.js";
 import type { StatusReply__Output } from "../proto/gen/agon/v1/StatusReply.js";
 import { parseConfig } from "../shared/config.js";
 import type { MetricsMessage } from "../shared/metrics.js";
-import { buildModel } from "../shared/models.js";
+import { buildModel } from "../shared/models/index.js";
 import { CHANNEL_OPTIONS, loadAgonProto } from "../shared/wire.js";
 import { localHashes, referenceHashes, tempDir, tinyRing } from "./helpers/cli.js";
 import {

@@ -11,14 +11,13 @@ import { CheckpointError } from "../coordinator/checkpoint.js";
 import {
   exportedModelFiles,
   loadGenerator,
-  registerExportCommand,
-  registerSampleCommand,
   runExport,
   runSample,
   sampleNoise,
 } from "../coordinator/export.js";
 import { train } from "../coordinator/train.js";
 import { initBackend } from "../shared/backend.js";
+import { registerExportCommand, registerSampleCommand } from "../shared/cli/commands/export.js";
 import { parseConfig } from "../shared/config.js";
 import { generateSamples } from "../shared/runner.js";
 import { tempDir } from "./helpers/cli.js";
@@ -60,10 +59,29 @@ const runs = {
     steps: 2,
     samples: { every: 1, count: 9 },
   },
+  // Batch norm in G (running statistics exported), an EMA that differs visibly from G.
   dcgan: {
     seed: 11,
     model: { name: "dcgan", latentDim: 8, gFilters: 4, dFilters: 4 },
     dataset: { name: "mnist", limit: 64 },
+    ema: { halfLifeImages: 16, rampup: null },
+    shards: 2,
+    batch: 8,
+    steps: 3,
+    samples: { every: 1, count: 16 },
+  },
+  dcganPlain: {
+    seed: 12,
+    model: {
+      name: "dcgan",
+      latentDim: 8,
+      gFilters: 4,
+      dFilters: 4,
+      gNorm: "none",
+      dNorm: "spectral",
+    },
+    dataset: { name: "mnist", limit: 64 },
+    ema: false,
     shards: 2,
     batch: 8,
     steps: 2,
@@ -71,7 +89,12 @@ const runs = {
   },
 } as const;
 
-const ckpts: Record<keyof typeof runs, string> = { ring: "", mlpMnist: "", dcgan: "" };
+const ckpts: Record<keyof typeof runs, string> = {
+  ring: "",
+  mlpMnist: "",
+  dcgan: "",
+  dcganPlain: "",
+};
 
 beforeAll(async () => {
   for (const name of Object.keys(runs) as Array<keyof typeof runs>) {
@@ -108,18 +131,28 @@ describe("agon sample", () => {
 });
 
 describe("agon export", () => {
-  for (const name of ["ring", "mlpMnist", "dcgan"] as const) {
-    it(`writes a Layers model that loads back and matches generateSamples within 1e-5 (${name})`, async () => {
+  for (const [name, weights] of [
+    ["ring", undefined],
+    ["mlpMnist", undefined],
+    ["dcgan", undefined],
+    ["dcgan", "raw"],
+    ["dcganPlain", undefined],
+  ] as const) {
+    it(`writes a Layers model that loads back and matches generateSamples within 1e-5 (${name}, ${weights ?? "default"} weights)`, async () => {
       const out = join(tempDir(), "model");
-      const r = await runExport({ checkpoint: ckpts[name], out, backend: BACKEND });
+      const r = await runExport({ checkpoint: ckpts[name], out, backend: BACKEND, weights });
       expect(existsSync(join(out, "model.json"))).toBe(true);
       expect(existsSync(join(out, "weights.bin"))).toBe(true);
 
       const json = JSON.parse(readFileSync(join(out, "model.json"), "utf8"));
       expect(json.format).toBe("layers-model");
       expect(json.weightsManifest[0].paths).toEqual(["weights.bin"]);
-      const gen = await loadGenerator(ckpts[name]);
+      const gen = await loadGenerator(ckpts[name], weights);
+      // What is exported: every parameter, and G's batch-norm running statistics.
       expect(readFileSync(join(out, "weights.bin")).byteLength).toBe(4 * gen.model.g.size);
+      expect(r.metadata.agon.weights).toBe(
+        weights ?? ("ema" in runs[name] && runs[name].ema === false ? "raw" : "ema"),
+      );
       expect(json.userDefinedMetadata.agon).toMatchObject({
         latentDim: gen.model.latentDim,
         sampleShape: gen.model.sampleShape,
@@ -142,9 +175,22 @@ describe("agon export", () => {
       }
       expect(maxDiff).toBeLessThanOrEqual(1e-5);
       // Not trivially zero: the generator makes varied output.
-      expect(Math.max(...want) - Math.min(...want)).toBeGreaterThan(0.01);
+      expect(Math.max(...want) - Math.min(...want)).toBeGreaterThan(1e-3);
     });
   }
+
+  it("exports the EMA generator by default, G as trained with --weights raw; ema absent is an error", async () => {
+    const ema = await loadGenerator(ckpts.dcgan);
+    const raw = await loadGenerator(ckpts.dcgan, "raw");
+    expect(ema.weights).toBe("ema");
+    expect(raw.weights).toBe("raw");
+    expect(ema.gWeights).not.toEqual(raw.gWeights);
+    // The EMA copies G's state (batch-norm statistics) and averages only the parameters.
+    const n = ema.model.g.trainableSize;
+    expect(ema.gWeights.subarray(n)).toEqual(raw.gWeights.subarray(n));
+    expect((await loadGenerator(ckpts.dcganPlain)).weights).toBe("raw");
+    await expect(loadGenerator(ckpts.dcganPlain, "ema")).rejects.toThrow(/no EMA generator/);
+  });
 
   it("loads from memory as a browser would (fetch model.json, then weights.bin)", async () => {
     const out = join(tempDir(), "model");

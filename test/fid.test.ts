@@ -2,14 +2,10 @@ import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { Command } from "commander";
 import { beforeAll, describe, expect, it, vi } from "vitest";
-import {
-  EVAL_SEED,
-  EvaluationError,
-  evalCheckpoint,
-  registerEvalCommand,
-} from "../coordinator/eval.js";
+import { EVAL_SEED, EvaluationError, evalCheckpoint } from "../coordinator/eval.js";
 import { train } from "../coordinator/train.js";
 import { initBackend } from "../shared/backend.js";
+import { registerEvalCommand } from "../shared/cli/commands/eval.js";
 import { parseConfig, type RunConfig } from "../shared/config.js";
 import { loadDataset } from "../shared/data/index.js";
 import {
@@ -33,7 +29,7 @@ import {
   trainClassifier,
 } from "../shared/fid-classifier.js";
 import { weightsHash } from "../shared/hash.js";
-import { buildModel, initWeights } from "../shared/models.js";
+import { buildModel, initWeights } from "../shared/models/index.js";
 import { hashSeed, Rng, SeedDomain } from "../shared/rng.js";
 import { generateSamples } from "../shared/runner.js";
 import { tempDir } from "./helpers/cli.js";
@@ -339,7 +335,7 @@ describe("agon eval", () => {
     expect(json).toMatchObject({ checkpoint: ckpt, step: 600, dataset: "mnist", n: 500 });
     expect(json.fd).toBe((await evalCheckpoint(ckpt, { n: 500 })).fd);
     const line = await run(["eval", "--checkpoint", ckpt, "--n", "500", "--backend", "wasm"]);
-    expect(line).toMatch(/^fd \d+\.\d{3} \(mnist, mlp step 600, n 500, /);
+    expect(line).toMatch(/^fd \d+\.\d{3} \(mnist, mlp step 600, ema weights, n 500, /);
     expect(line.trim().split("\n")).toHaveLength(1);
   });
 

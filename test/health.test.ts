@@ -172,3 +172,52 @@ describe("diversityCollapse", () => {
     expect(() => new HealthMonitor({ collapseRatio: 1 })).toThrow(RangeError);
   });
 });
+
+describe("runawayLoss", () => {
+  it("fires once when a finite loss passes ±1e6, and re-arms after sane losses", () => {
+    const h = new HealthMonitor({ loss: "non-saturating" });
+    const runaway = (step: number, gLoss: number): PhaseHealthInput => ({
+      ...healthyG(step),
+      gLoss,
+    });
+    const types = (m: PhaseHealthInput) => h.observePhase(m).map((s) => s.type);
+    expect(types(runaway(1, 999_999))).toEqual([]);
+    expect(types(runaway(2, -2e6))).toEqual(["runawayLoss"]);
+    expect(types(runaway(3, 3e7))).toEqual([]); // the same episode
+    expect(types(healthyG(4))).toEqual([]);
+    expect(types({ ...healthyD(5), dLoss: 5e6 })).toEqual(["runawayLoss"]);
+    expect(types(runaway(6, Number.NaN))).toEqual(["nonFinite"]); // NaN is nonFinite's, not runaway
+  });
+});
+
+describe("dSaturated", () => {
+  const pinnedD = (step: number, dReal: number, dFake: number): PhaseHealthInput => ({
+    ...healthyD(step),
+    dReal,
+    dFake,
+  });
+
+  it("fires when D's outputs are pinned at 0/1 for 5 D phases in a row, from the first phases on", () => {
+    const h = new HealthMonitor({ loss: "non-saturating" });
+    const fired: number[] = [];
+    for (let step = 0; step < 8; step++) {
+      for (const s of h.observePhase(pinnedD(step, 1, 1)))
+        if (s.type === "dSaturated") fired.push(s.step);
+      h.observePhase(healthyG(step));
+    }
+    expect(fired).toEqual([4]);
+  });
+
+  it("re-arms after outputs leave the rails, and is off for critic losses", () => {
+    const h = new HealthMonitor({ loss: "minimax" });
+    const count = (m: PhaseHealthInput) =>
+      h.observePhase(m).filter((s) => s.type === "dSaturated").length;
+    let n = 0;
+    for (let s = 0; s < 4; s++) n += count(pinnedD(s, 0, 0));
+    n += count(pinnedD(4, 0.5, 0)); // off the rails: the run restarts
+    for (let s = 5; s < 10; s++) n += count(pinnedD(s, 1, 1e-9));
+    expect(n).toBe(1);
+    const critic = new HealthMonitor({ loss: "wgan-gp" });
+    for (let s = 0; s < 10; s++) expect(critic.observePhase(pinnedD(s, 1, 0))).toEqual([]);
+  });
+});

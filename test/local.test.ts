@@ -177,6 +177,50 @@ describe("agon local", () => {
     180_000,
   );
 
+  it.skipIf(process.platform !== "linux")(
+    "SIGKILLed, leaves no coordinator, worker or nats-server running 5 s later",
+    async () => {
+      const dir = tempDir();
+      const child = spawn(
+        process.execPath,
+        [AGON, "local", "--workers", "2", ...ringFlags(dir, 100_000), ...localFlags()],
+        { stdio: ["ignore", "pipe", "pipe"] },
+      );
+      let stderr = "";
+      const closed = new Promise<number | null>((resolve) => child.on("close", resolve));
+      let tree: number[] = [];
+      try {
+        const training = await new Promise<boolean>((resolve) => {
+          child.stderr.on("data", (b: Buffer) => {
+            stderr += b.toString();
+            if (/^step \d+\/100000 /m.test(stderr)) resolve(true);
+          });
+          void closed.then(() => resolve(false));
+        });
+        expect(training, stderr).toBe(true);
+        tree = descendants(child.pid!);
+        const ownNats = !process.env.NATS_URL;
+        expect(tree.length).toBeGreaterThanOrEqual(ownNats ? 4 : 3);
+        const natsPort = Number(
+          /started nats-server on nats:\/\/127\.0\.0\.1:(\d+)/.exec(stderr)?.[1],
+        );
+
+        child.kill("SIGKILL");
+        await closed;
+        const leftover = () => [...tree.filter(running), ...processesMentioning(dir)];
+        expect(
+          await eventually(() => leftover().length === 0, 5000),
+          `left running: ${leftover()}`,
+        ).toBe(true);
+        if (ownNats) expect(await portOpen(natsPort)).toBe(false);
+      } finally {
+        child.kill("SIGKILL");
+        for (const pid of tree.filter(running)) process.kill(pid, "SIGKILL");
+      }
+    },
+    180_000,
+  );
+
   it("without a nats-server says in one line how to get one", async () => {
     const r = await runAgon(
       ["local", "--workers", "1", ...ringFlags(tempDir(), 5)],

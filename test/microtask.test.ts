@@ -4,7 +4,7 @@ import { initBackend } from "../shared/backend.js";
 import { LOSS_NAMES, parseConfig } from "../shared/config.js";
 import { selectLoss } from "../shared/losses.js";
 import { computeMicrotask, type MicrotaskInput, type Phase } from "../shared/microtask.js";
-import { buildModel, initWeights } from "../shared/models.js";
+import { buildModel, initWeights } from "../shared/models/index.js";
 import { Rng } from "../shared/rng.js";
 
 beforeAll(async () => {

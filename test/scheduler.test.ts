@@ -158,7 +158,7 @@ describe("scheduler", () => {
 describe("scheduler stragglers", () => {
   it("re-issues a microtask past its deadline to an idle worker; the first result wins", () => {
     const { s, ids } = cluster(["a", "b"], 2);
-    s.startPhase(0, 0, { G: 0, D: 0 }, 0, 1000);
+    s.startPhase(0, 0, { G: 0, D: 0 }, 0, { deadlineMs: 1000 });
     s.heartbeat(ids[0], 900);
     s.heartbeat(ids[1], 900);
     expect(s.submit(ids[1], "0.0.1", result(1), 500).verdict.ok).toBe(true);
@@ -186,7 +186,7 @@ describe("scheduler stragglers", () => {
 
   it("re-issues a late node's missing leaves from its end to idle workers; the node's own sum still counts", () => {
     const { s, ids } = cluster(["a", "b"], 4);
-    expect(assigns(s.startPhase(0, 0, { G: 0, D: 0 }, 0, 1000))).toEqual([
+    expect(assigns(s.startPhase(0, 0, { G: 0, D: 0 }, 0, { deadlineMs: 500 }))).toEqual([
       `0-2->${ids[0]}`,
       `2-4->${ids[1]}`,
     ]);
@@ -215,6 +215,88 @@ describe("scheduler stragglers", () => {
     expect(done?.type === "phaseComplete" && done.parts.map((p) => [p.lo, p.hi])).toEqual([
       [0, 2],
       [2, 4],
+    ]);
+  });
+});
+
+describe("scheduler hung members", () => {
+  const policy = { firstMs: 1000, minMs: 100, factor: 4, quarantineAfter: 2 };
+  /** Two honest workers answer every 10 ms; c heartbeats but never answers. Returns when the phase completed. */
+  let firstAssigns: string[] = [];
+  function phase(s: Scheduler, ids: string[], step: number, start: number): number {
+    const actions = s.startPhase(step, 0, { G: step, D: step }, start, { kind: "D" });
+    firstAssigns = assigns(actions);
+    const queues = new Map<string, string[]>(ids.map((id) => [id, []]));
+    const honest = ids.slice(0, 2);
+    const take = (as: Action[]) => {
+      for (const a of as) if (a.type === "assign") queues.get(a.workerId)?.push(a.task.taskId);
+    };
+    take(actions);
+    for (let now = start + 10; now < start + 10_000; now += 10) {
+      for (const id of ids) s.heartbeat(id, now);
+      take(s.tick(now));
+      for (const id of honest) {
+        const taskId = queues.get(id)!.shift();
+        if (!taskId) continue;
+        const { actions: after } = s.submit(id, taskId, result(0), now);
+        take(after);
+        if (after.some((a) => a.type === "phaseComplete")) return now;
+      }
+    }
+    throw new Error("phase did not complete");
+  }
+
+  it("quarantines a member that heartbeats but misses its deadlines; the deadline follows compute time, not the stall", () => {
+    const s = new Scheduler(6, 60_000, policy);
+    const ids = ["a", "b", "c"].map((n) => {
+      const { workerId } = s.join(n, 0);
+      s.connect(workerId, 0);
+      return workerId;
+    });
+    // Phase 1: no measurement yet, so c's microtasks wait the first deadline (1 s).
+    let now = phase(s, ids, 0, 0);
+    expect(now).toBeGreaterThan(1000);
+    // Phase 2: the deadline is 4 × 10 ms of compute (at least 100 ms), not 4 × the stalled 1 s.
+    const start2 = now;
+    now = phase(s, ids, 1, now);
+    expect(s.deadline).toBe(100);
+    expect(now - start2).toBeLessThan(300);
+    // c missed twice in a row: quarantined; phase 3 runs without waiting for it.
+    const start3 = now;
+    now = phase(s, ids, 2, now);
+    // c holds only a probe: a duplicate of shard 5, which b's node 3-6 also covers.
+    expect(firstAssigns).toEqual([`0-3->${ids[0]}`, `3-6->${ids[1]}`, `5->${ids[2]}`]);
+    expect(now - start3).toBeLessThan(100);
+    expect(s.deadline).toBe(100);
+  });
+
+  it("emits workerQuarantined once and lets the member back when its probe result is in time", () => {
+    const s = new Scheduler(2, 60_000, { ...policy, quarantineAfter: 1 });
+    const ids = ["a", "b"].map((n) => {
+      const { workerId } = s.join(n, 0);
+      s.connect(workerId, 0);
+      return workerId;
+    });
+    s.startPhase(0, 0, { G: 0, D: 0 }, 0, { kind: "D" });
+    s.submit(ids[0], "0.0.0", result(0), 10);
+    for (const id of ids) s.heartbeat(id, 1001);
+    const late = s.tick(1001);
+    expect(late.filter((a) => a.type === "workerQuarantined").map((a) => a.workerId)).toEqual([
+      ids[1],
+    ]);
+    expect(assigns(late)).toEqual([`1->${ids[0]}`]);
+    s.submit(ids[0], "0.0.1", result(1), 1011);
+    // Next phase: b only holds a probe of the last shard, which a's node 0-2 also covers.
+    expect(assigns(s.startPhase(1, 0, { G: 1, D: 1 }, 2000, { kind: "D" }))).toEqual([
+      `0-2->${ids[0]}`,
+      `1->${ids[1]}`,
+    ]);
+    const { verdict, actions } = s.submit(ids[1], "1.0.1", result(1), 2005);
+    expect(verdict.ok).toBe(true);
+    expect(actions).toContainEqual({ type: "workerReinstated", workerId: ids[1] });
+    expect(assigns(s.startPhase(2, 0, { G: 2, D: 2 }, 3000, { kind: "D" }))).toEqual([
+      `0->${ids[0]}`,
+      `1->${ids[1]}`,
     ]);
   });
 });

@@ -10,7 +10,7 @@ import { drawIndices, gatherSamples, loadDataset, ringModes } from "../shared/da
 import { weightsHash } from "../shared/hash.js";
 import { selectLoss } from "../shared/losses.js";
 import { computeMicrotask, noiseSeed } from "../shared/microtask.js";
-import { buildModel, initWeights } from "../shared/models.js";
+import { buildModel, initWeights } from "../shared/models/index.js";
 import { hashSeed, SeedDomain } from "../shared/rng.js";
 import { generateSamples } from "../shared/runner.js";
 import { datasetSpec } from "../shared/schedule.js";
@@ -57,6 +57,7 @@ describe("agon train", () => {
       batch: 32,
       schedule: { kD: 2, kG: 1 },
       steps: 3,
+      ema: false,
     });
     const result = await train(cfg, {
       backend: "wasm",

@@ -11,7 +11,7 @@ import type { Microtask__Output } from "../proto/gen/agon/v1/Microtask.js";
 import type { ParamChunk__Output } from "../proto/gen/agon/v1/ParamChunk.js";
 import type { SubmitReply__Output } from "../proto/gen/agon/v1/SubmitReply.js";
 import { parseConfig } from "../shared/config.js";
-import { buildModel } from "../shared/models.js";
+import { buildModel } from "../shared/models/index.js";
 import type { Dtype as Precision } from "../shared/precision.js";
 import { callMetadata } from "../shared/security.js";
 import { CHANNEL_OPTIONS, encodeArray, loadAgonProto, wireDtype } from "../shared/wire.js";

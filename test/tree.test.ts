@@ -189,7 +189,7 @@ async function simulate(
       if (verdict.ok) expect(assignedWhole.has(`${workerId} ${task.taskId}`)).toBe(true);
       apply(actions);
     };
-    apply(s.startPhase(state.step, state.phase, { ...state.versions }, now, 1000));
+    apply(s.startPhase(state.step, state.phase, { ...state.versions }, now, { deadlineMs: 1000 }));
     const fault = faults.find((f) => f.atPhase === globalPhase);
     const faulty = fault ? ids[fault.worker] : undefined;
     let round = 0;
@@ -197,12 +197,13 @@ async function simulate(
       now += 10;
       round++;
       // A lost worker vanishes after delivering one task; a straggler stays silent until its
-      // tasks pass the deadline, which hands its missing leaves to idle workers, then delivers.
+      // tasks pass the deadline (1 s per shard), which hands its missing leaves to idle workers,
+      // then delivers.
       if (fault?.kind === "lose" && round === 2 && faulty && s.isMember(faulty)) {
         apply(s.lose(faulty, "test: killed", now));
         queues.delete(faulty);
       }
-      if (fault?.kind === "straggler" && round === 2) now += 2000;
+      if (fault?.kind === "straggler" && round === 2) now += 5000;
       for (const id of ids) s.heartbeat(id, now);
       apply(s.tick(now));
       let progressed = false;

@@ -5,7 +5,6 @@ import { describe, expect, it } from "vitest";
 import {
   initialWatchState,
   reduceWatch,
-  registerWatchCommand,
   renderWatch,
   runWatch,
   sparkline,
@@ -14,6 +13,7 @@ import {
   WatchError,
   type WatchState,
 } from "../coordinator/watch.js";
+import { registerWatchCommand } from "../shared/cli/commands/watch.js";
 import { tempDir, tinyRing } from "./helpers/cli.js";
 import { startCoordinator, startWorker } from "./helpers/cluster.js";
 import { natsForSuite } from "./helpers/nats.js";

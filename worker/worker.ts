@@ -1,18 +1,20 @@
 // `agon worker`: joins the coordinator, keeps G and D at the versions its
 // microtasks need (NATS broadcast first, gRPC FetchParams when a broadcast was
 // missed), computes one gradient per microtask and streams it back in chunks.
-import { cpus, hostname } from "node:os";
+import { cpus } from "node:os";
 import * as grpc from "@grpc/grpc-js";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { CoordinatorClient } from "../proto/gen/agon/v1/Coordinator.js";
 import type { CoordinatorMessage__Output } from "../proto/gen/agon/v1/CoordinatorMessage.js";
 import type { GradientChunk } from "../proto/gen/agon/v1/GradientChunk.js";
+import type { JoinResponse__Output } from "../proto/gen/agon/v1/JoinResponse.js";
 import type { Microtask__Output } from "../proto/gen/agon/v1/Microtask.js";
 import type { ParamChunk__Output } from "../proto/gen/agon/v1/ParamChunk.js";
+import type { RunInfoReply__Output } from "../proto/gen/agon/v1/RunInfoReply.js";
 import type { WorkerMessage } from "../proto/gen/agon/v1/WorkerMessage.js";
 import { type BackendName, initBackend } from "../shared/backend.js";
 import { parseConfig, type RunConfig } from "../shared/config.js";
-import { loadDataset } from "../shared/data/index.js";
+import { DatasetError, openDataset, type SampleSource } from "../shared/data/index.js";
 import type { MicrotaskResult } from "../shared/microtask.js";
 import { connectNats } from "../shared/nats.js";
 import { type Net, type ParamSet, ParamSubscriber } from "../shared/params-bus.js";
@@ -46,8 +48,16 @@ export interface WorkerOptions {
   joinToken?: string;
   name: string;
   backend: BackendName;
+  /** This host's copy of the run's dataset, instead of the config's dataset.path. */
+  dataPath?: string;
   /** How long to wait for a NATS broadcast before fetching over gRPC. */
   natsWaitMs?: number;
+  /**
+   * How long (ms) to keep retrying Join while the coordinator is unreachable,
+   * at start and after losing it mid-run; 0 waits forever. Default 10 minutes:
+   * long enough for a rescheduled pod or a rebooted node to come back.
+   */
+  coordinatorTimeoutMs?: number;
   log?: (line: string) => void;
 }
 
@@ -60,11 +70,14 @@ const UPLOADS_IN_FLIGHT = 2;
 /** A task was cancelled (its result came in from elsewhere) while its shards were being computed. */
 class TaskCancelled extends Error {}
 
-export function defaultWorkerName(): string {
-  return `${hostname()
-    .replace(/[^A-Za-z0-9_.-]/g, "-")
-    .slice(0, 40)}-${process.pid}`;
-}
+/** Default for WorkerOptions.coordinatorTimeoutMs: 10 minutes. */
+export const DEFAULT_COORDINATOR_TIMEOUT_MS = 600_000;
+
+/** How often a waiting worker says what it waits for. */
+const WAITING_LOG_MS = 10_000;
+
+/** The coordinator stayed unreachable for the whole --coordinator-timeout. */
+export class CoordinatorUnreachableError extends Error {}
 
 export class Worker {
   private client!: CoordinatorClient;
@@ -84,8 +97,15 @@ export class Worker {
   private closed = false;
   private backend = "";
   private configJson = "";
+  /** This worker's dataset fingerprint and open error, sent with every Join. */
+  private dataset: { fingerprint: string; error: string } = { fingerprint: "", error: "" };
   private heartbeat: NodeJS.Timeout | undefined;
+  /** The pending Join retry, cleared on shutdown so a stopped worker exits at once. */
+  private retry: NodeJS.Timeout | undefined;
+  private stopWaiting: () => void = () => {};
   private finishedStep: number | null = null;
+  /** Why the worker stopped on its own (damaged data), for the CLI's error line. */
+  failure: Error | null = null;
   private readonly log: (line: string) => void;
   private resolveExit!: (code: number) => void;
   /** Resolves with the exit code when the run is finished or the worker stops. */
@@ -106,10 +126,28 @@ export class Worker {
     }) as unknown as CoordinatorClient;
     const backend = await initBackend(this.opts.backend, this.log);
     this.backend = backend;
+    // Open this host's copy of the run's data before joining, so the coordinator
+    // can refuse data that is not the run's before it hands out any microtask.
+    const info = await this.patiently<RunInfoReply__Output>(
+      "RunInfo",
+      (deadline, done) =>
+        this.client.RunInfo({}, callMetadata(this.opts.joinToken), { deadline }, done),
+      (err) => new Error(`run info from ${this.opts.coordinator} failed: ${whyFailed(err)}`),
+    );
+    if (!info) return; // stopped while waiting for the coordinator
+    this.cfg = parseConfig(JSON.parse(info.configJson), "config from coordinator");
+    let dataset: SampleSource | null = null;
+    try {
+      dataset = await openDataset(datasetSpec(this.localConfig(this.cfg)));
+      this.dataset = { fingerprint: dataset.fingerprint, error: "" };
+    } catch (err) {
+      if (!(err instanceof DatasetError)) throw err;
+      this.dataset = { fingerprint: "", error: err.message };
+    }
     const joined = await this.join(backend);
+    if (!joined) return; // stopped while waiting for the coordinator
     this.configJson = joined.configJson;
-    this.cfg = parseConfig(JSON.parse(joined.configJson), "config from coordinator");
-    const dataset = await loadDataset(datasetSpec(this.cfg));
+    if (!dataset) throw new DatasetError(this.dataset.error);
     this.runner = new MicrotaskRunner(this.cfg, dataset);
     try {
       this.nc = await connectNats(
@@ -140,37 +178,106 @@ export class Worker {
     this.shutdown(0);
   }
 
-  /** Joins, retrying for up to a minute while the coordinator is unreachable (it may be restarting). */
-  private join(backend: string): Promise<{ workerId: string; runId: string; configJson: string }> {
-    const giveUpAt = Date.now() + 60_000;
+  /** The run config with this host's dataset path (--data-path) in place of the coordinator's. */
+  private localConfig(cfg: RunConfig): RunConfig {
+    const path = this.opts.dataPath;
+    if (path === undefined || !("path" in cfg.dataset)) return cfg;
+    return { ...cfg, dataset: { ...cfg.dataset, path } };
+  }
+
+  /**
+   * A unary call to the coordinator, retried with backoff (100 ms doubling to 2 s)
+   * while the coordinator is unreachable (it may be restarting), for up to
+   * coordinatorTimeoutMs; says every ~10 s what it waits for. Resolves null when
+   * the worker is stopped while waiting; rejects with CoordinatorUnreachableError
+   * after the timeout, or with `refused(err)` when the coordinator answers an error.
+   */
+  private patiently<T>(
+    what: string,
+    call: (deadline: number, done: (err: grpc.ServiceError | null, res?: T) => void) => void,
+    refused: (err: grpc.ServiceError | null) => Error,
+  ): Promise<T | null> {
+    const timeoutMs = this.opts.coordinatorTimeoutMs ?? DEFAULT_COORDINATOR_TIMEOUT_MS;
+    const since = Date.now();
+    let nextLog = since + WAITING_LOG_MS;
+    const limit = timeoutMs === 0 ? "no time limit" : `giving up after ${formatSeconds(timeoutMs)}`;
     return new Promise((resolve, reject) => {
+      // shutdown() ends the wait at once, even between two attempts.
+      this.stopWaiting = () => resolve(null);
       const attempt = (n: number) => {
-        this.client.Join(
-          { workerName: this.opts.name, backend, capabilities: { cores: cpus().length } },
-          callMetadata(this.opts.joinToken),
-          { deadline: Date.now() + 2000 },
-          (err, res) => {
-            if (err || !res) {
-              const transient =
-                err?.code === grpc.status.UNAVAILABLE ||
-                err?.code === grpc.status.DEADLINE_EXCEEDED;
-              if (transient && Date.now() < giveUpAt && !this.closed) {
-                setTimeout(() => attempt(n + 1), Math.min(1000, 100 * 2 ** n));
-                return;
-              }
-              reject(
-                new Error(`join ${this.opts.coordinator} failed: ${err?.details ?? "no reply"}`),
-              );
-              return;
-            }
-            this.workerId = res.workerId;
-            this.session = res.session;
+        if (this.closed) {
+          resolve(null);
+          return;
+        }
+        call(Date.now() + 2000, (err, res) => {
+          if (this.closed) {
+            resolve(null);
+            return;
+          }
+          if (!err && res) {
             resolve(res);
-          },
-        );
+            return;
+          }
+          const transient =
+            err?.code === grpc.status.UNAVAILABLE || err?.code === grpc.status.DEADLINE_EXCEEDED;
+          if (!transient) {
+            reject(refused(err));
+            return;
+          }
+          const now = Date.now();
+          if (timeoutMs !== 0 && now - since >= timeoutMs) {
+            reject(
+              new CoordinatorUnreachableError(
+                `no coordinator at ${this.opts.coordinator} for ${formatSeconds(now - since)} (--coordinator-timeout); last error: ${whyFailed(err)}`,
+              ),
+            );
+            return;
+          }
+          if (now >= nextLog) {
+            nextLog = now + WAITING_LOG_MS;
+            this.log(
+              `worker ${this.opts.name}: waiting for the coordinator at ${this.opts.coordinator} to answer ${what} (${whyFailed(err)}); ${formatSeconds(now - since)} so far, ${limit}`,
+            );
+          }
+          this.retry = setTimeout(() => attempt(n + 1), Math.min(2000, 100 * 2 ** n));
+        });
       };
       attempt(0);
     });
+  }
+
+  /**
+   * Joins (patiently, see above) with this host's dataset fingerprint. Resolves null
+   * when stopped while waiting; a refusal of this host's data rejects with a
+   * DatasetError naming both fingerprints.
+   */
+  private async join(
+    backend: string,
+  ): Promise<{ workerId: string; runId: string; configJson: string } | null> {
+    const res = await this.patiently<JoinResponse__Output>(
+      "Join",
+      (deadline, done) =>
+        this.client.Join(
+          {
+            workerName: this.opts.name,
+            backend,
+            capabilities: { cores: cpus().length },
+            datasetFingerprint: this.dataset.fingerprint,
+            datasetError: this.dataset.error,
+          },
+          callMetadata(this.opts.joinToken),
+          { deadline },
+          done,
+        ),
+      (err) =>
+        err?.code === grpc.status.FAILED_PRECONDITION
+          ? new DatasetError(`the coordinator refused this worker: ${err.details}`)
+          : new Error(`join ${this.opts.coordinator} failed: ${whyFailed(err)}`),
+    );
+    if (!res) return null;
+    this.workerId = res.workerId;
+    this.session = res.session;
+    return res;
   }
 
   private openWork(): void {
@@ -217,13 +324,16 @@ export class Worker {
     this.cancelled.clear();
     try {
       const joined = await this.join(this.backend);
+      if (!joined) return; // stopped while waiting
       if (joined.configJson !== this.configJson) {
         this.log(`worker ${this.workerId}: the coordinator now runs a different config; exiting`);
         this.shutdown(1);
         return;
       }
     } catch (err) {
-      this.log(`worker: could not re-join: ${(err as Error).message}`);
+      this.log(
+        `agon: error: worker ${this.opts.name} could not re-join: ${(err as Error).message}`,
+      );
       this.shutdown(1);
       return;
     }
@@ -243,6 +353,8 @@ export class Worker {
     this.closed = true;
     this.queue.length = 0;
     if (this.heartbeat) clearInterval(this.heartbeat);
+    if (this.retry) clearTimeout(this.retry);
+    this.stopWaiting();
     this.stream?.end();
     this.stream = null;
     this.params?.close();
@@ -276,6 +388,14 @@ export class Worker {
           }
           while (this.uploads.size >= UPLOADS_IN_FLIGHT) await Promise.race(this.uploads);
         } catch (err) {
+          if (err instanceof DatasetError) {
+            // Damaged data never trains: stop, and the coordinator hands the shard to others.
+            this.log(`worker ${this.workerId}: stopping: ${err.message}`);
+            this.failure = err;
+            this.stream?.write({ workerId: this.workerId, leaving: {} });
+            this.shutdown(2);
+            return;
+          }
           if (!this.closed)
             this.log(`worker ${this.workerId}: ${task.taskId} failed: ${(err as Error).message}`);
         }
@@ -445,4 +565,21 @@ export class Worker {
       });
     });
   }
+}
+
+/** "45 s", "10 min", "1.5 min": a duration as a log line says it. */
+function formatSeconds(ms: number): string {
+  const s = Math.round(ms / 1000);
+  return s < 120 ? `${s} s` : `${Math.round((s / 60) * 10) / 10} min`;
+}
+
+/** A failed call's reason in a few words: grpc-js wraps a refused connection in two sentences of prose. */
+function whyFailed(err: grpc.ServiceError | null): string {
+  const details = err?.details ?? "no reply";
+  return (
+    details
+      .replace(/\s*Resolution note:.*$/s, "")
+      .replace(/^No connection established\. Last error: (Error: )?/, "")
+      .replace(/\.$/, "") || "no reply"
+  );
 }

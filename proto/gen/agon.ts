@@ -16,6 +16,8 @@ import type { JoinResponse as _agon_v1_JoinResponse, JoinResponse__Output as _ag
 import type { Leaving as _agon_v1_Leaving, Leaving__Output as _agon_v1_Leaving__Output } from './agon/v1/Leaving.js';
 import type { Microtask as _agon_v1_Microtask, Microtask__Output as _agon_v1_Microtask__Output } from './agon/v1/Microtask.js';
 import type { ParamChunk as _agon_v1_ParamChunk, ParamChunk__Output as _agon_v1_ParamChunk__Output } from './agon/v1/ParamChunk.js';
+import type { RunInfoReply as _agon_v1_RunInfoReply, RunInfoReply__Output as _agon_v1_RunInfoReply__Output } from './agon/v1/RunInfoReply.js';
+import type { RunInfoRequest as _agon_v1_RunInfoRequest, RunInfoRequest__Output as _agon_v1_RunInfoRequest__Output } from './agon/v1/RunInfoRequest.js';
 import type { StatusReply as _agon_v1_StatusReply, StatusReply__Output as _agon_v1_StatusReply__Output } from './agon/v1/StatusReply.js';
 import type { StatusRequest as _agon_v1_StatusRequest, StatusRequest__Output as _agon_v1_StatusRequest__Output } from './agon/v1/StatusRequest.js';
 import type { SubmitReply as _agon_v1_SubmitReply, SubmitReply__Output as _agon_v1_SubmitReply__Output } from './agon/v1/SubmitReply.js';
@@ -46,6 +48,8 @@ export interface ProtoGrpcType {
       Leaving: MessageTypeDefinition<_agon_v1_Leaving, _agon_v1_Leaving__Output>
       Microtask: MessageTypeDefinition<_agon_v1_Microtask, _agon_v1_Microtask__Output>
       ParamChunk: MessageTypeDefinition<_agon_v1_ParamChunk, _agon_v1_ParamChunk__Output>
+      RunInfoReply: MessageTypeDefinition<_agon_v1_RunInfoReply, _agon_v1_RunInfoReply__Output>
+      RunInfoRequest: MessageTypeDefinition<_agon_v1_RunInfoRequest, _agon_v1_RunInfoRequest__Output>
       StatusReply: MessageTypeDefinition<_agon_v1_StatusReply, _agon_v1_StatusReply__Output>
       StatusRequest: MessageTypeDefinition<_agon_v1_StatusRequest, _agon_v1_StatusRequest__Output>
       SubmitReply: MessageTypeDefinition<_agon_v1_SubmitReply, _agon_v1_SubmitReply__Output>

@@ -53,11 +53,20 @@ function locate(dir: string, base: string, what: string, src: IdxSource, fromEnv
   );
 }
 
-export function loadIdxDataset(
-  name: "mnist" | "fashion-mnist",
-  split: "train" | "test",
-  limit: number | undefined,
-): Dataset {
+/** The raw bytes of an IDX dataset: count × rows × cols uint8 pixels and one label per image. */
+export interface IdxRaw {
+  count: number;
+  rows: number;
+  cols: number;
+  pixels: Uint8Array;
+  labels: Uint8Array;
+}
+
+/**
+ * Reads MNIST or Fashion-MNIST as stored (uint8), for `agon data prepare`.
+ * Throws DatasetError naming the missing or damaged file and the fix.
+ */
+export function readIdxRaw(name: "mnist" | "fashion-mnist", split: "train" | "test"): IdxRaw {
   const src = SOURCES[name];
   const override = process.env[src.envVar];
   const dir = override || src.defaultDir();
@@ -86,6 +95,16 @@ export function loadIdxDataset(
     );
   }
 
+  return { ...images, labels };
+}
+
+export function loadIdxDataset(
+  name: "mnist" | "fashion-mnist",
+  split: "train" | "test",
+  limit: number | undefined,
+): Dataset {
+  const images = readIdxRaw(name, split);
+  const labels = images.labels;
   const count = limit === undefined ? images.count : Math.min(limit, images.count);
   const sampleSize = images.rows * images.cols;
   return {

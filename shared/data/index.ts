@@ -4,14 +4,31 @@
 import { DatasetError } from "./errors.js";
 import { loadFolderDataset } from "./folder.js";
 import { loadIdxDataset } from "./idx-datasets.js";
+import { PreparedDataset } from "./prepared.js";
 import { loadRingDataset } from "./ring.js";
-import { DATASET_NAMES, type Dataset, type DatasetSpec } from "./types.js";
+import { openDataset as openSource } from "./source.js";
+import { DATASET_NAMES, type Dataset, type DatasetSpec, type SampleSource } from "./types.js";
 
 export { DatasetError } from "./errors.js";
 export { encodePng, imageGridPng, scatterPng } from "./png.js";
+export { PreparedDataset, readManifest } from "./prepared.js";
 export { ringModes } from "./ring.js";
 export { drawIndices, gatherSamples, type ShardPlan, shardRange } from "./shard.js";
-export { DATASET_NAMES, type Dataset, type DatasetSpec } from "./types.js";
+export { memorySource } from "./source.js";
+export {
+  DATASET_NAMES,
+  type Dataset,
+  type DatasetSpec,
+  type SampleSource,
+} from "./types.js";
+
+/**
+ * The samples a spec names, ready for training: a prepared dataset is read from
+ * disk on demand (memory bounded by its cacheMB); the others are loaded into memory.
+ */
+export function openDataset(spec: DatasetSpec): Promise<SampleSource> {
+  return openSource(spec, loadDataset);
+}
 
 function requireInt(dataset: string, field: string, value: unknown, min: number): void {
   if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min) {
@@ -61,6 +78,8 @@ export async function loadDataset(spec: DatasetSpec): Promise<Dataset> {
       }
       requireInt("folder", "size", spec.size, 1);
       return loadFolderDataset(spec.path, spec.channels, spec.size, spec.limit);
+    case "prepared":
+      return loadPreparedInMemory(spec.path, spec.limit);
     case "ring":
       requireInt("ring", "size", spec.size, 1);
       requireInt("ring", "modes", spec.modes, 1);
@@ -73,4 +92,28 @@ export async function loadDataset(spec: DatasetSpec): Promise<Dataset> {
         `unknown dataset ${JSON.stringify(name)}; valid names: ${DATASET_NAMES.join(", ")}`,
       );
   }
+}
+
+/** Every row of a prepared dataset as floats in memory (the in-RAM path; training streams instead). */
+function loadPreparedInMemory(path: string, limit: number | undefined): Dataset {
+  if (typeof path !== "string" || path === "")
+    throw new DatasetError("prepared dataset: path must be a non-empty string");
+  const ds = PreparedDataset.open(path, { cacheMB: 0, limit });
+  const data = new Float32Array(ds.count * ds.sampleSize);
+  const labels = ds.classes.length > 0 ? new Uint8Array(ds.count) : undefined;
+  const all = new Int32Array(ds.count);
+  for (let i = 0; i < ds.count; i++) all[i] = i;
+  const lab = new Int32Array(ds.count);
+  ds.gather(all, data, lab);
+  ds.close();
+  if (labels) for (let i = 0; i < ds.count; i++) labels[i] = lab[i];
+  return {
+    name: "prepared",
+    sampleShape: [...ds.sampleShape],
+    sampleSize: ds.sampleSize,
+    count: ds.count,
+    data,
+    labels,
+    classes: ds.classes.length > 0 ? ds.classes : undefined,
+  };
 }

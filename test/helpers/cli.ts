@@ -14,10 +14,10 @@ export interface CliResult {
 
 export function runAgon(
   args: string[],
-  opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+  opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv; nodeArgs?: string[] } = {},
 ): Promise<CliResult> {
   return new Promise((done, fail) => {
-    const child = spawn(process.execPath, [AGON, ...args], {
+    const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), AGON, ...args], {
       env: { ...process.env, ...opts.env },
       stdio: ["ignore", "pipe", "pipe"],
     });

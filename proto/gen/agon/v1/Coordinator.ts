@@ -8,6 +8,8 @@ import type { GradientChunk as _agon_v1_GradientChunk, GradientChunk__Output as 
 import type { JoinRequest as _agon_v1_JoinRequest, JoinRequest__Output as _agon_v1_JoinRequest__Output } from '../../agon/v1/JoinRequest.js';
 import type { JoinResponse as _agon_v1_JoinResponse, JoinResponse__Output as _agon_v1_JoinResponse__Output } from '../../agon/v1/JoinResponse.js';
 import type { ParamChunk as _agon_v1_ParamChunk, ParamChunk__Output as _agon_v1_ParamChunk__Output } from '../../agon/v1/ParamChunk.js';
+import type { RunInfoReply as _agon_v1_RunInfoReply, RunInfoReply__Output as _agon_v1_RunInfoReply__Output } from '../../agon/v1/RunInfoReply.js';
+import type { RunInfoRequest as _agon_v1_RunInfoRequest, RunInfoRequest__Output as _agon_v1_RunInfoRequest__Output } from '../../agon/v1/RunInfoRequest.js';
 import type { StatusReply as _agon_v1_StatusReply, StatusReply__Output as _agon_v1_StatusReply__Output } from '../../agon/v1/StatusReply.js';
 import type { StatusRequest as _agon_v1_StatusRequest, StatusRequest__Output as _agon_v1_StatusRequest__Output } from '../../agon/v1/StatusRequest.js';
 import type { SubmitReply as _agon_v1_SubmitReply, SubmitReply__Output as _agon_v1_SubmitReply__Output } from '../../agon/v1/SubmitReply.js';
@@ -27,6 +29,7 @@ export interface CoordinatorClient extends grpc.Client {
   
   /**
    * A worker announces itself; the answer carries its id, lease and the run config.
+   * Refused (FAILED_PRECONDITION) when the worker's dataset fingerprint is not the run's.
    */
   Join(argument: _agon_v1_JoinRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_agon_v1_JoinResponse__Output>): grpc.ClientUnaryCall;
   Join(argument: _agon_v1_JoinRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_agon_v1_JoinResponse__Output>): grpc.ClientUnaryCall;
@@ -34,11 +37,29 @@ export interface CoordinatorClient extends grpc.Client {
   Join(argument: _agon_v1_JoinRequest, callback: grpc.requestCallback<_agon_v1_JoinResponse__Output>): grpc.ClientUnaryCall;
   /**
    * A worker announces itself; the answer carries its id, lease and the run config.
+   * Refused (FAILED_PRECONDITION) when the worker's dataset fingerprint is not the run's.
    */
   join(argument: _agon_v1_JoinRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_agon_v1_JoinResponse__Output>): grpc.ClientUnaryCall;
   join(argument: _agon_v1_JoinRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_agon_v1_JoinResponse__Output>): grpc.ClientUnaryCall;
   join(argument: _agon_v1_JoinRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_agon_v1_JoinResponse__Output>): grpc.ClientUnaryCall;
   join(argument: _agon_v1_JoinRequest, callback: grpc.requestCallback<_agon_v1_JoinResponse__Output>): grpc.ClientUnaryCall;
+  
+  /**
+   * The run's config and dataset fingerprint, without joining: a worker opens
+   * its copy of the dataset and checks it before it joins.
+   */
+  RunInfo(argument: _agon_v1_RunInfoRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_agon_v1_RunInfoReply__Output>): grpc.ClientUnaryCall;
+  RunInfo(argument: _agon_v1_RunInfoRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_agon_v1_RunInfoReply__Output>): grpc.ClientUnaryCall;
+  RunInfo(argument: _agon_v1_RunInfoRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_agon_v1_RunInfoReply__Output>): grpc.ClientUnaryCall;
+  RunInfo(argument: _agon_v1_RunInfoRequest, callback: grpc.requestCallback<_agon_v1_RunInfoReply__Output>): grpc.ClientUnaryCall;
+  /**
+   * The run's config and dataset fingerprint, without joining: a worker opens
+   * its copy of the dataset and checks it before it joins.
+   */
+  runInfo(argument: _agon_v1_RunInfoRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_agon_v1_RunInfoReply__Output>): grpc.ClientUnaryCall;
+  runInfo(argument: _agon_v1_RunInfoRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_agon_v1_RunInfoReply__Output>): grpc.ClientUnaryCall;
+  runInfo(argument: _agon_v1_RunInfoRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_agon_v1_RunInfoReply__Output>): grpc.ClientUnaryCall;
+  runInfo(argument: _agon_v1_RunInfoRequest, callback: grpc.requestCallback<_agon_v1_RunInfoReply__Output>): grpc.ClientUnaryCall;
   
   Status(argument: _agon_v1_StatusRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_agon_v1_StatusReply__Output>): grpc.ClientUnaryCall;
   Status(argument: _agon_v1_StatusRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_agon_v1_StatusReply__Output>): grpc.ClientUnaryCall;
@@ -87,8 +108,15 @@ export interface CoordinatorHandlers extends grpc.UntypedServiceImplementation {
   
   /**
    * A worker announces itself; the answer carries its id, lease and the run config.
+   * Refused (FAILED_PRECONDITION) when the worker's dataset fingerprint is not the run's.
    */
   Join: grpc.handleUnaryCall<_agon_v1_JoinRequest__Output, _agon_v1_JoinResponse>;
+  
+  /**
+   * The run's config and dataset fingerprint, without joining: a worker opens
+   * its copy of the dataset and checks it before it joins.
+   */
+  RunInfo: grpc.handleUnaryCall<_agon_v1_RunInfoRequest__Output, _agon_v1_RunInfoReply>;
   
   Status: grpc.handleUnaryCall<_agon_v1_StatusRequest__Output, _agon_v1_StatusReply>;
   
@@ -108,6 +136,7 @@ export interface CoordinatorHandlers extends grpc.UntypedServiceImplementation {
 export interface CoordinatorDefinition extends grpc.ServiceDefinition {
   FetchParams: MethodDefinition<_agon_v1_FetchParamsRequest, _agon_v1_ParamChunk, _agon_v1_FetchParamsRequest__Output, _agon_v1_ParamChunk__Output>
   Join: MethodDefinition<_agon_v1_JoinRequest, _agon_v1_JoinResponse, _agon_v1_JoinRequest__Output, _agon_v1_JoinResponse__Output>
+  RunInfo: MethodDefinition<_agon_v1_RunInfoRequest, _agon_v1_RunInfoReply, _agon_v1_RunInfoRequest__Output, _agon_v1_RunInfoReply__Output>
   Status: MethodDefinition<_agon_v1_StatusRequest, _agon_v1_StatusReply, _agon_v1_StatusRequest__Output, _agon_v1_StatusReply__Output>
   SubmitGradients: MethodDefinition<_agon_v1_GradientChunk, _agon_v1_SubmitReply, _agon_v1_GradientChunk__Output, _agon_v1_SubmitReply__Output>
   Work: MethodDefinition<_agon_v1_WorkerMessage, _agon_v1_CoordinatorMessage, _agon_v1_WorkerMessage__Output, _agon_v1_CoordinatorMessage__Output>

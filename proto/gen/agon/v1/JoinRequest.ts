@@ -9,6 +9,14 @@ export interface JoinRequest {
   'workerName'?: (string);
   'backend'?: (string);
   'capabilities'?: (_agon_v1_Capabilities | null);
+  /**
+   * sha256 (hex) of the worker's copy of the run's dataset (RunInfo says which).
+   */
+  'datasetFingerprint'?: (string);
+  /**
+   * Why the worker could not open its dataset (then dataset_fingerprint is empty).
+   */
+  'datasetError'?: (string);
 }
 
 export interface JoinRequest__Output {
@@ -18,4 +26,12 @@ export interface JoinRequest__Output {
   'workerName': (string);
   'backend': (string);
   'capabilities': (_agon_v1_Capabilities__Output | null);
+  /**
+   * sha256 (hex) of the worker's copy of the run's dataset (RunInfo says which).
+   */
+  'datasetFingerprint': (string);
+  /**
+   * Why the worker could not open its dataset (then dataset_fingerprint is empty).
+   */
+  'datasetError': (string);
 }

@@ -17,6 +17,10 @@ export interface JoinResponse {
    * `agon-session` metadata, so no other client can speak for this worker id.
    */
   'session'?: (string);
+  /**
+   * The run's dataset fingerprint (the worker's matched it).
+   */
+  'datasetFingerprint'?: (string);
 }
 
 export interface JoinResponse__Output {
@@ -35,4 +39,8 @@ export interface JoinResponse__Output {
    * `agon-session` metadata, so no other client can speak for this worker id.
    */
   'session': (string);
+  /**
+   * The run's dataset fingerprint (the worker's matched it).
+   */
+  'datasetFingerprint': (string);
 }

@@ -1,0 +1,8 @@
+// Original file: proto/agon.proto
+
+
+export interface RunInfoRequest {
+}
+
+export interface RunInfoRequest__Output {
+}

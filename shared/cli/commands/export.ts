@@ -1,0 +1,82 @@
+// `agon sample` and `agon export`: a checkpoint's generator as a PNG grid or a
+// TensorFlow.js model (coordinator/export.ts, imported when the command runs).
+import { type Command, InvalidArgumentError, Option } from "commander";
+import { BACKEND_NAMES, type BackendName } from "../../backend-names.js";
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError("expected an integer ≥ 1");
+  return n;
+}
+
+function seedArg(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 0 || n > 0xffffffff) {
+    throw new InvalidArgumentError("expected an integer in 0..4294967295");
+  }
+  return n;
+}
+
+const log = (line: string) => process.stderr.write(`${line}\n`);
+
+export function registerSampleCommand(program: Command): Command {
+  return program
+    .command("sample")
+    .description("write a PNG grid of a checkpoint's generator on fixed noise")
+    .requiredOption("--checkpoint <dir>", "checkpoint directory (run dir/ckpt-NNNNNNNN)")
+    .requiredOption("--out <file>", "PNG file to write")
+    .option("--n <count>", "number of samples (default: the run's samples.count)", positiveInt)
+    .option("--seed <n>", "noise seed (default: the run's seed, as in its own grids)", seedArg)
+    .addOption(
+      new Option("--backend <name>", "compute backend").choices([...BACKEND_NAMES]).default("auto"),
+    )
+    .addOption(
+      new Option(
+        "--weights <which>",
+        "the EMA generator or G as trained (default: ema when kept)",
+      ).choices(["ema", "raw"]),
+    )
+    .action(async (opts: Record<string, unknown>) => {
+      const { runSample } = await import("../../../coordinator/export.js");
+      await runSample({
+        checkpoint: opts.checkpoint as string,
+        out: opts.out as string,
+        n: opts.n as number | undefined,
+        seed: opts.seed as number | undefined,
+        backend: opts.backend as BackendName,
+        weights: opts.weights as "ema" | "raw" | undefined,
+        log,
+      });
+    });
+}
+
+export function registerExportCommand(program: Command): Command {
+  return program
+    .command("export")
+    .description(
+      "write a checkpoint's generator as a TensorFlow.js Layers model (model.json + weights.bin)",
+    )
+    .requiredOption("--checkpoint <dir>", "checkpoint directory (run dir/ckpt-NNNNNNNN)")
+    .requiredOption("--out <dir>", "directory to write model.json and weights.bin into")
+    .addOption(
+      new Option("--backend <name>", "compute backend used while exporting")
+        .choices([...BACKEND_NAMES])
+        .default("cpu"),
+    )
+    .addOption(
+      new Option(
+        "--weights <which>",
+        "the EMA generator or G as trained (default: ema when kept)",
+      ).choices(["ema", "raw"]),
+    )
+    .action(async (opts: Record<string, unknown>) => {
+      const { runExport } = await import("../../../coordinator/export.js");
+      await runExport({
+        checkpoint: opts.checkpoint as string,
+        out: opts.out as string,
+        backend: opts.backend as BackendName,
+        weights: opts.weights as "ema" | "raw" | undefined,
+        log,
+      });
+    });
+}

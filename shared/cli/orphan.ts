@@ -1,0 +1,33 @@
+// Parent-death detection for the processes `agon local` starts: their stdin is
+// a pipe from `agon local` that nobody writes to; it reaches end-of-file when
+// `agon local` is gone, even after SIGKILL, and then the child stops itself.
+
+/** Set to "1" by `agon local` in its children's environment (their stdin is its pipe). */
+export const PARENT_PIPE_ENV = "AGON_PARENT_PIPE";
+
+/**
+ * When PARENT_PIPE_ENV is "1": watches stdin and, once it ends (the parent
+ * died), logs one line and sends this process SIGTERM, so it stops as it would
+ * on a user's SIGTERM (a coordinator checkpoints first); exits with code 1
+ * after `graceMs` (ms) if that has not ended it. The variable is removed so
+ * processes this one starts do not inherit it. Does nothing otherwise.
+ */
+export function stopWhenParentDies(graceMs = 3000): void {
+  if (process.env[PARENT_PIPE_ENV] !== "1") return;
+  delete process.env[PARENT_PIPE_ENV];
+  let orphaned = false;
+  const onEnd = () => {
+    if (orphaned) return;
+    orphaned = true;
+    process.stderr.write("agon: the parent process (agon local) is gone; stopping\n");
+    setTimeout(() => process.exit(1), graceMs).unref();
+    process.kill(process.pid, "SIGTERM");
+  };
+  const stdin = process.stdin;
+  stdin.once("end", onEnd);
+  stdin.once("close", onEnd);
+  stdin.once("error", onEnd);
+  stdin.resume();
+  // Reading stdin must not keep a finished process alive.
+  (stdin as unknown as { unref?: () => void }).unref?.();
+}

@@ -1,0 +1,96 @@
+// `agon --help` and the help of each command start without loading
+// TensorFlow.js, gRPC or NATS: every subcommand imports what it runs only when
+// it runs (shared/cli/commands/). Start-up times are printed, not asserted.
+import { readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { describe, expect, it } from "vitest";
+import { CheckpointError } from "../coordinator/checkpoint.js";
+import { EvaluationError } from "../coordinator/eval.js";
+import { ExportError } from "../coordinator/export.js";
+import { LocalError } from "../coordinator/local.js";
+import { RunDirError } from "../coordinator/rundir.js";
+import { WatchError } from "../coordinator/watch.js";
+import { USER_ERROR_NAMES } from "../shared/cli/main.js";
+import { ConfigError } from "../shared/config.js";
+import { DatasetError } from "../shared/data/index.js";
+import { ClassifierError } from "../shared/fid-classifier.js";
+import { NatsError } from "../shared/nats.js";
+import { SecurityError } from "../shared/security.js";
+import { runAgon, tempDir, tinyRing } from "./helpers/cli.js";
+
+const TRACE = ["--import", resolve(import.meta.dirname, "helpers/trace-imports.js")];
+const HEAVY = ["@tensorflow/", "@grpc/", "@nats-io/", "prom-client", "webgpu"];
+
+/** Runs agon with every resolved module URL recorded; returns the result, the URLs and the wall time. */
+async function traced(args: string[]) {
+  const file = join(tempDir(), "imports.txt");
+  const t0 = performance.now();
+  const r = await runAgon(args, { env: { AGON_TRACE_IMPORTS: file }, nodeArgs: TRACE });
+  const ms = performance.now() - t0;
+  const urls = readFileSync(file, "utf8").split("\n").filter(Boolean);
+  return { ...r, urls, ms };
+}
+
+const heavyIn = (urls: string[]) =>
+  [...new Set(urls.filter((u) => HEAVY.some((h) => u.includes(`/node_modules/${h}`))))].map((u) =>
+    u.replace(/^.*\/node_modules\//, ""),
+  );
+
+describe("agon start-up", () => {
+  it.each([
+    "--help",
+    "worker --help",
+    "coordinator --help",
+    "watch --help",
+    "sample --help",
+    "local --help",
+  ])("agon %s loads no TensorFlow.js, gRPC or NATS", async (command) => {
+    const r = await traced(command.split(" "));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^Usage: agon/);
+    expect(r.urls.length).toBeGreaterThan(0); // the trace works
+    expect(heavyIn(r.urls)).toEqual([]);
+    console.log(`agon ${command}: ${r.ms.toFixed(0)} ms (under test load, TS sources)`);
+  });
+
+  it("a command loads its heavy modules only when it runs, and still trains", async () => {
+    const r = await traced([
+      "train",
+      ...tinyRing({ steps: 1 }),
+      "--run-dir",
+      tempDir(),
+      "--backend",
+      "cpu",
+      "--json",
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout.trim().split("\n").at(-1)!).step).toBe(1);
+    expect(heavyIn(r.urls).some((u) => u.startsWith("@tensorflow/tfjs-core/"))).toBe(true);
+  });
+
+  it("a bad flag value is still one agon: error line and exit 2", async () => {
+    const r = await runAgon(["worker", "--coordinator", "nowhere", "--nats", "nats://h:1"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^agon: error: --coordinator: expected host:port/);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+  });
+
+  it("every user-error class carries the name main recognises it by", () => {
+    const classes = [
+      ConfigError,
+      DatasetError,
+      CheckpointError,
+      NatsError,
+      LocalError,
+      EvaluationError,
+      ClassifierError,
+      WatchError,
+      ExportError,
+      SecurityError,
+      RunDirError,
+    ];
+    const names = classes.map((Cls) => new Cls("x").name);
+    expect(names).toEqual(classes.map((Cls) => Cls.name));
+    expect(new Set(names)).toEqual(USER_ERROR_NAMES);
+  });
+});
