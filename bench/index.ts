@@ -1,6 +1,8 @@
 // `npm run bench -- <name> [options]`: a small dispatcher of named benchmarks.
 import { runCliBench } from "./cli.js";
+import { runDataBench } from "./data.js";
 import { runDistributedBench } from "./distributed.js";
+import { runEvalBench } from "./eval.js";
 import { runFaultsBench } from "./faults.js";
 import { runQualityBench } from "./quality.js";
 import { runStepBench } from "./step.js";
@@ -20,6 +22,11 @@ const BENCHMARKS: Record<string, Benchmark> = {
     summary: "agon local vs agon train overhead, 2 vs 1 worker scaling, bytes and time per phase",
     run: runDistributedBench,
   },
+  data: {
+    summary:
+      "prepare images/s; worker start-up and peak RSS on 10k vs 100k prepared 64x64 images (streamed) and in RAM",
+    run: runDataBench,
+  },
   cli: {
     summary: "start-up time of agon --help, agon worker --help and agon train to its first step",
     run: runCliBench,
@@ -27,6 +34,10 @@ const BENCHMARKS: Record<string, Benchmark> = {
   faults: {
     summary: "recovery after worker loss and coordinator restart; checkpoint write cost",
     run: runFaultsBench,
+  },
+  eval: {
+    summary: "cost of evaluation during training (eval.every) in training time; hashes unchanged",
+    run: runEvalBench,
   },
   update: {
     summary:

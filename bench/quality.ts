@@ -36,6 +36,24 @@ export const RECIPES: Record<string, QualityRecipe> = {
       ["--weights", "raw"],
     ],
   },
+  rpgan: {
+    summary: "dcgan (no norm in D) with rpgan + R1/R2 (γ=1, lazy every 4) on MNIST, batch 64, K=1",
+    flags: [
+      ...["--dataset", "mnist", "--model", "dcgan", "--loss", "rpgan", "--batch", "64"],
+      ...["--shards", "1", "--set", "model.dNorm=none", "loss.r1=1", "loss.r2=1"],
+      "loss.regEvery=4",
+    ],
+    evalFlags: [["--weights", "ema"]],
+  },
+  "rpgan-diffaugment": {
+    summary: "the rpgan recipe with DiffAugment (color, translation, cutout)",
+    flags: [
+      ...["--dataset", "mnist", "--model", "dcgan", "--loss", "rpgan", "--batch", "64"],
+      ...["--shards", "1", "--set", "model.dNorm=none", "loss.r1=1", "loss.r2=1"],
+      ...["loss.regEvery=4", "augment.policy=[color,translation,cutout]"],
+    ],
+    evalFlags: [["--weights", "ema"]],
+  },
 };
 
 /**

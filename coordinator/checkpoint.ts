@@ -43,9 +43,9 @@ export class CheckpointError extends Error {
 
 /**
  * Hash of the fields that decide the training trajectory. Steps, run dir,
- * checkpoint and sample cadence, health settings and the EMA generator's
- * half-life (it never feeds back into G or D) are left out, so a run can be
- * extended, moved or watched differently. The transport precision rounds
+ * checkpoint, sample and evaluation cadence, health settings and the EMA
+ * generator's half-life (it never feeds back into G or D) are left out, so a run
+ * can be extended, moved or watched differently. The transport precision rounds
  * gradients and weights, so it is in; at its default (fp32 both ways) it is
  * left out, so checkpoints from before the setting existed still resume.
  */
@@ -56,12 +56,19 @@ export function configHash(cfg: RunConfig): string {
     checkpoint: _checkpoint,
     samples: _samples,
     health: _health,
+    eval: _eval,
     ema: _ema,
     transport,
     ...trajectory
   } = cfg;
   const fp32 = transport.gradients === "fp32" && transport.params === "fp32";
-  const hashed = fp32 ? trajectory : { ...trajectory, transport };
+  // A prepared dataset is identified by its fingerprint: where it is mounted and
+  // how much of it is cached do not change the trajectory.
+  const dataset =
+    trajectory.dataset.name === "prepared"
+      ? (({ path: _path, cacheMB: _cacheMB, ...rest }) => rest)(trajectory.dataset)
+      : trajectory.dataset;
+  const hashed = fp32 ? { ...trajectory, dataset } : { ...trajectory, dataset, transport };
   return sha256(new TextEncoder().encode(canonicalJson(hashed)));
 }
 

@@ -4,10 +4,11 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { type BackendName, initBackend } from "../shared/backend.js";
 import { parseConfig, type RunConfig } from "../shared/config.js";
-import { computeFd, type FidDataset } from "../shared/fid.js";
+import { evaluateGenerator, hasFeatures } from "../shared/evaluation.js";
+import { type FidDataset, realFeatures } from "../shared/fid.js";
 import { CLASSIFIER_RECIPE, recipeHash } from "../shared/fid-classifier.js";
+import { kernelInceptionDistance } from "../shared/kid.js";
 import { buildModel } from "../shared/models/index.js";
-import { generateSamples } from "../shared/runner.js";
 import {
   type CheckpointData,
   latestValidCheckpoint,
@@ -30,6 +31,8 @@ export interface EvalOptions {
   backend?: BackendName;
   /** Default: "ema" when the checkpoint has an EMA generator, else "raw". */
   weights?: "ema" | "raw";
+  /** Also compute KID with this many subsets (of min(1000, n) rows each); 0 or absent: no KID. */
+  kidSubsets?: number;
   log?: (line: string) => void;
 }
 
@@ -43,6 +46,8 @@ export interface EvalResult {
   n: number;
   seed: number;
   fd: number;
+  /** Kernel Inception Distance on the same features (when asked for): mean and std over subsets. */
+  kid?: { mean: number; std: number; subsets: number; subsetSize: number };
   classifier: string;
   backend: string;
   seconds: number;
@@ -89,7 +94,7 @@ export async function evalCheckpoint(dir: string, opts: EvalOptions = {}): Promi
     throw new EvaluationError((err as Error).message);
   }
   const dataset = cfg?.dataset?.name;
-  if (dataset !== "mnist" && dataset !== "fashion-mnist") {
+  if (!hasFeatures(dataset)) {
     throw new EvaluationError(
       `eval supports mnist and fashion-mnist; ${found.dir} was trained on ${String(dataset)}`,
     );
@@ -106,8 +111,20 @@ export async function evalCheckpoint(dir: string, opts: EvalOptions = {}): Promi
       `${found.dir}: G has ${gWeights.length} weights, its config's ${cfg.model.name} needs ${model.g.size}`,
     );
   }
-  const samples = await generateSamples(model, gWeights, seed, n);
-  const fd = await computeFd(dataset, samples, n);
+  const kidSubsets = opts.kidSubsets ?? 0;
+  const evaluation = await evaluateGenerator(model, gWeights, dataset, {
+    n,
+    seed,
+    keepFeatures: kidSubsets > 0,
+  });
+  let kid: EvalResult["kid"];
+  if (evaluation.features) {
+    const r = kernelInceptionDistance(evaluation.features, await realFeatures(dataset), {
+      subsets: kidSubsets,
+      seed,
+    });
+    kid = { mean: r.kid, std: r.std, subsets: r.subsets, subsetSize: r.subsetSize };
+  }
   const { getBackend } = await import("@tensorflow/tfjs-core");
   return {
     checkpoint: found.dir,
@@ -117,7 +134,8 @@ export async function evalCheckpoint(dir: string, opts: EvalOptions = {}): Promi
     weights,
     n,
     seed,
-    fd,
+    fd: evaluation.fd,
+    ...(kid ? { kid } : {}),
     classifier: `mlp-v${CLASSIFIER_RECIPE.version}-${recipeHash()}`,
     backend: backend ?? getBackend(),
     seconds: Math.round((performance.now() - t0) / 100) / 10,
@@ -125,5 +143,6 @@ export async function evalCheckpoint(dir: string, opts: EvalOptions = {}): Promi
 }
 
 export function formatEval(r: EvalResult): string {
-  return `fd ${r.fd.toFixed(3)} (${r.dataset}, ${r.model} step ${r.step}, ${r.weights} weights, n ${r.n}, seed ${r.seed}, classifier ${r.classifier}, ${r.backend}, ${r.seconds} s) ${r.checkpoint}`;
+  const kid = r.kid ? `, kid ${r.kid.mean.toExponential(3)} ± ${r.kid.std.toExponential(2)}` : "";
+  return `fd ${r.fd.toFixed(3)}${kid} (${r.dataset}, ${r.model} step ${r.step}, ${r.weights} weights, n ${r.n}, seed ${r.seed}, classifier ${r.classifier}, ${r.backend}, ${r.seconds} s) ${r.checkpoint}`;
 }

@@ -91,6 +91,8 @@ class TrainingMetrics {
   private readonly computeSeconds: Histogram;
   private readonly lastUpdate: Gauge;
   private readonly samples: Counter;
+  private readonly evalFd: Gauge;
+  private readonly evalStep: Gauge;
 
   constructor(runId: string, processMetrics: boolean) {
     const registers = [this.registry];
@@ -120,6 +122,11 @@ class TrainingMetrics {
     this.bytesOut = counter("agon_bytes_out_total", "Parameter bytes sent by the coordinator");
     this.events = counter("agon_events_total", "Coordinator events, by type", ["type"]);
     this.samples = counter("agon_sample_grids_total", "Sample grids received");
+    this.evalFd = gauge(
+      "agon_eval_fd",
+      "Fréchet distance of the last evaluation during training (own classifier's features)",
+    );
+    this.evalStep = gauge("agon_eval_step", "Step of the last evaluation during training");
     const buckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
     this.phaseSeconds = new Histogram({
       name: "agon_phase_seconds",
@@ -161,6 +168,13 @@ class TrainingMetrics {
 
   event(type: string): void {
     this.events.inc({ type });
+  }
+
+  /** An `evaluation` event (eval.every): its step and FD. */
+  evaluation(step: unknown, fd: unknown): void {
+    if (!finite(step) || !finite(fd)) return;
+    this.evalStep.set(step);
+    this.evalFd.set(fd);
   }
 
   sample(): void {
@@ -255,6 +269,10 @@ export async function startHttpServer(opts: HttpOptions): Promise<HttpServerHand
         const e = parseEvent(msg.data);
         if (!e) return bad(subj.events);
         metrics.event(e.type);
+        if (e.type === "evaluation") {
+          const { step, fd } = e as { step?: unknown; fd?: unknown };
+          metrics.evaluation(step, fd);
+        }
         const json = JSON.stringify(e);
         eventsHistory.push(json);
         if (eventsHistory.length > EVENTS_HISTORY)

@@ -4,9 +4,11 @@
 import { appendFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { RunConfig } from "../shared/config.js";
+import { evaluateGenerator, hasFeatures } from "../shared/evaluation.js";
 import { DIVERGENCE_SIGNALS, HealthMonitor, type HealthSignal } from "../shared/health.js";
 import type { GanModel } from "../shared/models/index.js";
 import { generateSamples, samplesGridPng, writeSampleGrid } from "../shared/runner.js";
+import { BestCheckpoints } from "./best.js";
 import {
   type CheckpointData,
   type FoundCheckpoint,
@@ -44,6 +46,8 @@ export class RunRecorder {
   private checkpointError: Error | null = null;
   /** A checkpoint write failed for a reason no retry fixes (RunDirWriteError); flush() rethrows it. */
   fatal: RunDirWriteError | null = null;
+  /** checkpoint.keepBest's ranking; created at prepare(), after the run dir exists. */
+  private best: BestCheckpoints | null = null;
 
   constructor(
     readonly cfg: RunConfig,
@@ -68,6 +72,8 @@ export class RunRecorder {
   prepare(): void {
     const samples = join(this.dir, "samples");
     guardWrite(samples, () => mkdirSync(samples, { recursive: true }));
+    const k = this.cfg.checkpoint.keepBest;
+    this.best = k !== undefined ? new BestCheckpoints(this.cfg, k) : null;
   }
 
   /** Writes the run's config.json (the config as resolved, for people and tools). */
@@ -109,6 +115,9 @@ export class RunRecorder {
         guardWrite(join(this.dir, "samples"), () => writeSampleGrid(this.dir, step, png));
         this.sink.samples?.(png);
       }
+      if (this.cfg.eval && (step % this.cfg.eval.every === 0 || state.done)) {
+        await this.evaluate(state);
+      }
       if (step % this.cfg.checkpoint.every === 0 || state.done) {
         this.checkpoint(state.snapshot(), "interval");
       }
@@ -120,6 +129,67 @@ export class RunRecorder {
       });
     }
     return signals;
+  }
+
+  /**
+   * The evaluation of a completed step: FD of G (its EMA when kept) on eval.n fixed latents, appended to
+   * eval.jsonl and reported as an `evaluation` event; with keepBest, the step's checkpoint
+   * is offered to the best ones (written in the checkpoint queue). Reads the weights only.
+   */
+  private async evaluate(state: TrainingState): Promise<void> {
+    const cfg = this.cfg;
+    const dataset = cfg.dataset.name;
+    if (!cfg.eval || !hasFeatures(dataset)) return;
+    const started = performance.now();
+    // The EMA generator when the run keeps one (as agon eval's default), else G.
+    const { fd, n } = await evaluateGenerator(this.model, state.sampleWeights, dataset, {
+      n: cfg.eval.n,
+      seed: cfg.eval.seed,
+    });
+    const seconds = (performance.now() - started) / 1000;
+    const step = state.step;
+    const line = { schema: 1, runId: cfg.run.id, step, fd, n, seed: cfg.eval.seed, seconds };
+    appendFileSync(
+      join(this.dir, "eval.jsonl"),
+      `${JSON.stringify({ ...line, time: new Date().toISOString() })}\n`,
+    );
+    this.sink.event(
+      "evaluation",
+      `step ${step}: fd ${fd.toFixed(3)} (n ${n}, ${seconds.toFixed(2)} s)`,
+      {
+        step,
+        fd,
+        n,
+        seconds,
+      },
+    );
+    const best = this.best;
+    if (best?.qualifies(step, fd)) {
+      const snapshot = state.snapshot();
+      this.checkpointing = this.checkpointing
+        .then(() => best.offer(snapshot, fd))
+        .then(
+          () =>
+            this.sink.event(
+              "bestCheckpoint",
+              `best checkpoints: ${best.scores.map((e) => `step ${e.step} fd ${e.fd.toFixed(3)}`).join(", ")}`,
+              {
+                step,
+                fd,
+                best: best.scores.map((e) => ({ step: e.step, fd: e.fd })),
+              },
+            ),
+          (err: Error) => {
+            if (this.opts.onCheckpointError === "throw") {
+              this.checkpointError ??= err;
+              return;
+            }
+            this.sink.event("checkpointFailed", `best checkpoint failed: ${err.message}`, {
+              reason: err.message,
+            });
+          },
+        );
+    }
   }
 
   /**

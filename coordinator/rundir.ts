@@ -298,9 +298,10 @@ export interface RunPosition {
 
 /**
  * After a resume from a checkpoint at `at`: cuts metrics.jsonl back to the
- * phases applied before `at` (and drops a line torn by a kill), and removes
- * sample grids of later steps, so the lost tail is not repeated. Returns how
- * many metrics lines and grids were removed.
+ * phases applied before `at` (and drops a line torn by a kill), eval.jsonl back
+ * to the evaluations of steps up to `at`, and removes sample grids of later
+ * steps, so the lost tail is not repeated. Returns how many metrics and
+ * evaluation lines and grids were removed.
  */
 export function trimAfterCheckpoint(
   dir: string,
@@ -331,6 +332,8 @@ export function trimAfterCheckpoint(
       renameSync(tmp, metricsPath);
     }
   }
+  // An evaluation of step s (eval.jsonl, eval.every) is made at position (s, 0), as a grid.
+  metricsLines += trimJsonLines(join(dir, "eval.jsonl"), (m) => Number(m.step) <= at.step);
   let grids = 0;
   const samples = join(dir, "samples");
   for (const name of existsSync(samples) ? readdirSync(samples) : []) {
@@ -352,6 +355,31 @@ export function trimAfterCheckpoint(
     else rmSync(latest, { force: true });
   }
   return { metricsLines, grids };
+}
+
+/** Keeps the lines of a JSON-lines file that `keep` accepts (torn lines go); returns how many went. */
+function trimJsonLines(path: string, keep: (m: Record<string, unknown>) => boolean): number {
+  if (!existsSync(path)) return 0;
+  const kept: string[] = [];
+  let removed = 0;
+  for (const line of readFileSync(path, "utf8").split("\n")) {
+    if (line.trim() === "") continue;
+    let m: Record<string, unknown>;
+    try {
+      m = JSON.parse(line);
+    } catch {
+      removed += 1;
+      continue;
+    }
+    if (keep(m)) kept.push(line);
+    else removed += 1;
+  }
+  if (removed > 0) {
+    const tmp = `${path}.tmp-${process.pid}`;
+    writeFileSync(tmp, kept.map((l) => `${l}\n`).join(""));
+    renameSync(tmp, path);
+  }
+  return removed;
 }
 
 /**

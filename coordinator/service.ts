@@ -507,10 +507,13 @@ class GradientRejection extends Error {
 
 /**
  * Why a worker's dataset is not the run's (one line naming both fingerprints),
- * or null when it is. An empty `run` fingerprint accepts anyone.
+ * or null when it is. Agon workers always send their fingerprint (or why they
+ * could not open the data); a client that sends neither has not checked and is
+ * let in: the fingerprint guards against honest mistakes, it is not a credential
+ * (the join token is).
  */
 export function datasetRefusal(run: string, worker: string, error: string): string | null {
-  if (run === "") return null;
+  if (run === "" || (worker === "" && error === "")) return null;
   const short = (f: string) => (f === "" ? "none" : `${clip(f).slice(0, 16)}…`);
   if (error !== "")
     return `its dataset could not be opened (${clip(error)}); the run's fingerprint is ${short(run)}`;

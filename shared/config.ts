@@ -8,6 +8,9 @@ import { DTYPES } from "./precision.js";
 
 const positiveInt = z.number().int().positive();
 
+/** DiffAugment's ops (shared/augment.ts's DIFF_AUGMENT_OPS; repeated so the config loads no TensorFlow.js). */
+export const AUGMENT_OPS = ["color", "translation", "cutout"] as const;
+
 const adam = z
   .object({
     lr: z.number().positive().default(0.0002),
@@ -123,7 +126,7 @@ const dataset = z.discriminatedUnion("name", [
     .strict(),
 ]);
 
-export const LOSS_NAMES = ["non-saturating", "minimax", "wgan-gp", "hinge"] as const;
+export const LOSS_NAMES = ["non-saturating", "minimax", "wgan-gp", "hinge", "rpgan"] as const;
 
 /** A run id (config run.id, `agon watch --run`): it names NATS subjects, so 1-64 letters, digits, '-' or '_'. */
 export const RUN_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
@@ -148,10 +151,29 @@ const configSchema = z
         name: z.enum(LOSS_NAMES).default("non-saturating"),
         /** Gradient-penalty weight λ, used by wgan-gp only. */
         gpWeight: z.number().min(0).default(10),
+        /** γ of the zero-centred R1 penalty γ/2·E‖∇x D(x)‖² on real samples (Mescheder et al. 2018); 0: off. */
+        r1: z.number().min(0).default(0),
+        /** γ of the same penalty on fakes (R2); 0: off. */
+        r2: z.number().min(0).default(0),
+        /** Apply R1/R2 every N-th D phase, scaled by N (StyleGAN2's lazy regularisation). */
+        regEvery: positiveInt.default(1),
       })
       .strict()
-      .default({ name: "non-saturating", gpWeight: 10 }),
+      .default({ name: "non-saturating", gpWeight: 10, r1: 0, r2: 0, regEvery: 1 }),
     dataset,
+    /**
+     * DiffAugment (Zhao et al. 2020) on every image D sees, real and fake, in
+     * both phases; absent: none. Ops run in the order color, translation, cutout.
+     */
+    augment: z
+      .object({
+        policy: z
+          .array(z.enum(AUGMENT_OPS))
+          .min(1)
+          .refine((ops) => new Set(ops).size === ops.length, "list each op once"),
+      })
+      .strict()
+      .optional(),
     /** The EMA generator used for samples, eval and export; false: none. */
     ema: z.union([z.literal(false), emaConfig]).default(emaConfig.parse({})),
     /** K: the dataset is cut into K shards; each phase has exactly K microtasks. */
@@ -188,9 +210,31 @@ const configSchema = z
       .strict()
       .default({ gradients: "fp32", params: "fp32" }),
     checkpoint: z
-      .object({ every: positiveInt.default(500), keep: positiveInt.default(3) })
+      .object({
+        every: positiveInt.default(500),
+        keep: positiveInt.default(3),
+        /**
+         * Also keep the k checkpoints with the lowest evaluation FD (needs `eval`), in
+         * best-checkpoints/ beside the latest ones; `<run dir>/best` links to the best.
+         */
+        keepBest: positiveInt.optional(),
+      })
       .strict()
       .default({ every: 500, keep: 3 }),
+    /**
+     * Evaluation during training: every `every` steps (and at the last), the Fréchet distance
+     * of G's samples on `n` fixed latents (seed `seed`) to the test split, in the features of
+     * the dataset's classifier (docs/QUALITY.md). Off the training path: weights unchanged.
+     */
+    eval: z
+      .object({
+        every: positiveInt,
+        n: z.number().int().min(2).default(2000),
+        /** The latent seed; 1133 is `agon eval`'s default, so the numbers compare. */
+        seed: z.number().int().min(0).max(0xffffffff).default(1133),
+      })
+      .strict()
+      .optional(),
     samples: z
       .object({ every: positiveInt.default(100), count: positiveInt.max(1024).default(64) })
       .strict()
@@ -214,6 +258,27 @@ const configSchema = z
         code: "custom",
         path: ["batch"],
         message: `must be a multiple of shards (${cfg.shards}) so every microtask has the same size`,
+      });
+    }
+    if (cfg.augment && cfg.dataset.name === "ring") {
+      ctx.addIssue({
+        code: "custom",
+        path: ["augment"],
+        message: "DiffAugment works on images; the ring dataset has none (remove augment)",
+      });
+    }
+    if (cfg.eval && cfg.dataset.name !== "mnist" && cfg.dataset.name !== "fashion-mnist") {
+      ctx.addIssue({
+        code: "custom",
+        path: ["eval"],
+        message: `needs a dataset with a feature classifier (mnist, fashion-mnist), not ${cfg.dataset.name}`,
+      });
+    }
+    if (cfg.checkpoint.keepBest !== undefined && !cfg.eval) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["checkpoint", "keepBest"],
+        message: "ranks checkpoints by the evaluation's FD: set eval.every too",
       });
     }
     if (cfg.model.name === "dcgan" && cfg.dataset.name === "ring") {

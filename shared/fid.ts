@@ -53,6 +53,78 @@ export function gaussianStats(feats: FeatureMatrix): GaussianStats {
 }
 
 /**
+ * Float64 sufficient statistics of a feature set: count, per-dimension sum and the full
+ * dim × dim sum of outer products (row-major). Sets are combined by adding (`addSums`), in a
+ * fixed order, so statistics gathered in pieces (evaluation chunks, one per microtask) give
+ * the same bits however the pieces were distributed.
+ */
+export interface FeatureSums {
+  dim: number;
+  n: number;
+  sum: Float64Array;
+  /** Σ x xᵀ, dim × dim, row-major, symmetric. */
+  outer: Float64Array;
+}
+
+/** Empty sums (n = 0) of `dim`-dimensional features. */
+export function emptySums(dim: number): FeatureSums {
+  return { dim, n: 0, sum: new Float64Array(dim), outer: new Float64Array(dim * dim) };
+}
+
+/** The sufficient statistics of one feature matrix (accumulated row by row in float64). */
+export function featureSums(feats: FeatureMatrix): FeatureSums {
+  const { n, dim, data } = feats;
+  if (data.length < n * dim)
+    throw new RangeError(`expected ${n}×${dim} values, got ${data.length}`);
+  const out = emptySums(dim);
+  const row = new Float64Array(dim);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < dim; j++) row[j] = data[i * dim + j];
+    for (let a = 0; a < dim; a++) {
+      const ra = row[a];
+      out.sum[a] += ra;
+      if (ra === 0) continue;
+      const base = a * dim;
+      for (let b = a; b < dim; b++) out.outer[base + b] += ra * row[b];
+    }
+  }
+  for (let a = 0; a < dim; a++)
+    for (let b = a + 1; b < dim; b++) out.outer[b * dim + a] = out.outer[a * dim + b];
+  out.n = n;
+  return out;
+}
+
+/** `into` += `more`, in place (returns `into`). Addition order decides the bits: keep it fixed. */
+export function addSums(into: FeatureSums, more: FeatureSums): FeatureSums {
+  if (into.dim !== more.dim)
+    throw new RangeError(`feature dims differ: ${into.dim} vs ${more.dim}`);
+  into.n += more.n;
+  for (let i = 0; i < into.dim; i++) into.sum[i] += more.sum[i];
+  for (let i = 0; i < into.outer.length; i++) into.outer[i] += more.outer[i];
+  return into;
+}
+
+/**
+ * Mean and unbiased covariance from sufficient statistics:
+ * μ = Σx / n, Σ = (Σxxᵀ − n μμᵀ) / (n − 1). Throws RangeError for n < 2.
+ */
+export function statsFromSums(s: FeatureSums): GaussianStats {
+  const { n, dim } = s;
+  if (n < 2) throw new RangeError(`need at least 2 feature vectors, got ${n}`);
+  const mean = new Float64Array(dim);
+  for (let j = 0; j < dim; j++) mean[j] = s.sum[j] / n;
+  const cov = new Float64Array(dim * dim);
+  for (let a = 0; a < dim; a++) {
+    for (let b = a; b < dim; b++) {
+      const v = (s.outer[a * dim + b] - n * mean[a] * mean[b]) / (n - 1);
+      cov[a * dim + b] = v;
+      cov[b * dim + a] = v;
+    }
+  }
+  return { dim, n, mean, cov };
+}
+
+/**
  * Eigen-decomposition of a symmetric matrix by cyclic Jacobi rotations:
  * A = V diag(values) Vᵀ, with V's columns the eigenvectors (row-major dim × dim).
  */
@@ -181,15 +253,27 @@ export async function imageFeatures(
   return { n, dim: FEATURE_DIM, data: await loadClassifier(dataset).features(images, n) };
 }
 
+const realFeatureCache = new Map<string, FeatureMatrix>();
 const realCache = new Map<string, GaussianStats>();
+
+/** Classifier features of the dataset's whole test split (10 000 × FEATURE_DIM), cached per process. */
+export async function realFeatures(dataset: FidDataset): Promise<FeatureMatrix> {
+  const key = `${dataset}/${recipeHash()}`;
+  let feats = realFeatureCache.get(key);
+  if (!feats) {
+    const test = await loadDataset({ name: dataset, split: "test" });
+    feats = await imageFeatures(dataset, test.data, test.count);
+    realFeatureCache.set(key, feats);
+  }
+  return feats;
+}
 
 /** Statistics of the dataset's whole test split (10 000 images), cached per process. */
 export async function realStats(dataset: FidDataset): Promise<GaussianStats> {
   const key = `${dataset}/${recipeHash()}`;
   let stats = realCache.get(key);
   if (!stats) {
-    const test = await loadDataset({ name: dataset, split: "test" });
-    stats = gaussianStats(await imageFeatures(dataset, test.data, test.count));
+    stats = gaussianStats(await realFeatures(dataset));
     realCache.set(key, stats);
   }
   return stats;

@@ -4,6 +4,12 @@ import * as tf from "@tensorflow/tfjs-core";
 // tfjs-core registers no gradient functions; the umbrella package's Node build
 // does (tfjs-core's own ESM registration file cannot be loaded by Node).
 import "@tensorflow/tfjs";
+import {
+  applyDiffAugment,
+  type DiffAugmentDraw,
+  type DiffAugmentOp,
+  drawDiffAugment,
+} from "./augment.js";
 import type { GanLoss } from "./losses.js";
 import { type GanModel, type Network, toFlat, toTensors } from "./models/index.js";
 import { hashSeed, Rng, SeedDomain } from "./rng.js";
@@ -28,8 +34,13 @@ export interface MicrotaskInput {
   phase: Phase;
   gWeights: Float32Array;
   dWeights: Float32Array;
-  /** `batch` real samples, flat NHWC; required in the D phase, ignored in the G phase. */
+  /**
+   * `batch` real samples, flat NHWC; required in the D phase and, for losses
+   * that pair reals with fakes (rpgan), in the G phase; ignored otherwise.
+   */
   real?: Float32Array;
+  /** D phase: whether this phase applies the loss's R1/R2 (lazy regularisation); default true. */
+  regularize?: boolean;
   /**
    * The real samples' class labels (0 when the dataset is unlabelled), D phase
    * only. Unconditional models ignore them; conditional models read them.
@@ -37,6 +48,8 @@ export interface MicrotaskInput {
   labels?: Int32Array;
   batch: number;
   noiseSeed: number;
+  /** DiffAugment ops on every image D sees (config `augment.policy`); absent or empty: none. */
+  augment?: readonly DiffAugmentOp[];
   /** Samples per pass (config `microbatch`); absent or ≥ batch: one pass. */
   microbatch?: number;
   /**
@@ -56,7 +69,7 @@ export interface MicrotaskResult {
   grad: Float32Array;
   /** Samples the gradient averages over; the coordinator weights by it. */
   count: number;
-  /** D loss (D phase only; null in the G phase, which sees no real samples). */
+  /** D loss (D phase only; null in the G phase). */
   dLoss: number | null;
   /** G loss on this batch's fakes (in the D phase computed from the same D outputs, no extra pass). */
   gLoss: number;
@@ -149,22 +162,27 @@ function microtaskTensors(
   const micro = input.microbatch ?? batch;
   if (!Number.isInteger(micro) || micro < 1)
     throw new RangeError(`microbatch must be ≥ 1, got ${micro}`);
-  if (phase === "D" && (!input.real || input.real.length !== batch * sampleSize(model))) {
+  const needsReal = phase === "D" || loss.pairsReal;
+  if (needsReal && (!input.real || input.real.length !== batch * sampleSize(model))) {
     throw new RangeError(
-      `D phase needs ${batch * sampleSize(model)} real values, got ${input.real?.length ?? 0}`,
+      `${phase} phase needs ${batch * sampleSize(model)} real values, got ${input.real?.length ?? 0}`,
     );
   }
+  const reg = phase === "D" && input.regularize !== false ? loss.regEvery : 0;
+  const penalties = { r1: (reg * loss.r1) / 2, r2: (reg * loss.r2) / 2 };
   const z = latentNoise(input.noiseSeed, batch, model.latentDim);
   return tf.tidy(() => {
     const gW = input.resident?.g ?? toTensors(model.g, input.gWeights);
     const dW = input.resident?.d ?? toTensors(model.d, input.dWeights);
     const zT = tf.tensor2d(z, [batch, model.latentDim]);
-    const x = phase === "D" ? tf.tensor(input.real!, [batch, ...model.sampleShape]) : null;
+    const x = needsReal ? tf.tensor(input.real!, [batch, ...model.sampleShape]) : null;
     const alpha =
       phase === "D" && loss.gradientPenalty > 0
         ? interpolationWeights(input.noiseSeed, batch, model)
         : null;
-    if (micro >= batch) return passTensors(model, loss, phase, gW, dW, zT, x, alpha);
+    const aug = augmentDraws(input, model);
+    if (micro >= batch)
+      return passTensors(model, loss, penalties, phase, gW, dW, zT, x, alpha, aug);
 
     // Pieces of `micro` samples in order; each piece's mean-loss gradient weighs n/batch,
     // so the sum is the whole batch's mean-loss gradient (and the report's moments are
@@ -179,12 +197,14 @@ function microtaskTensors(
         const part = passTensors(
           model,
           loss,
+          penalties,
           phase,
           gW,
           dW,
           rows(zT),
           x && rows(x),
           alpha && rows(alpha),
+          aug && { real: sliceDraw(aug.real, start, n), fake: sliceDraw(aug.fake, start, n) },
         );
         const w = n / batch;
         const grads: tf.Tensor[] = part.grads.map((g, i) =>
@@ -201,22 +221,38 @@ function microtaskTensors(
 
 const TRAIN = { training: true } as const;
 
+/** Weights of the zero-centred penalties in this pass: r1 = γ₁/2 (× regEvery), r2 likewise; 0: off. */
+interface Penalties {
+  r1: number;
+  r2: number;
+}
+
 /**
  * One forward/backward pass of the phase over the samples in zT (and x, alpha
- * in the D phase). `gW`, `dW`: parameters then state; the gradient is taken
- * with respect to the phase's parameters only.
+ * where the phase needs them). `gW`, `dW`: parameters then state; the gradient
+ * is taken with respect to the phase's parameters only.
  */
 function passTensors(
   model: GanModel,
   loss: GanLoss,
+  penalties: Penalties,
   phase: Phase,
   gW: tf.Tensor[],
   dW: tf.Tensor[],
   zT: tf.Tensor,
   x: tf.Tensor | null,
   alpha: tf.Tensor | null,
+  aug: AugmentDraws | null,
 ): { grads: tf.Tensor[]; stats: tf.Tensor } {
   return tf.tidy(() => {
+    // D as it sees reals and fakes: behind DiffAugment when the run has it, so every
+    // image D sees (and every gradient of D in x, for the penalties) goes through it.
+    const critic =
+      (draw: DiffAugmentDraw | undefined): Critic =>
+      (w, t) =>
+        model.d.apply(w, draw ? applyDiffAugment(t as tf.Tensor4D, draw) : t, TRAIN);
+    const dReal = critic(aug?.real);
+    const dFake = critic(aug?.fake);
     if (phase === "D") {
       const fake = model.g.apply(gW, zT, TRAIN);
       const dState = dW.slice(model.d.params.length);
@@ -224,16 +260,18 @@ function passTensors(
       let fakeOut: tf.Tensor | undefined;
       const { value, grads } = tf.valueAndGrads((...params: tf.Tensor[]) => {
         const w = [...params, ...dState];
-        realOut = tf.keep(model.d.apply(w, x!, TRAIN));
-        fakeOut = tf.keep(model.d.apply(w, fake, TRAIN));
+        realOut = tf.keep(dReal(w, x!));
+        fakeOut = tf.keep(dFake(w, fake));
         let l = loss.discriminator(realOut, fakeOut);
         if (alpha)
-          l = tf.add(l, tf.mul(loss.gradientPenalty, gradientPenalty(model.d, w, x!, fake, alpha)));
+          l = tf.add(l, tf.mul(loss.gradientPenalty, gradientPenalty(dReal, w, x!, fake, alpha)));
+        if (penalties.r1 > 0) l = tf.add(l, tf.mul(penalties.r1, squaredGradNorm(dReal, w, x!)));
+        if (penalties.r2 > 0) l = tf.add(l, tf.mul(penalties.r2, squaredGradNorm(dFake, w, fake)));
         return l as tf.Scalar;
       })(dW.slice(0, model.d.params.length));
       const stats = tf.stack([
         value,
-        loss.generator(fakeOut!),
+        loss.generator(fakeOut!, realOut),
         loss.report(realOut!),
         loss.report(fakeOut!),
       ]);
@@ -243,16 +281,49 @@ function passTensors(
     const gState = gW.slice(model.g.params.length);
     const report: tf.Tensor[] = [];
     let fakeOut: tf.Tensor | undefined;
+    // Relativistic losses compare each fake with its paired real; D(x_r) does not depend on G.
+    const realOut = loss.pairsReal ? dReal(dW, x!) : undefined;
     const { value, grads } = tf.valueAndGrads((...params: tf.Tensor[]) => {
       const fake = model.g.apply([...params, ...gState], zT, { training: true, report });
-      fakeOut = tf.keep(model.d.apply(dW, fake, TRAIN));
-      return loss.generator(fakeOut);
+      fakeOut = tf.keep(dFake(dW, fake));
+      return loss.generator(fakeOut, realOut);
     })(gW.slice(0, model.g.params.length));
     const head = tf.stack([value, loss.report(fakeOut!)]);
     const stats = report.length > 0 ? tf.concat([head, ...report]) : head;
     tf.dispose([fakeOut!, ...report]);
     return { grads, stats };
   });
+}
+
+/** D's output on a batch x with weights w (parameters then state), augmentation included. */
+type Critic = (w: tf.Tensor[], x: tf.Tensor) => tf.Tensor;
+
+/** One microtask's DiffAugment draws: one for its reals, one for its fakes. */
+interface AugmentDraws {
+  real: DiffAugmentDraw;
+  fake: DiffAugmentDraw;
+}
+
+/**
+ * The microtask's DiffAugment draws, a pure function of its noise seed
+ * (SeedDomain.augment; 0 = reals, 1 = fakes), so every worker augments alike.
+ */
+function augmentDraws(input: MicrotaskInput, model: GanModel): AugmentDraws | null {
+  const ops = input.augment;
+  if (!ops || ops.length === 0) return null;
+  if (model.sampleShape.length !== 3)
+    throw new RangeError(`DiffAugment needs images [H, W, C], got [${model.sampleShape}]`);
+  const [h, w] = model.sampleShape;
+  const draw = (which: number) =>
+    drawDiffAugment(hashSeed(input.noiseSeed, SeedDomain.augment, which), input.batch, h, w, ops);
+  return { real: draw(0), fake: draw(1) };
+}
+
+/** Rows [start, start + n) of every per-sample array of a draw (for microbatch pieces). */
+function sliceDraw(draw: DiffAugmentDraw, start: number, n: number): DiffAugmentDraw {
+  const out: Record<string, Float32Array | Int32Array> = {};
+  for (const [k, v] of Object.entries(draw)) if (v) out[k] = v.subarray(start, start + n);
+  return out as DiffAugmentDraw;
 }
 
 function sampleSize(model: GanModel): number {
@@ -269,15 +340,27 @@ function interpolationWeights(seed: number, batch: number, model: GanModel): tf.
 
 /** E[(‖∇x̂ D(x̂)‖₂ − 1)²] on x̂ = εx + (1−ε)G(z); differentiable w.r.t. D's weights. */
 function gradientPenalty(
-  d: Network,
+  d: Critic,
   w: tf.Tensor[],
   real: tf.Tensor,
   fake: tf.Tensor,
   eps: tf.Tensor,
 ): tf.Scalar {
   const xHat = tf.add(tf.mul(eps, real), tf.mul(tf.sub(1, eps), fake));
-  const dx = tf.grad((x: tf.Tensor) => tf.sum(d.apply(w, x, TRAIN)))(xHat);
+  const dx = tf.grad((x: tf.Tensor) => tf.sum(d(w, x)))(xHat);
   const axes = dx.shape.slice(1).map((_, i) => i + 1);
   const norm = tf.sqrt(tf.add(tf.sum(tf.square(dx), axes), 1e-12));
   return tf.mean(tf.square(tf.sub(norm, 1))) as tf.Scalar;
+}
+
+/**
+ * E‖∇x D(x)‖² over the batch (per-sample squared L2 norm of D's input gradient,
+ * then the mean): the zero-centred R1 (x real) / R2 (x fake) penalty of
+ * Mescheder et al. 2018 without its γ/2. Differentiable w.r.t. D's weights
+ * (second order through D, like the WGAN-GP term).
+ */
+function squaredGradNorm(d: Critic, w: tf.Tensor[], x: tf.Tensor): tf.Scalar {
+  const dx = tf.grad((v: tf.Tensor) => tf.sum(d(w, v)))(x);
+  const axes = dx.shape.slice(1).map((_, i) => i + 1);
+  return tf.mean(tf.sum(tf.square(dx), axes)) as tf.Scalar;
 }

@@ -37,6 +37,8 @@ export const SeedDomain = {
   sampleNoise: 6,
   interpolation: 7,
   xflip: 8,
+  /** DiffAugment's draws per microtask: (noise seed, augment, 0 = reals / 1 = fakes). */
+  augment: 9,
 } as const;
 
 /** sfc32 generator seeded through splitmix32: fast, 128-bit state, good statistics. */

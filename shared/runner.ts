@@ -132,8 +132,8 @@ export class MicrotaskRunner {
   ) {
     let real: Float32Array | undefined;
     let labels: Int32Array | undefined;
-    if (spec.kind === "D") {
-      const indices = drawIndices(this.plan, spec.shard, spec.draw!, spec.batch);
+    if (spec.draw !== null) {
+      const indices = drawIndices(this.plan, spec.shard, spec.draw, spec.batch);
       const flip = xflipMask(this.cfg, spec.noiseSeed, this.flipBuffer);
       this.dataset.gather(indices, this.realBuffer, this.labelBuffer, flip);
       real = this.realBuffer;
@@ -147,6 +147,8 @@ export class MicrotaskRunner {
       labels,
       batch: spec.batch,
       noiseSeed: spec.noiseSeed,
+      regularize: spec.regularize,
+      augment: this.cfg.augment?.policy,
       microbatch: this.cfg.microbatch,
       resident: keys && {
         g: this.onDevice("G", keys.G, gWeights),

@@ -3,6 +3,7 @@
 // the run config, so any process can derive any microtask on its own.
 import { microBatch, type RunConfig } from "./config.js";
 import { DatasetError, type DatasetSpec, readManifest } from "./data/index.js";
+import { lossPairsReal } from "./losses.js";
 import { noiseSeed, type Phase } from "./microtask.js";
 
 export interface MicrotaskSpec {
@@ -13,9 +14,14 @@ export interface MicrotaskSpec {
   kind: Phase;
   /** Samples in this microtask (b = batch / K). */
   batch: number;
-  /** Which draw of the shard's sample stream the D phase consumes; null for G. */
+  /**
+   * Which draw of the shard's sample stream the microtask consumes; null when
+   * it needs no real samples (G phases of non-relativistic losses).
+   */
   draw: number | null;
   noiseSeed: number;
+  /** D phase with R1/R2 on: whether this one applies them (every loss.regEvery-th D phase of the run). */
+  regularize: boolean;
 }
 
 export function phasesPerStep(cfg: RunConfig): number {
@@ -33,14 +39,19 @@ export function microtaskSpec(
   shard: number,
 ): MicrotaskSpec {
   const kind = phaseKind(cfg, phase);
+  const dIndex = step * cfg.schedule.kD + phase;
+  // Losses that pair reals with fakes draw in every phase, in phase order.
+  let draw: number | null = kind === "D" ? dIndex : null;
+  if (lossPairsReal(cfg.loss)) draw = step * phasesPerStep(cfg) + phase;
   return {
     step,
     phase,
     shard,
     kind,
     batch: microBatch(cfg),
-    draw: kind === "D" ? step * cfg.schedule.kD + phase : null,
+    draw,
     noiseSeed: noiseSeed(cfg.seed, step, phase, shard),
+    regularize: kind === "D" && dIndex % cfg.loss.regEvery === 0,
   };
 }
 

@@ -14,6 +14,7 @@ import { USER_ERROR_NAMES } from "../shared/cli/main.js";
 import { ConfigError } from "../shared/config.js";
 import { DatasetError } from "../shared/data/index.js";
 import { ClassifierError } from "../shared/fid-classifier.js";
+import { ModelError } from "../shared/models/errors.js";
 import { NatsError } from "../shared/nats.js";
 import { SecurityError } from "../shared/security.js";
 import { runAgon, tempDir, tinyRing } from "./helpers/cli.js";
@@ -44,6 +45,7 @@ describe("agon start-up", () => {
     "watch --help",
     "sample --help",
     "local --help",
+    "data prepare --help",
   ])("agon %s loads no TensorFlow.js, gRPC or NATS", async (command) => {
     const r = await traced(command.split(" "));
     expect(r.code, r.stderr).toBe(0);
@@ -88,6 +90,7 @@ describe("agon start-up", () => {
       ExportError,
       SecurityError,
       RunDirError,
+      ModelError,
     ];
     const names = classes.map((Cls) => new Cls("x").name);
     expect(names).toEqual(classes.map((Cls) => Cls.name));

@@ -34,7 +34,7 @@ describe("run config", () => {
     [{ ...minimal, loss: { name: "l1" } }, /loss\.name: /],
     [
       { ...minimal, dataset: { name: "imagenet" } },
-      /dataset\.name: .*mnist, fashion-mnist, folder, ring/,
+      /dataset\.name: .*mnist, fashion-mnist, folder, prepared, ring/,
     ],
     [{ ...minimal, optimizer: { g: { lr: -1 } } }, /optimizer\.g\.lr: /],
     [{ ...minimal, schedule: { kD: 0 } }, /schedule\.kD: /],
@@ -74,12 +74,52 @@ describe("run config", () => {
     );
   });
 
+  it("dcgan defaults to the classic recipe with an EMA generator; sizes and norms are validated", () => {
+    const cfg = parseConfig({ model: { name: "dcgan" }, dataset: { name: "mnist" }, steps: 1 });
+    expect(cfg.model).toMatchObject({ gNorm: "batch", dNorm: "batch", maxFilters: 512 });
+    expect(cfg.ema).toEqual({ halfLifeImages: 10000, rampup: 0.05 });
+    expect(parseConfig({ ...minimal, ema: false }).ema).toBe(false);
+    const folder = { name: "folder", path: "x", channels: 3 };
+    expect(() =>
+      parseConfig({ model: { name: "dcgan" }, dataset: { ...folder, size: 48 }, steps: 1 }),
+    ).toThrow(/dataset\.size: dcgan builds 16, 28, 32, 64, 128, 256 pixel images; got 48/);
+    expect(
+      parseConfig({ model: { name: "dcgan" }, dataset: { ...folder, size: 64 }, steps: 1 }).dataset,
+    ).toMatchObject({ size: 64, channels: 3 });
+    expect(() =>
+      parseConfig({
+        model: { name: "dcgan", dNorm: "layer" },
+        dataset: { name: "mnist" },
+        steps: 1,
+      }),
+    ).toThrow(/model\.dNorm/);
+    // The EMA never feeds back into G or D: changing it keeps the config hash.
+    expect(configHash(parseConfig({ ...minimal, ema: false }))).toBe(
+      configHash(parseConfig(minimal)),
+    );
+  });
+
   it("hashes only what decides the trajectory", () => {
     const a = parseConfig(minimal);
     expect(configHash(parseConfig({ ...minimal, steps: 99, run: { dir: "/elsewhere" } }))).toBe(
       configHash(a),
     );
     expect(configHash(parseConfig({ ...minimal, seed: 2 }))).not.toBe(configHash(a));
+  });
+
+  it("hashes a prepared dataset by its fingerprint and xflip, not by its path or cache size", () => {
+    const fp = (c: string) => c.repeat(64);
+    const prepared = (dataset: Record<string, unknown>) =>
+      configHash(
+        parseConfig({
+          ...minimal,
+          dataset: { name: "prepared", fingerprint: fp("a"), ...dataset },
+        }),
+      );
+    const base = prepared({ path: "/data/a" });
+    expect(prepared({ path: "/mnt/elsewhere", cacheMB: 16 })).toBe(base);
+    expect(prepared({ path: "/data/a", fingerprint: fp("b") })).not.toBe(base);
+    expect(prepared({ path: "/data/a", xflip: true })).not.toBe(base);
   });
 
   it("transport precision defaults to fp32, is validated, and is part of the hash unless fp32", () => {

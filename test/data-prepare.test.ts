@@ -189,6 +189,37 @@ describe("agon data prepare", () => {
     ds.close();
   }, 60_000);
 
+  it("the in-memory folder loader also applies EXIF orientation", async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, "phone.jpg"), readFileSync(join(src, "birds/phone.jpg")));
+    const ds = await loadDataset({ name: "folder", path: dir, channels: 1, size: 28 });
+    const row = Uint8Array.from(ds.data, (v) => Math.round((v + 1) * 127.5));
+    const h = halves(row, 28);
+    expect(h.left).toBeGreaterThan(h.right + 50);
+  }, 30_000);
+
+  it("the in-memory folder loader labels images by class subfolder (ImageFolder layout)", async () => {
+    const dir = tempDir();
+    for (const [cls, n] of [
+      ["b", 2],
+      ["a", 3],
+    ] as const) {
+      mkdirSync(join(dir, cls, "deeper"), { recursive: true });
+      for (let i = 0; i < n; i++)
+        await solid(8, [i * 50, 0, 0])
+          .png()
+          .toFile(join(dir, cls, `${i}.png`));
+      await solid(8, [0, 0, 0])
+        .png()
+        .toFile(join(dir, cls, "deeper", "x.png"));
+    }
+    writeFileSync(join(dir, "a", ".DS_Store"), "Bud1");
+    const ds = await loadDataset({ name: "folder", path: dir, channels: 3, size: 8 });
+    expect(ds.count).toBe(7);
+    expect(ds.classes).toEqual(["a", "b"]);
+    expect(Array.from(ds.labels!)).toEqual([0, 0, 0, 0, 1, 1, 1]);
+  }, 30_000);
+
   it("gives the same fingerprint for the same source and options, another for other options", async () => {
     const base = tempDir();
     const run = (name: string, resolution: number, jobs: number) =>

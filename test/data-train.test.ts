@@ -96,7 +96,7 @@ const runFlags = (runDir: string, xflip = true) => [
   `dataset.xflip=${xflip}`,
   "dataset.cacheMB=0",
   "--steps",
-  "12",
+  "8",
   "--shards",
   "4",
   "--batch",
@@ -134,7 +134,7 @@ describe("training from a prepared dataset", () => {
     expect(train.code, train.stderr).toBe(0);
     expect(local.code, local.stderr).toBe(0);
     expect(trainNoFlip.code, trainNoFlip.stderr).toBe(0);
-    expect(lastJson(local.stdout).step).toBe(12);
+    expect(lastJson(local.stdout).step).toBe(8);
     expect(lastJson(local.stdout).hashes).toEqual(lastJson(train.stdout).hashes);
     expect(lastJson(trainNoFlip.stdout).hashes.D).not.toBe(lastJson(train.stdout).hashes.D);
   }, 180_000);
@@ -176,7 +176,7 @@ describe("training from a prepared dataset", () => {
 
     const good = startWorker(coord.address, nats.url, "host-d", ["--data-path", data.same]);
     const done = await coord.done;
-    expect(done.step).toBe(12);
+    expect(done.step).toBe(8);
     expect(done.hashes).toEqual(lastJson(ref.stdout).hashes);
     expect(await good.exited).toBe(0);
     expect(await coord.exited).toBe(0);

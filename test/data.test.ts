@@ -430,7 +430,7 @@ describe("spec validation", () => {
     expect(DATASET_NAMES).toEqual(["mnist", "fashion-mnist", "folder", "prepared", "ring"]);
     await expectDatasetError(
       { name: "cifar" } as unknown as DatasetSpec,
-      /unknown dataset "cifar"; valid names: mnist, fashion-mnist, folder, ring/,
+      /unknown dataset "cifar"; valid names: mnist, fashion-mnist, folder, prepared, ring/,
     );
   });
 

@@ -160,6 +160,10 @@ describe("coordinator HTTP server", () => {
       subj.events,
       JSON.stringify(event("workerLost", "w-2 lost: lease expired", { workerId: "w-2" })),
     );
+    nc.publish(
+      subj.events,
+      JSON.stringify(event("evaluation", "step 2: fd 123.500", { step: 2, fd: 123.5, n: 2000 })),
+    );
     nc.publish(subj.samples, PNG);
     await nc.flush();
     // The server's subscriptions share this connection's server: one more round trip and they have it all.
@@ -198,6 +202,8 @@ describe("coordinator HTTP server", () => {
     expect(prom.value("agon_bytes_out_total", run)).toBe(18000);
     expect(prom.value("agon_events_total", { ...run, type: "workerJoined" })).toBe(2);
     expect(prom.value("agon_events_total", { ...run, type: "workerLost" })).toBe(1);
+    expect(prom.value("agon_eval_fd", run)).toBe(123.5);
+    expect(prom.value("agon_eval_step", run)).toBe(2);
     expect(prom.types.get("agon_phase_seconds")).toBe("histogram");
     expect(prom.value("agon_phase_seconds_count", run)).toBe(6);
     expect(prom.value("agon_phase_seconds_bucket", { ...run, le: "0.025" })).toBe(6);
@@ -258,6 +264,7 @@ describe("coordinator HTTP server", () => {
       "workerJoined",
       "workerJoined",
       "workerLost",
+      "evaluation",
       "checkpointWritten",
     ]);
     // History order: metrics, events, sample; then the live ones.

@@ -4,17 +4,20 @@ import { initBackend } from "../shared/backend.js";
 import { LOSS_NAMES, parseConfig } from "../shared/config.js";
 import { selectLoss } from "../shared/losses.js";
 import { computeMicrotask, type MicrotaskInput, type Phase } from "../shared/microtask.js";
-import { buildModel, initWeights } from "../shared/models/index.js";
+import { buildModel, initWeights, toTensors } from "../shared/models/index.js";
 import { Rng } from "../shared/rng.js";
 
 beforeAll(async () => {
   await initBackend("cpu");
 });
 
-function tinySetup(lossName: (typeof LOSS_NAMES)[number]) {
+function tinySetup(
+  lossName: (typeof LOSS_NAMES)[number],
+  lossOptions: Record<string, number> = {},
+) {
   const cfg = parseConfig({
     model: { name: "mlp", latentDim: 3, gHidden: [6], dHidden: [6] },
-    loss: { name: lossName },
+    loss: { name: lossName, ...lossOptions },
     dataset: { name: "ring" },
     steps: 1,
   });
@@ -95,6 +98,97 @@ describe("microtask gradients", () => {
     }
   }
 
+  describe("R1/R2 zero-centred penalties", () => {
+    for (const [what, opts] of [
+      ["R1", { r1: 0.7 }],
+      ["R2", { r2: 0.9 }],
+      ["R1 and R2 with rpgan", { r1: 0.5, r2: 0.5 }],
+    ] as const) {
+      it(`D gradient with ${what} matches central finite differences (second order through D)`, () => {
+        const setup = tinySetup(what.includes("rpgan") ? "rpgan" : "non-saturating", opts);
+        const errors = directionalErrors(setup, "D");
+        expect(Math.max(...errors)).toBeLessThan(1e-3);
+      });
+    }
+
+    it("adds γ/2·E‖∇x D(x)‖² on the reals, with ∇x D checked by finite differences in x", () => {
+      const gamma = 0.8;
+      const plain = tinySetup("non-saturating");
+      const withR1 = tinySetup("non-saturating", { r1: gamma });
+      const base = {
+        gWeights: plain.g,
+        dWeights: plain.d,
+        real: plain.real,
+        batch: 8,
+        noiseSeed: 3,
+      };
+      const l0 = computeMicrotask(plain.model, plain.loss, { ...base, phase: "D" }).dLoss!;
+      const l1 = computeMicrotask(withR1.model, withR1.loss, { ...base, phase: "D" }).dLoss!;
+      // ‖∇x D(x)‖² per real sample from central differences of D's output in x.
+      const dWeights = toTensors(plain.model.d, plain.d);
+      const dOut = (x: Float32Array) =>
+        tf.tidy(() =>
+          plain.model.d
+            .apply(dWeights, tf.tensor2d(x, [8, 2]), { training: true })
+            .dataSync()
+            .slice(),
+        );
+      const h = 1e-2;
+      let sum = 0;
+      for (let i = 0; i < 8; i++) {
+        for (let j = 0; j < 2; j++) {
+          const plus = plain.real.slice();
+          const minus = plain.real.slice();
+          plus[i * 2 + j] += h;
+          minus[i * 2 + j] -= h;
+          sum += ((dOut(plus)[i] - dOut(minus)[i]) / (2 * h)) ** 2;
+        }
+      }
+      tf.dispose(dWeights);
+      const expected = (gamma / 2) * (sum / 8);
+      expect(expected).toBeGreaterThan(1e-2);
+      expect(Math.abs(l1 - l0 - expected) / expected).toBeLessThan(1e-3);
+    });
+
+    it("lazy regularisation: off in skipped D phases, scaled by regEvery in the others", () => {
+      const plain = tinySetup("non-saturating");
+      const lazy = tinySetup("non-saturating", { r1: 0.5, regEvery: 4 });
+      const eager = tinySetup("non-saturating", { r1: 2 });
+      const base = {
+        gWeights: plain.g,
+        dWeights: plain.d,
+        real: plain.real,
+        batch: 8,
+        noiseSeed: 4,
+        phase: "D" as const,
+      };
+      const skipped = computeMicrotask(lazy.model, lazy.loss, { ...base, regularize: false });
+      expect(skipped.grad).toEqual(computeMicrotask(plain.model, plain.loss, base).grad);
+      const applied = computeMicrotask(lazy.model, lazy.loss, { ...base, regularize: true });
+      expect(applied.grad).toEqual(computeMicrotask(eager.model, eager.loss, base).grad);
+      expect(applied.grad).not.toEqual(skipped.grad);
+    });
+  });
+
+  it("rpgan pairs reals with fakes in the G phase: the G gradient depends on the reals", () => {
+    const setup = tinySetup("rpgan");
+    const base = {
+      gWeights: setup.g,
+      dWeights: setup.d,
+      batch: 8,
+      noiseSeed: 6,
+      phase: "G" as const,
+    };
+    const a = computeMicrotask(setup.model, setup.loss, { ...base, real: setup.real });
+    const other = setup.real.map((v) => v * 0.5 + 0.3);
+    const b = computeMicrotask(setup.model, setup.loss, { ...base, real: other });
+    expect(b.grad).not.toEqual(a.grad);
+    expect(() => computeMicrotask(setup.model, setup.loss, base)).toThrow(/G phase needs 16 real/);
+    // softplus(D(x_r) − D(x_f)) and D's softplus(D(x_f) − D(x_r)) on the same pairs.
+    const d = computeMicrotask(setup.model, setup.loss, { ...base, phase: "D", real: setup.real });
+    expect(d.gLoss).toBeCloseTo(a.gLoss, 5);
+  });
+
   it("returns the gradient of the phase's network only and leaves the weights untouched", () => {
     const setup = tinySetup("non-saturating");
     const gBefore = setup.g.slice();
@@ -147,7 +241,7 @@ describe("microtask gradients", () => {
       }
       return Math.sqrt(num / den);
     };
-    for (const lossName of ["non-saturating", "wgan-gp"] as const) {
+    for (const lossName of ["non-saturating", "wgan-gp", "rpgan"] as const) {
       for (const phase of ["D", "G"] as const) {
         it(`pieces of 3 and 4 sum to the whole batch's ${phase} gradient and stats (${lossName})`, () => {
           const setup = tinySetup(lossName);

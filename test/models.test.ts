@@ -127,7 +127,7 @@ function setup(norms: { gNorm: string; dNorm: string }): Setup {
   return { model, g, d, real: rng.normalArray(6 * 16 * 16, 0, 0.5) };
 }
 
-const loss = selectLoss({ name: "non-saturating", gpWeight: 10 });
+const loss = selectLoss({ name: "non-saturating", gpWeight: 10, r1: 0, r2: 0, regEvery: 1 });
 
 function run(s: Setup, phase: Phase, g: Float32Array, d: Float32Array, noiseSeed = 99) {
   const input: MicrotaskInput = {

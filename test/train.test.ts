@@ -217,7 +217,7 @@ describe("agon train rejects bad input with one clear line", () => {
     [
       "an unknown dataset",
       ["--model", "mlp", "--dataset", "cifar"],
-      /dataset.*mnist, fashion-mnist, folder, ring/,
+      /dataset.*mnist, fashion-mnist, folder, prepared, ring/,
     ],
     ["a negative batch", ["--model", "mlp", "--dataset", "ring", "--batch=-8"], /batch/],
     [

@@ -87,6 +87,7 @@ export const USER_ERROR_NAMES: ReadonlySet<string> = new Set([
   "ExportError",
   "SecurityError",
   "RunDirError",
+  "ModelError",
 ]);
 
 export async function main(argv: string[]): Promise<number> {

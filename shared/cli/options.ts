@@ -7,7 +7,7 @@ import { ConfigError, loadConfig, type RunConfig } from "../config.js";
 /** Flags that are shorthands for config overrides: [flag, config key, help]. */
 export const CONFIG_FLAGS: Array<[flag: string, key: string, help: string]> = [
   ["--model <name>", "model.name", "model: mlp | dcgan"],
-  ["--loss <name>", "loss.name", "loss: non-saturating | minimax | wgan-gp | hinge"],
+  ["--loss <name>", "loss.name", "loss: non-saturating | minimax | wgan-gp | hinge | rpgan"],
   ["--dataset <name>", "dataset.name", "dataset: mnist | fashion-mnist | folder | prepared | ring"],
   ["--data-path <dir>", "dataset.path", "dataset directory for --dataset folder or prepared"],
   ["--steps <n>", "steps", "training steps (one step = kD D phases + kG G phases)"],

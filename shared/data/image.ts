@@ -1,8 +1,8 @@
-// Pure-JS image decoding (PNG via pngjs, JPEG via jpeg-js) and the float pixel
-// maths the folder loader needs: channel conversion and deterministic resizing.
+// Image decoding for the in-memory folder loader (sharp, i.e. libvips: EXIF
+// orientation applied, gray / palette / 16-bit expanded) and the float pixel
+// maths it needs: channel conversion and deterministic resizing.
 
-import jpeg from "jpeg-js";
-import { PNG } from "pngjs";
+import sharp from "sharp";
 import { DatasetError } from "./errors.js";
 
 export interface RgbaImage {
@@ -20,31 +20,33 @@ function startsWith(bytes: Uint8Array, sig: number[]): boolean {
 }
 
 /**
- * Decodes by content rather than extension, so a misnamed file still loads.
- * Both decoders expand gray, palette and 16-bit inputs to 8-bit RGBA.
+ * Decodes a PNG or JPEG by content rather than extension, so a misnamed file
+ * still loads, to 8-bit RGBA upright: EXIF orientation is applied as every
+ * viewer does. Throws DatasetError naming the file when it is neither or broken.
  */
-export function decodeImage(bytes: Buffer, file: string): RgbaImage {
+export async function decodeImage(bytes: Buffer, file: string): Promise<RgbaImage> {
   const fix = "fix or remove the file";
-  if (startsWith(bytes, PNG_SIGNATURE)) {
-    try {
-      const png = PNG.sync.read(bytes);
-      return { width: png.width, height: png.height, rgba: png.data };
-    } catch (err) {
-      throw new DatasetError(
-        `${file} could not be decoded as PNG (${(err as Error).message}); ${fix}`,
-      );
-    }
+  const kind = startsWith(bytes, PNG_SIGNATURE)
+    ? "PNG"
+    : startsWith(bytes, JPEG_SIGNATURE)
+      ? "JPEG"
+      : null;
+  if (kind === null) {
+    throw new DatasetError(`${file} is not a PNG or JPEG image (unrecognised header); ${fix}`);
   }
-  if (startsWith(bytes, JPEG_SIGNATURE)) {
-    try {
-      const img = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true });
-      return { width: img.width, height: img.height, rgba: img.data };
-    } catch (err) {
-      const msg = err instanceof Error ? err.message : String(err);
-      throw new DatasetError(`${file} could not be decoded as JPEG (${msg}); ${fix}`);
-    }
+  try {
+    const { data, info } = await sharp(bytes, { failOn: "warning" })
+      .autoOrient()
+      .toColourspace("srgb")
+      .ensureAlpha()
+      .raw({ depth: "uchar" })
+      .toBuffer({ resolveWithObject: true });
+    if (info.channels !== 4) throw new Error(`decoded to ${info.channels} channels`);
+    return { width: info.width, height: info.height, rgba: new Uint8Array(data) };
+  } catch (err) {
+    const msg = (err instanceof Error ? err.message : String(err)).split("\n")[0];
+    throw new DatasetError(`${file} could not be decoded as ${kind} (${msg}); ${fix}`);
   }
-  throw new DatasetError(`${file} is not a PNG or JPEG image (unrecognised header); ${fix}`);
 }
 
 /**

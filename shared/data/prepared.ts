@@ -253,6 +253,8 @@ export class PreparedDataset implements SampleSource {
   private readonly maxCached: number;
   private readonly fds = new Map<number, number>();
   private readonly row: Uint8Array;
+  /** Without a cache: the last chunk buffer, reused for the next whole-chunk read. */
+  private spare: Uint8Array | undefined;
   /** uint8 → [-1, 1], the same table the IDX loader uses. */
   private static readonly unit = (() => {
     const t = new Float32Array(256);
@@ -363,13 +365,16 @@ export class PreparedDataset implements SampleSource {
       return cached.subarray(offset, offset + m.rowBytes);
     }
     if (!this.verified[chunk] || this.maxCached > 0) {
-      const bytes = this.readChunk(chunk);
-      if (this.maxCached > 0) {
-        this.cache.set(chunk, bytes);
-        if (this.cache.size > this.maxCached) {
-          this.cache.delete(this.cache.keys().next().value as number);
-        }
+      // A full cache gives up its oldest chunk's buffer for this one, so memory stays put.
+      let reuse: Uint8Array | undefined;
+      if (this.maxCached > 0 && this.cache.size >= this.maxCached) {
+        const oldest = this.cache.keys().next().value as number;
+        reuse = this.cache.get(oldest);
+        this.cache.delete(oldest);
       }
+      const bytes = this.readChunk(chunk, reuse ?? this.spare);
+      if (this.maxCached > 0) this.cache.set(chunk, bytes);
+      else this.spare = bytes;
       return bytes.subarray(offset, offset + m.rowBytes);
     }
     // Checked before, evicted since (or no cache): one positional read of the row.
@@ -379,12 +384,16 @@ export class PreparedDataset implements SampleSource {
     return this.row;
   }
 
-  /** Reads a whole chunk and checks it against the manifest (every time it is read whole). */
-  private readChunk(chunk: number): Uint8Array {
+  /**
+   * Reads a whole chunk (into `into` when it is big enough) and checks it against
+   * the manifest, every time it is read whole.
+   */
+  private readChunk(chunk: number, into?: Uint8Array): Uint8Array {
     const info = this.manifest.chunks[chunk];
     const want = info.rows * this.manifest.rowBytes;
     const fd = this.fd(chunk);
-    const bytes = new Uint8Array(want);
+    const full = into && into.buffer.byteLength - into.byteOffset >= want ? into : undefined;
+    const bytes = full ? new Uint8Array(full.buffer, full.byteOffset, want) : new Uint8Array(want);
     let got = 0;
     for (let n = -1; got < want && n !== 0; got += n) {
       n = readSync(fd, bytes, got, want - got, got);

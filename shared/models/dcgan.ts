@@ -4,6 +4,7 @@
 // with 4×4 stride-2 convolutions down to the same map and ends in a dense logit.
 import * as tf from "@tensorflow/tfjs-core";
 import { DCGAN_SIZES, type ModelConfig } from "../config.js";
+import { ModelError } from "./errors.js";
 import { type Layer, LEAK, NetBuilder } from "./layers.js";
 import type { GanModel, Network } from "./types.js";
 
@@ -32,7 +33,7 @@ export function dcganLayout(cfg: DcganConfig, sampleShape: number[]) {
     !(DCGAN_SIZES as readonly number[]).includes(height) ||
     (channels !== 1 && channels !== 3)
   ) {
-    throw new RangeError(
+    throw new ModelError(
       `dcgan supports square ${DCGAN_SIZES.join(", ")} pixel images with 1 or 3 channels, got ${sampleShape.join("×")}`,
     );
   }

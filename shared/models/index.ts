@@ -8,6 +8,7 @@ import type { GanModel } from "./types.js";
 
 export type { DcganConfig } from "./dcgan.js";
 export { DCGAN_SIZES, dcganLayout } from "./dcgan.js";
+export { ModelError } from "./errors.js";
 export type { MlpConfig } from "./mlp.js";
 export type { ApplyContext, GanModel, InitSpec, Network, ParamSpec } from "./types.js";
 export { initWeights, resultSize, toFlat, toTensors } from "./weights.js";
@@ -24,7 +25,7 @@ export const MODEL_NAMES = Object.keys(REGISTRY) as ModelConfig["name"][];
 
 /**
  * Builds a model for samples of `sampleShape` ([H, W, C] images or [2] points).
- * Throws RangeError when the architecture does not support the shape.
+ * Throws ModelError when the architecture does not support the shape.
  */
 export function buildModel(cfg: ModelConfig, sampleShape: number[]): GanModel {
   const build = REGISTRY[cfg.name] as Builder<ModelConfig>;

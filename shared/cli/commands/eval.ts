@@ -12,6 +12,17 @@ function intAtLeast2(value: string): number {
   return n;
 }
 
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < 1) {
+    throw new InvalidArgumentError("expected an integer >= 1");
+  }
+  return n;
+}
+
+/** KID's subsets when `--kid` is given without a number (the reference implementations' 100). */
+const KID_DEFAULT_SUBSETS = 100;
+
 function seedArg(value: string): number {
   const n = Number(value);
   if (!/^\d+$/.test(value) || n > 0xffffffff) {
@@ -42,6 +53,11 @@ export function registerEvalCommand(program: Command): Command {
         "the EMA generator or G as trained (default: ema when kept)",
       ).choices(["ema", "raw"]),
     )
+    .option(
+      "--kid [subsets]",
+      `also the Kernel Inception Distance, averaged over this many subsets of min(1000, n) (default ${KID_DEFAULT_SUBSETS})`,
+      positiveInt,
+    )
     .option("--json", "print the result as one JSON line instead")
     .action(async (opts: Record<string, unknown>) => {
       const { evalCheckpoint, formatEval } = await import("../../../coordinator/eval.js");
@@ -50,6 +66,12 @@ export function registerEvalCommand(program: Command): Command {
         n: opts.n as number,
         seed: opts.seed as number,
         backend: opts.backend as BackendName,
+        kidSubsets:
+          opts.kid === undefined
+            ? 0
+            : opts.kid === true
+              ? KID_DEFAULT_SUBSETS
+              : (opts.kid as number),
         log: (line) => process.stderr.write(`${line}\n`),
       });
       process.stdout.write(`${opts.json ? JSON.stringify(result) : formatEval(result)}\n`);

@@ -23,7 +23,10 @@ export function registerSampleCommand(program: Command): Command {
   return program
     .command("sample")
     .description("write a PNG grid of a checkpoint's generator on fixed noise")
-    .requiredOption("--checkpoint <dir>", "checkpoint directory (run dir/ckpt-NNNNNNNN)")
+    .requiredOption(
+      "--checkpoint <dir>",
+      "checkpoint directory (run dir/ckpt-NNNNNNNN, or run dir/best)",
+    )
     .requiredOption("--out <file>", "PNG file to write")
     .option("--n <count>", "number of samples (default: the run's samples.count)", positiveInt)
     .option("--seed <n>", "noise seed (default: the run's seed, as in its own grids)", seedArg)
@@ -56,7 +59,10 @@ export function registerExportCommand(program: Command): Command {
     .description(
       "write a checkpoint's generator as a TensorFlow.js Layers model (model.json + weights.bin)",
     )
-    .requiredOption("--checkpoint <dir>", "checkpoint directory (run dir/ckpt-NNNNNNNN)")
+    .requiredOption(
+      "--checkpoint <dir>",
+      "checkpoint directory (run dir/ckpt-NNNNNNNN, or run dir/best)",
+    )
     .requiredOption("--out <dir>", "directory to write model.json and weights.bin into")
     .addOption(
       new Option("--backend <name>", "compute backend used while exporting")
