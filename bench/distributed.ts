@@ -3,10 +3,14 @@
 // `agon train` (same model, backend, batch). Scaling: 2 workers vs 1. Per
 // phase: bytes up and down, and time outside the busiest worker's compute.
 // Transport: the upload-heavy MLP with fp32 vs bf16 gradients and parameters.
+// Scale: a ≥ 5 M-parameter MLP with K = 8 on 2 workers, where the reduction
+// tree keeps the coordinator's inbound bytes per phase at 2 gradients, not 8.
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { parseConfig } from "../shared/config.js";
+import { buildModel } from "../shared/models/index.js";
 import { spawnNatsServer } from "../shared/nats.js";
 import { machineInfo } from "./machine.js";
 import { median } from "./stats.js";
@@ -116,12 +120,50 @@ const mlp = (steps: number, transport: "fp32" | "bf16" = "fp32"): Case => ({
   ],
 });
 
+/** The wide MLP of the scale section: G 5.9 M and D 5.8 M parameters on 28×28 MNIST. */
+const WIDE = { name: "mlp", latentDim: 64, gHidden: [2048, 2048], dHidden: [2048, 2048] };
+
+const wideMlp = (steps: number): Case => ({
+  name: "mlp 2048-2048 (G 5.9 M, D 5.8 M params), batch 64, K=8",
+  batch: 64,
+  steps,
+  config: [
+    "--dataset",
+    "mnist",
+    "--model",
+    "mlp",
+    "--set",
+    `model.latentDim=${WIDE.latentDim}`,
+    `model.gHidden=${JSON.stringify(WIDE.gHidden)}`,
+    `model.dHidden=${JSON.stringify(WIDE.dHidden)}`,
+    "samples.every=100000",
+    "checkpoint.every=100000",
+    "--batch",
+    "64",
+    "--shards",
+    "8",
+    "--steps",
+    String(steps),
+  ],
+});
+
+const SECTIONS = ["overhead", "scaling", "transport", "scale"] as const;
+
 export async function runDistributedBench(argv: string[]): Promise<number> {
   if (argv.includes("--help")) {
-    process.stdout.write("usage: npm run bench -- distributed [--quick] [--json out.json]\n");
+    process.stdout.write(
+      `usage: npm run bench -- distributed [--quick] [--only ${SECTIONS.join("|")}] [--json out.json]\n`,
+    );
     return 0;
   }
   const quick = argv.includes("--quick");
+  const onlyAt = argv.indexOf("--only");
+  const only = onlyAt >= 0 ? argv[onlyAt + 1] : undefined;
+  if (only !== undefined && !(SECTIONS as readonly string[]).includes(only)) {
+    process.stderr.write(`bench distributed: --only takes one of ${SECTIONS.join(", ")}\n`);
+    return 2;
+  }
+  const runs = (section: (typeof SECTIONS)[number]) => only === undefined || only === section;
   const jsonAt = argv.indexOf("--json");
   const jsonPath = jsonAt >= 0 ? argv[jsonAt + 1] : undefined;
   const warm = 3;
@@ -177,7 +219,7 @@ export async function runDistributedBench(argv: string[]): Promise<number> {
     };
     // Overhead: one worker over the wire vs the same microtasks in one process.
     const overhead: Array<Record<string, unknown>> = [];
-    for (const c of [mlp(quick ? 15 : 60), dcgan(64, 1, quick ? 10 : 30)]) {
+    for (const c of runs("overhead") ? [mlp(quick ? 15 : 60), dcgan(64, 1, quick ? 10 : 30)] : []) {
       const t = await single(c, "train");
       const l = await local(c, 1, "local1");
       overhead.push({
@@ -190,23 +232,52 @@ export async function runDistributedBench(argv: string[]): Promise<number> {
 
     // Scaling and communication: 64 samples per worker with 2 workers (batch 128, K=2).
     const c = dcgan(128, 2, quick ? 8 : 24);
-    const one = await local(c, 1, "local1");
-    const two = await local(c, 2, "local2");
-    const scaling = {
+    let scaling: ReturnType<typeof scalingOf> | null = null;
+    const scalingOf = (one: RunStats, two: RunStats) => ({
       case: c.name,
       oneWorkerStepsPerSecond: one.stepsPerSecond,
       twoWorkersStepsPerSecond: two.stepsPerSecond,
       speedup: two.stepsPerSecond / one.stepsPerSecond,
       communication: { oneWorker: comm(one), twoWorkers: comm(two) },
-    };
+    });
+    if (runs("scaling"))
+      scaling = scalingOf(await local(c, 1, "local1"), await local(c, 2, "local2"));
 
     // Transport precision: the same MLP run, one worker, fp32 vs bf16 both ways.
     const transport = [];
-    for (const dtype of ["fp32", "bf16"] as const) {
+    for (const dtype of runs("transport") ? (["fp32", "bf16"] as const) : []) {
       const s = await local(mlp(quick ? 15 : 60, dtype), 1, `local1-${dtype}`);
       transport.push({ dtype, stepsPerSecond: s.stepsPerSecond, ...comm(s) });
     }
-    Object.assign(results, { overhead, scaling, transport });
+
+    // Scale: inbound bytes per phase against the model's bytes, per network.
+    let scale: Record<string, unknown> | null = null;
+    if (runs("scale")) {
+      const wc = wideMlp(quick ? 5 : 8);
+      const model = buildModel(
+        parseConfig({ model: WIDE, dataset: { name: "mnist" }, steps: 1 }).model,
+        [28, 28, 1],
+      );
+      const bytes = { G: 4 * model.g.size, D: 4 * model.d.size };
+      const s = await local(wc, 2, "scale2");
+      const steady = s.phases.filter((p) => p.step >= 1);
+      const ratios = { G: [] as number[], D: [] as number[] };
+      for (let i = 1; i < steady.length; i++) {
+        const p = steady[i];
+        const kind = p.kind as "G" | "D";
+        ratios[kind].push(((p.bytesIn ?? 0) - (steady[i - 1].bytesIn ?? 0)) / bytes[kind]);
+      }
+      scale = {
+        case: wc.name,
+        workers: 2,
+        params: { G: model.g.size, D: model.d.size },
+        inboundOverModelBytes: { G: median(ratios.G), D: median(ratios.D) },
+        inboundBeforeTree: 8,
+        stepsPerSecond: s.stepsPerSecond,
+        ...comm(s),
+      };
+    }
+    Object.assign(results, { overhead, scaling, transport, scale });
 
     process.stdout.write("\n## overhead: agon local --workers 1 vs agon train (wasm)\n\n");
     process.stdout.write("| case | train steps/s | local×1 steps/s | ratio |\n|---|--:|--:|--:|\n");
@@ -221,33 +292,54 @@ export async function runDistributedBench(argv: string[]): Promise<number> {
         `| ${r.case} | ${r.trainStepsPerSecond.toFixed(2)} | ${r.local1StepsPerSecond.toFixed(2)} | ${r.ratio.toFixed(3)} |\n`,
       );
     }
-    process.stdout.write(`\n## scaling: ${c.name}\n\n`);
-    process.stdout.write(
-      `1 worker ${one.stepsPerSecond.toFixed(2)} steps/s, 2 workers ${two.stepsPerSecond.toFixed(2)} steps/s: ${scaling.speedup.toFixed(2)}×\n`,
-    );
-    process.stdout.write("\n## communication per phase (steady state)\n\n");
-    process.stdout.write(
-      "| workers | phase ms | busiest worker compute ms | outside compute | bytes up | bytes down |\n",
-    );
-    process.stdout.write("|--:|--:|--:|--:|--:|--:|\n");
-    for (const [n, s] of [
-      [1, scaling.communication.oneWorker],
-      [2, scaling.communication.twoWorkers],
-    ] as const) {
+    if (scaling) {
+      process.stdout.write(`\n## scaling: ${c.name}\n\n`);
       process.stdout.write(
-        `| ${n} | ${s.phaseMs.toFixed(1)} | ${s.computeMs.toFixed(1)} | ${(s.outsideComputeShare * 100).toFixed(1)}% | ${Math.round(s.bytesUpPerPhase)} | ${Math.round(s.bytesDownPerPhase)} |\n`,
+        `1 worker ${scaling.oneWorkerStepsPerSecond.toFixed(2)} steps/s, 2 workers ${scaling.twoWorkersStepsPerSecond.toFixed(2)} steps/s: ${scaling.speedup.toFixed(2)}×\n`,
       );
-    }
-    process.stdout.write(
-      "\n## transport: mlp 256-512, batch 64, K=1, agon local --workers 1 (steady state)\n\n",
-    );
-    process.stdout.write(
-      "| gradients & params | steps/s | phase ms | outside compute | bytes up / phase | bytes down / phase |\n",
-    );
-    process.stdout.write("|---|--:|--:|--:|--:|--:|\n");
-    for (const t of transport) {
+      process.stdout.write("\n## communication per phase (steady state)\n\n");
       process.stdout.write(
-        `| ${t.dtype} | ${t.stepsPerSecond.toFixed(2)} | ${t.phaseMs.toFixed(1)} | ${(t.outsideComputeShare * 100).toFixed(1)}% | ${Math.round(t.bytesUpPerPhase)} | ${Math.round(t.bytesDownPerPhase)} |\n`,
+        "| workers | phase ms | busiest worker compute ms | outside compute | bytes up | bytes down |\n",
+      );
+      process.stdout.write("|--:|--:|--:|--:|--:|--:|\n");
+      for (const [n, s] of [
+        [1, scaling.communication.oneWorker],
+        [2, scaling.communication.twoWorkers],
+      ] as const) {
+        process.stdout.write(
+          `| ${n} | ${s.phaseMs.toFixed(1)} | ${s.computeMs.toFixed(1)} | ${(s.outsideComputeShare * 100).toFixed(1)}% | ${Math.round(s.bytesUpPerPhase)} | ${Math.round(s.bytesDownPerPhase)} |\n`,
+        );
+      }
+    }
+    if (transport.length > 0) {
+      process.stdout.write(
+        "\n## transport: mlp 256-512, batch 64, K=1, agon local --workers 1 (steady state)\n\n",
+      );
+      process.stdout.write(
+        "| gradients & params | steps/s | phase ms | outside compute | bytes up / phase | bytes down / phase |\n",
+      );
+      process.stdout.write("|---|--:|--:|--:|--:|--:|\n");
+      for (const t of transport) {
+        process.stdout.write(
+          `| ${t.dtype} | ${t.stepsPerSecond.toFixed(2)} | ${t.phaseMs.toFixed(1)} | ${(t.outsideComputeShare * 100).toFixed(1)}% | ${Math.round(t.bytesUpPerPhase)} | ${Math.round(t.bytesDownPerPhase)} |\n`,
+        );
+      }
+    }
+    if (scale) {
+      const r = scale as {
+        case: string;
+        params: { G: number; D: number };
+        inboundOverModelBytes: { G: number; D: number };
+        stepsPerSecond: number;
+        phaseMs: number;
+        computeMs: number;
+      };
+      process.stdout.write(`\n## scale: ${r.case}, agon local --workers 2\n\n`);
+      process.stdout.write(
+        `coordinator inbound bytes per phase ÷ the network's bytes (median, steady state): D ${r.inboundOverModelBytes.D.toFixed(2)}×, G ${r.inboundOverModelBytes.G.toFixed(2)}× (8× before the reduction tree)\n`,
+      );
+      process.stdout.write(
+        `${r.stepsPerSecond.toFixed(3)} steps/s, phase ${r.phaseMs.toFixed(0)} ms, busiest worker compute ${r.computeMs.toFixed(0)} ms\n`,
       );
     }
     if (jsonPath) writeFileSync(jsonPath, `${JSON.stringify(results, null, 2)}\n`);

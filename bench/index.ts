@@ -6,6 +6,7 @@ import { runEvalBench } from "./eval.js";
 import { runFaultsBench } from "./faults.js";
 import { runQualityBench } from "./quality.js";
 import { runStepBench } from "./step.js";
+import { runUpdateBench } from "./update.js";
 
 interface Benchmark {
   summary: string;
@@ -37,6 +38,11 @@ const BENCHMARKS: Record<string, Benchmark> = {
   eval: {
     summary: "cost of evaluation during training (eval.every) in training time; hashes unchanged",
     run: runEvalBench,
+  },
+  update: {
+    summary:
+      "coordinator cost per phase per million parameters: receive, tree + mean, Adam, publish",
+    run: runUpdateBench,
   },
   quality: {
     summary:

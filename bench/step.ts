@@ -13,6 +13,7 @@ import { type Dataset, loadDataset } from "../shared/data/index.js";
 import type { MicrotaskResult } from "../shared/microtask.js";
 import { MicrotaskRunner } from "../shared/runner.js";
 import { datasetSpec, microtaskSpec, phasesPerStep } from "../shared/schedule.js";
+import { reduceNode } from "../shared/tree.js";
 import { type MachineInfo, machineHeader, machineInfo } from "./machine.js";
 import { fmtMs, median, percentile, textTable } from "./stats.js";
 
@@ -128,6 +129,16 @@ export interface CellResult {
   partsMedianMs: { D: number; G: number; update: number };
   /** Live tfjs tensors gained over the cell (should be 0). */
   tensorLeak: number;
+  /**
+   * From one extra, untimed step: tfjs kernels dispatched per phase (all K
+   * microtasks, forward and backward; tf.profile's kernel list) and bytes
+   * uploaded host→device per microtask (what the backend's `write` received:
+   * weights, noise, real samples).
+   */
+  dispatch: {
+    kernelsPerPhase: { D: number; G: number };
+    uploadBytesPerMicrotask: { D: number; G: number };
+  };
   note?: string;
 }
 
@@ -269,6 +280,57 @@ interface StepTiming {
   update: number;
 }
 
+/**
+ * Runs one step like trainStep, counting per phase the kernels tfjs
+ * dispatches (tf.profile) and the bytes handed to the backend's `write` (host
+ * to device; on wasm, into the wasm heap). Untimed: profiling slows kernels.
+ */
+async function dispatchStep(
+  cfg: RunConfig,
+  runner: MicrotaskRunner,
+  state: TrainingState,
+): Promise<CellResult["dispatch"]> {
+  const backend = tf.backend() as unknown as {
+    write: (values: unknown, ...rest: unknown[]) => unknown;
+  };
+  const original = backend.write;
+  let uploaded = 0;
+  backend.write = function (this: unknown, values: unknown, ...rest: unknown[]) {
+    if (ArrayBuffer.isView(values)) uploaded += values.byteLength;
+    return original.call(this, values, ...rest);
+  };
+  const out: CellResult["dispatch"] = {
+    kernelsPerPhase: { D: 0, G: 0 },
+    uploadBytesPerMicrotask: { D: 0, G: 0 },
+  };
+  try {
+    for (let p = 0; p < phasesPerStep(cfg); p++) {
+      const kind = state.kind;
+      const root = { lo: 0, hi: cfg.shards };
+      uploaded = 0;
+      let result: MicrotaskResult | undefined;
+      const profile = await tf.profile(async () => {
+        result = await reduceNode(root, cfg.transport.gradients, (shard) =>
+          runner.runAsync(
+            microtaskSpec(cfg, state.step, state.phase, shard),
+            state.weights.G,
+            state.weights.D,
+            { G: `v${state.versions.G}`, D: `v${state.versions.D}` },
+          ),
+        );
+        return [];
+      });
+      // The last phase of a kind stands for the kind (kD > 1 repeats the same work).
+      out.kernelsPerPhase[kind] = profile.kernels.length;
+      out.uploadBytesPerMicrotask[kind] = uploaded / cfg.shards;
+      state.applyPhase([{ ...root, result: result! }]);
+    }
+  } finally {
+    backend.write = original;
+  }
+  return out;
+}
+
 /** One training step, the loop body of coordinator/train.ts without the file writes. */
 async function trainStep(
   cfg: RunConfig,
@@ -280,13 +342,17 @@ async function trainStep(
   for (let p = 0; p < phasesPerStep(cfg); p++) {
     const kind = state.kind;
     const t0 = performance.now();
-    const results: MicrotaskResult[] = [];
-    for (let shard = 0; shard < cfg.shards; shard++) {
-      const spec = microtaskSpec(cfg, state.step, state.phase, shard);
-      results.push(await runner.runAsync(spec, state.weights.G, state.weights.D));
-    }
+    const root = { lo: 0, hi: cfg.shards };
+    const result = await reduceNode(root, cfg.transport.gradients, (shard) =>
+      runner.runAsync(
+        microtaskSpec(cfg, state.step, state.phase, shard),
+        state.weights.G,
+        state.weights.D,
+        { G: `v${state.versions.G}`, D: `v${state.versions.D}` },
+      ),
+    );
     const t1 = performance.now();
-    state.applyPhase(results);
+    state.applyPhase([{ ...root, result }]);
     t[kind] += t1 - t0;
     t.update += performance.now() - t1;
   }
@@ -333,6 +399,8 @@ async function runCell(
       break;
     }
   }
+  const dispatch = await dispatchStep(cfg, runner, state);
+  runner.release();
   const tensorLeak = tf.memory().numTensors - tensorsBefore;
   if (tensorLeak !== 0) notes.push(`${tensorLeak} tensors leaked`);
 
@@ -355,6 +423,7 @@ async function runCell(
       update: median(timings.map((t) => t.update)),
     },
     tensorLeak,
+    dispatch,
   };
   if (notes.length > 0) result.note = notes.join("; ");
   log(
@@ -456,6 +525,8 @@ export function formatStepTable(results: readonly CellResult[]): string {
     "D ms",
     "G ms",
     "update ms",
+    "kernels/phase D/G",
+    "h→d KiB/microtask D/G",
   ];
   const rows = results.map((r) => [
     r.model,
@@ -468,8 +539,10 @@ export function formatStepTable(results: readonly CellResult[]): string {
     fmtMs(r.partsMedianMs.D),
     fmtMs(r.partsMedianMs.G),
     fmtMs(r.partsMedianMs.update),
+    `${r.dispatch.kernelsPerPhase.D}/${r.dispatch.kernelsPerPhase.G}`,
+    `${(r.dispatch.uploadBytesPerMicrotask.D / 1024).toFixed(0)}/${(r.dispatch.uploadBytesPerMicrotask.G / 1024).toFixed(0)}`,
   ]);
-  return textTable(header, rows, new Set([2, 3, 4, 5, 6, 7, 8, 9]));
+  return textTable(header, rows, new Set([2, 3, 4, 5, 6, 7, 8, 9, 10, 11]));
 }
 
 export async function runStepBench(argv: string[]): Promise<number> {

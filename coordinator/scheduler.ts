@@ -1,14 +1,24 @@
 // The coordinator's scheduler as a pure state machine: membership with leases,
-// the K microtasks of the current phase, shard ownership, reassignment, and
-// results collected by shard. It takes events with the time they happened and
-// returns actions; it does no I/O and reads no clock, so tests drive it exactly.
+// the K microtasks of the current phase, shard ownership, reassignment,
+// deadlines and quarantine, and results collected by reduction-tree node
+// (shared/tree.ts). It takes events with the time they happened and returns
+// actions; it does no I/O and reads no clock, so tests drive it exactly.
+//
+// A task is a tree node: its holder computes the node's shards and sends their
+// tree sum. Each live worker owns a contiguous range of shards and gets the
+// fewest nodes that cover it. Reassignment and straggler re-issue work per
+// leaf (one shard); any result for a node makes every task under it finished.
 import type { MicrotaskResult } from "../shared/microtask.js";
+import { ownedRange, type TreePart, treeCover } from "../shared/tree.js";
 
 export interface TaskRef {
+  /** `step.phase.shard` for a leaf, `step.phase.lo-hi` for an inner node. */
   taskId: string;
   step: number;
   phase: number;
+  /** The task is the tree node [shard, shardEnd); a leaf has shardEnd = shard + 1. */
   shard: number;
+  shardEnd: number;
   versions: { G: number; D: number };
 }
 
@@ -23,8 +33,8 @@ export type Action =
   | { type: "workerQuarantined"; workerId: string; reason: string }
   /** A quarantined worker returned a result in time: it gets microtasks again. */
   | { type: "workerReinstated"; workerId: string }
-  /** All K results are in; `results[k]` is shard k's. */
-  | { type: "phaseComplete"; step: number; phase: number; results: MicrotaskResult[] };
+  /** Every shard is covered: `parts` are disjoint tree nodes that tile the K shards, in shard order. */
+  | { type: "phaseComplete"; step: number; phase: number; parts: TreePart[] };
 
 interface Member {
   id: string;
@@ -47,7 +57,6 @@ interface TaskState {
   ref: TaskRef;
   /** Workers that currently hold this task (more than one after a re-issue or a probe), with when each got it. */
   holders: Map<string, number>;
-  result: MicrotaskResult | null;
 }
 
 /** How the scheduler sets microtask deadlines and treats members that miss them. */
@@ -75,13 +84,23 @@ export class Scheduler {
   private readonly members = new Map<string, Member>();
   private nextSeq = 0;
   private tasks: TaskState[] = [];
-  private current: { step: number; phase: number; kind: string } | null = null;
+  /** Node values received this phase, by `lo:hi`; none nested in another. */
+  private readonly parts = new Map<string, TreePart>();
+  /** Whether shard k's value is in (alone or inside a received node). */
+  private covered: boolean[] = [];
+  private current: {
+    step: number;
+    phase: number;
+    kind: string;
+    versions: { G: number; D: number };
+  } | null = null;
+  /** Deadline per shard of a task: a task of n shards has n times as long. */
   private deadlineMs = Number.POSITIVE_INFINITY;
   /**
-   * Per phase kind: the lower median of the last phase's per-microtask service
+   * Per phase kind: the lower median of the last phase's per-shard service
    * times (ms from a worker's previous result, or from the task's issue, to
-   * this result). A stalled microtask never yields a sample, so a hung member
-   * cannot stretch the deadline; honest workers hold most samples.
+   * this result, over the task's shards). A stalled task never yields a
+   * sample, so a hung member cannot stretch the deadline.
    */
   private readonly computeMs = new Map<string, number>();
   private samples: number[] = [];
@@ -137,20 +156,12 @@ export class Scheduler {
     if (!m) return [];
     this.members.delete(workerId);
     const actions: Action[] = [{ type: "workerLost", workerId, reason }];
-    for (const t of this.tasks) {
-      if (t.holders.delete(workerId) && t.result === null && this.activeHolders(t).length === 0) {
-        const to = this.leastLoaded();
-        if (to) {
-          t.holders.set(to, now);
-          actions.push({ type: "taskReassigned", taskId: t.ref.taskId, from: workerId, to });
-          actions.push({ type: "assign", workerId: to, task: t.ref });
-        }
-      }
-    }
+    for (const t of [...this.tasks]) t.holders.delete(workerId);
+    actions.push(...this.rehome(workerId, now));
     return actions;
   }
 
-  /** Expires leases and re-issues stragglers; call periodically. */
+  /** Expires leases, re-issues stragglers and quarantines members late phase after phase; call periodically. */
   tick(now: number): Action[] {
     const actions: Action[] = [];
     for (const m of [...this.members.values()]) {
@@ -160,12 +171,14 @@ export class Scheduler {
         );
       }
     }
-    for (const t of this.tasks) {
-      if (t.result !== null) continue;
+    // A late task's missing shards go, one per idle worker, to the idle workers, taken from the
+    // node's end (its holder works from the start).
+    for (const t of [...this.tasks]) {
+      if (this.finished(t)) continue;
       const active = this.activeHolders(t);
       if (active.length !== 1) continue;
       const holder = this.members.get(active[0])!;
-      if (now - this.progressSince(t, holder) <= this.deadlineMs) continue;
+      if (now - this.progressSince(t, holder) <= this.deadlineMs * this.size(t)) continue;
       if (!holder.missedThisPhase) {
         holder.missedThisPhase = true;
         holder.misses++;
@@ -175,27 +188,37 @@ export class Scheduler {
           continue;
         }
       }
-      const idle = this.liveMembers().find(
-        (m) =>
-          !t.holders.has(m.id) && !this.tasks.some((x) => x.result === null && x.holders.has(m.id)),
-      );
-      if (!idle) continue;
-      t.holders.set(idle.id, now);
-      actions.push({ type: "taskReissued", taskId: t.ref.taskId, holder: holder.id, to: idle.id });
-      actions.push({ type: "assign", workerId: idle.id, task: t.ref });
+      for (const idle of this.liveMembers()) {
+        if (idle.quarantined || t.holders.has(idle.id) || this.load(idle.id) > 0) continue;
+        let k = t.ref.shardEnd - 1;
+        while (k >= t.ref.shard && (this.covered[k] || this.heldElsewhere(k, t))) k--;
+        if (k < t.ref.shard) break;
+        const leaf = this.size(t) === 1 ? t : this.leafTask(k);
+        leaf.holders.set(idle.id, now);
+        actions.push({
+          type: "taskReissued",
+          taskId: leaf.ref.taskId,
+          holder: holder.id,
+          to: idle.id,
+        });
+        actions.push({ type: "assign", workerId: idle.id, task: leaf.ref });
+        if (leaf === t) break;
+      }
     }
     return actions;
   }
 
   /**
-   * Starts phase (step, phase) of `kind` (e.g. "D", "G"): K tasks, shard k to
-   * owner k mod live-count in join order, quarantined members left out; each
-   * quarantined member gets a duplicate of one task as a probe. A worker that
-   * holds an unfinished task and has delivered nothing for the deadline (the
-   * kind's measured compute time × factor, see DeadlinePolicy, or
-   * `deadlineMs` when given) is late: that task also goes to an idle worker
-   * (first result wins), and a member late in `quarantineAfter` phases in a
-   * row is quarantined.
+   * Starts phase (step, phase) of `kind` (e.g. "D", "G"): live, not
+   * quarantined worker i of W (join order) owns the contiguous shards
+   * [⌊iK/W⌋, ⌊(i+1)K/W⌋) and gets one task per tree node of their cover; each
+   * quarantined member gets a duplicate of one leaf as a probe. With no live
+   * worker the K leaves wait as orphans. A worker that holds an unfinished
+   * task and has delivered nothing for the deadline (the kind's measured
+   * per-shard compute time × factor × the task's shards, see DeadlinePolicy,
+   * or `deadlineMs` per shard when given) is late: the task's missing shards
+   * are re-issued to idle workers (first result wins), and a member late in
+   * `quarantineAfter` phases in a row is quarantined.
    */
   startPhase(
     step: number,
@@ -205,7 +228,7 @@ export class Scheduler {
     opts: { kind?: string; deadlineMs?: number } = {},
   ): Action[] {
     const kind = opts.kind ?? "";
-    this.current = { step, phase, kind };
+    this.current = { step, phase, kind, versions: { ...versions } };
     const measured = this.computeMs.get(kind);
     this.deadlineMs =
       opts.deadlineMs ??
@@ -214,28 +237,32 @@ export class Scheduler {
         : Math.max(this.policy.minMs, this.policy.factor * measured));
     this.samples = [];
     for (const m of this.members.values()) m.missedThisPhase = false;
+    this.tasks = [];
+    this.parts.clear();
+    this.covered = new Array<boolean>(this.shards).fill(false);
     const all = this.liveMembers();
     const healthy = all.filter((m) => !m.quarantined);
     // Better a slow member than none.
     const owners = healthy.length > 0 ? healthy : all;
-    this.tasks = Array.from({ length: this.shards }, (_, shard) => ({
-      ref: { taskId: `${step}.${phase}.${shard}`, step, phase, shard, versions: { ...versions } },
-      holders: new Map<string, number>(),
-      result: null,
-    }));
     const actions: Action[] = [];
-    if (owners.length === 0) return actions;
-    for (const t of this.tasks) {
-      const owner = owners[t.ref.shard % owners.length].id;
-      t.holders.set(owner, now);
-      actions.push({ type: "assign", workerId: owner, task: t.ref });
+    if (owners.length === 0) {
+      for (let k = 0; k < this.shards; k++) this.leafTask(k);
+      return actions;
     }
-    // Probes: the last shards (last in their owners' queues), so a probe that is in time can win.
+    owners.forEach((m, i) => {
+      const range = ownedRange(i, owners.length, this.shards);
+      for (const node of treeCover(range.lo, range.hi, this.shards)) {
+        const t = this.newTask(node.lo, node.hi);
+        t.holders.set(m.id, now);
+        actions.push({ type: "assign", workerId: m.id, task: t.ref });
+      }
+    });
+    // Probes: the last leaves (last in their owners' queues), so a probe that is in time can win.
     if (owners === healthy) {
       all
         .filter((m) => m.quarantined)
         .forEach((m, i) => {
-          const t = this.tasks[this.shards - 1 - (i % this.shards)];
+          const t = this.leafTask(this.shards - 1 - (i % this.shards));
           t.holders.set(m.id, now);
           actions.push({ type: "assign", workerId: m.id, task: t.ref });
         });
@@ -243,12 +270,17 @@ export class Scheduler {
     return actions;
   }
 
-  /** The deadline (ms) of the current phase; for status displays and tests. */
+  /** The per-shard deadline (ms) of the current phase; for status displays and tests. */
   get deadline(): number {
     return this.deadlineMs;
   }
 
-  /** Validates and records a result. The first valid result for a task wins; later ones are dropped. */
+  /**
+   * Validates and records a task's result: the value of its tree node. The
+   * first valid result for a shard wins; a result for a node already covered
+   * is dropped, one for a node above values already in replaces them (the
+   * values are the same bits either way).
+   */
   submit(
     workerId: string,
     taskId: string,
@@ -264,7 +296,8 @@ export class Scheduler {
     m.leaseUntil = now + this.leaseMs;
     const t = this.tasks.find((x) => x.ref.taskId === taskId);
     const inTime =
-      t?.holders.has(workerId) === true && now - this.progressSince(t, m) <= this.deadlineMs;
+      t?.holders.has(workerId) === true &&
+      now - this.progressSince(t, m) <= this.deadlineMs * this.size(t);
     const actions: Action[] = [];
     if (inTime) {
       m.misses = 0;
@@ -276,33 +309,46 @@ export class Scheduler {
     if (!t)
       return {
         verdict: { ok: false, reason: `task ${taskId} is not part of the current phase` },
-        actions: [],
+        actions,
       };
     if (!t.holders.has(workerId)) {
       return {
         verdict: { ok: false, reason: `task ${taskId} is not assigned to ${workerId}` },
-        actions: [],
+        actions,
       };
     }
-    if (t.result !== null)
+    if (this.finished(t))
       return { verdict: { ok: false, reason: `duplicate result for ${taskId}` }, actions };
-    if (m.live) this.samples.push(now - this.progressSince(t, m));
+    if (m.live) this.samples.push((now - this.progressSince(t, m)) / this.size(t));
     m.lastResultAt = now;
-    t.result = result;
-    for (const other of t.holders.keys()) {
-      if (other !== workerId)
-        actions.push({ type: "cancel", workerId: other, taskId, reason: "result already in" });
+    const { shard: lo, shardEnd: hi } = t.ref;
+    const open = this.tasks.filter((x) => !this.finished(x));
+    for (const [key, p] of this.parts) if (lo <= p.lo && p.hi <= hi) this.parts.delete(key);
+    this.parts.set(`${lo}:${hi}`, { lo, hi, result });
+    for (let k = lo; k < hi; k++) this.covered[k] = true;
+    for (const x of open) {
+      if (!this.finished(x)) continue;
+      for (const other of x.holders.keys()) {
+        if (other !== workerId)
+          actions.push({
+            type: "cancel",
+            workerId: other,
+            taskId: x.ref.taskId,
+            reason: "result already in",
+          });
+      }
     }
-    if (this.tasks.every((x) => x.result !== null) && this.current) {
-      const results = this.tasks.map((x) => x.result!);
+    if (this.covered.every(Boolean) && this.current) {
       if (this.samples.length > 0) this.computeMs.set(this.current.kind, lowerMedian(this.samples));
+      const parts = [...this.parts.values()].sort((a, b) => a.lo - b.lo);
       actions.push({
         type: "phaseComplete",
         step: this.current.step,
         phase: this.current.phase,
-        results,
+        parts,
       });
       this.tasks = [];
+      this.parts.clear();
       this.current = null;
     }
     return { verdict: { ok: true }, actions };
@@ -313,21 +359,26 @@ export class Scheduler {
     return this.tasks.find((x) => x.ref.taskId === taskId)?.ref;
   }
 
-  /** Whether `workerId` holds the unfinished microtask `taskId` of the current phase. */
+  /** Whether `workerId` holds the unfinished task `taskId` of the current phase. */
   holds(workerId: string, taskId: string): boolean {
     const t = this.tasks.find((x) => x.ref.taskId === taskId);
-    return t !== undefined && t.result === null && t.holders.has(workerId);
+    return t !== undefined && !this.finished(t) && t.holders.has(workerId);
   }
 
   isMember(workerId: string): boolean {
     return this.members.has(workerId);
   }
 
-  /** Shards each live worker owns in the current phase (for status displays). */
+  /** Shards each live worker holds in the current phase (for status displays). */
   ownership(): Map<string, number[]> {
     const out = new Map<string, number[]>();
     for (const m of this.liveMembers()) out.set(m.id, []);
-    for (const t of this.tasks) for (const h of t.holders.keys()) out.get(h)?.push(t.ref.shard);
+    for (const t of this.tasks) {
+      for (const h of t.holders.keys()) {
+        for (let k = t.ref.shard; k < t.ref.shardEnd; k++) out.get(h)?.push(k);
+      }
+    }
+    for (const shards of out.values()) shards.sort((a, b) => a - b);
     return out;
   }
 
@@ -344,13 +395,67 @@ export class Scheduler {
   }
 
   private assignOrphans(now: number): Action[] {
+    const orphans = this.tasks.filter(
+      (t) => !this.finished(t) && this.activeHolders(t).length === 0 && this.size(t) === 1,
+    );
+    return this.handOut(
+      orphans.sort((a, b) => a.ref.shard - b.ref.shard),
+      now,
+    );
+  }
+
+  /**
+   * The unfinished tasks with no active holder left (after `from` was lost or
+   * quarantined) break up into their missing shards, handed out per leaf.
+   */
+  private rehome(from: string, now: number): Action[] {
+    const orphans: number[] = [];
+    for (const t of [...this.tasks]) {
+      if (this.finished(t) || this.activeHolders(t).length > 0) continue;
+      for (let k = t.ref.shard; k < t.ref.shardEnd; k++) if (!this.covered[k]) orphans.push(k);
+      if (this.size(t) > 1 && t.holders.size === 0) this.tasks.splice(this.tasks.indexOf(t), 1);
+    }
+    const leaves = [...new Set(orphans)]
+      .sort((a, b) => a - b)
+      .filter((k) => !this.heldElsewhere(k, null))
+      .map((k) => this.leafTask(k))
+      .filter((t) => this.activeHolders(t).length === 0);
+    // Leaves nobody can take stay orphans until a worker connects.
+    return this.handOut(leaves, now, from);
+  }
+
+  /**
+   * Gives leaf tasks without an active holder (in shard order), one at a
+   * time, to the least-loaded worker; then the leaves one worker got that
+   * make up whole tree nodes become one task per node, so it sends their sum.
+   * `from`: the worker they come from, for taskReassigned actions.
+   */
+  private handOut(leaves: TaskState[], now: number, from?: string): Action[] {
+    const given = new Map<string, TaskState[]>();
+    for (const t of leaves) {
+      const to = this.leastLoaded();
+      if (!to) break;
+      t.holders.set(to, now);
+      given.set(to, [...(given.get(to) ?? []), t]);
+    }
     const actions: Action[] = [];
-    for (const t of this.tasks) {
-      if (t.result === null && this.activeHolders(t).length === 0) {
-        const to = this.leastLoaded();
-        if (!to) break;
-        t.holders.set(to, now);
-        actions.push({ type: "assign", workerId: to, task: t.ref });
+    for (const [to, mine] of given) {
+      for (let i = 0; i < mine.length; ) {
+        let j = i + 1;
+        while (j < mine.length && mine[j].ref.shard === mine[j - 1].ref.shard + 1) j++;
+        for (const node of treeCover(mine[i].ref.shard, mine[j - 1].ref.shard + 1, this.shards)) {
+          let task = mine[i + node.lo - mine[i].ref.shard];
+          if (node.hi - node.lo > 1) {
+            const inside = (x: TaskState) =>
+              node.lo <= x.ref.shard && x.ref.shardEnd <= node.hi && x.holders.size === 1;
+            this.tasks = this.tasks.filter((x) => !(mine.includes(x) && inside(x)));
+            task = this.newTask(node.lo, node.hi);
+            task.holders.set(to, now);
+          }
+          if (from) actions.push({ type: "taskReassigned", taskId: task.ref.taskId, from, to });
+          actions.push({ type: "assign", workerId: to, task: task.ref });
+        }
+        i = j;
       }
     }
     return actions;
@@ -366,7 +471,7 @@ export class Scheduler {
     return Math.max(t.holders.get(m.id) ?? Number.POSITIVE_INFINITY, m.lastResultAt);
   }
 
-  /** Quarantines `m` and moves the unfinished tasks only it holds to the least loaded healthy workers. */
+  /** Quarantines `m` and moves the unfinished shards only it holds to the least loaded healthy workers. */
   private quarantine(m: Member, now: number): Action[] {
     m.quarantined = true;
     const actions: Action[] = [
@@ -376,28 +481,68 @@ export class Scheduler {
         reason: `missed the microtask deadline (${Math.round(this.deadlineMs)} ms) in ${m.misses} phases in a row while heartbeating`,
       },
     ];
-    for (const t of this.tasks) {
-      if (t.result !== null || !t.holders.has(m.id) || this.activeHolders(t).length > 0) continue;
-      const to = this.leastLoaded();
-      if (!to) break;
-      t.holders.set(to, now);
-      actions.push({ type: "taskReassigned", taskId: t.ref.taskId, from: m.id, to });
-      actions.push({ type: "assign", workerId: to, task: t.ref });
-    }
+    actions.push(...this.rehome(m.id, now));
     return actions;
   }
 
-  /** The live, not quarantined worker holding the fewest unfinished tasks (ties: earliest joined); any live one if all are quarantined. */
+  /** The live, not quarantined worker holding the fewest missing shards (ties: earliest joined); any live one if all are quarantined. */
   private leastLoaded(): string | undefined {
     let best: { id: string; load: number } | undefined;
     const live = this.liveMembers();
     const healthy = live.filter((m) => !m.quarantined);
     for (const m of healthy.length > 0 ? healthy : live) {
-      let load = 0;
-      for (const t of this.tasks) if (t.result === null && t.holders.has(m.id)) load++;
+      const load = this.load(m.id);
       if (!best || load < best.load) best = { id: m.id, load };
     }
     return best?.id;
+  }
+
+  /** Missing shards in the unfinished tasks `workerId` holds. */
+  private load(workerId: string): number {
+    let n = 0;
+    for (const t of this.tasks) {
+      if (!t.holders.has(workerId)) continue;
+      for (let k = t.ref.shard; k < t.ref.shardEnd; k++) if (!this.covered[k]) n++;
+    }
+    return n;
+  }
+
+  /** Shards in the task's node. */
+  private size(t: TaskState): number {
+    return t.ref.shardEnd - t.ref.shard;
+  }
+
+  /** Every shard of the task's node is in. */
+  private finished(t: TaskState): boolean {
+    for (let k = t.ref.shard; k < t.ref.shardEnd; k++) if (!this.covered[k]) return false;
+    return true;
+  }
+
+  /** Some task other than `except` with an active holder covers shard k. */
+  private heldElsewhere(k: number, except: TaskState | null): boolean {
+    return this.tasks.some(
+      (x) =>
+        x !== except && this.activeHolders(x).length > 0 && x.ref.shard <= k && k < x.ref.shardEnd,
+    );
+  }
+
+  /** The leaf task of shard k in this phase, made when first needed. */
+  private leafTask(k: number): TaskState {
+    return (
+      this.tasks.find((x) => x.ref.shard === k && x.ref.shardEnd === k + 1) ??
+      this.newTask(k, k + 1)
+    );
+  }
+
+  private newTask(lo: number, hi: number): TaskState {
+    const { step, phase, versions } = this.current!;
+    const id = hi - lo === 1 ? `${step}.${phase}.${lo}` : `${step}.${phase}.${lo}-${hi}`;
+    const t: TaskState = {
+      ref: { taskId: id, step, phase, shard: lo, shardEnd: hi, versions: { ...versions } },
+      holders: new Map<string, number>(),
+    };
+    this.tasks.push(t);
+    return t;
   }
 }
 

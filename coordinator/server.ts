@@ -3,7 +3,7 @@
 // publisher (publisher.ts) broadcasts parameters, events and metrics on NATS,
 // the run recorder (recorder.ts) writes metrics, samples and checkpoints and
 // checks the run's health; this file applies each phase when all K results are
-// in (in shard order) and decides what happens next.
+// in (completing the reduction tree) and decides what happens next.
 
 import type { Http2Server, Http2Session } from "node:http2";
 import * as grpc from "@grpc/grpc-js";
@@ -11,12 +11,12 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { type BackendName, initBackend } from "../shared/backend.js";
 import type { RunConfig } from "../shared/config.js";
 import { openDataset } from "../shared/data/index.js";
-import type { MicrotaskResult } from "../shared/microtask.js";
 import { buildModel, type GanModel, resultSize } from "../shared/models/index.js";
 import { connectNats } from "../shared/nats.js";
 import type { Net } from "../shared/params-bus.js";
 import { datasetSpec, withDatasetIdentity } from "../shared/schedule.js";
 import { type NatsAuthFiles, type ServerTlsFiles, serverCredentials } from "../shared/security.js";
+import type { TreePart } from "../shared/tree.js";
 import { loadAgonProto, SERVER_OPTIONS } from "../shared/wire.js";
 import { resumableCheckpoint } from "./checkpoint.js";
 import { type HttpServerHandle, type RunStatus, startHttpServer } from "./http.js";
@@ -336,7 +336,7 @@ export class CoordinatorServer implements ServiceCore {
           );
           break;
         case "phaseComplete":
-          this.applying = this.completePhase(a.results)
+          this.applying = this.completePhase(a.parts)
             .catch((err: Error) => this.fail(err))
             .finally(() => {
               this.applying = null;
@@ -346,9 +346,9 @@ export class CoordinatorServer implements ServiceCore {
     }
   }
 
-  private async completePhase(results: MicrotaskResult[]): Promise<void> {
+  private async completePhase(parts: TreePart[]): Promise<void> {
     if (this.recorder.fatal) throw this.recorder.fatal;
-    const summary = this.state.applyPhase(results);
+    const summary = this.state.applyPhase(parts);
     this.publish(summary.kind);
     const signals = await this.recorder.afterPhase(this.state, summary, {
       schema: 1,

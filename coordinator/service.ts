@@ -90,6 +90,7 @@ export class CoordinatorService {
         step: task.step,
         phase: task.phase,
         shard: task.shard,
+        shardEnd: task.shardEnd,
         gVersion: task.versions.G,
         dVersion: task.versions.D,
         deadlineMs: 0,
@@ -235,8 +236,12 @@ export class CoordinatorService {
     const { cfg, scheduler } = this.core;
     const task = scheduler.task(header.taskId);
     const isD = task !== undefined && phaseKind(cfg, task.phase) === "D";
-    if (!Number.isInteger(header.count) || header.count !== cfg.batch / cfg.shards) {
-      throw new GradientRejection(`count ${header.count} does not match the microtask batch`, true);
+    const shards = task ? task.shardEnd - task.shard : 1;
+    if (!Number.isInteger(header.count) || header.count !== (shards * cfg.batch) / cfg.shards) {
+      throw new GradientRejection(
+        `count ${header.count} does not match the task's ${shards} microtask batch(es)`,
+        true,
+      );
     }
     for (const [field, value] of [
       ["d_loss", header.dLoss],

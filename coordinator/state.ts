@@ -4,10 +4,11 @@
 import { FlatAdam } from "../shared/adam.js";
 import type { RunConfig } from "../shared/config.js";
 import { weightsHash } from "../shared/hash.js";
-import { aggregateGradients, type MicrotaskResult, type Phase } from "../shared/microtask.js";
+import type { Phase } from "../shared/microtask.js";
 import { type GanModel, initWeights } from "../shared/models/index.js";
 import { hashSeed, SeedDomain } from "../shared/rng.js";
 import { phaseKind, phasesPerStep } from "../shared/schedule.js";
+import { completeTree, type TreePart, treeMean } from "../shared/tree.js";
 import type { CheckpointData } from "./checkpoint.js";
 import { EmaGenerator } from "./ema.js";
 
@@ -96,40 +97,32 @@ export class TrainingState {
   }
 
   /**
-   * Applies the current phase: `results[k]` is shard k's microtask result.
-   * Gradients are combined in shard order, then one Adam update is made to
-   * the network's parameters; its state then advances in shard order from the
-   * microtasks' reports (batch-norm running statistics) and from the new
-   * weights (spectral-norm vectors); after a G update the EMA generator follows.
+   * Applies the current phase from `parts`: reduction-tree nodes
+   * (shared/tree.ts) that tile the K shards, each with its value. The tree is
+   * completed above them and its root divided by K; one Adam update is made
+   * to the network's parameters; its state then advances from the phase's
+   * mean reports (batch-norm running statistics: the phase batch's mean and
+   * E[x²], summed along the same tree) and from the new weights
+   * (spectral-norm vectors); after a G update the EMA generator follows.
+   * Throws RangeError when the parts do not tile the shards or have the wrong
+   * length. Consumes the parts' gradients.
    */
-  applyPhase(results: ReadonlyArray<MicrotaskResult>): PhaseSummary {
-    if (results.length !== this.cfg.shards) {
-      throw new RangeError(
-        `applyPhase: expected ${this.cfg.shards} results, got ${results.length}`,
-      );
-    }
+  applyPhase(parts: ReadonlyArray<TreePart>): PhaseSummary {
     const kind = this.kind;
     const net = kind === "G" ? this.model.g : this.model.d;
     const n = net.trainableSize;
     const expected = n + net.reportSize;
-    for (const r of results) {
-      if (r.grad.length !== expected)
+    for (const p of parts) {
+      if (p.result.grad.length !== expected)
         throw new RangeError(
-          `applyPhase: a ${kind} result has ${r.grad.length} values, expected ${expected}`,
+          `applyPhase: a ${kind} result has ${p.result.grad.length} values, expected ${expected}`,
         );
     }
-    const grad = aggregateGradients(
-      results.map((r) => ({ grad: r.grad.subarray(0, n), count: r.count })),
-    );
+    const root = completeTree(parts, this.cfg.shards, this.cfg.transport.gradients);
+    const mean = treeMean(root, this.cfg.shards, n);
     const weights = this.weights[kind];
-    this.adam[kind].step(weights.subarray(0, n), grad);
-    if (net.reportSize > 0) {
-      net.absorbReports(
-        weights,
-        results.map((r) => r.grad.subarray(n)),
-        results.map((r) => r.count),
-      );
-    }
+    this.adam[kind].step(weights.subarray(0, n), mean.grad.subarray(0, n));
+    if (net.reportSize > 0) net.absorbReports(weights, [mean.grad.subarray(n)], [root.count]);
     net.advanceState(weights);
     this.versions[kind] += 1;
     if (kind === "G") this.ema?.update(weights, this.versions.G);
@@ -137,11 +130,11 @@ export class TrainingState {
       step: this.step,
       phase: this.phase,
       kind,
-      dLoss: kind === "D" ? weightedMean(results, (r) => r.dLoss!) : null,
-      gLoss: weightedMean(results, (r) => r.gLoss),
-      dReal: kind === "D" ? weightedMean(results, (r) => r.dReal!) : null,
-      dFake: weightedMean(results, (r) => r.dFake),
-      gradNorm: l2Norm(grad),
+      dLoss: kind === "D" ? mean.dLoss : null,
+      gLoss: mean.gLoss,
+      dReal: kind === "D" ? mean.dReal : null,
+      dFake: mean.dFake,
+      gradNorm: mean.norm,
       versions: { ...this.versions },
     };
     this.phase += 1;
@@ -157,23 +150,4 @@ export class TrainingState {
     const h = { G: weightsHash(this.weights.G), D: weightsHash(this.weights.D) };
     return this.ema ? { ...h, ema: weightsHash(this.ema.weights) } : h;
   }
-}
-
-function l2Norm(a: Float32Array): number {
-  let sum = 0;
-  for (let i = 0; i < a.length; i++) sum += a[i] * a[i];
-  return Math.sqrt(sum);
-}
-
-function weightedMean(
-  results: ReadonlyArray<MicrotaskResult>,
-  pick: (r: MicrotaskResult) => number,
-): number {
-  let sum = 0;
-  let n = 0;
-  for (const r of results) {
-    sum += r.count * pick(r);
-    n += r.count;
-  }
-  return sum / n;
 }

@@ -1,5 +1,5 @@
 // `agon train`: the single-process trainer. It runs the same microtasks the
-// workers run and combines them in shard order, so it is both a real tool and
+// workers run and sums them along the same reduction tree, so it is both a real tool and
 // the reference the distributed system must match bit for bit.
 import type { BackendName } from "../shared/backend.js";
 import { initBackend } from "../shared/backend.js";
@@ -8,6 +8,7 @@ import { openDataset } from "../shared/data/index.js";
 import { Progress } from "../shared/progress.js";
 import { MicrotaskRunner, transportWeights } from "../shared/runner.js";
 import { datasetSpec, microtaskSpec, withDatasetIdentity } from "../shared/schedule.js";
+import { reduceNode } from "../shared/tree.js";
 import { resumableCheckpoint } from "./checkpoint.js";
 import { DivergenceGuard, RunRecorder, resourceFailureLine } from "./recorder.js";
 import { openRunDir, RunDirWriteError, trimAfterCheckpoint } from "./rundir.js";
@@ -128,15 +129,19 @@ async function trainLocked(
         stopped: true,
       };
     }
-    const results = [];
     // Workers compute with the weights as the wire carries them (transport.params).
     const g = transportWeights(cfg, state.weights.G);
     const d = transportWeights(cfg, state.weights.D);
-    for (let shard = 0; shard < cfg.shards; shard++) {
-      const spec = microtaskSpec(cfg, state.step, state.phase, shard);
-      results.push(await runner.runAsync(spec, g, d));
-    }
-    const summary = state.applyPhase(results);
+    // All K shards summed along the reduction tree, as workers and the coordinator do;
+    // each version's weights go to the device once (keyed by version).
+    const root = { lo: 0, hi: cfg.shards };
+    const result = await reduceNode(root, cfg.transport.gradients, (shard) =>
+      runner.runAsync(microtaskSpec(cfg, state.step, state.phase, shard), g, d, {
+        G: `v${state.versions.G}`,
+        D: `v${state.versions.D}`,
+      }),
+    );
+    const summary = state.applyPhase([{ ...root, result }]);
     applied += 1;
     const signals = await recorder.afterPhase(state, summary, {
       schema: 1,

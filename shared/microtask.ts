@@ -52,6 +52,12 @@ export interface MicrotaskInput {
   augment?: readonly DiffAugmentOp[];
   /** Samples per pass (config `microbatch`); absent or ≥ batch: one pass. */
   microbatch?: number;
+  /**
+   * G's and D's weights already on the device, holding the same values as
+   * gWeights and dWeights (in parameter order); used instead of uploading
+   * them. The caller owns and disposes them.
+   */
+  resident?: { g: tf.Tensor[]; d: tf.Tensor[] };
 }
 
 export interface MicrotaskResult {
@@ -166,8 +172,8 @@ function microtaskTensors(
   const penalties = { r1: (reg * loss.r1) / 2, r2: (reg * loss.r2) / 2 };
   const z = latentNoise(input.noiseSeed, batch, model.latentDim);
   return tf.tidy(() => {
-    const gW = toTensors(model.g, input.gWeights);
-    const dW = toTensors(model.d, input.dWeights);
+    const gW = input.resident?.g ?? toTensors(model.g, input.gWeights);
+    const dW = input.resident?.d ?? toTensors(model.d, input.dWeights);
     const zT = tf.tensor2d(z, [batch, model.latentDim]);
     const x = needsReal ? tf.tensor(input.real!, [batch, ...model.sampleShape]) : null;
     const alpha =
@@ -357,29 +363,4 @@ function squaredGradNorm(d: Critic, w: tf.Tensor[], x: tf.Tensor): tf.Scalar {
   const dx = tf.grad((v: tf.Tensor) => tf.sum(d(w, v)))(x);
   const axes = dx.shape.slice(1).map((_, i) => i + 1);
   return tf.mean(tf.sum(tf.square(dx), axes)) as tf.Scalar;
-}
-
-/**
- * Combines microtask gradients in shard order (never arrival order): the
- * sample-weighted mean, accumulated in double precision, rounded once to float32.
- */
-export function aggregateGradients(
-  parts: ReadonlyArray<{ grad: Float32Array; count: number }>,
-): Float32Array {
-  if (parts.length === 0) throw new RangeError("aggregateGradients: no parts");
-  // One part: (count × g) / count is exact in double precision, so the mean is g itself.
-  if (parts.length === 1) return parts[0].grad.slice();
-  const size = parts[0].grad.length;
-  const acc = new Float64Array(size);
-  let total = 0;
-  for (const part of parts) {
-    if (part.grad.length !== size)
-      throw new RangeError("aggregateGradients: gradient sizes differ");
-    const { grad, count } = part;
-    for (let i = 0; i < size; i++) acc[i] += count * grad[i];
-    total += count;
-  }
-  const out = new Float32Array(size);
-  for (let i = 0; i < size; i++) out[i] = acc[i] / total;
-  return out;
 }

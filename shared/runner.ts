@@ -26,8 +26,20 @@ import { roundValues } from "./precision.js";
 import { hashSeed, Rng, SeedDomain } from "./rng.js";
 import type { MicrotaskSpec } from "./schedule.js";
 
+/**
+ * Names the version of each network's weights a call passes (e.g. their
+ * sha256): equal keys promise equal values, so the runner keeps that version's
+ * weights on the device and uploads them once, not once per microtask.
+ */
+export interface WeightKeys {
+  G: string;
+  D: string;
+}
+
 export class MicrotaskRunner {
   readonly model: GanModel;
+  /** Each network's weights on the device, for the last key seen. */
+  private readonly resident: Partial<Record<"G" | "D", { key: string; tensors: tf.Tensor[] }>> = {};
   readonly loss: GanLoss;
   readonly plan: ShardPlan;
   /** Where real samples come from (in memory, or a prepared dataset read on demand). */
@@ -59,9 +71,14 @@ export class MicrotaskRunner {
    * the coordinator decodes from the wire). The weights must already be as
    * transport.params carries them (see transportWeights).
    */
-  run(spec: MicrotaskSpec, gWeights: Float32Array, dWeights: Float32Array): MicrotaskResult {
+  run(
+    spec: MicrotaskSpec,
+    gWeights: Float32Array,
+    dWeights: Float32Array,
+    keys?: WeightKeys,
+  ): MicrotaskResult {
     return this.rounded(
-      computeMicrotask(this.model, this.loss, this.input(spec, gWeights, dWeights)),
+      computeMicrotask(this.model, this.loss, this.input(spec, gWeights, dWeights, keys)),
     );
   }
 
@@ -74,18 +91,45 @@ export class MicrotaskRunner {
     spec: MicrotaskSpec,
     gWeights: Float32Array,
     dWeights: Float32Array,
+    keys?: WeightKeys,
   ): Promise<MicrotaskResult> {
-    if (tf.getBackend() !== "webgpu") return this.run(spec, gWeights, dWeights);
+    if (tf.getBackend() !== "webgpu") return this.run(spec, gWeights, dWeights, keys);
     return this.rounded(
-      await computeMicrotaskAsync(this.model, this.loss, this.input(spec, gWeights, dWeights)),
+      await computeMicrotaskAsync(
+        this.model,
+        this.loss,
+        this.input(spec, gWeights, dWeights, keys),
+      ),
     );
+  }
+
+  /** Frees the weights kept on the device. */
+  release(): void {
+    for (const held of Object.values(this.resident)) tf.dispose(held.tensors);
+    delete this.resident.G;
+    delete this.resident.D;
+  }
+
+  /** `net`'s weights on the device for `key`: uploaded when the key changes, the old ones freed. */
+  private onDevice(net: "G" | "D", key: string, weights: Float32Array): tf.Tensor[] {
+    const held = this.resident[net];
+    if (held?.key === key) return held.tensors;
+    if (held) tf.dispose(held.tensors);
+    const tensors = toTensors(net === "G" ? this.model.g : this.model.d, weights);
+    this.resident[net] = { key, tensors };
+    return tensors;
   }
 
   private rounded(result: MicrotaskResult): MicrotaskResult {
     return { ...result, grad: roundValues(this.cfg.transport.gradients, result.grad) };
   }
 
-  private input(spec: MicrotaskSpec, gWeights: Float32Array, dWeights: Float32Array) {
+  private input(
+    spec: MicrotaskSpec,
+    gWeights: Float32Array,
+    dWeights: Float32Array,
+    keys: WeightKeys | undefined,
+  ) {
     let real: Float32Array | undefined;
     let labels: Int32Array | undefined;
     if (spec.draw !== null) {
@@ -106,6 +150,10 @@ export class MicrotaskRunner {
       regularize: spec.regularize,
       augment: this.cfg.augment?.policy,
       microbatch: this.cfg.microbatch,
+      resident: keys && {
+        g: this.onDevice("G", keys.G, gWeights),
+        d: this.onDevice("D", keys.D, dWeights),
+      },
     };
   }
 }

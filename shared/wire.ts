@@ -181,8 +181,13 @@ export class ChunkAssembler {
     if (sha256(bytes) !== this.checksum) throw new WireError("checksum mismatch");
     const out = decodeValues(this.dtype, bytes);
     if (requireFinite) {
-      for (let i = 0; i < out.length; i++) {
-        if (!Number.isFinite(out[i])) throw new WireError(`value ${i} is not finite (${out[i]})`);
+      // v − v is 0 for a finite v and NaN for ±Inf or NaN: one branch-free pass, then find the culprit.
+      let probe = 0;
+      const n = out.length;
+      for (let i = 0; i < n; i++) probe += out[i] - out[i];
+      if (probe !== 0) {
+        const i = out.findIndex((v) => !Number.isFinite(v));
+        throw new WireError(`value ${i} is not finite (${out[i]})`);
       }
     }
     return out;

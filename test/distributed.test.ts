@@ -5,6 +5,9 @@ import { PNG } from "pngjs";
 import { describe, expect, it } from "vitest";
 import type { CoordinatorClient } from "../proto/gen/agon/v1/Coordinator.js";
 import type { StatusReply__Output } from "../proto/gen/agon/v1/StatusReply.js";
+import { parseConfig } from "../shared/config.js";
+import type { MetricsMessage } from "../shared/metrics.js";
+import { buildModel } from "../shared/models/index.js";
 import { CHANNEL_OPTIONS, loadAgonProto } from "../shared/wire.js";
 import { localHashes, referenceHashes, tempDir, tinyRing } from "./helpers/cli.js";
 import {
@@ -44,11 +47,28 @@ const local = (config: string[], workers: number, runDir?: string) =>
   localHashes(config, workers, nats.url, runDir);
 
 describe("distributed training is bit-for-bit the single-process run", () => {
-  it("MLP GAN on the ring: agon train = local --workers 1 = local --workers 3 (K=6)", async () => {
-    const config = ring(12);
+  it("MLP GAN on the ring, K=8: agon train = local --workers 2 = local --workers 5; 2 workers send 2 gradients a phase", async () => {
+    const config = tinyRing({ steps: 12, shards: 8, batch: 32, size: 512 });
     const expected = await referenceHashes(config);
-    expect(await local(config, 1)).toEqual(expected);
-    expect(await local(config, 3)).toEqual(expected);
+    const runDir = tempDir();
+    expect(await local(config, 2, runDir)).toEqual(expected);
+    expect(await local(config, 5)).toEqual(expected);
+    // Each worker owns 4 shards, a whole subtree: it sends their sum, not 4 gradients.
+    const mlp = { name: "mlp", latentDim: 4, gHidden: [16, 16], dHidden: [16, 16] };
+    const model = buildModel(
+      parseConfig({ model: mlp, dataset: { name: "ring" }, steps: 1 }).model,
+      [2],
+    );
+    const bytes = { G: 4 * model.g.size, D: 4 * model.d.size };
+    const metrics = readFileSync(join(runDir, "metrics.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as MetricsMessage);
+    for (let i = 1; i < metrics.length; i++) {
+      const inbound = metrics[i].bytesIn - metrics[i - 1].bytesIn;
+      expect(inbound).toBeGreaterThan(0);
+      expect(inbound).toBeLessThanOrEqual(2 * bytes[metrics[i].kind]);
+    }
   });
 
   it("small DCGAN on MNIST: agon train = local --workers 1 = local --workers 3 (K=6), with sample grids", async () => {

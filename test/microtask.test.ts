@@ -3,12 +3,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { initBackend } from "../shared/backend.js";
 import { LOSS_NAMES, parseConfig } from "../shared/config.js";
 import { selectLoss } from "../shared/losses.js";
-import {
-  aggregateGradients,
-  computeMicrotask,
-  type MicrotaskInput,
-  type Phase,
-} from "../shared/microtask.js";
+import { computeMicrotask, type MicrotaskInput, type Phase } from "../shared/microtask.js";
 import { buildModel, initWeights, toTensors } from "../shared/models/index.js";
 import { Rng } from "../shared/rng.js";
 
@@ -277,13 +272,5 @@ describe("microtask gradients", () => {
         });
       }
     }
-  });
-
-  it("aggregates as the sample-weighted mean in the given order", () => {
-    const parts = [
-      { grad: Float32Array.from([1, 2]), count: 2 },
-      { grad: Float32Array.from([4, -2]), count: 1 },
-    ];
-    expect(Array.from(aggregateGradients(parts))).toEqual([2, Math.fround(2 / 3)]);
   });
 });

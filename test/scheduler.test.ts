@@ -13,7 +13,10 @@ const result = (v: number): MicrotaskResult => ({
 const assigns = (actions: Action[]) =>
   actions
     .filter((a) => a.type === "assign")
-    .map((a) => (a.type === "assign" ? `${a.task.shard}->${a.workerId}` : ""));
+    .map((a) => (a.type === "assign" ? `${node(a.task)}->${a.workerId}` : ""));
+/** A task's shards as its id writes them: `k` for a leaf, `lo-hi` for a node. */
+const node = (t: { shard: number; shardEnd: number }) =>
+  t.shardEnd - t.shard === 1 ? `${t.shard}` : `${t.shard}-${t.shardEnd}`;
 
 function cluster(workers: string[], shards = 6) {
   const s = new Scheduler(shards, 2000);
@@ -26,38 +29,83 @@ function cluster(workers: string[], shards = 6) {
 }
 
 describe("scheduler", () => {
-  it("balances shard ownership over live workers in join order", () => {
+  it("gives each live worker a contiguous range of shards, as the fewest tree nodes, in join order", () => {
+    // K = 6: the tree splits [0,6) into [0,3) and [3,6), [0,3) into [0,2) and 2, [3,6) into [3,5) and 5.
     const { s, ids } = cluster(["a", "b", "c"]);
     const actions = s.startPhase(0, 0, { G: 0, D: 0 }, 0);
-    expect(assigns(actions)).toEqual([0, 1, 2, 3, 4, 5].map((k) => `${k}->${ids[k % 3]}`));
+    expect(assigns(actions)).toEqual([
+      `0-2->${ids[0]}`,
+      `2->${ids[1]}`,
+      `3->${ids[1]}`,
+      `4->${ids[2]}`,
+      `5->${ids[2]}`,
+    ]);
+    const two = cluster(["a", "b"], 8);
+    expect(assigns(two.s.startPhase(0, 0, { G: 0, D: 0 }, 0))).toEqual([
+      `0-4->${two.ids[0]}`,
+      `4-8->${two.ids[1]}`,
+    ]);
   });
 
-  it("completes a phase with results in shard order, whatever the arrival order", () => {
-    const { s, ids } = cluster(["a", "b"], 4);
+  it("completes a phase with its parts in shard order, whatever the arrival order", () => {
+    const { s, ids } = cluster(["a", "b", "c"], 4);
+    // Ranges [0,1), [1,2), [2,4): c owns the node [2,4).
     s.startPhase(3, 1, { G: 2, D: 3 }, 0);
-    const order = [3, 0, 2, 1];
     let done: Action | undefined;
-    for (const shard of order) {
-      const { verdict, actions } = s.submit(ids[shard % 2], `3.1.${shard}`, result(shard), 1);
+    for (const [w, taskId, v] of [
+      [2, "3.1.2-4", 2],
+      [0, "3.1.0", 0],
+      [1, "3.1.1", 1],
+    ] as const) {
+      const { verdict, actions } = s.submit(ids[w], taskId, result(v), 1);
       expect(verdict.ok).toBe(true);
       done = actions.find((a) => a.type === "phaseComplete") ?? done;
     }
     expect(done?.type).toBe("phaseComplete");
     if (done?.type === "phaseComplete")
-      expect(done.results.map((r) => r.grad[0])).toEqual([0, 1, 2, 3]);
+      expect(done.parts.map((p) => [p.lo, p.hi, p.result.grad[0]])).toEqual([
+        [0, 1, 0],
+        [1, 2, 1],
+        [2, 4, 2],
+      ]);
   });
 
   it("reassigns a lost worker's unfinished microtasks and ignores its late results", () => {
     const { s, ids } = cluster(["a", "b", "c"]);
     s.startPhase(0, 0, { G: 0, D: 0 }, 0);
-    s.submit(ids[1], "0.0.1", result(1), 1);
+    expect(s.submit(ids[1], "0.0.2", result(2), 1).verdict.ok).toBe(true);
     const actions = s.lose(ids[1], "stream closed", 2);
-    // Shard 4 (b's unfinished one) goes to the least-loaded live worker; shard 1 stays done.
-    expect(assigns(actions)).toEqual([`4->${ids[0]}`]);
-    expect(s.submit(ids[1], "0.0.4", result(4), 3).verdict).toEqual({
+    // Shard 3 (b's unfinished one) goes to the least-loaded live worker; shard 2 stays done.
+    expect(assigns(actions)).toEqual([`3->${ids[0]}`]);
+    expect(s.submit(ids[1], "0.0.3", result(3), 3).verdict).toEqual({
       ok: false,
       reason: `unknown or evicted worker ${ids[1]}`,
     });
+  });
+
+  it("hands a lost worker's missing leaves out one by one, merged into a node where one worker gets all of it", () => {
+    const { s, ids } = cluster(["a", "b", "c"], 8);
+    // Ranges [0,2), [2,5), [5,8): a has the node 0-2, b has 2-4 and 4, c has 5 and 6-8.
+    expect(assigns(s.startPhase(0, 0, { G: 0, D: 0 }, 0))).toEqual([
+      `0-2->${ids[0]}`,
+      `2-4->${ids[1]}`,
+      `4->${ids[1]}`,
+      `5->${ids[2]}`,
+      `6-8->${ids[2]}`,
+    ]);
+    expect(s.submit(ids[1], "0.0.4", result(4), 1).verdict.ok).toBe(true);
+    const actions = s.lose(ids[1], "stream closed", 2);
+    // Each leaf goes to the worker with the fewest missing shards (ties: earliest joined):
+    // both to a, which then owns the node 2-4 in full and sends its sum.
+    expect(assigns(actions)).toEqual([`2-4->${ids[0]}`]);
+    expect(actions).toContainEqual({
+      type: "taskReassigned",
+      taskId: "0.0.2-4",
+      from: ids[1],
+      to: ids[0],
+    });
+    expect(s.ownership().get(ids[0])).toEqual([0, 1, 2, 3]);
+    expect(s.submit(ids[0], "0.0.2-4", result(2), 3).verdict.ok).toBe(true);
   });
 
   it("expires a lease without heartbeats", () => {
@@ -89,11 +137,11 @@ describe("scheduler", () => {
     const s = new Scheduler(2, 2000);
     expect(s.startPhase(0, 0, { G: 0, D: 0 }, 0)).toEqual([]);
     const a = s.join("a", 0).workerId;
-    expect(assigns(s.connect(a, 0))).toEqual([`0->${a}`, `1->${a}`]);
+    // The only worker gets both waiting leaves, which make up the root: one task.
+    expect(assigns(s.connect(a, 0))).toEqual([`0-2->${a}`]);
     const b = s.join("b", 0).workerId;
     expect(assigns(s.connect(b, 0))).toEqual([]);
-    s.submit(a, "0.0.0", result(0), 0);
-    s.submit(a, "0.0.1", result(1), 0);
+    expect(s.submit(a, "0.0.0-2", result(0), 0).verdict.ok).toBe(true);
     expect(assigns(s.startPhase(0, 1, { G: 0, D: 1 }, 0))).toEqual([`0->${a}`, `1->${b}`]);
   });
 
@@ -134,6 +182,40 @@ describe("scheduler stragglers", () => {
     expect(after.some((a) => a.type === "phaseComplete")).toBe(true);
     // The straggler's late result is dropped: the phase is over.
     expect(s.submit(ids[0], "0.0.0", result(9), 1300).verdict.ok).toBe(false);
+  });
+
+  it("re-issues a late node's missing leaves from its end to idle workers; the node's own sum still counts", () => {
+    const { s, ids } = cluster(["a", "b"], 4);
+    expect(assigns(s.startPhase(0, 0, { G: 0, D: 0 }, 0, { deadlineMs: 500 }))).toEqual([
+      `0-2->${ids[0]}`,
+      `2-4->${ids[1]}`,
+    ]);
+    for (const id of ids) s.heartbeat(id, 1000);
+    expect(s.submit(ids[1], "0.0.2-4", result(2), 100).verdict.ok).toBe(true);
+    const first = s.tick(1100);
+    expect(first).toContainEqual({
+      type: "taskReissued",
+      taskId: "0.0.1",
+      holder: ids[0],
+      to: ids[1],
+    });
+    expect(assigns(first)).toEqual([`1->${ids[1]}`]);
+    expect(s.submit(ids[1], "0.0.1", result(1), 1150).verdict.ok).toBe(true);
+    expect(assigns(s.tick(1200))).toEqual([`0->${ids[1]}`]);
+    // The straggler's node sum arrives first: it replaces leaf 1 and finishes leaf 0's re-issue.
+    const { verdict, actions } = s.submit(ids[0], "0.0.0-2", result(0), 1250);
+    expect(verdict.ok).toBe(true);
+    expect(actions).toContainEqual({
+      type: "cancel",
+      workerId: ids[1],
+      taskId: "0.0.0",
+      reason: "result already in",
+    });
+    const done = actions.find((a) => a.type === "phaseComplete");
+    expect(done?.type === "phaseComplete" && done.parts.map((p) => [p.lo, p.hi])).toEqual([
+      [0, 2],
+      [2, 4],
+    ]);
   });
 });
 
@@ -182,9 +264,8 @@ describe("scheduler hung members", () => {
     // c missed twice in a row: quarantined; phase 3 runs without waiting for it.
     const start3 = now;
     now = phase(s, ids, 2, now);
-    // c holds only a probe: a duplicate of shard 5.
-    expect(firstAssigns.filter((a) => a.endsWith(ids[2]))).toEqual([`5->${ids[2]}`]);
-    expect(firstAssigns.filter((a) => a.startsWith("5->"))).toHaveLength(2);
+    // c holds only a probe: a duplicate of shard 5, which b's node 3-6 also covers.
+    expect(firstAssigns).toEqual([`0-3->${ids[0]}`, `3-6->${ids[1]}`, `5->${ids[2]}`]);
     expect(now - start3).toBeLessThan(100);
     expect(s.deadline).toBe(100);
   });
@@ -205,10 +286,9 @@ describe("scheduler hung members", () => {
     ]);
     expect(assigns(late)).toEqual([`1->${ids[0]}`]);
     s.submit(ids[0], "0.0.1", result(1), 1011);
-    // Next phase: b only holds a probe of the last shard, which a also holds.
+    // Next phase: b only holds a probe of the last shard, which a's node 0-2 also covers.
     expect(assigns(s.startPhase(1, 0, { G: 1, D: 1 }, 2000, { kind: "D" }))).toEqual([
-      `0->${ids[0]}`,
-      `1->${ids[0]}`,
+      `0-2->${ids[0]}`,
       `1->${ids[1]}`,
     ]);
     const { verdict, actions } = s.submit(ids[1], "1.0.1", result(1), 2005);

@@ -45,7 +45,7 @@ describe("agon train", () => {
     expect(sc.hashes.D).not.toBe(sa.hashes.D);
   });
 
-  it("with K=4 in one process equals the definition: per-shard gradients summed in shard order", async () => {
+  it("with K=4 in one process equals the definition: shard gradients summed along the tree ((0+1)+(2+3)) in float32, then ÷ K", async () => {
     const dir = tempDir();
     const cfg = parseConfig({
       run: { id: "def", dir },
@@ -82,7 +82,7 @@ describe("agon train", () => {
     for (let step = 0; step < 3; step++) {
       for (let phase = 0; phase < 3; phase++) {
         const kind = phase < 2 ? "D" : "G";
-        const sum = new Float64Array(kind === "D" ? model.d.size : model.g.size);
+        const g: Float32Array[] = [];
         for (let shard = 0; shard < 4; shard++) {
           const real =
             kind === "D"
@@ -96,11 +96,14 @@ describe("agon train", () => {
             batch: 8,
             noiseSeed: noiseSeed(cfg.seed, step, phase, shard),
           });
-          for (let i = 0; i < sum.length; i++) sum[i] += 8 * r.grad[i];
+          g.push(r.grad);
         }
+        const left = Float32Array.from(g[0], (v, i) => v + g[1][i]);
+        const right = Float32Array.from(g[2], (v, i) => v + g[3][i]);
+        const root = Float32Array.from(left, (v, i) => v + right[i]);
         adam[kind].step(
           w[kind],
-          Float32Array.from(sum, (v) => v / 32),
+          Float32Array.from(root, (v) => v / 4),
         );
       }
     }

@@ -109,7 +109,8 @@ describe("the coordinator holds peers to the run's transport", () => {
               length: dSize,
               sha256: encoded.checksum,
               chunks: 1,
-              count: 6,
+              // The task is a tree node: its gradient sums (shardEnd − shard) microtasks of 6 samples.
+              count: 6 * (task.shardEnd - task.shard),
               dtype: announced,
             },
           });

@@ -26,6 +26,7 @@ import {
   clientCredentials,
   type NatsAuthFiles,
 } from "../shared/security.js";
+import { reduceNode } from "../shared/tree.js";
 import {
   CHANNEL_OPTIONS,
   ChunkAssembler,
@@ -65,6 +66,9 @@ export interface WorkerOptions {
  * microtask: 2 hides one upload behind one compute and bounds the memory held.
  */
 const UPLOADS_IN_FLIGHT = 2;
+
+/** A task was cancelled (its result came in from elsewhere) while its shards were being computed. */
+class TaskCancelled extends Error {}
 
 /** Default for WorkerOptions.coordinatorTimeoutMs: 10 minutes. */
 export const DEFAULT_COORDINATOR_TIMEOUT_MS = 600_000;
@@ -412,9 +416,26 @@ export class Worker {
       return null;
     }
     if (this.cancelled.delete(task.taskId) || this.closed) return null;
-    const spec = microtaskSpec(this.cfg, task.step, task.phase, task.shard);
     const started = performance.now();
-    const result = await this.runner.runAsync(spec, g.weights, d.weights);
+    // The task is a tree node: its shards one by one, summed along the tree as they come.
+    // Only a node assigned whole is summed here, so no shard of another worker is ever in it.
+    const node = { lo: task.shard, hi: Math.max(task.shardEnd, task.shard + 1) };
+    let result: MicrotaskResult;
+    try {
+      result = await reduceNode(node, this.cfg.transport.gradients, async (shard) => {
+        // A microtask on wasm blocks the event loop while it computes: let heartbeats, gRPC
+        // keepalive pings and cancellations through between the shards of a node.
+        await new Promise((resume) => setImmediate(resume));
+        if (this.cancelled.has(task.taskId) || this.closed) throw new TaskCancelled();
+        const spec = microtaskSpec(this.cfg, task.step, task.phase, shard);
+        // Keyed by sha256: a version's weights go to the device once, for all its microtasks.
+        return this.runner.runAsync(spec, g.weights, d.weights, { G: g.checksum, D: d.checksum });
+      });
+    } catch (err) {
+      if (!(err instanceof TaskCancelled)) throw err;
+      this.cancelled.delete(task.taskId);
+      return null;
+    }
     const seconds = (performance.now() - started) / 1000;
     return { upload: this.submit(task, result, seconds) };
   }

@@ -58,7 +58,8 @@ export interface Network {
    */
   apply(weights: tf.Tensor[], input: tf.Tensor, ctx: ApplyContext): tf.Tensor;
   /**
-   * Folds the K microtasks' reports (shard order; `counts[k]` samples each)
+   * Folds reports (the coordinator passes one: the phase's mean report from
+   * the reduction tree, with `counts[0]` = the phase batch; `counts[k]` samples each)
    * into the state part of `flat`, in place, in double precision.
    */
   absorbReports(flat: Float32Array, reports: Float32Array[], counts: number[]): void;

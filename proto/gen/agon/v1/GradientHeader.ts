@@ -11,6 +11,10 @@ export interface GradientHeader {
   'length'?: (number);
   'sha256'?: (string);
   'chunks'?: (number);
+  /**
+   * Samples behind the gradient (batch / K per shard of the task's node); the
+   * gradient and the four statistics below are sums over the node's shards.
+   */
   'count'?: (number);
   'dLoss'?: (number | string);
   'gLoss'?: (number | string);
@@ -33,6 +37,10 @@ export interface GradientHeader__Output {
   'length': (number);
   'sha256': (string);
   'chunks': (number);
+  /**
+   * Samples behind the gradient (batch / K per shard of the task's node); the
+   * gradient and the four statistics below are sums over the node's shards.
+   */
   'count': (number);
   'dLoss': (number);
   'gLoss': (number);

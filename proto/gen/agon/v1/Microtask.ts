@@ -3,8 +3,10 @@
 import type { Long } from '@grpc/proto-loader';
 
 /**
- * Microtask (step, phase, shard). Everything else a worker needs (sample
- * indices, noise seed, batch) is a pure function of these and the run config.
+ * The microtasks (step, phase, k) for the shards k of the reduction-tree node
+ * [shard, shard_end): the worker computes each and sends one gradient, their
+ * sum along the tree (docs/ARCHITECTURE.md). Everything else a worker needs
+ * (sample indices, noise seed, batch) is a pure function of these and the run config.
  */
 export interface Microtask {
   'taskId'?: (string);
@@ -23,11 +25,17 @@ export interface Microtask {
    */
   'gSha256'?: (string);
   'dSha256'?: (string);
+  /**
+   * One past the node's last shard; shard + 1 for a single microtask.
+   */
+  'shardEnd'?: (number);
 }
 
 /**
- * Microtask (step, phase, shard). Everything else a worker needs (sample
- * indices, noise seed, batch) is a pure function of these and the run config.
+ * The microtasks (step, phase, k) for the shards k of the reduction-tree node
+ * [shard, shard_end): the worker computes each and sends one gradient, their
+ * sum along the tree (docs/ARCHITECTURE.md). Everything else a worker needs
+ * (sample indices, noise seed, batch) is a pure function of these and the run config.
  */
 export interface Microtask__Output {
   'taskId': (string);
@@ -46,4 +54,8 @@ export interface Microtask__Output {
    */
   'gSha256': (string);
   'dSha256': (string);
+  /**
+   * One past the node's last shard; shard + 1 for a single microtask.
+   */
+  'shardEnd': (number);
 }
