@@ -75,6 +75,7 @@ export const DEFAULT_COORDINATOR_TIMEOUT_MS = 600_000;
 
 /** How often a waiting worker says what it waits for. */
 const WAITING_LOG_MS = 10_000;
+const FIRST_WAITING_LOG_MS = 2_000;
 
 /** The coordinator stayed unreachable for the whole --coordinator-timeout. */
 export class CoordinatorUnreachableError extends Error {}
@@ -199,7 +200,8 @@ export class Worker {
   ): Promise<T | null> {
     const timeoutMs = this.opts.coordinatorTimeoutMs ?? DEFAULT_COORDINATOR_TIMEOUT_MS;
     const since = Date.now();
-    let nextLog = since + WAITING_LOG_MS;
+    // The first line after 2 s (a normal start-up race stays quiet), then every ~10 s.
+    let nextLog = since + FIRST_WAITING_LOG_MS;
     const limit = timeoutMs === 0 ? "no time limit" : `giving up after ${formatSeconds(timeoutMs)}`;
     return new Promise((resolve, reject) => {
       // shutdown() ends the wait at once, even between two attempts.
