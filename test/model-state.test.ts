@@ -8,7 +8,7 @@ import { PNG } from "pngjs";
 import { describe, expect, it } from "vitest";
 import { shapeImage } from "../bench/shapes.js";
 import { Rng } from "../shared/rng.js";
-import { runAgon, tempDir } from "./helpers/cli.js";
+import { hashesOf as hashesOfRun, localHashes, runAgon, tempDir } from "./helpers/cli.js";
 import { natsForSuite } from "./helpers/nats.js";
 
 const nats = natsForSuite();
@@ -36,27 +36,9 @@ function dcganFlags(steps: number, sets: string[]): string[] {
   ];
 }
 
-type Hashes = { G: string; D: string; ema?: string };
-
-async function hashesOf(args: string[]): Promise<Hashes> {
-  const r = await runAgon([...args, "--backend", "wasm", "--json"], { timeoutMs: 170_000 });
-  if (r.code !== 0) throw new Error(`agon ${args[0]} failed (${r.code}): ${r.stderr}`);
-  return JSON.parse(r.stdout.trim().split("\n").at(-1)!).hashes;
-}
-
+const hashesOf = (args: string[]) => hashesOfRun(args, 170_000);
 const local = (flags: string[], workers: number) =>
-  hashesOf([
-    "local",
-    ...flags,
-    "--set",
-    `run.id=state-${process.pid}-${workers}-${Math.random().toString(36).slice(2, 8)}`,
-    "--workers",
-    String(workers),
-    "--nats",
-    nats.url,
-    "--run-dir",
-    tempDir(),
-  ]);
+  localHashes(flags, workers, nats.url, tempDir(), 170_000);
 
 describe("network state is deterministic", () => {
   for (const [what, sets, workers] of [

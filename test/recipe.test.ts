@@ -2,7 +2,7 @@
 // determinism contract: `agon train` = `agon local --workers 1` = `--workers 3`
 // (K = 6), bit for bit, and a resumed run equals an uninterrupted one.
 import { describe, expect, it } from "vitest";
-import { runAgon, tempDir } from "./helpers/cli.js";
+import { hashesOf as hashesOfRun, localHashes, tempDir } from "./helpers/cli.js";
 import { natsForSuite } from "./helpers/nats.js";
 
 const nats = natsForSuite();
@@ -37,27 +37,9 @@ function recipeFlags(steps: number, sets: string[]): string[] {
   ];
 }
 
-type Hashes = { G: string; D: string; ema?: string };
-
-async function hashesOf(args: string[]): Promise<Hashes> {
-  const r = await runAgon([...args, "--backend", "wasm", "--json"], { timeoutMs: 170_000 });
-  if (r.code !== 0) throw new Error(`agon ${args[0]} failed (${r.code}): ${r.stderr}`);
-  return JSON.parse(r.stdout.trim().split("\n").at(-1)!).hashes;
-}
-
+const hashesOf = (args: string[]) => hashesOfRun(args, 170_000);
 const local = (flags: string[], workers: number) =>
-  hashesOf([
-    "local",
-    ...flags,
-    "--set",
-    `run.id=recipe-${process.pid}-${workers}-${Math.random().toString(36).slice(2, 8)}`,
-    "--workers",
-    String(workers),
-    "--nats",
-    nats.url,
-    "--run-dir",
-    tempDir(),
-  ]);
+  localHashes(flags, workers, nats.url, tempDir(), 170_000);
 
 describe("the modern recipe is deterministic", () => {
   it("rpgan + R1/R2 (lazy) + DiffAugment: agon train = agon local --workers 1 = --workers 3 (K=6)", async () => {

@@ -74,43 +74,46 @@ export function ringK6(steps: number, sets: string[] = []): string[] {
   return sets.length > 0 ? [...base, "--set", ...sets] : base;
 }
 
-/** The weight hashes `agon train` ends with for these config flags: the reference every distributed run must match. */
-export async function referenceHashes(config: string[]): Promise<{ G: string; D: string }> {
-  const r = await runAgon([
-    "train",
-    ...config,
-    "--run-dir",
-    tempDir(),
-    "--backend",
-    "wasm",
-    "--json",
-  ]);
-  if (r.code !== 0) throw new Error(`agon train failed (${r.code}): ${r.stderr}`);
-  return (JSON.parse(r.stdout.trim().split("\n").at(-1)!) as { hashes: { G: string; D: string } })
-    .hashes;
+/** Weight hashes from a run's `--json` summary: G and D, plus the EMA generator's when kept. */
+export type Hashes = { G: string; D: string; ema?: string };
+
+/** Runs `agon <args> --backend wasm --json` and returns the summary's weight hashes; throws on a non-zero exit. */
+export async function hashesOf(args: string[], timeoutMs?: number): Promise<Hashes> {
+  const r = await runAgon([...args, "--backend", "wasm", "--json"], { timeoutMs });
+  if (r.code !== 0) throw new Error(`agon ${args[0]} failed (${r.code}): ${r.stderr}`);
+  return (JSON.parse(r.stdout.trim().split("\n").at(-1)!) as { hashes: Hashes }).hashes;
 }
 
-/** The weight hashes `agon local --workers N` (wasm, the given NATS) ends with for these config flags. */
-export async function localHashes(
+/** The weight hashes `agon train` ends with for these config flags: the reference every distributed run must match. */
+export function referenceHashes(config: string[], timeoutMs?: number): Promise<Hashes> {
+  return hashesOf(["train", ...config, "--run-dir", tempDir()], timeoutMs);
+}
+
+/**
+ * The weight hashes `agon local --workers N` (wasm, the given NATS) ends with for these
+ * config flags, under a run id of its own (so runs sharing one NATS never mix).
+ */
+export function localHashes(
   config: string[],
   workers: number,
   natsUrl: string,
   runDir = tempDir(),
-): Promise<{ G: string; D: string }> {
-  const r = await runAgon([
-    "local",
-    ...config,
-    "--workers",
-    String(workers),
-    "--nats",
-    natsUrl,
-    "--backend",
-    "wasm",
-    "--run-dir",
-    runDir,
-    "--json",
-  ]);
-  if (r.code !== 0) throw new Error(`agon local failed (${r.code}): ${r.stderr}`);
-  return (JSON.parse(r.stdout.trim().split("\n").at(-1)!) as { hashes: { G: string; D: string } })
-    .hashes;
+  timeoutMs?: number,
+): Promise<Hashes> {
+  const runId = `t-${process.pid}-${workers}-${Math.random().toString(36).slice(2, 8)}`;
+  return hashesOf(
+    [
+      "local",
+      ...config,
+      "--set",
+      `run.id=${runId}`,
+      "--workers",
+      String(workers),
+      "--nats",
+      natsUrl,
+      "--run-dir",
+      runDir,
+    ],
+    timeoutMs,
+  );
 }
