@@ -353,6 +353,7 @@ export async function startWatch(opts: WatchOptions, out: WatchOutput): Promise<
     finish = (reason) => {
       if (ended) return;
       ended = true;
+      if (quietTimer) clearTimeout(quietTimer);
       if (graceTimer) clearTimeout(graceTimer);
       if (drawTimer) clearTimeout(drawTimer);
       if (!opts.json) {
@@ -366,7 +367,23 @@ export async function startWatch(opts: WatchOptions, out: WatchOutput): Promise<
     };
   });
 
+  // Until the first message: say (on the log, not the view) what it waits for, after
+  // 3 s and then every ~10 s.
+  let heard = false;
+  let quietTimer: NodeJS.Timeout | undefined;
+  const sayWaiting = (afterMs: number, since: number) => {
+    quietTimer = setTimeout(() => {
+      if (heard) return;
+      log(
+        `watch: no run named ${run} is active on this NATS (${state.nats}); waiting (${Math.round((now() - since) / 1000)} s)`,
+      );
+      sayWaiting(10_000, since);
+    }, afterMs);
+    quietTimer.unref?.();
+  };
   const onMessage = (kind: "metrics" | "events", subject: string, text: string) => {
+    heard = true;
+    if (quietTimer) clearTimeout(quietTimer);
     let data: unknown;
     try {
       data = JSON.parse(text);
@@ -401,6 +418,7 @@ export async function startWatch(opts: WatchOptions, out: WatchOutput): Promise<
     });
   }
   await nc.flush();
+  if (!heard) sayWaiting(3_000, now());
   if (!opts.json) {
     if (tty) scheduleDraw(true);
     else out.write(`watching run ${run} on ${state.nats}\n`);

@@ -176,6 +176,23 @@ describe("agon watch, stopping and errors", () => {
     expect(s.text()).toContain("watching run nobody");
   });
 
+  it("says what it waits for while no run of that name is active, until stopped", async () => {
+    const abort = new AbortController();
+    const lines: string[] = [];
+    const handle = await startWatch(
+      { run: "nobody-yet", nats: nats.url, signal: abort.signal, log: (l) => lines.push(l) },
+      sink().out,
+    );
+    const t0 = Date.now();
+    while (lines.length === 0 && Date.now() - t0 < 20_000)
+      await new Promise((r) => setTimeout(r, 100));
+    abort.abort();
+    expect((await handle.done).reason).toBe("stopped");
+    expect(lines[0]).toMatch(
+      /^watch: no run named nobody-yet is active on this NATS \(nats:\/\/.*\); waiting \(\d+ s\)$/,
+    );
+  });
+
   it("rejects a bad run id or NATS URL with one line", async () => {
     const s = sink();
     await expect(runWatch({ run: "a.b", nats: nats.url }, s.out)).rejects.toThrow(WatchError);
