@@ -262,11 +262,11 @@ export function asWriteError(path: string, err: unknown): unknown {
 
 /** What `--fresh` moves aside: everything a run writes except the lock and older archives. */
 const RUN_FILES =
-  /^(ckpt-\d+|metrics\.jsonl|eval\.jsonl|samples|best-checkpoints|best|summary\.json|config\.json|\.tmp-ckpt-.*|\.trash-ckpt-.*)$/;
+  /^(ckpt-\d+|metrics\.jsonl|eval\.jsonl|events\.out\.tfevents\..*|samples|best-checkpoints|best|summary\.json|config\.json|\.tmp-ckpt-.*|\.trash-ckpt-.*)$/;
 
 /**
  * `--fresh` on a used run dir: moves the previous run's files (checkpoints,
- * best checkpoints, metrics, evaluations, samples, summary, config) into archive/<UTC time>/ so two runs
+ * best checkpoints, metrics, evaluations, TensorBoard event files, samples, summary, config) into archive/<UTC time>/ so two runs
  * never mix. Returns that folder, or null when there was nothing to move.
  */
 export function archivePreviousRun(dir: string, now = new Date()): string | null {

@@ -206,7 +206,16 @@ export class CoordinatorServer implements ServiceCore {
     const found = await resumableCheckpoint(this.cfg, this.opts.force ?? false, (dir, reason) =>
       this.event("checkpointRejected", `checkpoint rejected: ${reason}`, { dir, reason }),
     );
-    if (!found) return;
+    if (!found) {
+      // Starting at step 0: what an earlier attempt wrote before its first checkpoint goes.
+      const cut = trimAfterCheckpoint(this.cfg.run.dir, { step: 0, phase: 0 });
+      if (cut.metricsLines + cut.grids > 0) {
+        this.log(
+          `coordinator: no checkpoint to resume from; removed ${cut.metricsLines} metrics line(s) and ${cut.grids} sample grid(s) of an earlier attempt`,
+        );
+      }
+      return;
+    }
     this.state.restore(found.data);
     this.event(
       "resumedFrom",

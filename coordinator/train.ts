@@ -211,7 +211,16 @@ async function resume(
   const found = await resumableCheckpoint(cfg, force, (dir, reason) =>
     log(`checkpoint rejected: ${dir}: ${reason}`),
   );
-  if (!found) return null;
+  if (!found) {
+    // Starting at step 0: what an earlier attempt wrote before its first checkpoint goes.
+    const cut = trimAfterCheckpoint(cfg.run.dir, { step: 0, phase: 0 });
+    if (cut.metricsLines + cut.grids > 0) {
+      log(
+        `start: no checkpoint to resume from; removed ${cut.metricsLines} metrics line(s) and ${cut.grids} sample grid(s) of an earlier attempt`,
+      );
+    }
+    return null;
+  }
   state.restore(found.data);
   log(`resumed from ${found.dir} (step ${found.data.step})`);
   const cut = trimAfterCheckpoint(cfg.run.dir, found.data);

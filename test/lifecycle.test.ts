@@ -171,6 +171,11 @@ describe("run dir ownership", () => {
     expect(checkpoints(old)).toEqual(["ckpt-00000010", "ckpt-00000020", "ckpt-00000030"]);
     expect(metricsCounts(old).size).toBe(60);
     expect(existsSync(join(old, "summary.json"))).toBe(true);
+    // TensorBoard event files go with their run: only B's file stays.
+    const events = (d: string) =>
+      readdirSync(d).filter((n) => n.startsWith("events.out.tfevents."));
+    expect(events(dir)).toHaveLength(1);
+    expect(events(old).length).toBeGreaterThanOrEqual(1);
     // Continuing B resumes B's own newest checkpoint and equals an uninterrupted B.
     const [c, calm] = await Promise.all([
       runAgon(["train", ...ring(25), "--seed", "2", "--run-dir", dir, "--json"]),
@@ -209,6 +214,24 @@ describe("resume", () => {
     expect(readdirSync(join(dir, "samples")).sort()).toEqual(
       readdirSync(join(calmDir, "samples")).sort(),
     );
+  }, 120_000);
+
+  it("with no checkpoint yet (killed before the first), starts over without the earlier attempt's lines", async () => {
+    const dir = tempDir();
+    const first = await runAgon(["train", ...ring(27), "--run-dir", dir]);
+    expect(first.code, first.stderr).toBe(0);
+    // As if killed at step 27 before any checkpoint reached the disk.
+    for (const c of checkpoints(dir)) rmSync(join(dir, c), { recursive: true });
+    const [again, calm] = await Promise.all([
+      runAgon(["train", ...ring(30), "--run-dir", dir, "--json"]),
+      runAgon(["train", ...ring(30), "--run-dir", tempDir(), "--json"]),
+    ]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toContain("no checkpoint to resume from; removed 54 metrics line(s)");
+    expect(summary(again.stdout).hashes).toEqual(summary(calm.stdout).hashes);
+    const counts = metricsCounts(dir);
+    expect(counts.size).toBe(60);
+    expect([...counts.values()].every((n) => n === 1)).toBe(true);
   }, 120_000);
 
   it("from a checkpoint at or past steps ends at once with exit 0 in train and local, writing nothing", async () => {
