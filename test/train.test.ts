@@ -226,6 +226,12 @@ describe("agon train rejects bad input with one clear line", () => {
       /\/nonexistent\/agon-images/,
     ],
     ["a missing config file", ["-c", "/nonexistent/run.yaml"], /\/nonexistent\/run\.yaml/],
+    ["a misspelt flag", ["--stepz", "10"], /unknown option '--stepz' \(Did you mean --steps\?\)/],
+    [
+      "a backend that does not exist",
+      ["--backend", "gpu"],
+      /'gpu' is invalid.*wasm, cpu; see --help$/,
+    ],
   ];
   for (const [what, args, pattern] of cases) {
     it(`${what}`, async () => {

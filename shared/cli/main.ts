@@ -18,7 +18,9 @@ import { stopWhenParentDies } from "./orphan.js";
 export function buildCli(): Command {
   const program = new Command("agon")
     .description("Distributed GAN training: coordinator, workers, gRPC and NATS")
-    .showHelpAfterError("(run with --help for usage)")
+    // Flag errors (unknown option, bad choice, missing value) as one `agon: error:` line,
+    // like every other bad input; subcommands inherit this.
+    .configureOutput({ outputError: (str, write) => write(oneErrorLine(str)) })
     .exitOverride();
 
   registerTrainCommand(program);
@@ -36,6 +38,19 @@ export function buildCli(): Command {
     if (ENV_COMMANDS.includes(cmd.name())) bindEnvironment(cmd);
   }
   return program;
+}
+
+/**
+ * Commander's error text ("error: unknown option '--stepz'\n(Did you mean --steps?)")
+ * as one line: `agon: error: unknown option '--stepz' (Did you mean --steps?); see --help`.
+ */
+export function oneErrorLine(text: string): string {
+  const body = text
+    .trim()
+    .replace(/^error: /, "")
+    .replace(/\s*\n\s*/g, " ")
+    .replace(/\.$/, "");
+  return `agon: error: ${body}; see --help\n`;
 }
 
 /** The long-running commands whose flags can also come from AGON_* variables (containers, manifests). */
