@@ -1,7 +1,7 @@
 // Checkpoints: a directory written under a temporary name, fsync'd, then
 // renamed into place, with the sha256 of every blob in its manifest so a torn
 // or corrupted checkpoint is detected on load instead of trained from.
-import { closeSync, fsyncSync, openSync } from "node:fs";
+import { closeSync, existsSync, fsyncSync, openSync } from "node:fs";
 import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { AdamState } from "../shared/adam.js";
@@ -284,6 +284,24 @@ export async function latestValidCheckpoint(
     }
   }
   return null;
+}
+
+/**
+ * A checkpoint dir as given (one holding manifest.json), or the newest checkpoint
+ * of a run dir that verifies (read-only, safe on a live run); `onRejected` hears
+ * of each newer one that did not. Used by eval, sample and export alike.
+ * @throws CheckpointError when neither (or when the named checkpoint is damaged).
+ */
+export async function readCheckpointOrNewest(
+  dir: string,
+  onRejected: (dir: string, reason: string) => void = () => {},
+): Promise<FoundCheckpoint> {
+  if (existsSync(join(dir, "manifest.json"))) return { dir, ...(await readCheckpoint(dir)) };
+  const found = await latestValidCheckpoint(dir, onRejected);
+  if (found) return found;
+  throw new CheckpointError(
+    `${dir}: no valid checkpoint (neither a ckpt-NNNNNNNN dir nor a run dir holding one)`,
+  );
 }
 
 /**

@@ -1,7 +1,3 @@
-// `agon eval`: the Fréchet distance (shared/fid.ts) of a checkpoint's generator against the
-// dataset's test split, on n samples drawn from a fixed latent seed.
-import { existsSync } from "node:fs";
-import { join } from "node:path";
 import { type BackendName, initBackend } from "../shared/backend.js";
 import { parseConfig, type RunConfig } from "../shared/config.js";
 import { evaluateGenerator, hasFeatures } from "../shared/evaluation.js";
@@ -9,12 +5,7 @@ import { type FidDataset, realFeatures } from "../shared/fid.js";
 import { CLASSIFIER_RECIPE, recipeHash } from "../shared/fid-classifier.js";
 import { kernelInceptionDistance } from "../shared/kid.js";
 import { buildModel } from "../shared/models/index.js";
-import {
-  type CheckpointData,
-  latestValidCheckpoint,
-  type Manifest,
-  readCheckpoint,
-} from "./checkpoint.js";
+import { readCheckpointOrNewest } from "./checkpoint.js";
 
 import { EVAL_DEFAULT_N, EVAL_SEED } from "./eval-defaults.js";
 
@@ -53,21 +44,6 @@ export interface EvalResult {
   seconds: number;
 }
 
-/** A checkpoint dir as given, or the newest one of a run dir that verifies (read-only, safe on a live run). */
-async function findCheckpoint(
-  dir: string,
-  log: (line: string) => void,
-): Promise<{ dir: string; manifest: Manifest; data: CheckpointData }> {
-  if (existsSync(join(dir, "manifest.json"))) return { dir, ...(await readCheckpoint(dir)) };
-  const found = await latestValidCheckpoint(dir, (rejected, reason) =>
-    log(`checkpoint rejected: ${rejected}: ${reason}`),
-  );
-  if (found) return found;
-  throw new EvaluationError(
-    `${dir}: no valid checkpoint (neither a ckpt-NNNNNNNN dir nor a run dir holding one)`,
-  );
-}
-
 /**
  * Evaluates a checkpoint directory (one with a manifest.json), or the newest valid
  * checkpoint of a run dir.
@@ -79,7 +55,9 @@ export async function evalCheckpoint(dir: string, opts: EvalOptions = {}): Promi
   if (!Number.isSafeInteger(n) || n < 2)
     throw new EvaluationError(`--n must be an integer >= 2, got ${n}`);
   const t0 = performance.now();
-  const found = await findCheckpoint(dir, log);
+  const found = await readCheckpointOrNewest(dir, (rejected, reason) =>
+    log(`checkpoint rejected: ${rejected}: ${reason}`),
+  );
   const weights = opts.weights ?? (found.data.ema ? "ema" : "raw");
   if (weights === "ema" && !found.data.ema) {
     throw new EvaluationError(

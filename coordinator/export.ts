@@ -12,7 +12,7 @@ import { buildModel, dcganLayout, type GanModel } from "../shared/models/index.j
 import { BN_EPS, BN_MOMENTUM } from "../shared/models/layers.js";
 import { hashSeed, SeedDomain } from "../shared/rng.js";
 import { generateSamples, samplesPng } from "../shared/runner.js";
-import { type Manifest, readCheckpoint } from "./checkpoint.js";
+import { type Manifest, readCheckpointOrNewest } from "./checkpoint.js";
 
 /** `agon sample` / `agon export` failed; the message is the one line shown to the user. */
 export class ExportError extends Error {
@@ -63,7 +63,7 @@ export async function loadGenerator(
   weights?: GeneratorWeights,
 ): Promise<LoadedGenerator> {
   const dir = resolve(checkpointDir);
-  const { manifest, data } = await readCheckpoint(dir);
+  const { manifest, data } = await readCheckpointOrNewest(dir);
   const cfg = parseConfig(manifest.config, `${dir}/manifest.json config`);
   let model: GanModel;
   try {

@@ -124,6 +124,14 @@ describe("agon sample", () => {
     expect(a.samples.length).toBe(64 * 28 * 28);
     expect(b.samples).toEqual(a.samples);
     expect(c.samples).not.toEqual(a.samples);
+    // A run dir stands for its newest valid checkpoint, as in agon eval.
+    const fromRunDir = await runSample({
+      checkpoint: join(ckpts.dcgan, ".."),
+      out: join(dir, "d.png"),
+      n: 64,
+      seed: 5,
+    });
+    expect(fromRunDir.samples).toEqual(a.samples);
     const png = PNG.sync.read(readFileSync(join(dir, "a.png")));
     // 8×8 tiles of 28 px with 1 px gaps.
     expect([png.width, png.height]).toEqual([8 * 28 + 7, 8 * 28 + 7]);

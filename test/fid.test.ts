@@ -353,6 +353,6 @@ describe("agon eval", () => {
     expect(err).toBeInstanceOf(EvaluationError);
     expect((err as Error).message).toMatch(/^eval supports mnist and fashion-mnist/);
     expect((err as Error).message).not.toContain("\n");
-    await expect(evalCheckpoint(tempDir())).rejects.toThrow(EvaluationError);
+    await expect(evalCheckpoint(tempDir())).rejects.toThrow(/no valid checkpoint/);
   });
 });

@@ -25,7 +25,7 @@ export function registerSampleCommand(program: Command): Command {
     .description("write a PNG grid of a checkpoint's generator on fixed noise")
     .requiredOption(
       "--checkpoint <dir>",
-      "checkpoint directory (run dir/ckpt-NNNNNNNN, or run dir/best)",
+      "a ckpt-NNNNNNNN directory, run dir/best, or a run dir (newest valid checkpoint)",
     )
     .requiredOption("--out <file>", "PNG file to write")
     .option("--n <count>", "number of samples (default: the run's samples.count)", positiveInt)
@@ -61,7 +61,7 @@ export function registerExportCommand(program: Command): Command {
     )
     .requiredOption(
       "--checkpoint <dir>",
-      "checkpoint directory (run dir/ckpt-NNNNNNNN, or run dir/best)",
+      "a ckpt-NNNNNNNN directory, run dir/best, or a run dir (newest valid checkpoint)",
     )
     .requiredOption("--out <dir>", "directory to write model.json and weights.bin into")
     .addOption(
