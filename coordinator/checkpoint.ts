@@ -297,6 +297,9 @@ export async function readCheckpointOrNewest(
   onRejected: (dir: string, reason: string) => void = () => {},
 ): Promise<FoundCheckpoint> {
   if (existsSync(join(dir, "manifest.json"))) return { dir, ...(await readCheckpoint(dir)) };
+  if (!existsSync(dir)) {
+    throw new CheckpointError(`${dir}: does not exist (expected a ckpt-NNNNNNNN dir or a run dir)`);
+  }
   const found = await latestValidCheckpoint(dir, onRejected);
   if (found) return found;
   throw new CheckpointError(

@@ -268,7 +268,7 @@ describe("the commands", () => {
       CheckpointError,
     );
     await expect(runExport({ checkpoint: missing, out: tempDir() })).rejects.toThrow(
-      /unreadable manifest\.json/,
+      /ckpt-00000001: does not exist/,
     );
   });
 });
