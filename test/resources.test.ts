@@ -91,7 +91,8 @@ describe("resource errors in the run dir", () => {
   it.skipIf(!canMount)(
     "a full disk stops train and local with one line naming the path and 'no space left on device'",
     async () => {
-      const [a, b] = [tmpfs("48k")!, tmpfs("48k")!];
+      // Room for a checkpoint or two (each blob a 4 KiB page), not for 300 steps of logs.
+      const [a, b] = [tmpfs("128k")!, tmpfs("128k")!];
       const [t, l] = await Promise.all([
         runAgon(["train", ...args(300), "--run-dir", join(a, "run")]),
         runAgon(["local", ...args(300), "--workers", "1", "--run-dir", join(b, "run")]),
