@@ -86,7 +86,15 @@ describe("distributed training is bit-for-bit the single-process run", () => {
     const expected = await referenceHashes(config);
     const runDir = tempDir();
     const coord = await startCoordinator([...config, "--run-dir", runDir], nats.url);
-    const workers = [0, 1, 2].map((i) => startWorker(coord.address, nats.url, `w${i}`));
+    // w0 joins first (a worker that missed the whole run would wait for its coordinator:
+    // the timeout bounds that), then the others.
+    const patience = ["--coordinator-timeout", "30s"];
+    const first = startWorker(coord.address, nats.url, "w0", patience);
+    await waitFor(() => /w0#\d+ joined/.test(coord.stderr()), 60_000, "w0 joining");
+    const workers = [
+      first,
+      ...[1, 2].map((i) => startWorker(coord.address, nats.url, `w${i}`, patience)),
+    ];
     const slow = workers[0].child;
     // Freeze w0 for 400 ms every 600 ms (below the 2 s lease): its results come in last.
     const pauser = setInterval(() => {
