@@ -21,7 +21,7 @@ const nats = natsForSuite();
 const WINDOW = 150;
 
 describe("hung members", () => {
-  it("a member that heartbeats but never answers is quarantined; phases/s stay ≥ 0.8× the rate without it; hashes = calm", async () => {
+  it("a member that heartbeats but never answers is quarantined after two late phases and only probed; no deadline stretches; hashes = calm (rate ratio logged)", async () => {
     const warm = 20;
     const config = ringK6(warm + 2 * WINDOW + 10);
     const expected = await referenceHashes(config); // before the cluster, so it does not skew the rates
