@@ -13,7 +13,8 @@ import { parseConfig } from "../shared/config.js";
 import { buildModel } from "../shared/models/index.js";
 import { spawnNatsServer } from "../shared/nats.js";
 import { machineInfo } from "./machine.js";
-import { median } from "./stats.js";
+import { type PhaseBreakdown, phaseBreakdown, SEGMENTS } from "./phase-trace.js";
+import { fmtMs, median } from "./stats.js";
 
 const AGON = resolve(import.meta.dirname, "../shared/cli/agon.js");
 
@@ -35,9 +36,14 @@ interface RunStats {
   phases: Phase[];
 }
 
-function run(args: string[]): Promise<void> {
+/** Runs `agon args`; with `trace`, its processes log each phase's path there (AGON_TRACE). */
+function run(args: string[], trace?: string): Promise<void> {
   return new Promise((done, fail) => {
-    const child = spawn(process.execPath, [AGON, ...args], { stdio: ["ignore", "ignore", "pipe"] });
+    const env = trace ? { ...process.env, AGON_TRACE: trace } : process.env;
+    const child = spawn(process.execPath, [AGON, ...args], {
+      stdio: ["ignore", "ignore", "pipe"],
+      env,
+    });
     let err = "";
     child.stderr.on("data", (b: Buffer) => {
       err += b.toString();
@@ -147,7 +153,23 @@ const wideMlp = (steps: number): Case => ({
   ],
 });
 
-const SECTIONS = ["overhead", "scaling", "transport", "scale"] as const;
+/** The ring of docs/examples/ring.yaml (MLP 64-64, batch 128, K = 4): phases of a few ms of compute. */
+const ring = (steps: number): Case => ({
+  name: "ring (docs/examples/ring.yaml: mlp 64-64, batch 128, K=4)",
+  batch: 128,
+  steps,
+  config: [
+    "-c",
+    resolve(import.meta.dirname, "../docs/examples/ring.yaml"),
+    "--set",
+    "samples.every=100000",
+    "checkpoint.every=100000",
+    "--steps",
+    String(steps),
+  ],
+});
+
+const SECTIONS = ["overhead", "scaling", "transport", "scale", "latency"] as const;
 
 export async function runDistributedBench(argv: string[]): Promise<number> {
   if (argv.includes("--help")) {
@@ -181,21 +203,24 @@ export async function runDistributedBench(argv: string[]): Promise<number> {
       await run(["train", ...c.config, "--backend", "wasm", "--run-dir", dir, "--fresh"]);
       return measure(label, dir, c.batch, warm);
     };
-    const local = async (c: Case, workers: number, label: string) => {
+    const local = async (c: Case, workers: number, label: string, trace?: string) => {
       const dir = join(work, `${label}-${Math.random().toString(36).slice(2)}`);
-      await run([
-        "local",
-        ...c.config,
-        "--workers",
-        String(workers),
-        "--nats",
-        nats.url,
-        "--backend",
-        "wasm",
-        "--run-dir",
-        dir,
-        "--fresh",
-      ]);
+      await run(
+        [
+          "local",
+          ...c.config,
+          "--workers",
+          String(workers),
+          "--nats",
+          nats.url,
+          "--backend",
+          "wasm",
+          "--run-dir",
+          dir,
+          "--fresh",
+        ],
+        trace,
+      );
       return measure(label, dir, c.batch, warm);
     };
 
@@ -259,7 +284,10 @@ export async function runDistributedBench(argv: string[]): Promise<number> {
         [28, 28, 1],
       );
       const bytes = { G: 4 * model.g.size, D: 4 * model.d.size };
-      const s = await local(wc, 2, "scale2");
+      const traceFile = join(work, "scale-trace.jsonl");
+      const s = await local(wc, 2, "scale2", traceFile);
+      const path = phaseBreakdown(traceFile, 1);
+      const millions = (model.g.size + model.d.size) / 2 / 1e6;
       const steady = s.phases.filter((p) => p.step >= 1);
       const ratios = { G: [] as number[], D: [] as number[] };
       for (let i = 1; i < steady.length; i++) {
@@ -275,9 +303,25 @@ export async function runDistributedBench(argv: string[]): Promise<number> {
         inboundBeforeTree: 8,
         stepsPerSecond: s.stepsPerSecond,
         ...comm(s),
+        modelBytes: (bytes.G + bytes.D) / 2,
+        path,
+        updateMsPerMillion: path.segments.update / millions,
+        publishMsPerMillion: path.segments.publish / millions,
       };
     }
-    Object.assign(results, { overhead, scaling, transport, scale });
+
+    // Latency: where a small model's phase goes, 1 and 2 workers, traced end to end.
+    const latency: Array<{ workers: number; stepsPerSecond: number; path: PhaseBreakdown }> = [];
+    for (const workers of runs("latency") ? [1, 2] : []) {
+      const traceFile = join(work, `latency-${workers}.jsonl`);
+      const s = await local(ring(quick ? 40 : 150), workers, `latency${workers}`, traceFile);
+      latency.push({
+        workers,
+        stepsPerSecond: s.stepsPerSecond,
+        path: phaseBreakdown(traceFile, warm),
+      });
+    }
+    Object.assign(results, { overhead, scaling, transport, scale, latency });
 
     process.stdout.write("\n## overhead: agon local --workers 1 vs agon train (wasm)\n\n");
     process.stdout.write("| case | train steps/s | local×1 steps/s | ratio |\n|---|--:|--:|--:|\n");
@@ -342,10 +386,52 @@ export async function runDistributedBench(argv: string[]): Promise<number> {
         `${r.stepsPerSecond.toFixed(3)} steps/s, phase ${r.phaseMs.toFixed(0)} ms, busiest worker compute ${r.computeMs.toFixed(0)} ms\n`,
       );
     }
+    if (scale) {
+      const r = scale as { path: PhaseBreakdown; modelBytes: number; bytesDownPerPhase: number };
+      process.stdout.write(
+        `bytes down per phase ÷ the network's bytes: ${(r.bytesDownPerPhase / r.modelBytes).toFixed(2)} (1 = one NATS broadcast, no FetchParams)\n`,
+      );
+      process.stdout.write(
+        `coordinator per phase: update (tree + mean + Adam) ${fmtMs(r.path.segments.update)} ms = ${fmtMs((scale as { updateMsPerMillion: number }).updateMsPerMillion)} ms per M params; publish (encode + sha256 + NATS) ${fmtMs(r.path.segments.publish)} ms = ${fmtMs((scale as { publishMsPerMillion: number }).publishMsPerMillion)} ms per M params\n`,
+      );
+      process.stdout.write(
+        `\ncritical path of a phase (median ms over ${r.path.phases} phases):\n\n`,
+      );
+      process.stdout.write(pathTable([{ label: "2 workers", path: r.path }]));
+    }
+    if (latency.length > 0) {
+      process.stdout.write(`\n## latency: ${ring(0).name}, agon local, traced (AGON_TRACE)\n\n`);
+      process.stdout.write(
+        latency
+          .map(
+            (l) =>
+              `${l.workers} worker(s): ${l.stepsPerSecond.toFixed(1)} steps/s, phase ${fmtMs(l.path.wallMs)} ms, slowest worker's compute ${fmtMs(l.path.computeMs)} ms, phase overhead ${fmtMs(l.path.overheadMs)} ms (median over ${l.path.phases} phases)\n`,
+          )
+          .join(""),
+      );
+      process.stdout.write("\ncritical path of a phase (median ms of each segment):\n\n");
+      process.stdout.write(
+        pathTable(latency.map((l) => ({ label: `${l.workers} worker(s)`, path: l.path }))),
+      );
+    }
     if (jsonPath) writeFileSync(jsonPath, `${JSON.stringify(results, null, 2)}\n`);
     return 0;
   } finally {
     await nats.stop();
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+/** A markdown table: one row per run, one column per critical-path segment (median ms). */
+function pathTable(rows: Array<{ label: string; path: PhaseBreakdown }>): string {
+  const head = `| run | ${SEGMENTS.join(" | ")} | wall | overhead |\n|---|${SEGMENTS.map(() => "--:").join("|")}|--:|--:|\n`;
+  return (
+    head +
+    rows
+      .map(
+        (r) =>
+          `| ${r.label} | ${SEGMENTS.map((k) => fmtMs(r.path.segments[k])).join(" | ")} | ${fmtMs(r.path.wallMs)} | ${fmtMs(r.path.overheadMs)} |\n`,
+      )
+      .join("")
+  );
 }

@@ -1,4 +1,5 @@
 // `npm run bench -- <name> [options]`: a small dispatcher of named benchmarks.
+import { runAugmentCurvesBench } from "./augment-curves.js";
 import { runCliBench } from "./cli.js";
 import { runDataBench } from "./data.js";
 import { runDistributedBench } from "./distributed.js";
@@ -48,6 +49,11 @@ const BENCHMARKS: Record<string, Benchmark> = {
     summary:
       "Fréchet distance (agon eval) after N steps per recipe and seed, beside PyTorch's numbers",
     run: runQualityBench,
+  },
+  "augment-curves": {
+    summary:
+      "FD curves with and without DiffAugment on a generated 1,024-image labelled 64x64 folder",
+    run: runAugmentCurvesBench,
   },
 };
 

@@ -2,7 +2,9 @@
 // microtasks + gradient aggregation + Adam), run exactly as coordinator/train.ts runs
 // them but without writing files, for each model × backend.
 import { spawnSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import * as tf from "@tensorflow/tfjs-core";
@@ -11,11 +13,21 @@ import { type BackendName, initBackend } from "../shared/backend.js";
 import { parseConfig, type RunConfig, readConfigFile } from "../shared/config.js";
 import { type Dataset, loadDataset } from "../shared/data/index.js";
 import type { MicrotaskResult } from "../shared/microtask.js";
+import { Rng } from "../shared/rng.js";
 import { MicrotaskRunner } from "../shared/runner.js";
 import { datasetSpec, microtaskSpec, phasesPerStep } from "../shared/schedule.js";
 import { reduceNode } from "../shared/tree.js";
 import { type MachineInfo, machineHeader, machineInfo } from "./machine.js";
+import { shapeImage } from "./shapes.js";
 import { fmtMs, median, percentile, textTable } from "./stats.js";
+import {
+  interleave,
+  KERNELS,
+  type TorchReady,
+  TorchServer,
+  torchSpec,
+  type VersusRow,
+} from "./versus-torch.js";
 
 const BACKENDS = ["tensorflow", "webgpu", "wasm", "cpu"] as const;
 type Backend = (typeof BACKENDS)[number];
@@ -33,8 +45,6 @@ interface ModelCase {
 
 const RING_YAML = fileURLToPath(new URL("../docs/examples/ring.yaml", import.meta.url));
 const TORCH_SCRIPT = fileURLToPath(new URL("./torch_step.py", import.meta.url));
-/** Models bench/torch_step.py has twins of. */
-const TORCH_MODELS = ["mlp", "dcgan"];
 /** `python3` on PATH may be a pyenv without torch while Debian's python3-torch sits under /usr/bin. */
 const PYTHONS = ["python3", "/usr/bin/python3"];
 
@@ -62,6 +72,38 @@ const MODELS: Record<string, ModelCase> = {
       cpu: "about a minute per step on 2 cores (the cpu backend's plain-JS conv gradients)",
     },
   },
+  dcgan32: {
+    name: "dcgan32",
+    describe:
+      "DCGAN on 32×32 RGB (generated shapes, bench/shapes.ts), gFilters = dFilters = 32, 4×4 kernels, latent 64",
+    raw: () => ({
+      model: { name: "dcgan", latentDim: 64, gFilters: 32, dFilters: 32, kernel: 4 },
+      dataset: { name: "folder", path: shapesDir(32), channels: 3, size: 32 },
+    }),
+    steps: 10,
+    warmup: 1,
+    slowOn: { cpu: "minutes per step (the cpu backend's plain-JS conv gradients)" },
+  },
+  dcgan64: {
+    name: "dcgan64",
+    describe:
+      "DCGAN on 64×64 RGB as docs/examples/shapes-rgb64.yaml (f 16, max 128, 4×4, spectral norm in D)",
+    raw: () => ({
+      model: {
+        name: "dcgan",
+        latentDim: 64,
+        gFilters: 16,
+        dFilters: 16,
+        maxFilters: 128,
+        kernel: 4,
+        dNorm: "spectral",
+      },
+      dataset: { name: "folder", path: shapesDir(64), channels: 3, size: 64 },
+    }),
+    steps: 10,
+    warmup: 1,
+    slowOn: { cpu: "minutes per step (the cpu backend's plain-JS conv gradients)" },
+  },
   ring: {
     name: "ring",
     describe: "small MLP GAN on the 8-Gaussian ring (model and dataset of docs/examples/ring.yaml)",
@@ -74,15 +116,35 @@ const MODELS: Record<string, ModelCase> = {
   },
 };
 
+/**
+ * A folder of 256 generated SIZE×SIZE shape PNGs (bench/shapes.ts) in the temp
+ * dir, written on first use: the step's cost does not depend on the pictures.
+ */
+function shapesDir(size: number): string {
+  const dir = join(tmpdir(), `agon-bench-shapes-${size}`);
+  if (existsSync(join(dir, "shape-00255.png"))) return dir;
+  mkdirSync(dir, { recursive: true });
+  const rng = new Rng(2026);
+  for (let i = 0; i < 256; i++)
+    writeFileSync(join(dir, `shape-${String(i).padStart(5, "0")}.png`), shapeImage(rng, size));
+  return dir;
+}
+
 const DEFAULT_BUDGET_S = 15;
+const DEFAULT_ROUNDS = 6;
+const DEFAULT_BLOCK_MS = 1500;
 const MIN_MEASURED = 2;
 
 export const STEP_USAGE = `usage: npm run bench -- step [options]
 
 Times full training steps (one D phase + one G phase, each K microtasks + aggregation +
-Adam, as \`agon train\` runs them, without writing files) per model × backend. When a python
-with torch is found (python3 on PATH, else /usr/bin/python3), the same mlp and dcgan models are
-then timed in PyTorch on the CPU (bench/torch_step.py) and a tfjs / pytorch ratio is printed.
+Adam, as \`agon train\` runs them, without writing files) per model × backend. When wasm is
+measured and a python with torch is found (python3 on PATH, else /usr/bin/python3), every model
+with a PyTorch twin (bench/torch_step.py: non-saturating mlp and dcgan) is then compared with
+PyTorch on the CPU (1 thread, OpenBLAS) in interleaved blocks: tfjs-wasm here and one warm
+torch_step.py --serve process per OpenBLAS kernel (the one OpenBLAS picks, and
+OPENBLAS_CORETYPE=Haswell; OPENBLAS_L2_SIZE unset for both) take turns, A B C A B C ..., and
+each round gives a tfjs / pytorch ratio per kernel (median and spread printed).
 
 options:
   --backends LIST    comma-separated, from ${BACKENDS.join(",")} (default: all; unavailable ones are skipped)
@@ -97,6 +159,8 @@ options:
                      cpu × dcgan (seconds per step) to a few steps.
   --include-slow     also measure the cells skipped by default (dcgan × cpu: about a minute
                      per step here, so 1 warm-up + ${MIN_MEASURED} steps take several minutes)
+  --rounds N         rounds of the interleaved PyTorch comparison (default ${DEFAULT_ROUNDS}; 0 = none)
+  --block-ms MS      about how long each side's block of steps takes (default ${DEFAULT_BLOCK_MS})
   --json FILE        also write machine facts and all samples as JSON
   -h, --help         this text`;
 
@@ -109,6 +173,8 @@ interface StepOptions {
   batch: number;
   budgetS: number;
   includeSlow: boolean;
+  rounds: number;
+  blockMs: number;
   json: string | null;
 }
 
@@ -161,36 +227,18 @@ export interface StepReport {
   skipped: Array<{ model: string; backend: string; reason: string }>;
   failed: Array<{ model: string; backend: string; reason: string }>;
   results: CellResult[];
-  /** The same models in PyTorch on the CPU, measured in the same run (bench/torch_step.py). */
-  pytorch: TorchReport | { skipped: string };
-  /** tfjs median / PyTorch median per model × tfjs backend (lower is better; 1 = parity). */
-  comparison: ComparisonRow[];
-}
-
-export interface TorchReport {
-  python: string;
-  torch: string;
-  /** torch.get_num_threads() in the benchmark process (PyTorch's default for this machine). */
-  threads: number;
-  blas: string;
-  /** OPENBLAS_NUM_THREADS as the benchmark process saw it (unset: OpenBLAS picks). */
-  openblasThreads: string | null;
-  results: Array<{
-    model: string;
-    params: { G: number; D: number };
-    batch: number;
-    warmup: number;
-    stepMs: number[];
-    medianMs: number;
-  }>;
-}
-
-export interface ComparisonRow {
-  model: string;
-  backend: string;
-  tfjsMs: number;
-  pytorchMs: number;
-  ratio: number;
+  /**
+   * tfjs-wasm against PyTorch on the CPU, interleaved (bench/versus-torch.ts): the
+   * PyTorch processes' facts per kernel, and one row per model with a twin.
+   */
+  pytorch:
+    | {
+        python: string;
+        kernels: Array<{ label: string } & Omit<TorchReady, "params">>;
+        params: TorchReady["params"];
+        rows: VersusRow[];
+      }
+    | { skipped: string };
 }
 
 class UsageError extends Error {}
@@ -208,6 +256,8 @@ function parseOptions(argv: string[]): StepOptions | null {
       batch: { type: "string" },
       "max-seconds": { type: "string" },
       "include-slow": { type: "boolean" },
+      rounds: { type: "string" },
+      "block-ms": { type: "string" },
       json: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
@@ -255,6 +305,8 @@ function parseOptions(argv: string[]): StepOptions | null {
     batch,
     budgetS: budget,
     includeSlow: values["include-slow"] ?? false,
+    rounds: int("rounds", values.rounds, 0) ?? DEFAULT_ROUNDS,
+    blockMs: int("block-ms", values["block-ms"], 1) ?? DEFAULT_BLOCK_MS,
     json: values.json ?? null,
   };
 }
@@ -447,64 +499,110 @@ function findTorchPython(): { python: string } | { skipped: string } {
   return { skipped: `no python with torch (${tried.join("; ")})` };
 }
 
-/** Runs bench/torch_step.py for the models it knows, with this run's steps, warm-up and batch. */
-function runTorch(
+/**
+ * The interleaved comparison (see STEP_USAGE) for the models with a PyTorch twin:
+ * tfjs on wasm in this process against one torch_step.py --serve per kernel.
+ */
+async function versusTorch(
   opts: StepOptions,
+  datasets: Map<string, Promise<Dataset>>,
   log: (line: string) => void,
-): TorchReport | { skipped: string } {
-  const models = opts.models.map((m) => m.name).filter((m) => TORCH_MODELS.includes(m));
-  if (models.length === 0)
-    return { skipped: `no model with a PyTorch twin (${TORCH_MODELS.join(", ")})` };
+): Promise<StepReport["pytorch"]> {
+  if (opts.rounds === 0) return { skipped: "--rounds 0" };
+  if (!opts.backends.includes("wasm")) return { skipped: "wasm not measured (--backends)" };
   const found = findTorchPython();
   if ("skipped" in found) return found;
-  const args = [TORCH_SCRIPT, "--models", models.join(","), "--batch", String(opts.batch)];
-  if (opts.steps != null) args.push("--steps", String(opts.steps));
-  if (opts.warmup != null) args.push("--warmup", String(opts.warmup));
-  log(`pytorch: measuring ${models.join(", ")} with ${found.python}`);
-  const r = spawnSync(found.python, args, { encoding: "utf8", timeout: 600_000 });
-  if (r.status !== 0) {
-    const why = r.error ? r.error.message : r.stderr.trim().split("\n").at(-1);
-    return { skipped: `${found.python} ${TORCH_SCRIPT} failed: ${why}` };
+  await initBackend("wasm");
+  const sides: Array<{ name: string; step: () => Promise<number>; release: () => void }> = [];
+  const specs: Record<string, unknown> = {};
+  for (const mc of opts.models) {
+    const warmup = opts.warmup ?? mc.warmup;
+    const cfg = configFor(mc, opts, 1_000_000);
+    const runner = await runnerFor(cfg, datasets);
+    const spec = torchSpec(cfg, runner.model.sampleShape, warmup);
+    if (spec === null || cfg.shards !== 1) {
+      runner.release();
+      continue;
+    }
+    const state = new TrainingState(cfg, runner.model);
+    for (let i = 0; i < warmup; i++) await trainStep(cfg, runner, state);
+    specs[mc.name] = spec;
+    sides.push({
+      name: mc.name,
+      step: async () => (await trainStep(cfg, runner, state)).total,
+      release: () => runner.release(),
+    });
   }
-  const parsed = JSON.parse(r.stdout) as Omit<TorchReport, "python" | "openblasThreads">;
-  for (const t of parsed.results) log(`  ${t.model} × pytorch: median ${fmtMs(t.medianMs)} ms`);
-  return {
-    python: found.python,
-    openblasThreads: process.env.OPENBLAS_NUM_THREADS ?? null,
-    ...parsed,
-  };
+  if (sides.length === 0) return { skipped: "no model with a PyTorch twin (or K > 1)" };
+  log(
+    `pytorch: starting ${KERNELS.length} warm ${found.python} processes (${KERNELS.map((k) => k.label).join(", ")})`,
+  );
+  const servers: TorchServer[] = [];
+  try {
+    for (const k of KERNELS)
+      servers.push(await TorchServer.start(found.python, TORCH_SCRIPT, specs, k.coretype));
+    const rows: VersusRow[] = [];
+    for (const side of sides) {
+      log(`  ${side.name}: ${opts.rounds} interleaved rounds`);
+      rows.push(await interleave(side.name, side.step, servers, opts.rounds, opts.blockMs));
+      side.release();
+    }
+    return {
+      python: found.python,
+      kernels: servers.map((s, i) => {
+        const { params: _params, ...facts } = s.ready;
+        return { label: KERNELS[i].label, ...facts };
+      }),
+      params: servers[0].ready.params,
+      rows,
+    };
+  } finally {
+    for (const s of servers) s.close();
+  }
 }
 
-function compare(results: readonly CellResult[], torch: TorchReport): ComparisonRow[] {
-  return results.flatMap((r) => {
-    const t = torch.results.find((x) => x.model === r.model);
-    if (t == null || r.shards !== 1) return [];
+async function runnerFor(
+  cfg: RunConfig,
+  datasets: Map<string, Promise<Dataset>>,
+): Promise<MicrotaskRunner> {
+  const key = JSON.stringify(datasetSpec(cfg));
+  if (!datasets.has(key)) datasets.set(key, loadDataset(datasetSpec(cfg)));
+  return new MicrotaskRunner(cfg, await datasets.get(key)!);
+}
+
+/** The interleaved comparison as a table: per model, tfjs and PyTorch per kernel, the ratio's median and range. */
+export function formatVersusTable(
+  torch: Exclude<StepReport["pytorch"], { skipped: string }>,
+  results: readonly CellResult[],
+): string {
+  const header = [
+    "model",
+    "params G+D (tfjs / torch)",
+    "rounds",
+    "tfjs-wasm ms/step",
+    ...torch.kernels.flatMap((k) => [`torch ${k.corename ?? k.label} ms`, `ratio (min–max)`]),
+  ];
+  const body = torch.rows.map((r) => {
+    const cell = results.find((c) => c.model === r.model && c.backend === "wasm");
+    const p = torch.params[r.model];
+    const ours = cell ? String(cell.params.G + cell.params.D) : "?";
     return [
-      {
-        model: r.model,
-        backend: r.backend,
-        tfjsMs: r.medianMs,
-        pytorchMs: t.medianMs,
-        ratio: r.medianMs / t.medianMs,
-      },
+      r.model,
+      `${ours} / ${p ? p.G + p.D : "?"}`,
+      String(r.tfjsMs.length),
+      fmtMs(median(r.tfjsMs)),
+      ...r.torch.flatMap((k) => [
+        fmtMs(median(k.ms)),
+        `${median(k.ratios).toFixed(2)}× (${Math.min(...k.ratios).toFixed(2)}–${Math.max(...k.ratios).toFixed(2)})`,
+      ]),
     ];
   });
-}
-
-export function formatComparisonTable(torch: TorchReport, rows: readonly ComparisonRow[]): string {
-  const header = ["model", "tfjs backend", "tfjs ms/step", "pytorch ms/step", "tfjs / pytorch"];
-  const body = rows.map((c) => [
-    c.model,
-    c.backend,
-    fmtMs(c.tfjsMs),
-    fmtMs(c.pytorchMs),
-    `${c.ratio.toFixed(2)}×`,
-  ]);
-  const blasThreads = torch.openblasThreads ?? "unset";
   return [
-    `pytorch ${torch.torch} (${torch.python}), ${torch.threads} thread(s) (torch.get_num_threads()), ` +
-      `BLAS ${torch.blas}, OPENBLAS_NUM_THREADS ${blasThreads}`,
-    textTable(header, body, new Set([2, 3, 4])),
+    `pytorch ${torch.kernels[0]?.torch} (${torch.python}), ${torch.kernels[0]?.threads} thread(s), ` +
+      `BLAS ${torch.kernels[0]?.blas}; OpenBLAS kernels: ` +
+      torch.kernels.map((k) => `${k.label} → openblas_get_corename() = ${k.corename}`).join(", "),
+    "tfjs / pytorch per interleaved round (A B C A B C ...): median (min–max); lower is better, 1 = parity",
+    textTable(header, body, new Set([2, 3, 4, 5, 6, 7])),
   ].join("\n");
 }
 
@@ -588,7 +686,6 @@ export async function runStepBench(argv: string[]): Promise<number> {
     failed: [],
     results: [],
     pytorch: { skipped: "not run" },
-    comparison: [],
   };
   const datasets = new Map<string, Promise<Dataset>>();
   for (const backend of opts.backends) {
@@ -620,7 +717,7 @@ export async function runStepBench(argv: string[]): Promise<number> {
   }
 
   // After the tfjs cells, never beside them: both sides get the whole machine in turn.
-  report.pytorch = runTorch(opts, log);
+  report.pytorch = await versusTorch(opts, datasets, log);
 
   const order = opts.models.map((m) => m.name);
   report.results.sort((a, b) => order.indexOf(a.model) - order.indexOf(b.model));
@@ -632,12 +729,8 @@ export async function runStepBench(argv: string[]): Promise<number> {
     for (const r of noted) out(`note: ${r.model} × ${r.backend}: ${r.note}`);
   }
   out("");
-  if ("skipped" in report.pytorch) {
-    out(`pytorch: skipped: ${report.pytorch.skipped}`);
-  } else {
-    report.comparison = compare(report.results, report.pytorch);
-    out(formatComparisonTable(report.pytorch, report.comparison));
-  }
+  if ("skipped" in report.pytorch) out(`pytorch: skipped: ${report.pytorch.skipped}`);
+  else out(formatVersusTable(report.pytorch, report.results));
   out("");
   out(
     "samples/s = real samples per step (batch × kD) / median step time; D/G ms = the phase's " +

@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import { mkdir, readdir, rename, rm, symlink, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import type { RunConfig } from "../shared/config.js";
+import { metricOfConfig } from "../shared/evaluation.js";
 import { type CheckpointData, configHash, writeCheckpoint } from "./checkpoint.js";
 
 export const BEST_DIR = "best-checkpoints";
@@ -19,7 +20,10 @@ const SCORES = "scores.json";
  */
 export interface BestEntry {
   step: number;
+  /** The score, lower is better: the FD, or the FID when `metric` is "fid". */
   fd: number;
+  /** "fid" for Inception features (eval.features inception); absent: the own features' FD. */
+  metric?: "fid";
   name: string;
   configHash: string;
   n: number;
@@ -44,10 +48,16 @@ export function readBestScores(runDir: string): BestEntry[] {
 export class BestCheckpoints {
   private entries: BestEntry[];
   private readonly hash: string;
+  /**
+   * What an earlier incarnation kept that this run cannot compare with, and why: each such
+   * entry's step and the first setting that differs ("eval.n 500, now 400"). Its checkpoint
+   * dir is deleted at the next write. Empty when nothing was dropped.
+   */
+  readonly dropped: { step: number; name: string; why: string }[];
 
   /**
    * Reads what an earlier incarnation of the run kept. Entries written with another
-   * trajectory (config hash) or another eval.n / eval.seed are dropped at the next write; a resumed run re-evaluating a
+   * trajectory (config hash), another eval.n / eval.seed or another metric (FD, FID) are dropped at the next write; a resumed run re-evaluating a
    * step replaces that step's entry (deterministic, so with the same score).
    */
   constructor(
@@ -55,9 +65,33 @@ export class BestCheckpoints {
     private readonly k: number,
   ) {
     this.hash = configHash(cfg);
-    this.entries = readBestScores(cfg.run.dir).filter(
-      (e) => e.configHash === this.hash && e.n === cfg.eval?.n && e.seed === cfg.eval?.seed,
-    );
+    const read = readBestScores(cfg.run.dir).map((e) => ({ e, why: this.mismatch(e) }));
+    this.entries = read.filter((r) => r.why === null).map((r) => r.e);
+    this.dropped = read
+      .filter((r) => r.why !== null)
+      .map((r) => ({ step: r.e.step, name: r.e.name, why: r.why as string }));
+  }
+
+  /** Why an entry's score does not compare with this run's (null: it does). */
+  private mismatch(e: BestEntry): string | null {
+    const cfg = this.cfg;
+    if (e.configHash !== this.hash) return "another trajectory (config hash)";
+    if (e.n !== cfg.eval?.n) return `eval.n ${e.n}, now ${cfg.eval?.n}`;
+    if (e.seed !== cfg.eval?.seed) return `eval.seed ${e.seed}, now ${cfg.eval?.seed}`;
+    const metric = e.metric ?? "fd";
+    if (metric !== metricOfConfig(cfg)) return `${metric}, now ${metricOfConfig(cfg)}`;
+    return null;
+  }
+
+  /**
+   * One line on what the constructor dropped (null when nothing): "best checkpoints dropped:
+   * step 4 (eval.n 500, now 400), step 6 (...); their dirs in best-checkpoints/ are deleted when
+   * the next best checkpoint is written".
+   */
+  droppedLine(): string | null {
+    if (this.dropped.length === 0) return null;
+    const list = this.dropped.map((d) => `step ${d.step} (${d.why})`).join(", ");
+    return `best checkpoints dropped, their scores do not compare with this run's: ${list}; their dirs in ${BEST_DIR}/ are deleted when the next best checkpoint is written`;
   }
 
   private get dir(): string {
@@ -95,6 +129,7 @@ export class BestCheckpoints {
       configHash: this.hash,
       n: this.cfg.eval?.n ?? 0,
       seed: this.cfg.eval?.seed ?? 0,
+      ...(metricOfConfig(this.cfg) === "fid" ? { metric: "fid" as const } : {}),
     };
     this.entries = [...this.entries.filter((e) => e.step !== step), entry].sort(byScore);
     const dropped = this.entries.slice(this.k);

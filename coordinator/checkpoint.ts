@@ -2,8 +2,18 @@
 // renamed into place, with the sha256 of every blob in its manifest so a torn
 // or corrupted checkpoint is detected on load instead of trained from.
 import { closeSync, existsSync, fsyncSync, openSync } from "node:fs";
-import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import {
+  lstat,
+  mkdir,
+  readdir,
+  readFile,
+  readlink,
+  realpath,
+  rename,
+  rm,
+  writeFile,
+} from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
 import type { AdamState } from "../shared/adam.js";
 import { canonicalJson, type RunConfig } from "../shared/config.js";
 import { sha256 } from "../shared/hash.js";
@@ -48,6 +58,8 @@ export class CheckpointError extends Error {
  * can be extended, moved or watched differently. The transport precision rounds
  * gradients and weights, so it is in; at its default (fp32 both ways) it is
  * left out, so checkpoints from before the setting existed still resume.
+ * `schedule.reuseFakes` is in when true and left out at its default (false), so
+ * checkpoints from before the setting existed still resume.
  */
 export function configHash(cfg: RunConfig): string {
   const {
@@ -68,8 +80,37 @@ export function configHash(cfg: RunConfig): string {
     trajectory.dataset.name === "prepared"
       ? (({ path: _path, cacheMB: _cacheMB, ...rest }) => rest)(trajectory.dataset)
       : trajectory.dataset;
-  const hashed = fp32 ? { ...trajectory, dataset } : { ...trajectory, dataset, transport };
+  const { reuseFakes, ...schedule } = trajectory.schedule;
+  const common = { ...trajectory, dataset, schedule: reuseFakes ? trajectory.schedule : schedule };
+  const hashed = fp32 ? common : { ...common, transport };
   return sha256(new TextEncoder().encode(canonicalJson(hashed)));
+}
+
+/**
+ * The fields in which two configs differ, as "optimizer.g.lr 0.0002 → 0.01" (at most 3, then
+ * "and N more"), leaving out what configHash leaves out (steps, run, checkpoint, …).
+ */
+export function configDifferences(was: RunConfig, now: RunConfig): string {
+  const ignored = new Set(["steps", "run", "checkpoint", "samples", "health", "eval", "ema"]);
+  const leaves = (v: unknown, path: string, out: Map<string, string>) => {
+    if (v !== null && typeof v === "object" && !Array.isArray(v)) {
+      for (const [k, x] of Object.entries(v)) {
+        if (path === "" && ignored.has(k)) continue;
+        leaves(x, path ? `${path}.${k}` : k, out);
+      }
+    } else out.set(path, JSON.stringify(v) ?? "absent");
+    return out;
+  };
+  const a = leaves(was, "", new Map());
+  const b = leaves(now, "", new Map());
+  const keys = [...new Set([...a.keys(), ...b.keys()])].sort();
+  const diffs = keys
+    .filter((k) => a.get(k) !== b.get(k))
+    .map((k) => `${k} ${a.get(k) ?? "absent"} → ${b.get(k) ?? "absent"}`);
+  if (diffs.length === 0) return "the same fields, another config hash";
+  return diffs.length > 3
+    ? `${diffs.slice(0, 3).join(", ")} and ${diffs.length - 3} more`
+    : diffs.join(", ");
 }
 
 function bytesOf(a: Float32Array): Uint8Array {
@@ -220,7 +261,13 @@ export async function readCheckpoint(
     );
   }
   if (manifest?.format !== CHECKPOINT_FORMAT) {
-    throw new CheckpointError(`${dir}: unsupported checkpoint format ${String(manifest?.format)}`);
+    throw new CheckpointError(
+      manifest?.format === undefined
+        ? `${dir}: not an agon checkpoint (its manifest.json has no format); give a ckpt-NNNNNNNN dir written by agon`
+        : manifest.format === ("agon-prepared-dataset" as unknown) // shared/data/prepared.ts PREPARED_FORMAT
+          ? `${dir}: is a prepared dataset (agon data prepare), not a checkpoint; give a run dir or a ckpt-NNNNNNNN dir`
+          : `${dir}: uses checkpoint format ${String(manifest.format)}, this agon reads format ${CHECKPOINT_FORMAT}; use the agon version that wrote it`,
+    );
   }
   const arrays: Record<string, Float32Array> = {};
   for (const [file, meta] of Object.entries(manifest.blobs ?? {})) {
@@ -287,18 +334,45 @@ export async function latestValidCheckpoint(
 }
 
 /**
+ * The line that says a checkpoint was skipped: "checkpoint rejected: DIR: why" (the reason's own
+ * leading DIR is not repeated); what comes next (an older checkpoint, step 0) is the caller's.
+ */
+export function rejectionLine(dir: string, reason: string): string {
+  return `checkpoint rejected: ${reason.startsWith(`${dir}: `) ? reason : `${dir}: ${reason}`}`;
+}
+
+/**
  * A checkpoint dir as given (one holding manifest.json), or the newest checkpoint
  * of a run dir that verifies (read-only, safe on a live run); `onRejected` hears
- * of each newer one that did not. Used by eval, sample and export alike.
- * @throws CheckpointError when neither (or when the named checkpoint is damaged).
+ * of each newer one that did not. Used by eval, sample and export alike. The dir
+ * is made absolute and a link (a run's `best`) is resolved to what it points at
+ * (best-checkpoints/ckpt-NNNNNNNN), so `found.dir` names the checkpoint itself.
+ * @throws CheckpointError when neither (or when the named checkpoint is damaged,
+ * or a link's target is gone).
  */
 export async function readCheckpointOrNewest(
-  dir: string,
+  given: string,
   onRejected: (dir: string, reason: string) => void = () => {},
 ): Promise<FoundCheckpoint> {
+  let dir = resolve(given);
+  const link = await lstat(dir).catch(() => null);
+  if (link?.isSymbolicLink()) {
+    const target = await readlink(dir).catch(() => "?");
+    try {
+      dir = await realpath(dir);
+    } catch {
+      throw new CheckpointError(
+        `${dir}: a dangling link (its target ${target} is gone; give the run dir for its newest checkpoint)`,
+      );
+    }
+  }
   if (existsSync(join(dir, "manifest.json"))) return { dir, ...(await readCheckpoint(dir)) };
   if (!existsSync(dir)) {
-    throw new CheckpointError(`${dir}: does not exist (expected a ckpt-NNNNNNNN dir or a run dir)`);
+    throw new CheckpointError(
+      basename(dir) === BEST_LINK_NAME
+        ? `${dir}: does not exist (${await whyNoBest(dirname(dir))}; give the run dir for its newest checkpoint)`
+        : `${dir}: does not exist (expected a ckpt-NNNNNNNN dir or a run dir)`,
+    );
   }
   const found = await latestValidCheckpoint(dir, onRejected);
   if (found) return found;
@@ -312,6 +386,29 @@ export async function readCheckpointOrNewest(
  * behind, then the newest valid checkpoint, refused if it was written with a
  * different trajectory unless `force`. Null when there is none.
  */
+/** The name of a run's link to its best checkpoint (best.ts's BEST_LINK; best.ts imports this module). */
+const BEST_LINK_NAME = "best";
+
+/**
+ * Why a run dir has no `best` link, from its newest checkpoint's config (read, not verified):
+ * the run does not keep best checkpoints, or it does but none has been kept yet.
+ */
+async function whyNoBest(runDir: string): Promise<string> {
+  const names = await checkpointNames(runDir);
+  const newest = names[names.length - 1];
+  let config: { eval?: unknown; checkpoint?: { keepBest?: unknown } } | undefined;
+  if (newest) {
+    try {
+      config = JSON.parse(await readFile(join(runDir, newest, "manifest.json"), "utf8"))?.config;
+    } catch {
+      config = undefined;
+    }
+  }
+  if (config?.eval && config.checkpoint?.keepBest !== undefined)
+    return "this run keeps best/ (eval.every and checkpoint.keepBest), but no evaluation has completed yet or none was kept";
+  return "a run keeps best/ only with eval.every and checkpoint.keepBest";
+}
+
 export async function resumableCheckpoint(
   cfg: RunConfig,
   force: boolean,
@@ -326,7 +423,7 @@ export async function resumableCheckpoint(
   const found = await latestValidCheckpoint(runDir, onRejected);
   if (found && found.manifest.configHash !== configHash(cfg) && !force) {
     throw new CheckpointError(
-      `${found.dir} was written with a different config; use --fresh to start over or --force to resume anyway`,
+      `${found.dir} was written with a different config (${configDifferences(found.manifest.config, cfg)}); use --fresh to start over or --force to resume anyway`,
     );
   }
   return found;

@@ -1,7 +1,8 @@
 // The coordinator's HTTP face: Prometheus metrics, a health check, the status
-// as JSON and a live dashboard. Everything it shows comes from the run's NATS
-// subjects (metrics, events, samples), so it works the same inside the
-// coordinator process or beside it; only status() is read from the caller.
+// as JSON and a live dashboard. Everything it shows comes from the run's
+// subjects (metrics, events, samples): on NATS, so it works the same inside the
+// coordinator process or beside it, or, in a run without NATS, straight from
+// the coordinator's publisher; only status() is read from the caller.
 //
 //   GET /                   the dashboard (self-contained: no CDN, no external requests)
 //   GET /metrics            Prometheus text format (own registry; every series has a `run` label)
@@ -19,7 +20,6 @@ import {
   type ServerResponse,
 } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { Subscription } from "@nats-io/transport-node";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { MetricsMessage } from "../shared/metrics.js";
 import { type NatsConnection, subjects } from "../shared/nats.js";
@@ -46,12 +46,35 @@ export interface HttpOptions {
   port: number;
   runId: string;
   /** The connection to read the run's metrics, events and samples from (not closed by close()). */
-  nats: NatsConnection;
+  nats?: NatsConnection;
+  /** Where to read them from instead when there is no NATS (the coordinator's Publisher). */
+  feed?: RunFeed;
   log?: (line: string) => void;
   /** The coordinator's view of the run, read on every /healthz and /api/status request. */
   status: () => RunStatus;
   /** Also export prom-client's default process metrics (`process_*`, `nodejs_*`). Default true. */
   processMetrics?: boolean;
+}
+
+/**
+ * The run's messages by subject, in process: what a NATS subscription would
+ * deliver, for a coordinator that runs without NATS. `onData` gets each
+ * message's payload (JSON text as UTF-8, or PNG bytes).
+ */
+export interface RunFeed {
+  subscribe(subject: string, onData: (data: Uint8Array) => void): { unsubscribe(): void };
+}
+
+/** A NATS connection seen as a RunFeed. */
+function natsFeed(nc: NatsConnection): RunFeed {
+  return {
+    subscribe: (subject, onData) =>
+      nc.subscribe(subject, {
+        callback: (err, msg) => {
+          if (!err) onData(msg.data);
+        },
+      }),
+  };
 }
 
 export interface HttpServerHandle {
@@ -99,6 +122,7 @@ class TrainingMetrics {
   private readonly lastUpdate: Gauge;
   private readonly samples: Counter;
   private readonly evalFd: Gauge;
+  private readonly evalFid: Gauge;
   private readonly evalStep: Gauge;
 
   constructor(runId: string, processMetrics: boolean) {
@@ -145,6 +169,10 @@ class TrainingMetrics {
       "agon_eval_fd",
       "Fréchet distance of the last evaluation during training (own classifier's features)",
     );
+    this.evalFid = gauge(
+      "agon_eval_fid",
+      "FID (Inception-v3 features) of the last evaluation during training (eval.features inception)",
+    );
     this.evalStep = gauge("agon_eval_step", "Step of the last evaluation during training");
     const buckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
     this.phaseSeconds = new Histogram({
@@ -189,11 +217,13 @@ class TrainingMetrics {
     this.events.inc({ type });
   }
 
-  /** An `evaluation` event (eval.every): its step and FD. */
-  evaluation(step: unknown, fd: unknown): void {
-    if (!finite(step) || !finite(fd)) return;
+  /** An `evaluation` event (eval.every): its step and FD, or FID (Inception features). */
+  evaluation(step: unknown, fd: unknown, fid: unknown): void {
+    if (!finite(step)) return;
+    if (finite(fid)) this.evalFid.set(fid);
+    else if (finite(fd)) this.evalFd.set(fd);
+    else return;
     this.evalStep.set(step);
-    this.evalFd.set(fd);
   }
 
   sample(): void {
@@ -239,6 +269,8 @@ export async function startHttpServer(opts: HttpOptions): Promise<HttpServerHand
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const subj = subjects(opts.runId);
   const metrics = new TrainingMetrics(opts.runId, opts.processMetrics ?? true);
+  const feed = opts.feed ?? (opts.nats ? natsFeed(opts.nats) : null);
+  if (!feed) throw new Error("startHttpServer: give nats or feed");
 
   // Bounded history, kept as the JSON text sent to SSE clients.
   const metricsHistory: string[] = [];
@@ -267,47 +299,38 @@ export async function startHttpServer(opts: HttpOptions): Promise<HttpServerHand
   const sampleJson = () =>
     sample ? JSON.stringify({ step: sample.step, url: `/samples/latest.png?v=${sample.seq}` }) : "";
 
-  const subs: Subscription[] = [
-    opts.nats.subscribe(subj.metrics, {
-      callback: (err, msg) => {
-        if (err) return;
-        const m = parseMetrics(msg.data);
-        if (!m) return bad(subj.metrics);
-        metrics.observe(m);
-        if (m.stepDone) lastStepDone = m.step + 1;
-        const json = JSON.stringify(m);
-        metricsHistory.push(json);
-        if (metricsHistory.length > METRICS_HISTORY)
-          metricsHistory.splice(0, metricsHistory.length - METRICS_HISTORY);
-        broadcast(sseFrame("metrics", json));
-      },
+  const subs = [
+    feed.subscribe(subj.metrics, (data) => {
+      const m = parseMetrics(data);
+      if (!m) return bad(subj.metrics);
+      metrics.observe(m);
+      if (m.stepDone) lastStepDone = m.step + 1;
+      const json = JSON.stringify(m);
+      metricsHistory.push(json);
+      if (metricsHistory.length > METRICS_HISTORY)
+        metricsHistory.splice(0, metricsHistory.length - METRICS_HISTORY);
+      broadcast(sseFrame("metrics", json));
     }),
-    opts.nats.subscribe(subj.events, {
-      callback: (err, msg) => {
-        if (err) return;
-        const e = parseEvent(msg.data);
-        if (!e) return bad(subj.events);
-        metrics.event(e.type);
-        if (e.type === "evaluation") {
-          const { step, fd } = e as { step?: unknown; fd?: unknown };
-          metrics.evaluation(step, fd);
-        }
-        const json = JSON.stringify(e);
-        eventsHistory.push(json);
-        if (eventsHistory.length > EVENTS_HISTORY)
-          eventsHistory.splice(0, eventsHistory.length - EVENTS_HISTORY);
-        broadcast(sseFrame("event", json));
-      },
+    feed.subscribe(subj.events, (data) => {
+      const e = parseEvent(data);
+      if (!e) return bad(subj.events);
+      metrics.event(e.type);
+      if (e.type === "evaluation") {
+        const { step, fd, fid } = e as { step?: unknown; fd?: unknown; fid?: unknown };
+        metrics.evaluation(step, fd, fid);
+      }
+      const json = JSON.stringify(e);
+      eventsHistory.push(json);
+      if (eventsHistory.length > EVENTS_HISTORY)
+        eventsHistory.splice(0, eventsHistory.length - EVENTS_HISTORY);
+      broadcast(sseFrame("event", json));
     }),
-    opts.nats.subscribe(subj.samples, {
-      callback: (err, msg) => {
-        if (err) return;
-        const png = Buffer.from(msg.data); // a copy: the client may reuse its buffer
-        if (png.length < 8 || !png.subarray(0, 8).equals(PNG_SIGNATURE)) return bad(subj.samples);
-        metrics.sample();
-        sample = { png, seq: (sample?.seq ?? 0) + 1, step: lastStepDone };
-        broadcast(sseFrame("sample", sampleJson()));
-      },
+    feed.subscribe(subj.samples, (data) => {
+      const png = Buffer.from(data); // a copy: the client may reuse its buffer
+      if (png.length < 8 || !png.subarray(0, 8).equals(PNG_SIGNATURE)) return bad(subj.samples);
+      metrics.sample();
+      sample = { png, seq: (sample?.seq ?? 0) + 1, step: lastStepDone };
+      broadcast(sseFrame("sample", sampleJson()));
     }),
   ];
   // Comments keep idle SSE connections open through proxies.

@@ -1,19 +1,22 @@
 // `agon local --workers N`: a whole cluster on this machine in one command.
-// It starts nats-server (unless --nats names one), the coordinator and N
-// workers as child processes of the real `agon` command, shows the run's live
-// progress from the metrics subject, and stops everything in order: on
-// completion, on failure, and on Ctrl-C (the coordinator checkpoints first, so
-// the same command resumes).
+// It starts nats-server (unless --nats names one; with none installed the run
+// goes without NATS), the coordinator and N workers as child processes of the
+// real `agon` command, shows the run's live progress from the metrics subject
+// (without NATS, from the coordinator's dashboard stream), and stops everything
+// in order: on completion, on failure, and on Ctrl-C (the coordinator
+// checkpoints first, so the same command resumes).
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { get as httpGet } from "node:http";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
-import { PARENT_PIPE_ENV } from "../shared/cli/orphan.js";
+import { LAUNCHER_ENV, PARENT_PIPE_ENV } from "../shared/cli/orphan.js";
 import type { RunConfig } from "../shared/config.js";
 import type { MetricsMessage } from "../shared/metrics.js";
 import {
   connectNats,
+  findNatsServer,
   freePort,
   type NatsConnection,
   NatsError,
@@ -35,8 +38,14 @@ export class LocalError extends Error {
 
 export interface LocalOptions {
   workers: number;
-  /** NATS server URL(s), comma-separated; when absent a nats-server is started on a free loopback port. */
+  /**
+   * NATS server URL(s), comma-separated; when absent a nats-server is started
+   * on a free loopback port, and when none is installed the run goes without
+   * NATS (see NO_NATS_LINE).
+   */
   nats?: string;
+  /** Run without NATS even when a nats-server is installed (`--no-nats`), quietly. */
+  noNats?: boolean;
   /** Compute backend of the workers (and of the coordinator's sample grids). */
   backend: string;
   fresh?: boolean;
@@ -59,6 +68,14 @@ export interface LocalOptions {
   workerExitMs?: number;
   /** After SIGTERM, how long the coordinator gets to write its checkpoint. */
   coordinatorStopMs?: number;
+  /**
+   * Start a hot standby too (`agon coordinator --standby`, run dir
+   * `<run.dir>.standby`): the coordinator runs with --ha, the workers know
+   * both addresses, and the run goes on when the leader dies.
+   */
+  standby?: boolean;
+  /** Lease for --standby (e.g. "1500ms"); the coordinators' default when absent. */
+  lease?: string;
 }
 
 export type LocalResult =
@@ -78,8 +95,18 @@ interface Exit {
 
 const ESC = String.fromCharCode(27);
 const ANSI = new RegExp(`${ESC}\\[[0-9;?]*[A-Za-z]`, "g");
+/**
+ * What `agon local` says, once, when it finds no nats-server: the run goes on
+ * without NATS, and this is what that changes.
+ */
+export const NO_NATS_LINE =
+  "local: no nats-server found: running without NATS; workers fetch parameters over gRPC and progress and the dashboard come from the coordinator, but nothing is broadcast and `agon watch` has nothing to follow (install nats-server, e.g. `apt-get install nats-server`, or pass --nats nats://host:port to have them)";
+
 /** Status lines the children draw themselves; `agon local` draws its own from the metrics. */
 const PROGRESS_NOISE = /^step \d+\/\d+ \[/;
+
+/** A coordinator's own dashboard line: `agon local` prints the address itself, once. */
+const DASHBOARD_LINE = /^coordinator: dashboard and \/metrics at /;
 
 /** A child `agon` process with its output turned into prefixed lines. */
 class Child {
@@ -225,8 +252,15 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
     out.write(`${line}\n`);
     if (tty && progress && lastInfo) progress.update(lastInfo, true);
   };
+  /**
+   * A child's stderr line, prefixed with its name. The coordinator's and the workers' fatal
+   * `agon: error:` line is not repeated here while the run goes on: local's own line about
+   * that child's exit carries it (Child.reason), so a failure is said once.
+   */
   const childLine = (name: string) => (line: string) => {
-    if (!PROGRESS_NOISE.test(line)) say(`[${name}] ${line}`);
+    if (PROGRESS_NOISE.test(line) || DASHBOARD_LINE.test(line)) return;
+    if (name !== "standby" && !stopSignal && line.startsWith("agon: error: ")) return;
+    say(`[${name}] ${line}`);
   };
 
   // --- Children, and the guarantee that none outlives us.
@@ -241,6 +275,8 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
     ...process.env,
     AGON_JOIN_TOKEN: process.env.AGON_JOIN_TOKEN || randomSecret(),
     [PARENT_PIPE_ENV]: "1",
+    // Named in the run dir's lock, so a second run on it is told which command to stop.
+    [LAUNCHER_ENV]: `agon local pid ${process.pid}`,
   };
   const startChild = (name: string, args: string[], onStdout?: (line: string) => void): Child => {
     // Each child gets its own process group: Ctrl-C reaches only `agon local`,
@@ -263,6 +299,8 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
   const stopRequested = new Promise<NodeJS.Signals>((r) => {
     onStop = r;
   });
+  /** Set once the coordinator listens (it has its run state, so a stop checkpoints it). */
+  let coordinatorListening = false;
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopSignal) {
       say(`local: ${signal} again: killing every process (the last complete checkpoint stays)`);
@@ -270,7 +308,11 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
       return;
     }
     stopSignal = signal;
-    say(`local: ${signal}: stopping; the coordinator writes a checkpoint first`);
+    say(
+      coordinatorListening
+        ? `local: ${signal}: stopping; the coordinator writes a checkpoint first`
+        : `local: ${signal}: stopping (before training started: nothing to checkpoint)`,
+    );
     onStop(signal);
   };
   const signals: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
@@ -278,7 +320,10 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
 
   let natsServer: NatsServerHandle | null = null;
   let nc: NatsConnection | null = null;
+  /** Without NATS: the coordinator's /events stream that progress is read from. */
+  let events: { close(): void } | null = null;
   let coordinator: Child | null = null;
+  let standby: Child | null = null;
   const workers: Child[] = [];
   let doneEvent: Record<string, unknown> | null = null;
   let workersTimer: ReturnType<typeof waitMs> | null = null;
@@ -316,9 +361,22 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
   const run = async (): Promise<Outcome> => {
     const stopped = (): Outcome => ({ kind: "stopped", signal: stopSignal! });
 
-    // NATS.
-    let natsUrl = opts.nats;
-    if (!natsUrl) {
+    // NATS: --nats, else a nats-server of our own, else (none installed) no NATS at all.
+    // An AGON_NATS_SERVER that names no executable is an error, not a reason to go without.
+    let natsUrl = opts.noNats ? undefined : opts.nats;
+    const found = natsUrl || opts.noNats ? null : findNatsServer();
+    if (opts.noNats || (found && found.path === null && !found.why)) {
+      if (opts.standby) {
+        return {
+          kind: "failed",
+          message: opts.noNats
+            ? "--standby needs NATS with JetStream (the replicated log and the leader's lease live there): drop --no-nats"
+            : "--standby needs NATS with JetStream (the replicated log and the leader's lease live there), and no nats-server was found: install nats-server (e.g. `apt-get install nats-server`) or pass --nats nats://host:port of one started with -js",
+        };
+      }
+      natsUrl = undefined;
+      if (!opts.noNats) say(NO_NATS_LINE);
+    } else if (!natsUrl) {
       natsServer = await spawnNatsServer({
         missingHint: "pass --nats nats://host:port",
         dieWithParent: true,
@@ -327,22 +385,26 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
       say(`local: started nats-server on ${natsUrl}`);
     }
     if (stopSignal) return stopped();
-    const natsServers = natsUrl
-      .split(",")
-      .map((u) => u.trim())
-      .filter(Boolean);
-    nc = await connectNats(natsServers, "agon-local", (l) => say(`local: ${l}`), opts.natsAuth);
-    nc.subscribe(subjects(cfg.run.id).metrics, {
-      callback: (err, msg) => {
-        if (err) return;
-        try {
-          onMetrics(msg.json<MetricsMessage>());
-        } catch {
-          // Not JSON: not ours to show.
-        }
-      },
-    });
-    await nc.flush(); // subscribed before the coordinator publishes anything
+    if (natsUrl) {
+      const natsServers = natsUrl
+        .split(",")
+        .map((u) => u.trim())
+        .filter(Boolean);
+      nc = await connectNats(natsServers, "agon-local", (l) => say(`local: ${l}`), opts.natsAuth);
+      nc.subscribe(subjects(cfg.run.id).metrics, {
+        callback: (err, msg) => {
+          if (err) return;
+          try {
+            onMetrics(msg.json<MetricsMessage>());
+          } catch {
+            // Not JSON: not ours to show.
+          }
+        },
+      });
+      await nc.flush(); // subscribed before the coordinator publishes anything
+    }
+    // The children's NATS flags: the URL and credentials, or a quiet --no-nats (NO_NATS_LINE said it).
+    const natsFlags = natsUrl ? ["--nats", natsUrl, ...(opts.natsArgs ?? [])] : ["--no-nats"];
 
     // The coordinator.
     const listen = opts.listen ?? `127.0.0.1:${await freePort()}`;
@@ -356,31 +418,53 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
       ...opts.configArgs,
       "--listen",
       listen,
-      "--nats",
-      natsUrl,
-      ...(opts.natsArgs ?? []),
+      ...natsFlags,
       "--backend",
       opts.backend,
       "--http",
       opts.http ?? "127.0.0.1:0",
       ...(opts.fresh ? ["--fresh"] : []),
       ...(opts.force ? ["--force"] : []),
+      ...(opts.standby ? ["--ha", ...(opts.lease ? ["--lease", opts.lease] : [])] : []),
     ];
-    const coord = startChild("coordinator", coordArgs, (line) => {
-      let ev: Record<string, unknown> | null = null;
-      try {
-        const parsed: unknown = JSON.parse(line);
-        if (parsed && typeof parsed === "object" && "event" in parsed) {
-          ev = parsed as Record<string, unknown>;
+    /** A coordinator's stdout: its JSON events (listening, http, done), else a line to show. */
+    const coordinatorLines =
+      (name: string, leader: boolean) =>
+      (line: string): void => {
+        let ev: Record<string, unknown> | null = null;
+        try {
+          const parsed: unknown = JSON.parse(line);
+          if (parsed && typeof parsed === "object" && "event" in parsed) {
+            ev = parsed as Record<string, unknown>;
+          }
+        } catch {}
+        if (!ev) {
+          childLine(name)(line);
+          return;
         }
-      } catch {}
-      if (!ev) return childLine("coordinator")(line);
-      if (ev.event === "listening" && typeof ev.address === "string") onListening(ev.address);
-      else if (ev.event === "http" && typeof ev.address === "string") {
-        say(`dashboard: ${ev.address}/  (Prometheus: ${ev.address}/metrics)`);
-      } else if (ev.event === "done") doneEvent = ev;
-    });
+        if (ev.event === "listening" && typeof ev.address === "string") {
+          coordinatorListening = true;
+          if (leader) onListening(ev.address);
+          else say(`local: the standby took over on ${ev.address}`);
+        } else if (leader && ev.event === "http" && typeof ev.address === "string") {
+          say(`dashboard: ${ev.address}/  (Prometheus: ${ev.address}/metrics)`);
+          if (!nc) events ??= followMetrics(`${dialableUrl(ev.address)}/events`, onMetrics);
+        } else if (ev.event === "done") doneEvent = ev;
+      };
+    const coord = startChild("coordinator", coordArgs, coordinatorLines("coordinator", true));
     coordinator = coord;
+    let standbyAddress: string | null = null;
+    if (opts.standby) {
+      standbyAddress = `127.0.0.1:${await freePort()}`;
+      const standbyArgs = coordArgs.filter((a) => a !== "--ha" && a !== "--fresh");
+      standbyArgs[standbyArgs.indexOf("--listen") + 1] = standbyAddress;
+      standbyArgs[standbyArgs.indexOf("--http") + 1] = "127.0.0.1:0";
+      standby = startChild(
+        "standby",
+        [...standbyArgs, "--standby", "--fresh", "--run-dir", `${cfg.run.dir}.standby`],
+        coordinatorLines("standby", false),
+      );
+    }
     const coordFailed = (e: Exit): Outcome => {
       const why = coord.reason();
       return {
@@ -396,7 +480,9 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
     ]);
     if (ready === null) return stopped();
     if ("exit" in ready) return coordFailed(ready.exit);
-    const address = dialable(ready.address);
+    const address = standbyAddress
+      ? `${dialable(ready.address)},${standbyAddress}`
+      : dialable(ready.address);
 
     // The workers.
     let onWorkersGone: (message: string) => void = () => {};
@@ -410,9 +496,7 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
         "worker",
         "--coordinator",
         address,
-        "--nats",
-        natsUrl,
-        ...(opts.natsArgs ?? []),
+        ...natsFlags,
         "--name",
         name,
         "--backend",
@@ -420,12 +504,12 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
       ]);
       workers.push(w);
       void w.exited.then((e) => {
-        if (stopSignal || doneEvent || !coord.alive) return;
+        if (stopSignal || doneEvent || (!coord.alive && !standby?.alive)) return;
         const failed = e.code !== 0;
         if (failed) {
           const why = w.reason();
           failures.push(`${name} ${describeExit(e)}${why ? `: ${why}` : ""}`);
-          say(`local: ${name} ${describeExit(e)}`);
+          say(`local: ${failures.at(-1)}`);
         }
         if (workers.some((x) => x.alive)) return;
         if (failures.length > 0) {
@@ -444,11 +528,15 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
     say(
       `local: coordinator (pid ${coord.pid}) on ${address}, ${opts.workers} worker(s) (pids ${workers
         .map((w) => w.pid)
-        .join(", ")}), NATS ${natsUrl}`,
+        .join(", ")}), ${natsUrl ? `NATS ${natsUrl}` : "no NATS"}`,
     );
 
+    // With a standby the run ends when both coordinators have exited (one took over or both died).
+    const coordinatorsExited = standby
+      ? Promise.all([coord.exited, standby.exited]).then(([a, b]) => (doneEvent ? b : a))
+      : coord.exited;
     const end = await Promise.race([
-      coord.exited.then((exit) => ({ exit })),
+      coordinatorsExited.then((exit) => ({ exit })),
       workersGone.then((message) => ({ message })),
       stopRequested.then(() => null),
     ]);
@@ -465,9 +553,17 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
     return coordFailed(end.exit);
   };
 
-  /** Stops what is still running, in order: coordinator (checkpoints), workers, NATS. */
+  /**
+   * Stops what is still running, in order: the standby (so it does not take
+   * over from a leader that is stopping on purpose), the coordinator
+   * (checkpoints, releases its lease), workers, NATS.
+   */
   const shutdown = async (outcome: Outcome): Promise<void> => {
     workersTimer?.cancel();
+    events?.close();
+    if (standby?.alive && (await standby.terminate(opts.coordinatorStopMs ?? 30_000))) {
+      say("local: the standby did not stop in time and was killed");
+    }
     if (coordinator?.alive) {
       if (await coordinator.terminate(opts.coordinatorStopMs ?? 30_000)) {
         say("local: the coordinator did not stop in time and was killed");
@@ -503,7 +599,10 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
   const elapsed = ((performance.now() - started) / 1000).toFixed(1);
   switch (outcome.kind) {
     case "done": {
-      const summary = readSummary(cfg.run.dir) ?? outcome.done;
+      // The coordinator that finished names its run dir: after a takeover, the standby's.
+      const runDir = typeof outcome.done.runDir === "string" ? outcome.done.runDir : cfg.run.dir;
+      const tookOver = runDir !== cfg.run.dir;
+      const summary = readSummary(runDir) ?? outcome.done;
       const step = Number(summary.step);
       lastInfo = infoFrom(step, last);
       if (!progress) progress = new Progress(out);
@@ -511,9 +610,9 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
       lastInfo = null;
       const hashes = (summary.hashes ?? {}) as { G?: string; D?: string };
       say(
-        `local: done: step ${step} in ${elapsed} s with ${opts.workers} worker(s); G sha256 ${hashes.G}, D sha256 ${hashes.D}; run dir ${cfg.run.dir}`,
+        `local: done: step ${step} in ${elapsed} s with ${opts.workers} worker(s); G sha256 ${hashes.G}, D sha256 ${hashes.D}; run dir ${runDir}${tookOver ? ` (the standby's: it took over from the leader, whose run dir ${cfg.run.dir} stops where the leader did)` : ""}`,
       );
-      return { status: "done", summary };
+      return { status: "done", summary: { ...summary, runDir } };
     }
     case "stopped":
       if (progress && lastInfo) (progress as Progress).finish(lastInfo);
@@ -528,6 +627,83 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
       if (tty && lastInfo) out.write("\n");
       throw new LocalError(outcome.message);
   }
+}
+
+/** An `http://host:port` the dashboard printed, with a wildcard host made dialable. */
+function dialableUrl(url: string): string {
+  const m = /^http:\/\/(.*)$/.exec(url);
+  return m ? `http://${dialable(m[1])}` : url;
+}
+
+/**
+ * Follows the coordinator's Server-Sent Events at `url` (coordinator/http.ts
+ * /events) and hands each metrics message to `onMetrics`, in order: the
+ * replayed history first, then live ones. Reconnects every second while the
+ * stream is down (a replayed message already seen is skipped by its time)
+ * until close().
+ */
+export function followMetrics(
+  url: string,
+  onMetrics: (m: MetricsMessage) => void,
+): { close(): void } {
+  let closed = false;
+  let lastTime = "";
+  let retry: NodeJS.Timeout | undefined;
+  let current: ReturnType<typeof httpGet> | null = null;
+  const frame = (text: string) => {
+    let event = "message";
+    let data = "";
+    for (const line of text.split("\n")) {
+      if (line.startsWith("event:")) event = line.slice(6).trim();
+      else if (line.startsWith("data:")) data += line.slice(5).trimStart();
+    }
+    if (event !== "metrics") return;
+    try {
+      const m = JSON.parse(data) as MetricsMessage;
+      // Strictly older: two phases can share a millisecond, and showing one twice is harmless.
+      if (typeof m.time === "string") {
+        if (m.time < lastTime) return;
+        lastTime = m.time;
+      }
+      onMetrics(m);
+    } catch {
+      // Not JSON: not ours to show.
+    }
+  };
+  const open = () => {
+    if (closed) return;
+    const req = httpGet(url, { headers: { accept: "text/event-stream" } }, (res) => {
+      if (res.statusCode !== 200) {
+        res.resume();
+        return;
+      }
+      res.setEncoding("utf8");
+      let buffered = "";
+      res.on("data", (chunk: string) => {
+        buffered += chunk;
+        for (let end = buffered.indexOf("\n\n"); end >= 0; end = buffered.indexOf("\n\n")) {
+          frame(buffered.slice(0, end));
+          buffered = buffered.slice(end + 2);
+        }
+      });
+    });
+    current = req;
+    // Whatever ends this request (refused, dropped, a non-200 answer), try again in a second.
+    req.once("close", () => {
+      if (current !== req) return;
+      current = null;
+      if (!closed) retry = setTimeout(open, 1000);
+    });
+    req.on("error", () => {});
+  };
+  open();
+  return {
+    close() {
+      closed = true;
+      clearTimeout(retry);
+      current?.destroy();
+    },
+  };
 }
 
 /** The run's summary.json (the same format `agon train` writes), or null. */

@@ -5,7 +5,16 @@
 import { appendFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { RunConfig } from "../shared/config.js";
-import { evaluateGenerator, hasFeatures } from "../shared/evaluation.js";
+import {
+  chunkSizeOf,
+  evalChunks,
+  type FeatureSpace,
+  fdFromSums,
+  featureSpaceOf,
+  metricOf,
+  nodeSums,
+} from "../shared/evaluation.js";
+import type { FeatureSums } from "../shared/fid.js";
 import { DIVERGENCE_SIGNALS, HealthMonitor, type HealthSignal } from "../shared/health.js";
 import type { GanModel } from "../shared/models/index.js";
 import { generateSamples, samplesGridPng, writeSampleGrid } from "../shared/runner.js";
@@ -39,6 +48,20 @@ export interface RecorderOptions {
    * training goes on; "throw" makes the next flush() reject with the error.
    */
   onCheckpointError: "event" | "throw";
+  /**
+   * Computes an evaluation's feature statistics (eval.every) from `state`'s generator for
+   * evaluation (the EMA one when kept): the coordinator hands them to its workers as
+   * evaluation microtasks; null means the evaluation was given up (the run is stopping).
+   * Absent: computed in this process, chunk by chunk along the same tree (`agon train`).
+   */
+  evaluate?: (state: TrainingState) => Promise<FeatureSums | null>;
+  /**
+   * Stops an evaluation computed in this process (`agon train`: SIGINT/SIGTERM) between
+   * Inception passes; the evaluation is then given up, with a line to `log`.
+   */
+  stop?: AbortSignal;
+  /** Lines for a person about an evaluation computed in this process (a slow one says it starts). */
+  log?: (line: string) => void;
 }
 
 export class RunRecorder {
@@ -48,6 +71,10 @@ export class RunRecorder {
   private checkpointError: Error | null = null;
   /** A checkpoint write failed for a reason no retry fixes (RunDirWriteError); flush() rethrows it. */
   fatal: RunDirWriteError | null = null;
+  /** The evaluation's feature space, loaded at the first evaluation (null: none). */
+  private space: FeatureSpace | null | undefined;
+  /** An evaluation has completed in this process (its reference statistics are cached). */
+  private referenceReady = false;
   /** checkpoint.keepBest's ranking; created at prepare(), after the run dir exists. */
   private best: BestCheckpoints | null = null;
   /** Opened at the first phase this process records (run.tensorboard). */
@@ -78,6 +105,12 @@ export class RunRecorder {
     guardWrite(samples, () => mkdirSync(samples, { recursive: true }));
     const k = this.cfg.checkpoint.keepBest;
     this.best = k !== undefined ? new BestCheckpoints(this.cfg, k) : null;
+    const dropped = this.best?.droppedLine();
+    if (this.best && dropped) {
+      this.sink.event("bestCheckpointsDropped", dropped, {
+        dropped: this.best.dropped.map((d) => ({ step: d.step, reason: d.why })),
+      });
+    }
   }
 
   /** Writes the run's config.json (the config as resolved, for people and tools). */
@@ -167,33 +200,76 @@ export class RunRecorder {
   }
 
   /**
-   * The evaluation of a completed step: FD of G (its EMA when kept) on eval.n fixed latents, appended to
-   * eval.jsonl and reported as an `evaluation` event; with keepBest, the step's checkpoint
-   * is offered to the best ones (written in the checkpoint queue). Reads the weights only.
+   * The evaluation of a completed step: FD of G (its EMA when kept) on eval.n fixed latents
+   * (FID with eval.features inception), appended to eval.jsonl and reported as an
+   * `evaluation` event (field `fd` or `fid`, TensorBoard `eval/fd` or `eval/fid`); with
+   * keepBest, the step's checkpoint is offered to the best ones (written in the checkpoint
+   * queue). Reads the weights only.
    */
   private async evaluate(state: TrainingState): Promise<void> {
     const cfg = this.cfg;
-    const dataset = cfg.dataset.name;
-    if (!cfg.eval || !hasFeatures(dataset)) return;
+    if (!cfg.eval) return;
+    this.space ??= featureSpaceOf(cfg);
+    const space = this.space;
+    if (space === null) return;
     const started = performance.now();
-    // The EMA generator when the run keeps one (as agon eval's default), else G.
-    const { fd, n } = await evaluateGenerator(this.model, state.sampleWeights, dataset, {
-      n: cfg.eval.n,
-      seed: cfg.eval.seed,
-    });
+    const { n, seed } = cfg.eval;
+    const stop = this.opts.evaluate ? undefined : this.opts.stop;
+    // Inception on wasm takes seconds per image: say what is computed, and how to stop it.
+    if (!this.opts.evaluate && metricOf(space) === "fid") {
+      this.opts.log?.(
+        `step ${state.step}: evaluating FID: Inception features of ${n} generated samples${this.referenceReady ? "" : ` and, once, of up to ${n} real images (the reference)`}; Ctrl-C stops it`,
+      );
+    }
+    let sums: FeatureSums | null;
+    let fd: number;
+    try {
+      // The EMA generator when the run keeps one (as agon eval's default), else G.
+      sums = this.opts.evaluate
+        ? await this.opts.evaluate(state)
+        : await nodeSums(
+            this.model,
+            state.sampleWeights,
+            space,
+            seed,
+            n,
+            { lo: 0, hi: evalChunks(n, chunkSizeOf(space)).length },
+            undefined,
+            stop,
+          );
+      if (sums === null) return;
+      fd = await fdFromSums(space, sums, stop);
+      this.referenceReady = true;
+    } catch (err) {
+      if (stop?.aborted && (err as Error)?.name === "AbortError") {
+        this.opts.log?.(`step ${state.step}: evaluation given up: stopping`);
+        return;
+      }
+      throw err;
+    }
+    const metric = metricOf(space);
     const seconds = (performance.now() - started) / 1000;
     const step = state.step;
-    const line = { schema: 1, runId: cfg.run.id, step, fd, n, seed: cfg.eval.seed, seconds };
+    this.tensorboard?.scalars(step, { [`eval/${metric}`]: fd });
+    const line = {
+      schema: 1,
+      runId: cfg.run.id,
+      step,
+      [metric]: fd,
+      n,
+      seed: cfg.eval.seed,
+      seconds,
+    };
     const evalPath = join(this.dir, "eval.jsonl");
     guardWrite(evalPath, () =>
       appendFileSync(evalPath, `${JSON.stringify({ ...line, time: new Date().toISOString() })}\n`),
     );
     this.sink.event(
       "evaluation",
-      `step ${step}: fd ${fd.toFixed(3)} (n ${n}, ${seconds.toFixed(2)} s)`,
+      `step ${step}: ${metric} ${fd.toFixed(3)} (n ${n}, ${seconds.toFixed(2)} s)`,
       {
         step,
-        fd,
+        [metric]: fd,
         n,
         seconds,
       },
@@ -207,11 +283,12 @@ export class RunRecorder {
           () =>
             this.sink.event(
               "bestCheckpoint",
-              `best checkpoints: ${best.scores.map((e) => `step ${e.step} fd ${e.fd.toFixed(3)}`).join(", ")}`,
+              `best checkpoints: ${best.scores.map((e) => `step ${e.step} ${metric} ${e.fd.toFixed(3)}`).join(", ")}`,
               {
                 step,
-                fd,
-                best: best.scores.map((e) => ({ step: e.step, fd: e.fd })),
+                metric,
+                [metric]: fd,
+                best: best.scores.map((e) => ({ step: e.step, [metric]: e.fd })),
               },
             ),
           (err: Error) => {

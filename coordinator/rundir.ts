@@ -18,6 +18,7 @@ import {
 } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
+import { fileErrorCause } from "../shared/errno.js";
 import { cutEventFiles } from "./tensorboard.js";
 
 /** The lock file's name inside a run dir. */
@@ -215,22 +216,14 @@ export class RunDirLock {
   }
 }
 
-/** An fs error's cause as a person reads it: "no space left on device" rather than "ENOSPC: ...". */
+/**
+ * An fs error's cause as a person reads it (shared/errno.ts's fileErrorCause),
+ * with a vanished file or dir asked about: "no such file or directory (was it
+ * removed?)", since in a run dir that is what it means.
+ */
 export function fsCause(err: unknown): string {
-  const e = err as NodeJS.ErrnoException;
-  const known: Record<string, string> = {
-    ENOSPC: "no space left on device",
-    EDQUOT: "disk quota exceeded",
-    EROFS: "read-only file system",
-    EACCES: "permission denied",
-    EPERM: "operation not permitted",
-    ENOENT: "no such file or directory (was it removed?)",
-    ENOTDIR: "a path component is not a directory",
-    EIO: "input/output error",
-    EMFILE: "too many open files",
-  };
-  if (e?.code && known[e.code]) return known[e.code];
-  return String(e?.message ?? err).split("\n")[0];
+  const cause = fileErrorCause(err);
+  return (err as NodeJS.ErrnoException)?.code === "ENOENT" ? `${cause} (was it removed?)` : cause;
 }
 
 /**
@@ -303,12 +296,17 @@ export interface RunPosition {
  * to the evaluations of steps up to `at`, and removes sample grids of later
  * steps, and the same from the TensorBoard event files
  * (coordinator/tensorboard.ts), so the lost tail is not repeated. Returns how
- * many metrics and evaluation lines and grids were removed.
+ * many metrics and evaluation lines and grids were removed. Throws
+ * RunDirWriteError naming `dir` when the files cannot be rewritten.
  */
 export function trimAfterCheckpoint(
   dir: string,
   at: RunPosition,
 ): { metricsLines: number; grids: number } {
+  return guardWrite(dir, () => trimFiles(dir, at));
+}
+
+function trimFiles(dir: string, at: RunPosition): { metricsLines: number; grids: number } {
   let metricsLines = 0;
   const metricsPath = join(dir, "metrics.jsonl");
   if (existsSync(metricsPath)) {

@@ -8,6 +8,11 @@
 // tree sum. Each live worker owns a contiguous range of shards and gets the
 // fewest nodes that cover it. Reassignment and straggler re-issue work per
 // leaf (one shard); any result for a node makes every task under it finished.
+//
+// An evaluation phase (eval.every) runs through the same machinery, with the
+// evaluation's chunks in place of the shards and feature statistics in place
+// of gradients, so lost and late workers are handled alike.
+import type { FeatureSums } from "../shared/fid.js";
 import type { MicrotaskResult } from "../shared/microtask.js";
 import { ownedRange, type TreePart, treeCover } from "../shared/tree.js";
 
@@ -20,7 +25,12 @@ export interface TaskRef {
   shard: number;
   shardEnd: number;
   versions: { G: number; D: number };
+  /** An evaluation microtask: shard..shardEnd are evaluation chunks, the result is feature statistics. */
+  evaluation?: true;
 }
+
+/** What a task's holder sends: a microtask result, or an evaluation's feature statistics. */
+export type PhaseResult = MicrotaskResult | FeatureSums;
 
 export type Action =
   | { type: "assign"; workerId: string; task: TaskRef }
@@ -34,7 +44,9 @@ export type Action =
   /** A quarantined worker returned a result in time: it gets microtasks again. */
   | { type: "workerReinstated"; workerId: string }
   /** Every shard is covered: `parts` are disjoint tree nodes that tile the K shards, in shard order. */
-  | { type: "phaseComplete"; step: number; phase: number; parts: TreePart[] };
+  | { type: "phaseComplete"; step: number; phase: number; parts: TreePart[] }
+  /** Every chunk of an evaluation phase is covered: `parts` tile its chunks, in chunk order. */
+  | { type: "evaluationComplete"; step: number; parts: TreePart<FeatureSums>[] };
 
 interface Member {
   id: string;
@@ -51,6 +63,8 @@ interface Member {
   missedThisPhase: boolean;
   /** Heartbeats but misses deadlines: gets only duplicate (probe) microtasks until one is in time. */
   quarantined: boolean;
+  /** Answered an evaluation microtask with EvaluationFailed: gets no evaluation microtasks. */
+  cannotEvaluate: boolean;
 }
 
 interface TaskState {
@@ -85,7 +99,7 @@ export class Scheduler {
   private nextSeq = 0;
   private tasks: TaskState[] = [];
   /** Node values received this phase, by `lo:hi`; none nested in another. */
-  private readonly parts = new Map<string, TreePart>();
+  private readonly parts = new Map<string, TreePart<PhaseResult>>();
   /** Whether shard k's value is in (alone or inside a received node). */
   private covered: boolean[] = [];
   private current: {
@@ -93,7 +107,10 @@ export class Scheduler {
     phase: number;
     kind: string;
     versions: { G: number; D: number };
+    evaluation: boolean;
   } | null = null;
+  /** Shards of the current phase: K, or an evaluation phase's chunk count. */
+  private width: number;
   /** Deadline per shard of a task: a task of n shards has n times as long. */
   private deadlineMs = Number.POSITIVE_INFINITY;
   /**
@@ -112,6 +129,7 @@ export class Scheduler {
     policy: Partial<DeadlinePolicy> = {},
   ) {
     this.policy = { ...DEFAULT_DEADLINES, ...policy };
+    this.width = shards;
   }
 
   /** A worker joined (or re-joined by name). Returns its id; any old session of that name is dropped. */
@@ -131,6 +149,7 @@ export class Scheduler {
       misses: 0,
       missedThisPhase: false,
       quarantined: false,
+      cannotEvaluate: false,
     });
     return { workerId, actions };
   }
@@ -218,17 +237,20 @@ export class Scheduler {
    * per-shard compute time × factor × the task's shards, see DeadlinePolicy,
    * or `deadlineMs` per shard when given) is late: the task's missing shards
    * are re-issued to idle workers (first result wins), and a member late in
-   * `quarantineAfter` phases in a row is quarantined.
+   * `quarantineAfter` phases in a row is quarantined. With `evaluation` the
+   * phase is an evaluation over `width` chunks (in place of the K shards).
    */
   startPhase(
     step: number,
     phase: number,
     versions: { G: number; D: number },
     now: number,
-    opts: { kind?: string; deadlineMs?: number } = {},
+    opts: { kind?: string; deadlineMs?: number; evaluation?: { width: number } } = {},
   ): Action[] {
     const kind = opts.kind ?? "";
-    this.current = { step, phase, kind, versions: { ...versions } };
+    const evaluation = opts.evaluation !== undefined;
+    this.current = { step, phase, kind, versions: { ...versions }, evaluation };
+    this.width = opts.evaluation?.width ?? this.shards;
     const measured = this.computeMs.get(kind);
     this.deadlineMs =
       opts.deadlineMs ??
@@ -239,19 +261,19 @@ export class Scheduler {
     for (const m of this.members.values()) m.missedThisPhase = false;
     this.tasks = [];
     this.parts.clear();
-    this.covered = new Array<boolean>(this.shards).fill(false);
+    this.covered = new Array<boolean>(this.width).fill(false);
     const all = this.liveMembers();
     const healthy = all.filter((m) => !m.quarantined);
     // Better a slow member than none.
     const owners = healthy.length > 0 ? healthy : all;
     const actions: Action[] = [];
     if (owners.length === 0) {
-      for (let k = 0; k < this.shards; k++) this.leafTask(k);
+      for (let k = 0; k < this.width; k++) this.leafTask(k);
       return actions;
     }
     owners.forEach((m, i) => {
-      const range = ownedRange(i, owners.length, this.shards);
-      for (const node of treeCover(range.lo, range.hi, this.shards)) {
+      const range = ownedRange(i, owners.length, this.width);
+      for (const node of treeCover(range.lo, range.hi, this.width)) {
         const t = this.newTask(node.lo, node.hi);
         t.holders.set(m.id, now);
         actions.push({ type: "assign", workerId: m.id, task: t.ref });
@@ -262,7 +284,7 @@ export class Scheduler {
       all
         .filter((m) => m.quarantined)
         .forEach((m, i) => {
-          const t = this.leafTask(this.shards - 1 - (i % this.shards));
+          const t = this.leafTask(this.width - 1 - (i % this.width));
           t.holders.set(m.id, now);
           actions.push({ type: "assign", workerId: m.id, task: t.ref });
         });
@@ -284,7 +306,7 @@ export class Scheduler {
   submit(
     workerId: string,
     taskId: string,
-    result: MicrotaskResult,
+    result: PhaseResult,
     now: number,
   ): { verdict: SubmitVerdict; actions: Action[] } {
     const m = this.members.get(workerId);
@@ -341,17 +363,35 @@ export class Scheduler {
     if (this.covered.every(Boolean) && this.current) {
       if (this.samples.length > 0) this.computeMs.set(this.current.kind, lowerMedian(this.samples));
       const parts = [...this.parts.values()].sort((a, b) => a.lo - b.lo);
-      actions.push({
-        type: "phaseComplete",
-        step: this.current.step,
-        phase: this.current.phase,
-        parts,
-      });
+      const { step, phase } = this.current;
+      // The service checked each result's kind against its task's.
+      if (this.current.evaluation)
+        actions.push({ type: "evaluationComplete", step, parts: parts as TreePart<FeatureSums>[] });
+      else actions.push({ type: "phaseComplete", step, phase, parts: parts as TreePart[] });
       this.tasks = [];
       this.parts.clear();
       this.current = null;
     }
     return { verdict: { ok: true }, actions };
+  }
+
+  /**
+   * Gives up the current phase when it is an evaluation (a worker cannot evaluate): every
+   * holder of an unfinished task is told to cancel it, and results for it are refused
+   * from now on. Returns [] when no evaluation phase is under way.
+   */
+  abandonEvaluation(reason: string): Action[] {
+    if (!this.current?.evaluation) return [];
+    const actions: Action[] = [];
+    for (const t of this.tasks) {
+      if (this.finished(t)) continue;
+      for (const workerId of t.holders.keys())
+        actions.push({ type: "cancel", workerId, taskId: t.ref.taskId, reason });
+    }
+    this.tasks = [];
+    this.parts.clear();
+    this.current = null;
+    return actions;
   }
 
   /** What a task a worker submits for looks like, for validating versions before decoding. */
@@ -383,15 +423,46 @@ export class Scheduler {
   }
 
   liveCount(): number {
-    return this.liveMembers().length;
+    return [...this.members.values()].filter((m) => m.live).length;
   }
 
   memberName(workerId: string): string | undefined {
     return this.members.get(workerId)?.name;
   }
 
+  /** Live members that can take the current phase's microtasks (in an evaluation: those that can evaluate), in join order. */
   private liveMembers(): Member[] {
-    return [...this.members.values()].filter((m) => m.live).sort((a, b) => a.seq - b.seq);
+    const evaluation = this.current?.evaluation === true;
+    return [...this.members.values()]
+      .filter((m) => m.live && !(evaluation && m.cannotEvaluate))
+      .sort((a, b) => a.seq - b.seq);
+  }
+
+  /** Whether some live member can evaluate (none answered EvaluationFailed). */
+  canEvaluate(): boolean {
+    return [...this.members.values()].some((m) => m.live && !m.cannotEvaluate);
+  }
+
+  /**
+   * `workerId` answered an evaluation microtask with EvaluationFailed: it gets no
+   * evaluation microtasks from now on (its training microtasks go on), the evaluation
+   * microtasks it holds are cancelled and their missing chunks handed to the members that
+   * can evaluate. Returns null when none is left (the caller gives the evaluation up), [] outside an evaluation.
+   */
+  cannotEvaluate(workerId: string, now: number, reason: string): Action[] | null {
+    const m = this.members.get(workerId);
+    if (m) m.cannotEvaluate = true;
+    if (!this.current?.evaluation) return [];
+    if (!this.canEvaluate()) return null;
+    const actions: Action[] = [];
+    for (const t of this.tasks) {
+      if (!t.holders.has(workerId)) continue;
+      t.holders.delete(workerId);
+      if (!this.finished(t))
+        actions.push({ type: "cancel", workerId, taskId: t.ref.taskId, reason });
+    }
+    actions.push(...this.rehome(workerId, now));
+    return actions;
   }
 
   private assignOrphans(now: number): Action[] {
@@ -443,7 +514,7 @@ export class Scheduler {
       for (let i = 0; i < mine.length; ) {
         let j = i + 1;
         while (j < mine.length && mine[j].ref.shard === mine[j - 1].ref.shard + 1) j++;
-        for (const node of treeCover(mine[i].ref.shard, mine[j - 1].ref.shard + 1, this.shards)) {
+        for (const node of treeCover(mine[i].ref.shard, mine[j - 1].ref.shard + 1, this.width)) {
           let task = mine[i + node.lo - mine[i].ref.shard];
           if (node.hi - node.lo > 1) {
             const inside = (x: TaskState) =>
@@ -535,12 +606,20 @@ export class Scheduler {
   }
 
   private newTask(lo: number, hi: number): TaskState {
-    const { step, phase, versions } = this.current!;
-    const id = hi - lo === 1 ? `${step}.${phase}.${lo}` : `${step}.${phase}.${lo}-${hi}`;
-    const t: TaskState = {
-      ref: { taskId: id, step, phase, shard: lo, shardEnd: hi, versions: { ...versions } },
-      holders: new Map<string, number>(),
+    const { step, phase, versions, evaluation } = this.current!;
+    // An evaluation's tasks are `step.eval.chunk(s)`.
+    const at = evaluation ? `${step}.eval` : `${step}.${phase}`;
+    const id = hi - lo === 1 ? `${at}.${lo}` : `${at}.${lo}-${hi}`;
+    const ref: TaskRef = {
+      taskId: id,
+      step,
+      phase,
+      shard: lo,
+      shardEnd: hi,
+      versions: { ...versions },
     };
+    if (evaluation) ref.evaluation = true;
+    const t: TaskState = { ref, holders: new Map<string, number>() };
     this.tasks.push(t);
     return t;
   }

@@ -10,14 +10,30 @@ import type { GradientHeader__Output } from "../proto/gen/agon/v1/GradientHeader
 import type { ParamChunk } from "../proto/gen/agon/v1/ParamChunk.js";
 import type { WorkerMessage__Output } from "../proto/gen/agon/v1/WorkerMessage.js";
 import type { RunConfig } from "../shared/config.js";
+import {
+  chunkSizeOfConfig,
+  featureDimOfConfig,
+  nodeCount,
+  sumsFromArray,
+  sumsLength,
+} from "../shared/evaluation.js";
+import type { FeatureSums } from "../shared/fid.js";
 import { sha256 } from "../shared/hash.js";
 import type { MicrotaskResult } from "../shared/microtask.js";
 import { phaseKind } from "../shared/schedule.js";
 import { hasJoinToken, metadataValue, randomSecret, SESSION_METADATA } from "../shared/security.js";
-import { ChunkAssembler, checkDtype, chunksOf, WireError, wireDtype } from "../shared/wire.js";
+import { trace, traceIds, tracing } from "../shared/trace.js";
+import {
+  ChunkAssembler,
+  checkDtype,
+  chunksOf,
+  STOPPING_DETAILS,
+  WireError,
+  wireDtype,
+} from "../shared/wire.js";
 import type { RunStatus } from "./http.js";
 import type { Publisher } from "./publisher.js";
-import type { Action, Scheduler, TaskRef } from "./scheduler.js";
+import type { Action, PhaseResult, Scheduler, TaskRef } from "./scheduler.js";
 
 /** A peer-chosen string cut to 64 characters before it goes into a log line, event or status. */
 export function clip(s: string): string {
@@ -29,6 +45,8 @@ export interface ServiceCore {
   readonly cfg: RunConfig;
   /** sha256 of the run's dataset; Join refuses a worker whose copy differs. */
   readonly datasetFingerprint: string;
+  /** sha256 of the run's Inception weights (eval.features inception); "" without. */
+  readonly inceptionSha256: string;
   readonly scheduler: Scheduler;
   readonly publisher: Publisher;
   /** Parameter counts of G and D. */
@@ -46,7 +64,27 @@ export interface ServiceCore {
   nonFiniteGradient(workerId: string, taskId: string): void;
   /** A gradient was accepted; `seconds` is the compute time its worker reported. */
   accepted(workerId: string, seconds: number): void;
+  /** A worker cannot compute evaluation microtask `taskId` (reason: one line, clipped). */
+  evaluationFailed(workerId: string, taskId: string, reason: string): void;
+  /** The leader's fencing epoch (coordinator/ha/lease.ts); 0 without --ha. */
+  readonly epoch: number;
+  /**
+   * Whether this coordinator serves workers now. False while a hot standby
+   * follows (it listens early, so workers that know its address are connected
+   * the moment it takes over): every call is refused with UNAVAILABLE and
+   * NOT_LEADING_DETAILS, which a worker takes as "try the next address".
+   */
+  serving(): boolean;
 }
+
+/** A peer's one-line reason cut to its first line and 256 characters. */
+function clip256(s: string): string {
+  const line = s.split("\n")[0];
+  return line.length > 256 ? `${line.slice(0, 256)}…` : line;
+}
+
+/** The details of the UNAVAILABLE a following standby answers every call with. */
+export const NOT_LEADING_DETAILS = "a hot standby, not leading; the leader is elsewhere";
 
 export interface ServiceOptions {
   /** Every call must carry this token; none when absent. */
@@ -84,6 +122,14 @@ export class CoordinatorService {
   /** Sends a microtask to its worker. */
   assign(workerId: string, task: TaskRef): void {
     const { publisher } = this.core;
+    if (tracing) trace({ event: "task.sent", who: workerId, ...traceIds(task) });
+    // An evaluation microtask names the generator it evaluates; a training one its G and D versions.
+    const checksums = task.evaluation
+      ? { evaluation: { weightsSha256: publisher.currentEvaluation()?.encoded.checksum ?? "" } }
+      : {
+          gSha256: publisher.checksumOf("G", task.versions.G),
+          dSha256: publisher.checksumOf("D", task.versions.D),
+        };
     this.streams.get(workerId)?.write({
       task: {
         taskId: task.taskId,
@@ -94,8 +140,8 @@ export class CoordinatorService {
         gVersion: task.versions.G,
         dVersion: task.versions.D,
         deadlineMs: 0,
-        gSha256: publisher.checksumOf("G", task.versions.G),
-        dSha256: publisher.checksumOf("D", task.versions.D),
+        ...checksums,
+        epoch: this.core.epoch,
       },
     });
   }
@@ -123,21 +169,31 @@ export class CoordinatorService {
     }
   }
 
-  /** Ends every Work stream (the coordinator is stopping). */
+  /**
+   * Ends every Work stream (the coordinator is stopping) with UNAVAILABLE and
+   * STOPPING_DETAILS, so a worker can tell a requested stop from a crash.
+   */
   endAll(): void {
-    for (const s of this.streams.values()) s.end();
+    for (const s of this.streams.values()) {
+      s.emit("error", { code: grpc.status.UNAVAILABLE, details: STOPPING_DETAILS });
+    }
   }
 
   /**
    * Refuses a call without the run's join token (UNAUTHENTICATED, and an
-   * event naming the peer). Returns whether the call may go on.
+   * event naming the peer), and every call while this coordinator does not
+   * serve (a standby following: UNAVAILABLE). Returns whether the call may go on.
    */
   private admit(
     call: { metadata: grpc.Metadata; getPeer(): string },
     rpc: string,
     refuse: (err: Partial<grpc.StatusObject>) => void,
   ): boolean {
-    if (hasJoinToken(call.metadata, this.opts.joinToken)) return true;
+    if (hasJoinToken(call.metadata, this.opts.joinToken)) {
+      if (this.core.serving()) return true;
+      refuse({ code: grpc.status.UNAVAILABLE, details: NOT_LEADING_DETAILS });
+      return false;
+    }
     const reason = "missing or wrong join token";
     this.core.event("callRejected", `${rpc} from ${call.getPeer()} rejected: ${reason}`, {
       rpc,
@@ -203,6 +259,13 @@ export class CoordinatorService {
         true,
       );
     }
+    // A result for another leader's microtask (the worker followed a takeover) is stale, not malformed.
+    if (Number(header.epoch) !== this.core.epoch) {
+      throw new GradientRejection(
+        `gradient of epoch ${header.epoch}; this coordinator leads epoch ${this.core.epoch}`,
+        false,
+      );
+    }
     const task = this.core.scheduler.task(header.taskId);
     // A task outside the current phase (a late or stale result) is refused without a strike.
     if (!task) {
@@ -210,6 +273,21 @@ export class CoordinatorService {
         `task ${clip(header.taskId)} is not part of the current phase`,
         false,
       );
+    }
+    if (task.evaluation) {
+      const length = sumsLength(featureDimOfConfig(this.core.cfg));
+      if (header.length !== length) {
+        throw new GradientRejection(
+          `evaluation statistics have ${header.length} values, expected ${length}`,
+          true,
+        );
+      }
+      try {
+        checkDtype(header.dtype, "fp64", "evaluation statistics");
+        return new ChunkAssembler(header.length, header.chunks, header.sha256, "fp64");
+      } catch (err) {
+        throw new GradientRejection((err as Error).message, true);
+      }
     }
     const kind = phaseKind(this.core.cfg, task.phase);
     const expected = this.core.sizes[kind];
@@ -223,6 +301,38 @@ export class CoordinatorService {
     try {
       checkDtype(header.dtype, dtype, "gradient");
       return new ChunkAssembler(header.length, header.chunks, header.sha256, dtype);
+    } catch (err) {
+      throw new GradientRejection((err as Error).message, true);
+    }
+  }
+
+  /**
+   * The feature statistics a complete evaluation upload stands for, after checking the
+   * sample count against the task's chunks. Throws GradientRejection.
+   */
+  private sumsOf(header: GradientHeader__Output, upload: ChunkAssembler): FeatureSums {
+    const { cfg, scheduler } = this.core;
+    const task = scheduler.task(header.taskId);
+    if (!task?.evaluation) {
+      throw new GradientRejection(
+        `task ${clip(header.taskId)} is not part of the current evaluation`,
+        false,
+      );
+    }
+    const expected = nodeCount(
+      cfg.eval?.n ?? 0,
+      { lo: task.shard, hi: task.shardEnd },
+      chunkSizeOfConfig(cfg),
+    );
+    if (header.count !== expected) {
+      throw new GradientRejection(
+        `count ${header.count} does not match the task's ${expected} evaluation samples`,
+        true,
+      );
+    }
+    try {
+      // Non-finite statistics are kept: a generator that emits NaN scores NaN, as in agon train.
+      return sumsFromArray(upload.finishFloat64(), header.count, featureDimOfConfig(cfg));
     } catch (err) {
       throw new GradientRejection((err as Error).message, true);
     }
@@ -309,6 +419,8 @@ export class CoordinatorService {
           configJson: JSON.stringify(core.cfg),
           session,
           datasetFingerprint: core.datasetFingerprint,
+          epoch: core.epoch,
+          inceptionSha256: core.inceptionSha256,
         });
       },
 
@@ -318,6 +430,7 @@ export class CoordinatorService {
           runId: core.cfg.run.id,
           configJson: JSON.stringify(core.cfg),
           datasetFingerprint: core.datasetFingerprint,
+          inceptionSha256: core.inceptionSha256,
         });
       },
 
@@ -363,6 +476,13 @@ export class CoordinatorService {
           if (msg.body === "heartbeat" || msg.body === "ack")
             core.scheduler.heartbeat(workerId, now);
           else if (msg.body === "leaving") lost("left cleanly");
+          else if (msg.body === "evaluationFailed" && msg.evaluationFailed) {
+            core.scheduler.heartbeat(workerId, now);
+            const { taskId, reason } = msg.evaluationFailed;
+            // Only the holder of an evaluation microtask can fail it.
+            if (core.scheduler.holds(workerId, taskId) && core.scheduler.task(taskId)?.evaluation)
+              core.evaluationFailed(workerId, taskId, clip256(reason));
+          }
         });
         call.on("end", () => {
           lost("stream closed");
@@ -401,9 +521,11 @@ export class CoordinatorService {
           assembler = null;
           return true;
         };
-        const reject = (reason: string, isMalformed: boolean) => {
+        const reject = (reason: string, isMalformed: boolean, quiet = false) => {
           const taskId = header ? clip(header.taskId) : null;
           if (!answer()) return;
+          // A gradient that arrives while the coordinator stops is expected, not an event.
+          if (quiet) return callback(null, { accepted: false, reason });
           core.event("gradientRejected", `rejected a gradient: ${reason}`, {
             workerId: sender ?? null,
             taskId,
@@ -427,6 +549,8 @@ export class CoordinatorService {
             if (!assembler) {
               header = chunk.header;
               assembler = this.openUpload(header, sender);
+              const task = tracing && header ? core.scheduler.task(header.taskId) : undefined;
+              if (task) trace({ event: "upload.recv", who: header!.workerId, ...traceIds(task) });
             } else if (chunk.header) {
               throw new WireError("only the first chunk may carry a header");
             }
@@ -446,29 +570,39 @@ export class CoordinatorService {
         });
         call.on("end", () => {
           if (answered) return;
-          if (core.stopping()) return reject("coordinator is stopping", false);
+          if (core.stopping()) return reject("coordinator is stopping", false, true);
           const upload = assembler as ChunkAssembler | null;
           if (!upload || !header || sender === undefined) return reject("empty stream", true);
           const h: GradientHeader__Output = header;
-          let grad: Float32Array;
-          try {
-            grad = upload.finish(true);
-          } catch (err) {
-            const message = (err as Error).message;
-            // Only the task's own holder can make NaN count towards divergence.
-            if (/not finite/.test(message) && core.scheduler.holds(sender, h.taskId)) {
-              core.nonFiniteGradient(sender, h.taskId);
-              return reject(message, false);
+          let result: PhaseResult;
+          if (upload.dtype === "fp64") {
+            try {
+              result = this.sumsOf(h, upload);
+            } catch (err) {
+              const r = err as GradientRejection;
+              return reject(r.message, r.malformed);
             }
-            return reject(message, true);
+          } else {
+            let grad: Float32Array;
+            try {
+              grad = upload.finish(true);
+            } catch (err) {
+              const message = (err as Error).message;
+              // Only the task's own holder can make NaN count towards divergence.
+              if (/not finite/.test(message) && core.scheduler.holds(sender, h.taskId)) {
+                core.nonFiniteGradient(sender, h.taskId);
+                return reject(message, false);
+              }
+              return reject(message, true);
+            }
+            try {
+              result = this.resultOf(h, grad);
+            } catch (err) {
+              const r = err as GradientRejection;
+              return reject(r.message, r.malformed);
+            }
           }
-          let result: MicrotaskResult;
-          try {
-            result = this.resultOf(h, grad);
-          } catch (err) {
-            const r = err as GradientRejection;
-            return reject(r.message, r.malformed);
-          }
+          const traced = tracing ? core.scheduler.task(h.taskId) : undefined;
           const { verdict, actions } = core.scheduler.submit(
             h.workerId,
             h.taskId,
@@ -480,6 +614,7 @@ export class CoordinatorService {
           const seconds =
             Number.isFinite(h.computeSeconds) && h.computeSeconds > 0 ? h.computeSeconds : 0;
           core.accepted(h.workerId, seconds);
+          if (traced) trace({ event: "upload.end", who: h.workerId, ...traceIds(traced) });
           callback(null, { accepted: true, reason: "" });
           core.dispatch(actions);
         });
@@ -488,14 +623,14 @@ export class CoordinatorService {
       FetchParams: (call) => {
         if (!this.admit(call, "FetchParams", (e) => call.emit("error", e))) return;
         const net = call.request.net;
-        if (net !== "G" && net !== "D") {
+        if (net !== "G" && net !== "D" && net !== "EVAL") {
           call.emit("error", {
             code: grpc.status.INVALID_ARGUMENT,
-            details: `net must be G or D, got ${clip(net)}`,
+            details: `net must be G, D or EVAL, got ${clip(net)}`,
           });
           return;
         }
-        const p = core.publisher.current(net);
+        const p = net === "EVAL" ? core.publisher.currentEvaluation() : core.publisher.current(net);
         if (!p || (call.request.version !== 0 && call.request.version !== p.version)) {
           call.emit("error", {
             code: grpc.status.NOT_FOUND,
@@ -514,6 +649,7 @@ export class CoordinatorService {
             sha256: p.encoded.checksum,
             data,
             dtype: wireDtype(p.encoded.dtype),
+            epoch: core.epoch,
           };
           call.write(msg);
           core.publisher.bytesOut += data.byteLength;

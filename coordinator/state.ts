@@ -24,6 +24,26 @@ export interface PhaseSummary {
   versions: { G: number; D: number };
 }
 
+/**
+ * One phase's outcome before it is applied: the mean gradient over the K
+ * shards (trainable parameters, then the network's mean reports), the sample
+ * count the reports were summed over, and the phase's mean losses.
+ */
+export interface PhaseUpdate {
+  step: number;
+  phase: number;
+  kind: Phase;
+  /** Mean gradient then mean reports, float32; length trainableSize + reportSize. */
+  grad: Float32Array;
+  /** Samples the phase's reports were summed over (the tree root's count). */
+  count: number;
+  dLoss: number | null;
+  gLoss: number;
+  dReal: number | null;
+  dFake: number;
+  gradNorm: number;
+}
+
 export class TrainingState {
   /** Steps completed; the next phase belongs to step `step`. */
   step = 0;
@@ -99,15 +119,19 @@ export class TrainingState {
   /**
    * Applies the current phase from `parts`: reduction-tree nodes
    * (shared/tree.ts) that tile the K shards, each with its value. The tree is
-   * completed above them and its root divided by K; one Adam update is made
-   * to the network's parameters; its state then advances from the phase's
-   * mean reports (batch-norm running statistics: the phase batch's mean and
-   * E[x²], summed along the same tree) and from the new weights
-   * (spectral-norm vectors); after a G update the EMA generator follows.
-   * Throws RangeError when the parts do not tile the shards or have the wrong
-   * length. Consumes the parts' gradients.
+   * completed above them and its root divided by K (reducePhase), then the
+   * mean is applied (applyUpdate). Throws RangeError when the parts do not
+   * tile the shards or have the wrong length. Consumes the parts' gradients.
    */
   applyPhase(parts: ReadonlyArray<TreePart>): PhaseSummary {
+    return this.applyUpdate(this.reducePhase(parts));
+  }
+
+  /**
+   * The current phase's outcome from `parts` (see applyPhase), not yet
+   * applied: what the leader appends to the replicated log (coordinator/ha).
+   */
+  reducePhase(parts: ReadonlyArray<TreePart>): PhaseUpdate {
     const kind = this.kind;
     const net = kind === "G" ? this.model.g : this.model.d;
     const n = net.trainableSize;
@@ -120,9 +144,46 @@ export class TrainingState {
     }
     const root = completeTree(parts, this.cfg.shards, this.cfg.transport.gradients);
     const mean = treeMean(root, this.cfg.shards, n);
+    return {
+      step: this.step,
+      phase: this.phase,
+      kind,
+      grad: mean.grad,
+      count: root.count,
+      dLoss: kind === "D" ? mean.dLoss : null,
+      gLoss: mean.gLoss,
+      dReal: kind === "D" ? mean.dReal : null,
+      dFake: mean.dFake,
+      gradNorm: mean.norm,
+    };
+  }
+
+  /**
+   * Applies a phase's mean gradient: one Adam update to the network's
+   * parameters; its state then advances from the phase's mean reports
+   * (batch-norm running statistics: the phase batch's mean and E[x²], summed
+   * along the same tree) and from the new weights (spectral-norm vectors);
+   * after a G update the EMA generator follows. The leader and a standby
+   * replaying the log run exactly this, so both hold the same bits. Throws
+   * RangeError when `u` is not the current phase or has the wrong length.
+   */
+  applyUpdate(u: PhaseUpdate): PhaseSummary {
+    const kind = this.kind;
+    if (u.step !== this.step || u.phase !== this.phase || u.kind !== kind) {
+      throw new RangeError(
+        `update for step ${u.step} phase ${u.phase} (${u.kind}) does not follow step ${this.step} phase ${this.phase}`,
+      );
+    }
+    const net = kind === "G" ? this.model.g : this.model.d;
+    const n = net.trainableSize;
+    if (u.grad.length !== n + net.reportSize) {
+      throw new RangeError(
+        `update has ${u.grad.length} values, ${kind} needs ${n + net.reportSize}`,
+      );
+    }
     const weights = this.weights[kind];
-    this.adam[kind].step(weights.subarray(0, n), mean.grad.subarray(0, n));
-    if (net.reportSize > 0) net.absorbReports(weights, [mean.grad.subarray(n)], [root.count]);
+    this.adam[kind].step(weights.subarray(0, n), u.grad.subarray(0, n));
+    if (net.reportSize > 0) net.absorbReports(weights, [u.grad.subarray(n)], [u.count]);
     net.advanceState(weights);
     this.versions[kind] += 1;
     if (kind === "G") this.ema?.update(weights, this.versions.G);
@@ -130,11 +191,11 @@ export class TrainingState {
       step: this.step,
       phase: this.phase,
       kind,
-      dLoss: kind === "D" ? mean.dLoss : null,
-      gLoss: mean.gLoss,
-      dReal: kind === "D" ? mean.dReal : null,
-      dFake: mean.dFake,
-      gradNorm: mean.norm,
+      dLoss: u.dLoss,
+      gLoss: u.gLoss,
+      dReal: u.dReal,
+      dFake: u.dFake,
+      gradNorm: u.gradNorm,
       versions: { ...this.versions },
     };
     this.phase += 1;

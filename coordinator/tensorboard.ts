@@ -17,6 +17,7 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import CRC32C from "crc-32/crc32c.js";
 import protobuf from "protobufjs";
+import { guardWrite } from "./rundir.js";
 
 /** The fields of event.proto and summary.proto that Agon writes, by their TensorFlow numbers. */
 const SCHEMA = {
@@ -127,7 +128,8 @@ export const isEventFile = (name: string): boolean => name.includes(".tfevents."
  * Appends TensorBoard events to a new event file in `dir`
  * (`events.out.tfevents.<seconds>.<host>.<pid>`); each call writes whole
  * records at once, so a killed process leaves at most one torn record, which
- * readers skip.
+ * readers skip. A failed write (full disk, vanished run dir) throws
+ * RunDirWriteError naming the file, as every run-dir write does.
  */
 export class EventFileWriter {
   readonly path: string;
@@ -176,7 +178,8 @@ export class EventFileWriter {
 
   private write(what: object, step: number): void {
     const event = EventType.fromObject({ wallTime: this.now() / 1000, step, ...what });
-    appendFileSync(this.path, frameRecord(EventType.encode(event).finish()));
+    const record = frameRecord(EventType.encode(event).finish());
+    guardWrite(this.path, () => appendFileSync(this.path, record));
   }
 }
 
@@ -185,7 +188,7 @@ export class EventFileWriter {
  * `at.phase` of step `at.step` is the next to apply), as rundir.ts's
  * trimAfterCheckpoint cuts metrics.jsonl and the grids: keeps the scalars of
  * phases applied before `at` (an event's phase is its `<kind>/phase` scalar)
- * and the images of steps ≤ `at.step` (logged at the completed-step count,
+ * and the images and evaluations (`eval/fd`) of steps ≤ `at.step` (logged at the completed-step count,
  * like samples/step-N.png). Returns how many events it dropped.
  */
 export function cutEventFiles(dir: string, at: { step: number; phase: number }): number {
@@ -201,7 +204,8 @@ export function cutEventFiles(dir: string, at: { step: number; phase: number }):
       if (event.summary === undefined) return true; // the file_version header
       const values = event.summary.value ?? [];
       const step = event.step ?? 0;
-      if (values.some((v) => v.image)) return step <= at.step;
+      // Images and evaluations are of completed steps (made at position (step, 0)), as grids.
+      if (values.some((v) => v.image || v.tag?.startsWith("eval/"))) return step <= at.step;
       const phase = values.find((v) => v.tag?.endsWith("/phase"))?.simpleValue ?? 0;
       return step < at.step || (step === at.step && phase < at.phase);
     });

@@ -5,13 +5,14 @@ import type { BackendName } from "../shared/backend.js";
 import { initBackend } from "../shared/backend.js";
 import type { RunConfig } from "../shared/config.js";
 import { openDataset } from "../shared/data/index.js";
+import { featureSpaceOf } from "../shared/evaluation.js";
 import { Progress } from "../shared/progress.js";
 import { MicrotaskRunner, transportWeights } from "../shared/runner.js";
 import { datasetSpec, microtaskSpec, withDatasetIdentity } from "../shared/schedule.js";
 import { reduceNode } from "../shared/tree.js";
-import { resumableCheckpoint } from "./checkpoint.js";
+import { rejectionLine, resumableCheckpoint } from "./checkpoint.js";
 import { DivergenceGuard, RunRecorder, resourceFailureLine } from "./recorder.js";
-import { openRunDir, RunDirWriteError, trimAfterCheckpoint } from "./rundir.js";
+import { assertRunDirFree, openRunDir, RunDirWriteError, trimAfterCheckpoint } from "./rundir.js";
 import { type PhaseSummary, TrainingState } from "./state.js";
 
 export interface TrainOptions {
@@ -44,10 +45,14 @@ export interface TrainResult {
 export async function train(config: RunConfig, opts: TrainOptions): Promise<TrainResult> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const cfg = withDatasetIdentity(config);
+  // A run dir in use is refused before the dataset is read (openRunDir below takes the lock).
+  assertRunDirFree(cfg.run.dir);
   const dataset = await openDataset(datasetSpec(cfg));
+  // A prepared dataset without fitted features (eval.every) is refused before anything is written.
+  if (cfg.eval) featureSpaceOf(cfg);
   const backend = await initBackend(opts.backend, log);
   log(
-    `dataset: ${dataset.name}, ${dataset.count} samples of ${dataset.sampleShape.join("×")}, ${cfg.shards} shards`,
+    `dataset: ${dataset.name}, ${dataset.count} samples of ${dataset.sampleShape.join("×")}, ${cfg.shards} shard${cfg.shards === 1 ? "" : "s"}`,
   );
   const runner = new MicrotaskRunner(cfg, dataset);
   const state = new TrainingState(cfg, runner.model);
@@ -89,7 +94,12 @@ async function trainLocked(
         if (type !== "checkpointWritten") log(`train: ${message}`);
       },
     },
-    { health: true, onCheckpointError: "throw" },
+    {
+      health: true,
+      onCheckpointError: "throw",
+      stop: opts.stop,
+      log: (line) => log(`train: ${line}`),
+    },
   );
   const divergence = new DivergenceGuard(cfg, recorder);
   recorder.prepare();
@@ -209,7 +219,7 @@ async function resume(
   log: (line: string) => void,
 ): Promise<number | null> {
   const found = await resumableCheckpoint(cfg, force, (dir, reason) =>
-    log(`checkpoint rejected: ${dir}: ${reason}`),
+    log(rejectionLine(dir, reason)),
   );
   if (!found) {
     // Starting at step 0: what an earlier attempt wrote before its first checkpoint goes.

@@ -9,7 +9,7 @@
 // `renderWatch` turns a state into text, so both are unit-testable.
 import { RUN_ID_PATTERN } from "../shared/config.js";
 import type { MetricsMessage } from "../shared/metrics.js";
-import { connectNats, type NatsConnection, subjects } from "../shared/nats.js";
+import { connectNats, type NatsConnection, NatsError, subjects } from "../shared/nats.js";
 import { formatDuration } from "../shared/progress.js";
 import type { NatsAuthFiles } from "../shared/security.js";
 
@@ -319,7 +319,19 @@ export async function startWatch(opts: WatchOptions, out: WatchOutput): Promise<
   const subs = subjects(run);
   const state = initialWatchState(run, servers.join(","));
 
-  const nc: NatsConnection = await connectNats(servers, `agon-watch-${run}`, log, opts.natsAuth);
+  let nc: NatsConnection;
+  try {
+    nc = await connectNats(servers, `agon-watch-${run}`, log, opts.natsAuth);
+  } catch (e) {
+    // A run started without NATS (`agon local` on a machine without nats-server,
+    // `--no-nats`) has nothing here to follow: say where its progress is instead.
+    if (e instanceof NatsError) {
+      throw new NatsError(
+        `${e.message} (a run started without NATS is followed on its coordinator's dashboard, the "dashboard: http://…" line it printed at start)`,
+      );
+    }
+    throw e;
+  }
 
   let drawnLines = 0;
   let lastDraw = Number.NEGATIVE_INFINITY;

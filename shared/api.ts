@@ -19,7 +19,13 @@ import {
 import { parseConfig, type RunConfig, type RunConfigInput } from "./config.js";
 
 export { CheckpointError, type Manifest } from "../coordinator/checkpoint.js";
-export { ExportError, type SampleOptions, type SampleResult } from "../coordinator/export.js";
+export {
+  ExportError,
+  exportedModelFiles,
+  type SampleOptions,
+  type SampleResult,
+  sampleNoise,
+} from "../coordinator/export.js";
 export {
   type CoordinatorOptions,
   CoordinatorServer as Coordinator,
@@ -95,7 +101,9 @@ export async function loadCheckpoint(path: string): Promise<Checkpoint> {
 /**
  * Writes a PNG grid of a checkpoint's generator on fixed noise, as `agon
  * sample` does (by default the run's seed and sample count, so the grid is the
- * run's own `samples/step-<step>.png`), and returns the samples too.
+ * run's own `samples/step-<step>.png`), and returns the samples too. A
+ * conditional model's grid has one row per class; `classIndex: N` makes
+ * every sample of class N (ExportError when out of range or unconditional).
  */
 export async function sample(options: SampleOptions): Promise<SampleResult> {
   return runSample(options);

@@ -2,6 +2,10 @@
 // in both phases, so that D cannot memorise a small dataset (Zhao et al. 2020,
 // "Differentiable Augmentation for Data-Efficient GAN Training", reference
 // implementation mit-han-lab/data-efficient-gans, DiffAugment_pytorch.py).
+// With a probability p < 1 (config `augment.p`) each op is applied to each image
+// with probability p, an independent Bernoulli draw per image and op, as
+// StyleGAN2-ADA's p (Karras et al. 2020, NVlabs/stylegan2-ada-pytorch,
+// training/augment.py); the reference DiffAugment always applies every op (p = 1).
 //
 // The random draws are made in plain JS from our seeded Rng (backend-independent, a pure
 // function of the seed), and the ops are written so that their results are exact
@@ -37,13 +41,23 @@ export interface DiffAugmentDraw {
   /** Top-left corner of the zeroed square, before clamping to the image (may be negative). */
   cutoutY?: Int32Array;
   cutoutX?: Int32Array;
+  /**
+   * With p < 1: per image, 1 where the op is applied, 0 where the image passes
+   * through it unchanged (Bernoulli(p)). Absent: the op is applied to every image.
+   */
+  colorOn?: Int32Array;
+  translationOn?: Int32Array;
+  cutoutOn?: Int32Array;
 }
 
 /**
  * Draws the parameters for a batch of `batch` images of `height`×`width`, in the reference
  * implementation's order (brightness, saturation, contrast, translation x/y, cutout x/y),
- * each as `batch` consecutive draws from one Rng seeded with `seed`.
- * @throws RangeError for an unknown op or a non-positive size.
+ * each as `batch` consecutive draws from one Rng seeded with `seed`. With `p` < 1, then
+ * for each op of `ops` in DIFF_AUGMENT_OPS order, `batch` more draws u: the op is applied
+ * to image i when u < p. The parameters do not depend on p, and p = 1 draws nothing more
+ * (the same draw as before p existed).
+ * @throws RangeError for an unknown op, a non-positive size or p outside [0, 1].
  */
 export function drawDiffAugment(
   seed: number,
@@ -51,9 +65,13 @@ export function drawDiffAugment(
   height: number,
   width: number,
   ops: readonly DiffAugmentOp[],
+  p = 1,
 ): DiffAugmentDraw {
   for (const op of ops) {
     if (!DIFF_AUGMENT_OPS.includes(op)) throw new RangeError(`unknown DiffAugment op '${op}'`);
+  }
+  if (!(p >= 0 && p <= 1)) {
+    throw new RangeError(`DiffAugment's probability p must be in [0, 1], got ${p}`);
   }
   if (!(batch > 0 && height > 0 && width > 0)) {
     throw new RangeError(
@@ -91,6 +109,10 @@ export function drawDiffAugment(
     draw.cutoutY = ints(0, height + (1 - (cy % 2))).map((o) => o - Math.floor(cy / 2));
     draw.cutoutX = ints(0, width + (1 - (cx % 2))).map((o) => o - Math.floor(cx / 2));
   }
+  if (p < 1) {
+    const on = () => Int32Array.from({ length: batch }, () => (rng.nextFloat() < p ? 1 : 0));
+    for (const op of DIFF_AUGMENT_OPS) if (ops.includes(op)) draw[`${op}On`] = on();
+  }
   return draw;
 }
 
@@ -122,8 +144,28 @@ function cutoutMask(draw: DiffAugmentDraw, batch: number, h: number, w: number):
 }
 
 /**
+ * `op(y)` on the images whose `on` is 1 and y itself, exactly, on the others (tf.where:
+ * their values and their gradients pass through unchanged). `on` absent: op(y) on all;
+ * all 0: y, without running op.
+ */
+function onSome(
+  y: tf.Tensor4D,
+  on: Int32Array | undefined,
+  op: (y: tf.Tensor4D) => tf.Tensor4D,
+): tf.Tensor4D {
+  if (!on) return op(y);
+  const batch = y.shape[0];
+  if (on.length !== batch)
+    throw new RangeError(`DiffAugment draw is for ${on.length} images, batch is ${batch}`);
+  if (on.every((v) => v === 0)) return y;
+  if (on.every((v) => v === 1)) return op(y);
+  return tf.where(tf.tensor4d(Uint8Array.from(on), [batch, 1, 1, 1], "bool"), op(y), y);
+}
+
+/**
  * Applies a drawn augmentation to images `x` [B, H, W, C] (NHWC, any value range; Agon's
- * are in [−1, 1]); differentiable in `x`. Call inside tf.tidy / a gradient function.
+ * are in [−1, 1]); differentiable in `x`. An op whose `<op>On` is 0 for an image leaves
+ * that image exactly as it is (values and gradient). Call inside tf.tidy / a gradient function.
  * @throws RangeError when the draw's batch size differs from x's.
  */
 export function applyDiffAugment(x: tf.Tensor4D, draw: DiffAugmentDraw): tf.Tensor4D {
@@ -134,34 +176,36 @@ export function applyDiffAugment(x: tf.Tensor4D, draw: DiffAugmentDraw): tf.Tens
     return tf.tensor4d(a, [batch, 1, 1, 1]);
   };
   let y: tf.Tensor4D = x;
-  if (draw.brightness && draw.saturation && draw.contrast) {
-    y = tf.add(y, perSample(draw.brightness));
-    const channelMean = tf.mean(y, 3, true);
-    y = tf.add(tf.mul(tf.sub(y, channelMean), perSample(draw.saturation)), channelMean);
-    const imageMean = tf.mean(y, [1, 2, 3], true);
-    y = tf.add(tf.mul(tf.sub(y, imageMean), perSample(draw.contrast)), imageMean);
+  const { brightness, saturation, contrast } = draw;
+  if (brightness && saturation && contrast) {
+    y = onSome(y, draw.colorOn, (t) => {
+      let u = tf.add(t, perSample(brightness));
+      const channelMean = tf.mean(u, 3, true);
+      u = tf.add(tf.mul(tf.sub(u, channelMean), perSample(saturation)), channelMean);
+      const imageMean = tf.mean(u, [1, 2, 3], true);
+      return tf.add(tf.mul(tf.sub(u, imageMean), perSample(contrast)), imageMean);
+    });
   }
-  if (draw.shiftY && draw.shiftX) {
-    if (draw.shiftY.length !== batch)
-      throw new RangeError(
-        `DiffAugment draw is for ${draw.shiftY.length} images, batch is ${batch}`,
-      );
-    // Rows: [B, H, H] × [B, H, W·C]; then columns on the transposed image.
-    const rows = tf.matMul(shiftMatrices(draw.shiftY, h), tf.reshape(y, [batch, h, w * c]));
-    const byCol = tf.reshape(tf.transpose(tf.reshape(rows, [batch, h, w, c]), [0, 2, 1, 3]), [
-      batch,
-      w,
-      h * c,
-    ]);
-    const cols = tf.matMul(shiftMatrices(draw.shiftX, w), byCol);
-    y = tf.transpose(tf.reshape(cols, [batch, w, h, c]), [0, 2, 1, 3]);
+  const { shiftY, shiftX, cutoutY, cutoutX } = draw;
+  if (shiftY && shiftX) {
+    if (shiftY.length !== batch)
+      throw new RangeError(`DiffAugment draw is for ${shiftY.length} images, batch is ${batch}`);
+    y = onSome(y, draw.translationOn, (t) => {
+      // Rows: [B, H, H] × [B, H, W·C]; then columns on the transposed image.
+      const rows = tf.matMul(shiftMatrices(shiftY, h), tf.reshape(t, [batch, h, w * c]));
+      const byCol = tf.reshape(tf.transpose(tf.reshape(rows, [batch, h, w, c]), [0, 2, 1, 3]), [
+        batch,
+        w,
+        h * c,
+      ]);
+      const cols = tf.matMul(shiftMatrices(shiftX, w), byCol);
+      return tf.transpose(tf.reshape(cols, [batch, w, h, c]), [0, 2, 1, 3]);
+    });
   }
-  if (draw.cutoutY && draw.cutoutX) {
-    if (draw.cutoutY.length !== batch)
-      throw new RangeError(
-        `DiffAugment draw is for ${draw.cutoutY.length} images, batch is ${batch}`,
-      );
-    y = tf.mul(y, cutoutMask(draw, batch, h, w));
+  if (cutoutY && cutoutX) {
+    if (cutoutY.length !== batch)
+      throw new RangeError(`DiffAugment draw is for ${cutoutY.length} images, batch is ${batch}`);
+    y = onSome(y, draw.cutoutOn, (t) => tf.mul(t, cutoutMask(draw, batch, h, w)));
   }
   return y;
 }

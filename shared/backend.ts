@@ -2,7 +2,7 @@
 // happens to be installed, else WebGPU when a GPU adapter is found, else wasm (with our kernel
 // fixes), else the plain JS cpu backend.
 
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
@@ -51,6 +51,11 @@ async function initAuto(log: (line: string) => void): Promise<string> {
   try {
     // Without the Vulkan loader Dawn finds nothing (and says so on stderr): skip it quietly.
     if (!vulkanLoaderPresent()) throw new Error("no libvulkan.so.1, so no WebGPU adapter");
+    // Mesa's Vulkan drivers come with desktop packages (Chromium pulls them in) and,
+    // with no GPU to drive, print warnings when Dawn asks them: skip them quietly too.
+    if (!gpuDevicePresent()) {
+      throw new Error("no GPU device (/dev/dri/renderD*, /dev/nvidia*), so no WebGPU adapter");
+    }
     const name = await initWebgpu(log, false);
     log(`backend: auto chose ${name} (${why})`);
     return name;
@@ -164,6 +169,15 @@ async function activate(name: string): Promise<string> {
   return tf.getBackend();
 }
 
+/**
+ * Whether "auto" could pick a GPU backend here (tfjs-node installed, or the
+ * Vulkan loader WebGPU needs is present); false means it will pick wasm or cpu.
+ * Loads nothing.
+ */
+export function gpuBackendPossible(): boolean {
+  return installedTfjsNode() != null || vulkanLoaderPresent();
+}
+
 /** Whether the Vulkan loader Dawn needs can be found in the usual library folders. */
 function vulkanLoaderPresent(env: NodeJS.ProcessEnv = process.env): boolean {
   const dirs = [
@@ -176,6 +190,25 @@ function vulkanLoaderPresent(env: NodeJS.ProcessEnv = process.env): boolean {
     "/usr/local/lib",
   ];
   return dirs.some((d) => existsSync(join(d, "libvulkan.so.1")));
+}
+
+/**
+ * Whether the machine shows a GPU device node a Vulkan driver could drive: a DRM render
+ * node (/dev/dri/renderD128…: Mesa, AMD, Intel, NVIDIA's open driver), NVIDIA's
+ * /dev/nvidia0… (what container runtimes pass in) or WSL's /dev/dxg. Never throws.
+ */
+function gpuDevicePresent(): boolean {
+  const list = (dir: string) => {
+    try {
+      return readdirSync(dir);
+    } catch {
+      return [];
+    }
+  };
+  return (
+    list("/dev/dri").some((n) => n.startsWith("renderD")) ||
+    list("/dev").some((n) => /^nvidia\d+$/.test(n) || n === "dxg")
+  );
 }
 
 /** The tfjs-node flavour that is installed, or undefined; never loads it. */

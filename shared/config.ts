@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { fileErrorCause } from "./errno.js";
 import { DTYPES } from "./precision.js";
 
 const positiveInt = z.number().int().positive();
@@ -43,10 +44,63 @@ const dcganModel = z
     gFilters: positiveInt.default(32),
     dFilters: positiveInt.default(32),
     maxFilters: positiveInt.default(512),
+    /**
+     * Side of every (transposed) convolution kernel (stride 2, "same" padding): 5 as in
+     * Radford et al.'s code and the PyTorch reference of docs/BENCHMARKS.md §10; PyTorch's
+     * dcgan example uses 4.
+     */
+    kernel: z.number().int().min(2).max(7).default(5),
     /** G's normalization: batch norm after every layer but the last (the DCGAN recipe), or none. */
     gNorm: z.enum(["batch", "none"]).default("batch"),
     /** D's: batch norm after every conv but the first, spectral norm on every layer, or none. */
     dNorm: z.enum(["batch", "spectral", "none"]).default("batch"),
+    /**
+     * Class-conditional (needs a labelled dataset): G gets a learned class embedding
+     * beside z, D a projection head (Miyato & Koyama 2018). Absent: unconditional.
+     */
+    conditional: z.boolean().optional(),
+    /**
+     * Conditional models with gNorm batch: the class enters G through conditional batch
+     * norm (a learned scale and shift per class in every batch norm of G, as the
+     * generators of Miyato & Koyama 2018 and BigGAN) instead of an embedding beside z;
+     * G's input is z alone. Absent or false: the embedding at G's input.
+     */
+    conditionalNorm: z.boolean().optional(),
+    /** The class count; filled in from the dataset when the run starts (given: must match). */
+    classes: z.number().int().min(1).max(65536).optional(),
+  })
+  .strict();
+
+/**
+ * R3GAN-style residual G and D without normalization layers (Huang et al. 2024;
+ * shared/models/resnet.ts). Sizes as dcgan's (a 4×4 base map, 7×7 for 28).
+ */
+const resnetModel = z
+  .object({
+    name: z.literal("resnet"),
+    latentDim: positiveInt.default(64),
+    /**
+     * Width of each stage, smallest map first (4×4, or 7×7 at 28 px) up to full
+     * size, one entry per stage (e.g. 32 px: 4 entries for 4, 8, 16, 32); G runs
+     * it in this order, D in reverse. Absent: 64 at every stage.
+     */
+    channels: z.array(positiveInt).min(2).max(7).optional(),
+    /** Residual blocks per stage in G and in D (R3GAN: 2). */
+    blocks: positiveInt.default(1),
+    /**
+     * Width of a residual branch relative to its stage: 1×1 conv to
+     * round(expansion·C), 3×3 conv, 1×1 conv back to C. R3GAN expands ×2 around a
+     * grouped 3×3 conv; a plain 3×3 conv (TF.js has no grouped one) costs
+     * expansion² as much, so the default is 1; below 1 is a bottleneck.
+     */
+    expansion: z.number().positive().max(4).default(1),
+    /**
+     * Class-conditional, as dcgan's: a learned class embedding beside z at G's
+     * input, a projection head on D's final features. Absent: unconditional.
+     */
+    conditional: z.boolean().optional(),
+    /** The class count; filled in from the dataset when the run starts (given: must match). */
+    classes: z.number().int().min(1).max(65536).optional(),
   })
   .strict();
 
@@ -82,7 +136,7 @@ const dataset = z.discriminatedUnion("name", [
       name: z.literal("folder"),
       path: z.string().min(1),
       channels: z.union([z.literal(1), z.literal(3)]).default(1),
-      /** Square side in pixels the images are resized to (dcgan: 16, 28, 32, 64, 128 or 256). */
+      /** Square side in pixels the images are resized to (dcgan, resnet: 16, 28, 32, 64, 128 or 256). */
       size: z.number().int().min(8).max(512).default(28),
       limit: positiveInt.optional(),
     })
@@ -136,10 +190,7 @@ const configSchema = z
     /** Names the run on the wire (NATS subjects) and in the run dir. */
     run: z
       .object({
-        id: z
-          .string()
-          .regex(RUN_ID_PATTERN, "use 1-64 letters, digits, '-' or '_'")
-          .default("agon"),
+        id: z.string().regex(RUN_ID_PATTERN, "1-64 letters, digits, '-' or '_'").default("agon"),
         dir: z.string().min(1).default("runs/agon"),
         /** Also write TensorBoard event files (scalars, sample grids, the config) in the run dir. */
         tensorboard: z.boolean().default(true),
@@ -147,7 +198,7 @@ const configSchema = z
       .strict()
       .default({ id: "agon", dir: "runs/agon", tensorboard: true }),
     seed: z.number().int().min(0).max(0xffffffff).default(1),
-    model: z.discriminatedUnion("name", [mlpModel, dcganModel]),
+    model: z.discriminatedUnion("name", [mlpModel, dcganModel, resnetModel]),
     loss: z
       .object({
         name: z.enum(LOSS_NAMES).default("non-saturating"),
@@ -173,8 +224,19 @@ const configSchema = z
           .array(z.enum(AUGMENT_OPS))
           .min(1)
           .refine((ops) => new Set(ops).size === ops.length, "list each op once"),
+        /**
+         * The probability in [0, 1] that each op is applied to each image: an
+         * independent Bernoulli draw per image and op from the microtask's seed
+         * (StyleGAN2-ADA's p, fixed). Absent or 1: every op on every image, the
+         * reference DiffAugment; p = 1 is left out of the parsed config, so its
+         * config hash is that of a config without p.
+         */
+        p: z.number().min(0).max(1).optional(),
       })
       .strict()
+      .transform(({ p, ...rest }): { policy: (typeof AUGMENT_OPS)[number][]; p?: number } =>
+        p === undefined || p === 1 ? rest : { ...rest, p },
+      )
       .optional(),
     /** The EMA generator used for samples, eval and export; false: none. */
     ema: z.union([z.literal(false), emaConfig]).default(emaConfig.parse({})),
@@ -191,9 +253,21 @@ const configSchema = z
      */
     microbatch: positiveInt.optional(),
     schedule: z
-      .object({ kD: positiveInt.default(1), kG: positiveInt.default(1) })
+      .object({
+        kD: positiveInt.default(1),
+        kG: positiveInt.default(1),
+        /**
+         * G phases train on the step's last D phase's fakes: each G microtask draws the
+         * same z (and fake classes) as that D phase's microtask of its shard, so G(z),
+         * G's batch statistics and its running statistics are those D was just updated
+         * on, as in PyTorch's examples/dcgan/main.py (`output = netD(fake)`). false (the
+         * default): every G phase draws fresh z from its own seed. On MNIST, reusing did
+         * not improve FD (docs/BENCHMARKS.md §10).
+         */
+        reuseFakes: z.boolean().default(false),
+      })
       .strict()
-      .default({ kD: 1, kG: 1 }),
+      .default({ kD: 1, kG: 1, reuseFakes: false }),
     steps: positiveInt,
     optimizer: z
       .object({ g: adam.default(adam.parse({})), d: adam.default(adam.parse({})) })
@@ -225,8 +299,10 @@ const configSchema = z
       .default({ every: 500, keep: 3 }),
     /**
      * Evaluation during training: every `every` steps (and at the last), the Fréchet distance
-     * of G's samples on `n` fixed latents (seed `seed`) to the test split, in the features of
-     * the dataset's classifier (docs/QUALITY.md). Off the training path: weights unchanged.
+     * of G's samples on `n` fixed latents (seed `seed`) to the test split (mnist,
+     * fashion-mnist) or to the prepared dataset's rows (features fitted with `agon eval
+     * fit-features`), in the features of the dataset's classifier (docs/QUALITY.md),
+     * computed by the workers as evaluation microtasks. Off the training path: weights unchanged.
      */
     eval: z
       .object({
@@ -234,6 +310,14 @@ const configSchema = z
         n: z.number().int().min(2).default(2000),
         /** The latent seed; 1133 is `agon eval`'s default, so the numbers compare. */
         seed: z.number().int().min(0).max(0xffffffff).default(1133),
+        /**
+         * The features: `classifier` (absent: the dataset's own classifier, reported as FD)
+         * or `inception` (pytorch-fid's Inception-v3, reported as the standard FID; needs
+         * `inception`).
+         */
+        features: z.enum(["classifier", "inception"]).optional(),
+        /** Inception-v3 weights (safetensors, bench/convert_inception.py), with features: inception. */
+        inception: z.string().min(1).optional(),
       })
       .strict()
       .optional(),
@@ -269,11 +353,37 @@ const configSchema = z
         message: "DiffAugment works on images; the ring dataset has none (remove augment)",
       });
     }
-    if (cfg.eval && cfg.dataset.name !== "mnist" && cfg.dataset.name !== "fashion-mnist") {
+    if (cfg.eval?.features === "inception" && cfg.eval.inception === undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["eval", "inception"],
+        message:
+          "eval.features inception needs the Inception-v3 weights file (eval.inception: FILE, converted by bench/convert_inception.py)",
+      });
+    }
+    if (cfg.eval?.inception !== undefined && cfg.eval.features !== "inception") {
+      ctx.addIssue({
+        code: "custom",
+        path: ["eval", "inception"],
+        message: "is used only with eval.features inception (set it, or remove eval.inception)",
+      });
+    }
+    if (cfg.eval?.features === "inception" && cfg.dataset.name === "ring") {
+      ctx.addIssue({
+        code: "custom",
+        path: ["eval", "features"],
+        message: "Inception features need images; the ring dataset has none",
+      });
+    }
+    if (
+      cfg.eval &&
+      cfg.eval.features !== "inception" &&
+      !["mnist", "fashion-mnist", "prepared"].includes(cfg.dataset.name)
+    ) {
       ctx.addIssue({
         code: "custom",
         path: ["eval"],
-        message: `needs a dataset with a feature classifier (mnist, fashion-mnist), not ${cfg.dataset.name}`,
+        message: `needs a dataset with a feature classifier (mnist, fashion-mnist, or a prepared one after agon eval fit-features), not ${cfg.dataset.name}; or eval.features inception`,
       });
     }
     if (cfg.checkpoint.keepBest !== undefined && !cfg.eval) {
@@ -283,26 +393,80 @@ const configSchema = z
         message: "ranks checkpoints by the evaluation's FD: set eval.every too",
       });
     }
-    if (cfg.model.name === "dcgan" && cfg.dataset.name === "ring") {
+    if ("conditional" in cfg.model && cfg.model.conditional && cfg.dataset.name === "ring") {
+      ctx.addIssue({
+        code: "custom",
+        path: ["model", "conditional"],
+        message:
+          "needs a labelled image dataset (mnist, fashion-mnist, a labelled folder or prepared set)",
+      });
+    }
+    if (cfg.model.name === "dcgan" && cfg.model.conditionalNorm) {
+      if (!cfg.model.conditional || cfg.model.gNorm !== "batch") {
+        ctx.addIssue({
+          code: "custom",
+          path: ["model", "conditionalNorm"],
+          message: "only goes with model.conditional: true and model.gNorm: batch",
+        });
+      }
+    }
+    if ("classes" in cfg.model && cfg.model.classes !== undefined && !cfg.model.conditional) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["model", "classes"],
+        message: "only goes with model.conditional: true",
+      });
+    }
+    const imageModel = cfg.model.name === "dcgan" || cfg.model.name === "resnet";
+    if (imageModel && cfg.dataset.name === "ring") {
       ctx.addIssue({
         code: "custom",
         path: ["model", "name"],
-        message:
-          "dcgan needs an image dataset (mnist, fashion-mnist, folder, prepared); use mlp for ring",
+        message: `${cfg.model.name} needs an image dataset (mnist, fashion-mnist, folder, prepared); use mlp for ring`,
       });
     }
     if (
-      cfg.model.name === "dcgan" &&
+      imageModel &&
       cfg.dataset.name === "folder" &&
       !(DCGAN_SIZES as readonly number[]).includes(cfg.dataset.size)
     ) {
       ctx.addIssue({
         code: "custom",
         path: ["dataset", "size"],
-        message: `dcgan builds ${DCGAN_SIZES.join(", ")} pixel images; got ${cfg.dataset.size}`,
+        message: `${cfg.model.name} builds ${DCGAN_SIZES.join(", ")} pixel images; got ${cfg.dataset.size}`,
       });
     }
+    const side = imageSide(cfg.dataset);
+    if (cfg.model.name === "resnet" && cfg.model.channels && side !== undefined) {
+      const stages = resnetSides(side).length;
+      if (stages > 0 && cfg.model.channels.length !== stages) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["model", "channels"],
+          message: `needs one width per stage: ${stages} for ${side}×${side} (maps ${resnetSides(side).join(", ")}), got ${cfg.model.channels.length}`,
+        });
+      }
+    }
   });
+
+/**
+ * The map sides of the resnet model's stages for square images of side `size`:
+ * a 4×4 map (7×7 for 28) doubling up to `size`; [] for a size it does not build.
+ */
+export function resnetSides(size: number): number[] {
+  if (!(DCGAN_SIZES as readonly number[]).includes(size)) return [];
+  const sides: number[] = [];
+  for (let s = size === 28 ? 7 : 4; s <= size; s *= 2) sides.push(s);
+  return sides;
+}
+
+/** The square side of a dataset's images when the config alone tells it (else undefined). */
+function imageSide(ds: z.infer<typeof dataset>): number | undefined {
+  if (ds.name === "mnist" || ds.name === "fashion-mnist") return 28;
+  if (ds.name === "folder") return ds.size;
+  if (ds.name === "prepared") return ds.resolution;
+  return undefined;
+}
 
 export type RunConfig = z.infer<typeof configSchema>;
 /** What parseConfig accepts: a RunConfig whose fields with defaults may be left out. */
@@ -319,17 +483,70 @@ export class ConfigError extends Error {
 }
 
 /** Parses an unknown value (from YAML, JSON or the wire) into a RunConfig. */
-export function parseConfig(raw: unknown, source = "config"): RunConfig {
+export function parseConfig(
+  raw: unknown,
+  source = "config",
+  origins?: ReadonlyMap<string, string>,
+): RunConfig {
   const result = configSchema.safeParse(raw);
   if (result.success) return result.data;
   const lines = result.error.issues.map((issue) => {
     const field = issue.path.length > 0 ? issue.path.join(".") : "(top level)";
-    return `${field}: ${describeIssue(issue)}`;
+    // A value given by a flag or --set is blamed on it, not on the file.
+    const origin = origins?.get(field);
+    return `${field}${origin ? ` (from ${origin})` : ""}: ${describeIssue(issue, raw)}`;
   });
   throw new ConfigError(`${source}: ${lines.join("; ")}`);
 }
 
-function describeIssue(issue: z.core.$ZodIssue): string {
+/** The value at `path` in a raw config (undefined where the path leads nowhere). */
+function valueAt(raw: unknown, path: PropertyKey[]): unknown {
+  let node = raw;
+  for (const key of path) {
+    if (node === null || typeof node !== "object") return undefined;
+    node = (node as Record<PropertyKey, unknown>)[key];
+  }
+  return node;
+}
+
+/** A value as a message shows it: `"ten"` (a string), `[1,2]`, `null`. */
+function shown(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 40 ? `${text.slice(0, 37)}...` : text;
+}
+
+/** One zod issue in words (not zod's own "Invalid input: expected number, received string"). */
+function describeIssue(issue: z.core.$ZodIssue, raw?: unknown): string {
+  const value = valueAt(raw, issue.path);
+  if (issue.code === "invalid_type") {
+    if (value === undefined) return "missing (required)";
+    const article = /^[aeiou]/.test(issue.expected) ? "an" : "a";
+    return `expected ${article} ${issue.expected}, got ${shown(value)}`;
+  }
+  if (issue.code === "too_small" || issue.code === "too_big") {
+    const small = issue.code === "too_small";
+    const bound = small ? issue.minimum : issue.maximum;
+    const op = small ? (issue.inclusive ? "≥" : ">") : issue.inclusive ? "≤" : "<";
+    if (issue.origin === "array" || issue.origin === "set") {
+      return `needs ${small ? "at least" : "at most"} ${String(bound)} item(s), got ${shown(value)}`;
+    }
+    if (issue.origin === "string") {
+      return `needs ${small ? "at least" : "at most"} ${String(bound)} character(s), got ${shown(value)}`;
+    }
+    return `must be ${op} ${String(bound)}, got ${shown(value)}`;
+  }
+  if (issue.code === "invalid_value") {
+    return `expected one of ${issue.values.map((v) => String(v)).join(", ")}; got ${shown(value)}`;
+  }
+  if (issue.code === "not_multiple_of") {
+    return `must be a multiple of ${String(issue.divisor)}, got ${shown(value)}`;
+  }
+  if (issue.code === "invalid_format") {
+    // A pattern's own message says what it wants ("use 1-64 letters, digits, '-' or '_'").
+    return issue.format === "regex"
+      ? `expected ${issue.message}, got ${shown(value)}`
+      : `not a valid ${issue.format}: ${shown(value)}`;
+  }
   if (
     issue.code === "invalid_union" &&
     "note" in issue &&
@@ -337,13 +554,35 @@ function describeIssue(issue: z.core.$ZodIssue): string {
   ) {
     return `unknown name; expected one of ${discriminatorOptions(issue)}`;
   }
-  if (issue.code === "unrecognized_keys") return `unknown field(s) ${issue.keys.join(", ")}`;
-  return issue.message;
+  if (issue.code === "unrecognized_keys") return unknownFields(issue.keys, issue.path, raw);
+  if (issue.code === "invalid_union") return `${shown(value)} matches none of the accepted forms`;
+  return issue.message.replace(/^Invalid input:?\s*/, "") || `invalid value ${shown(value)}`;
+}
+
+/** The model variants by name, to say which of them has a field another lacks. */
+const MODEL_VARIANTS = { mlp: mlpModel, dcgan: dcganModel, resnet: resnetModel } as const;
+
+/**
+ * "unknown field(s) x, y"; for a model field that another model has (`model.conditional` on
+ * the mlp), which models take it instead.
+ */
+function unknownFields(keys: string[], path: PropertyKey[], raw: unknown): string {
+  const base = `unknown field(s) ${keys.join(", ")}`;
+  if (path.length !== 1 || path[0] !== "model") return base;
+  const name = String((valueAt(raw, ["model", "name"]) as unknown) ?? "");
+  const elsewhere = keys.map((k) => {
+    const owners = Object.entries(MODEL_VARIANTS)
+      .filter(([n, schema]) => n !== name && k in schema.shape)
+      .map(([n]) => n);
+    return owners.length > 0 ? `${k} is a field of model ${owners.join(" and ")}` : "";
+  });
+  const hints = elsewhere.filter((h) => h !== "");
+  return hints.length > 0 ? `${base} for model ${name} (${hints.join("; ")})` : base;
 }
 
 function discriminatorOptions(issue: z.core.$ZodIssue): string {
   const section = issue.path[0];
-  if (section === "model") return "mlp, dcgan";
+  if (section === "model") return "mlp, dcgan, resnet";
   if (section === "dataset") return "mnist, fashion-mnist, folder, prepared, ring";
   return "see docs/CONFIG.md";
 }
@@ -392,15 +631,15 @@ export function readConfigFile(path: string): Record<string, unknown> {
   try {
     text = readFileSync(resolve(path), "utf8");
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new ConfigError(`cannot read config file ${path}: ${code ?? String(err)}`);
+    throw new ConfigError(`cannot read config file ${path}: ${fileErrorCause(err)}`);
   }
   let value: unknown;
   try {
     value = parseYaml(text);
   } catch (err) {
     throw new ConfigError(
-      `config file ${path} is not valid YAML/JSON: ${(err as Error).message.split("\n")[0]}`,
+      // The parser's first line ends in ":" before a quote of the text: keep the line, drop the colon.
+      `config file ${path} is not valid YAML/JSON: ${(err as Error).message.split("\n")[0].replace(/:\s*$/, "")}; fix the file`,
     );
   }
   if (value === null || value === undefined) return {};
@@ -411,9 +650,13 @@ export function readConfigFile(path: string): Record<string, unknown> {
 }
 
 /** Loads a config file (optional) and overrides into a validated RunConfig. */
-export function loadConfig(path: string | undefined, overrides: string[] = []): RunConfig {
+export function loadConfig(
+  path: string | undefined,
+  overrides: string[] = [],
+  origins?: ReadonlyMap<string, string>,
+): RunConfig {
   const raw = path ? readConfigFile(path) : {};
-  return parseConfig(applyOverrides(raw, overrides), path ?? "config");
+  return parseConfig(applyOverrides(raw, overrides), path ?? "config", origins);
 }
 
 /** Canonical JSON of a config (sorted keys), the input of the config hash. */
@@ -431,4 +674,9 @@ export function canonicalJson(value: unknown): string {
 /** Per-microtask batch size b = batch / K. */
 export function microBatch(cfg: RunConfig): number {
   return cfg.batch / cfg.shards;
+}
+
+/** Whether a config's loss needs real samples in the G phase (see GanLoss.pairsReal). */
+export function lossPairsReal(cfg: LossConfig): boolean {
+  return cfg.name === "rpgan";
 }

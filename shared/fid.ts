@@ -1,11 +1,11 @@
 // A Fréchet distance between sets of images, FID-style but on the hidden features of our
-// own small MNIST / Fashion-MNIST classifier (shared/fid-classifier.ts), not Inception:
+// own small MNIST / Fashion-MNIST classifier (shared/features/classifier.ts), not Inception:
 // values are comparable only within Agon, for the same dataset and classifier recipe.
 // The statistics and the matrix square root are computed in float64 in plain TS.
 import { loadDataset } from "./data/index.js";
-import { FEATURE_DIM, type FidDataset, loadClassifier, recipeHash } from "./fid-classifier.js";
+import { FEATURE_DIM, type FidDataset, loadClassifier, recipeHash } from "./features/classifier.js";
 
-export { FEATURE_DIM, FID_DATASETS, type FidDataset } from "./fid-classifier.js";
+export { FEATURE_DIM, FID_DATASETS, type FidDataset } from "./features/classifier.js";
 
 /** n feature vectors of `dim` values each, row-major. */
 export interface FeatureMatrix {
@@ -207,20 +207,48 @@ function matMul(a: Float64Array, b: Float64Array, dim: number): Float64Array {
 }
 
 /**
- * FD = |μa − μb|² + Tr(Σa) + Tr(Σb) − 2 Tr((Σa Σb)^½), where Tr((Σa Σb)^½) is computed as
- * Tr((Σa^½ Σb Σa^½)^½): the same eigenvalues, but of a symmetric PSD matrix, so a
- * symmetric eigensolver suffices and the result is real. Clamped at 0 against round-off.
+ * Above this many dimensions the Fréchet distance takes the eigenvalues-only route
+ * (traceSqrtProduct: a Cholesky or row factor, Householder tridiagonalisation, implicit QL),
+ * O(d³) with small constants, instead of Jacobi rotations with eigenvectors, which take tens
+ * of minutes at Inception's 2048. Our own 64-d features keep the Jacobi route (their recorded
+ * values were measured with it).
+ */
+export const JACOBI_MAX_DIM = 128;
+
+/**
+ * FD = |μa − μb|² + Tr(Σa) + Tr(Σb) − 2 Tr((Σa Σb)^½). For dim ≤ JACOBI_MAX_DIM,
+ * Tr((Σa Σb)^½) is computed as Tr((Σa^½ Σb Σa^½)^½): the same eigenvalues, but of a
+ * symmetric PSD matrix, so a symmetric eigensolver suffices and the result is real; above,
+ * by traceSqrtProduct. Clamped at 0 against round-off.
  */
 export function frechetDistanceFromStats(a: GaussianStats, b: GaussianStats): number {
   if (a.dim !== b.dim) throw new RangeError(`feature dims differ: ${a.dim} vs ${b.dim}`);
+  const traceRoot = a.dim > JACOBI_MAX_DIM ? traceSqrtProduct(a, b) : jacobiTraceRoot(a, b);
+  return fdFromTraceRoot(a, b, traceRoot);
+}
+
+/** FD from the means, the traces and Tr((Σa Σb)^½) (clamped at 0 against round-off). */
+export function fdFromTraceRoot(a: GaussianStats, b: GaussianStats, traceRoot: number): number {
   const dim = a.dim;
   let meanTerm = 0;
   for (let i = 0; i < dim; i++) meanTerm += (a.mean[i] - b.mean[i]) ** 2;
   let traces = 0;
   for (let i = 0; i < dim; i++) traces += a.cov[i * dim + i] + b.cov[i * dim + i];
+  return Math.max(0, meanTerm + traces - 2 * traceRoot);
+}
+
+function jacobiTraceRoot(a: GaussianStats, b: GaussianStats): number {
+  const dim = a.dim;
   const rootA = sqrtPsd(a.cov, dim);
   const m = matMul(matMul(rootA, b.cov, dim), rootA, dim);
   // Symmetrise away round-off before the eigensolver.
+  symmetrise(m, dim);
+  let traceRoot = 0;
+  for (const ev of symmetricEigen(m, dim).values) traceRoot += Math.sqrt(Math.max(ev, 0));
+  return traceRoot;
+}
+
+function symmetrise(m: Float64Array, dim: number): void {
   for (let i = 0; i < dim; i++) {
     for (let j = i + 1; j < dim; j++) {
       const s = (m[i * dim + j] + m[j * dim + i]) / 2;
@@ -228,14 +256,234 @@ export function frechetDistanceFromStats(a: GaussianStats, b: GaussianStats): nu
       m[j * dim + i] = s;
     }
   }
-  let traceRoot = 0;
-  for (const ev of symmetricEigen(m, dim).values) traceRoot += Math.sqrt(Math.max(ev, 0));
-  return Math.max(0, meanTerm + traces - 2 * traceRoot);
 }
 
-/** The Fréchet distance between Gaussians fitted to two feature sets. */
+/** pytorch-fid's offset (fid_score.py: `eps=1e-6` added to both diagonals) when Σa Σb is singular. */
+const SINGULAR_OFFSET = 1e-6;
+
+/**
+ * Tr((Σa Σb)^½) from eigenvalues only: with a factor Σa = L Lᵀ (Cholesky; Σb's when Σa is
+ * not positive definite), Σa Σb has the eigenvalues of the symmetric PSD Lᵀ Σb L. When
+ * neither is positive definite, both get pytorch-fid's 1e-6 · I offset first (as its
+ * fid_score.py does when sqrtm fails). Throws RangeError if even that fails (NaN features).
+ */
+export function traceSqrtProduct(a: GaussianStats, b: GaussianStats): number {
+  const dim = a.dim;
+  let l = cholesky(a.cov, dim);
+  let other = b.cov;
+  if (!l) {
+    l = cholesky(b.cov, dim);
+    other = a.cov;
+  }
+  if (!l) {
+    const offset = (m: Float64Array) => {
+      const out = Float64Array.from(m);
+      for (let i = 0; i < dim; i++) out[i * dim + i] += SINGULAR_OFFSET;
+      return out;
+    };
+    l = cholesky(offset(a.cov), dim);
+    other = offset(b.cov);
+    if (!l) throw new RangeError("covariance is not positive semi-definite (NaN features?)");
+  }
+  const m = matMulRect(matMulRect(transpose(l, dim, dim), other, dim, dim, dim), l, dim, dim, dim);
+  symmetrise(m, dim);
+  return sumSqrtEigenvalues(m, dim);
+}
+
+/**
+ * Tr((Σa Σb)^½) from the rows of set A: with R = (Xa − μa) / √(n − 1) (n × dim), Σa = Rᵀ R,
+ * so Σa Σb has the nonzero eigenvalues of the n × n symmetric PSD R Σb Rᵀ. Exact when
+ * n ≤ dim, where Σa is singular and has no Cholesky factor.
+ */
+export function traceSqrtProductFromRows(
+  a: FeatureMatrix,
+  statsA: GaussianStats,
+  b: GaussianStats,
+): number {
+  const { n, dim } = a;
+  const r = new Float64Array(n * dim);
+  const scale = 1 / Math.sqrt(n - 1);
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < dim; j++) r[i * dim + j] = (a.data[i * dim + j] - statsA.mean[j]) * scale;
+  const rs = matMulRect(r, b.cov, n, dim, dim);
+  // (R Σb) Rᵀ is symmetric: each entry once, as a dot product of rows.
+  const m = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) {
+    const ri = i * dim;
+    for (let j = i; j < n; j++) {
+      const rj = j * dim;
+      let dot = 0;
+      for (let k = 0; k < dim; k++) dot += rs[ri + k] * r[rj + k];
+      m[i * n + j] = dot;
+      m[j * n + i] = dot;
+    }
+  }
+  return sumSqrtEigenvalues(m, n);
+}
+
+function sumSqrtEigenvalues(m: Float64Array, dim: number): number {
+  let traceRoot = 0;
+  for (const ev of symmetricEigenvalues(m, dim)) traceRoot += Math.sqrt(Math.max(ev, 0));
+  return traceRoot;
+}
+
+function transpose(a: Float64Array, rows: number, cols: number): Float64Array {
+  const out = new Float64Array(rows * cols);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[j * rows + i] = a[i * cols + j];
+  return out;
+}
+
+/** (rows × inner) · (inner × cols), row-major, in i-k-j order. */
+function matMulRect(
+  a: Float64Array,
+  b: Float64Array,
+  rows: number,
+  inner: number,
+  cols: number,
+): Float64Array {
+  const out = new Float64Array(rows * cols);
+  for (let i = 0; i < rows; i++) {
+    const oi = i * cols;
+    for (let k = 0; k < inner; k++) {
+      const aik = a[i * inner + k];
+      if (aik === 0) continue;
+      const bk = k * cols;
+      for (let j = 0; j < cols; j++) out[oi + j] += aik * b[bk + j];
+    }
+  }
+  return out;
+}
+
+/**
+ * Lower-triangular L with L Lᵀ = A (row-major dim × dim), or null when A is not
+ * (numerically) positive definite.
+ */
+export function cholesky(matrix: ArrayLike<number>, dim: number): Float64Array | null {
+  const l = new Float64Array(dim * dim);
+  for (let j = 0; j < dim; j++) {
+    const lj = j * dim;
+    let d = matrix[lj + j];
+    for (let k = 0; k < j; k++) d -= l[lj + k] * l[lj + k];
+    if (!(d > 0)) return null;
+    const root = Math.sqrt(d);
+    l[lj + j] = root;
+    for (let i = j + 1; i < dim; i++) {
+      const li = i * dim;
+      let s = matrix[li + j];
+      for (let k = 0; k < j; k++) s -= l[li + k] * l[lj + k];
+      l[li + j] = s / root;
+    }
+  }
+  return l;
+}
+
+/**
+ * Eigenvalues (unordered) of a symmetric matrix (row-major dim × dim): Householder
+ * reduction to tridiagonal form, then the implicit QL algorithm (EISPACK's tred1/tql1;
+ * Numerical Recipes' tred2/tqli without eigenvectors), about (4/3)·dim³ flops. Throws
+ * RangeError when QL does not converge (NaN input).
+ */
+export function symmetricEigenvalues(matrix: ArrayLike<number>, dim: number): Float64Array {
+  const n = dim;
+  const a = Float64Array.from(matrix);
+  const d = new Float64Array(n);
+  const e = new Float64Array(n);
+  const v = new Float64Array(n);
+  const p = new Float64Array(n);
+  for (let k = 0; k + 2 < n; k++) {
+    // Householder reflection H = I − 2vvᵀ taking column k below the diagonal to alpha·e1.
+    let norm = 0;
+    for (let i = k + 1; i < n; i++) norm += a[i * n + k] ** 2;
+    norm = Math.sqrt(norm);
+    const x0 = a[(k + 1) * n + k];
+    const alpha = x0 > 0 ? -norm : norm;
+    let vnorm = 0;
+    for (let i = k + 1; i < n; i++) {
+      v[i] = a[i * n + k] - (i === k + 1 ? alpha : 0);
+      vnorm += v[i] * v[i];
+    }
+    if (vnorm === 0) {
+      e[k] = x0;
+      continue;
+    }
+    e[k] = alpha;
+    vnorm = Math.sqrt(vnorm);
+    for (let i = k + 1; i < n; i++) v[i] /= vnorm;
+    // A22 ← H A22 H = A22 − 2 (v qᵀ + q vᵀ), with p = A22 v and q = p − (vᵀp) v.
+    let vp = 0;
+    for (let i = k + 1; i < n; i++) {
+      const ai = i * n;
+      let s = 0;
+      for (let j = k + 1; j < n; j++) s += a[ai + j] * v[j];
+      p[i] = s;
+      vp += v[i] * s;
+    }
+    for (let i = k + 1; i < n; i++) p[i] -= vp * v[i];
+    for (let i = k + 1; i < n; i++) {
+      const ai = i * n;
+      const vi = 2 * v[i];
+      const qi = 2 * p[i];
+      for (let j = k + 1; j < n; j++) a[ai + j] -= vi * p[j] + qi * v[j];
+    }
+  }
+  for (let i = 0; i < n; i++) d[i] = a[i * n + i];
+  if (n >= 2) e[n - 2] = a[(n - 1) * n + (n - 2)];
+  // Implicit QL on the tridiagonal (d, e), e[i] coupling rows i and i + 1.
+  for (let l = 0; l < n; l++) {
+    for (let iter = 0; ; iter++) {
+      let m = l;
+      while (m < n - 1 && Math.abs(e[m]) > Number.EPSILON * (Math.abs(d[m]) + Math.abs(d[m + 1])))
+        m++;
+      if (m === l) break;
+      if (iter === 100) throw new RangeError("symmetricEigenvalues: QL did not converge");
+      let g = (d[l + 1] - d[l]) / (2 * e[l]);
+      let r = Math.hypot(g, 1);
+      g = d[m] - d[l] + e[l] / (g + (g >= 0 ? r : -r));
+      let s = 1;
+      let c = 1;
+      let shift = 0;
+      let deflated = false;
+      for (let i = m - 1; i >= l; i--) {
+        const f = s * e[i];
+        const b = c * e[i];
+        r = Math.hypot(f, g);
+        e[i + 1] = r;
+        if (r === 0) {
+          d[i + 1] -= shift;
+          e[m] = 0;
+          deflated = true;
+          break;
+        }
+        s = f / r;
+        c = g / r;
+        g = d[i + 1] - shift;
+        r = (d[i] - g) * s + 2 * c * b;
+        shift = s * r;
+        d[i + 1] = g + shift;
+        g = c * r - b;
+      }
+      if (deflated) continue;
+      d[l] -= shift;
+      e[l] = g;
+      e[m] = 0;
+    }
+  }
+  return d;
+}
+
+/**
+ * The Fréchet distance between Gaussians fitted to two feature sets. Above JACOBI_MAX_DIM
+ * dimensions, when the smaller set has no more rows than dimensions (its covariance is
+ * singular), Tr((Σa Σb)^½) comes from that set's rows (traceSqrtProductFromRows).
+ */
 export function frechetDistance(featsA: FeatureMatrix, featsB: FeatureMatrix): number {
-  return frechetDistanceFromStats(gaussianStats(featsA), gaussianStats(featsB));
+  const a = gaussianStats(featsA);
+  const b = gaussianStats(featsB);
+  if (a.dim !== b.dim) throw new RangeError(`feature dims differ: ${a.dim} vs ${b.dim}`);
+  if (a.dim <= JACOBI_MAX_DIM || Math.min(a.n, b.n) > a.dim) return frechetDistanceFromStats(a, b);
+  const traceRoot =
+    a.n <= b.n ? traceSqrtProductFromRows(featsA, a, b) : traceSqrtProductFromRows(featsB, b, a);
+  return fdFromTraceRoot(a, b, traceRoot);
 }
 
 /** Classifier features of n images (28×28×1, values in [-1, 1]) on the active tfjs backend. */

@@ -115,8 +115,3 @@ function base(cfg: LossConfig) {
 export function selectLoss(cfg: LossConfig): GanLoss {
   return { ...base(cfg), r1: cfg.r1, r2: cfg.r2, regEvery: cfg.regEvery };
 }
-
-/** Whether a config's loss needs real samples in the G phase (see GanLoss.pairsReal). */
-export function lossPairsReal(cfg: LossConfig): boolean {
-  return cfg.name === "rpgan";
-}

@@ -42,14 +42,17 @@ export interface MicrotaskInput {
   /** D phase: whether this phase applies the loss's R1/R2 (lazy regularisation); default true. */
   regularize?: boolean;
   /**
-   * The real samples' class labels (0 when the dataset is unlabelled), D phase
-   * only. Unconditional models ignore them; conditional models read them.
+   * The real samples' class labels (0 when the dataset is unlabelled), given
+   * with `real`. Unconditional models ignore them; conditional models need
+   * them (and draw their fakes' classes with fakeClasses).
    */
   labels?: Int32Array;
   batch: number;
   noiseSeed: number;
   /** DiffAugment ops on every image D sees (config `augment.policy`); absent or empty: none. */
   augment?: readonly DiffAugmentOp[];
+  /** The probability in [0, 1] that each op is applied to each image (config `augment.p`); absent: 1. */
+  augmentP?: number;
   /** Samples per pass (config `microbatch`); absent or ≥ batch: one pass. */
   microbatch?: number;
   /**
@@ -79,9 +82,16 @@ export interface MicrotaskResult {
   dFake: number;
 }
 
-/** The noise seed of microtask (step, phase, shard): a pure function of the run seed. */
-export function noiseSeed(runSeed: number, step: number, phase: number, shard: number): number {
-  return hashSeed(runSeed, SeedDomain.noise, step, phase, shard);
+/**
+ * Classes of a conditional model's generated samples: `count` uniform draws
+ * in [0, classes) from hashSeed(seed, SeedDomain.classes) (pure JS). A
+ * microtask's fakes use its noise seed; `agon eval` its evaluation seed.
+ */
+export function fakeClasses(seed: number, count: number, classes: number): Int32Array {
+  const rng = new Rng(hashSeed(seed, SeedDomain.classes));
+  const out = new Int32Array(count);
+  for (let i = 0; i < count; i++) out[i] = rng.nextInt(classes);
+  return out;
 }
 
 /** Standard-normal latent vectors for a batch, from a seed (pure JS, backend-independent). */
@@ -168,6 +178,12 @@ function microtaskTensors(
       `${phase} phase needs ${batch * sampleSize(model)} real values, got ${input.real?.length ?? 0}`,
     );
   }
+  const conditional = model.classes > 0;
+  if (conditional && needsReal && input.labels?.length !== batch) {
+    throw new RangeError(
+      `a conditional model's ${phase} phase needs ${batch} labels, got ${input.labels?.length ?? 0}`,
+    );
+  }
   const reg = phase === "D" && input.regularize !== false ? loss.regEvery : 0;
   const penalties = { r1: (reg * loss.r1) / 2, r2: (reg * loss.r2) / 2 };
   const z = latentNoise(input.noiseSeed, batch, model.latentDim);
@@ -181,8 +197,14 @@ function microtaskTensors(
         ? interpolationWeights(input.noiseSeed, batch, model)
         : null;
     const aug = augmentDraws(input, model);
+    const classes: Classes | null = conditional
+      ? {
+          real: needsReal ? tf.tensor1d(input.labels!.subarray(0, batch), "int32") : null,
+          fake: tf.tensor1d(fakeClasses(input.noiseSeed, batch, model.classes), "int32"),
+        }
+      : null;
     if (micro >= batch)
-      return passTensors(model, loss, penalties, phase, gW, dW, zT, x, alpha, aug);
+      return passTensors(model, loss, penalties, phase, gW, dW, zT, x, alpha, aug, classes);
 
     // Pieces of `micro` samples in order; each piece's mean-loss gradient weighs n/batch,
     // so the sum is the whole batch's mean-loss gradient (and the report's moments are
@@ -205,6 +227,7 @@ function microtaskTensors(
           x && rows(x),
           alpha && rows(alpha),
           aug && { real: sliceDraw(aug.real, start, n), fake: sliceDraw(aug.fake, start, n) },
+          classes && { real: classes.real && rows(classes.real), fake: rows(classes.fake) },
         );
         const w = n / batch;
         const grads: tf.Tensor[] = part.grads.map((g, i) =>
@@ -219,7 +242,11 @@ function microtaskTensors(
   });
 }
 
-const TRAIN = { training: true } as const;
+/** A conditional model's classes in a pass: the reals' (when the phase has reals) and the fakes'. */
+interface Classes {
+  real: tf.Tensor | null;
+  fake: tf.Tensor;
+}
 
 /** Weights of the zero-centred penalties in this pass: r1 = γ₁/2 (× regEvery), r2 likewise; 0: off. */
 interface Penalties {
@@ -243,18 +270,25 @@ function passTensors(
   x: tf.Tensor | null,
   alpha: tf.Tensor | null,
   aug: AugmentDraws | null,
+  classes: Classes | null,
 ): { grads: tf.Tensor[]; stats: tf.Tensor } {
   return tf.tidy(() => {
     // D as it sees reals and fakes: behind DiffAugment when the run has it, so every
     // image D sees (and every gradient of D in x, for the penalties) goes through it.
+    // A conditional D judges each sample as of its class (labels fixed: R1/R2 and the
+    // WGAN-GP term differentiate in the images only).
     const critic =
-      (draw: DiffAugmentDraw | undefined): Critic =>
+      (draw: DiffAugmentDraw | undefined, labels: tf.Tensor | undefined): Critic =>
       (w, t) =>
-        model.d.apply(w, draw ? applyDiffAugment(t as tf.Tensor4D, draw) : t, TRAIN);
-    const dReal = critic(aug?.real);
-    const dFake = critic(aug?.fake);
+        model.d.apply(w, draw ? applyDiffAugment(t as tf.Tensor4D, draw) : t, {
+          training: true,
+          labels,
+        });
+    const dReal = critic(aug?.real, classes?.real ?? undefined);
+    const dFake = critic(aug?.fake, classes?.fake);
+    const gCtx = { training: true, labels: classes?.fake };
     if (phase === "D") {
-      const fake = model.g.apply(gW, zT, TRAIN);
+      const fake = model.g.apply(gW, zT, gCtx);
       const dState = dW.slice(model.d.params.length);
       let realOut: tf.Tensor | undefined;
       let fakeOut: tf.Tensor | undefined;
@@ -284,7 +318,7 @@ function passTensors(
     // Relativistic losses compare each fake with its paired real; D(x_r) does not depend on G.
     const realOut = loss.pairsReal ? dReal(dW, x!) : undefined;
     const { value, grads } = tf.valueAndGrads((...params: tf.Tensor[]) => {
-      const fake = model.g.apply([...params, ...gState], zT, { training: true, report });
+      const fake = model.g.apply([...params, ...gState], zT, { ...gCtx, report });
       fakeOut = tf.keep(dFake(dW, fake));
       return loss.generator(fakeOut, realOut);
     })(gW.slice(0, model.g.params.length));
@@ -305,8 +339,9 @@ interface AugmentDraws {
 }
 
 /**
- * The microtask's DiffAugment draws, a pure function of its noise seed
- * (SeedDomain.augment; 0 = reals, 1 = fakes), so every worker augments alike.
+ * The microtask's DiffAugment draws (with the per-image, per-op Bernoulli(p)
+ * choices when p < 1), a pure function of its noise seed (SeedDomain.augment;
+ * 0 = reals, 1 = fakes), so every worker augments alike.
  */
 function augmentDraws(input: MicrotaskInput, model: GanModel): AugmentDraws | null {
   const ops = input.augment;
@@ -315,7 +350,14 @@ function augmentDraws(input: MicrotaskInput, model: GanModel): AugmentDraws | nu
     throw new RangeError(`DiffAugment needs images [H, W, C], got [${model.sampleShape}]`);
   const [h, w] = model.sampleShape;
   const draw = (which: number) =>
-    drawDiffAugment(hashSeed(input.noiseSeed, SeedDomain.augment, which), input.batch, h, w, ops);
+    drawDiffAugment(
+      hashSeed(input.noiseSeed, SeedDomain.augment, which),
+      input.batch,
+      h,
+      w,
+      ops,
+      input.augmentP,
+    );
   return { real: draw(0), fake: draw(1) };
 }
 

@@ -27,6 +27,8 @@ export function subjects(runId: string) {
     events: `agon.${runId}.events`,
     /** Sample grids. */
     samples: `agon.${runId}.samples`,
+    /** A hot standby whose state no longer matches the log asks the leader for a snapshot entry here (coordinator/ha). */
+    resync: `agon.${runId}.ha.resync`,
   };
 }
 
@@ -128,13 +130,16 @@ const DEFAULT_HINT = "set NATS_URL=nats://host:port";
 /**
  * Finds a nats-server binary: $PATH, then /usr/sbin (where Debian installs
  * it, often not on a user's PATH). `AGON_NATS_SERVER=<path>` names the binary
- * and disables the search; the tests use `AGON_NATS_SERVER=/nonexistent` to
- * check the "no NATS server" error on a machine that has one.
+ * and disables the search: a path that is not an executable comes back with
+ * `why` (the tests use `/nonexistent` to check the "no NATS server" error on a
+ * machine that has one); `AGON_NATS_SERVER=none` answers as a machine without
+ * any would (the tests use it to check runs without NATS).
  */
 export function findNatsServer(
   env: NodeJS.ProcessEnv = process.env,
 ): { path: string } | { path: null; why?: string } {
   const forced = env.AGON_NATS_SERVER;
+  if (forced === "none") return { path: null };
   if (forced) {
     return isExecutableFile(forced)
       ? { path: forced }

@@ -67,6 +67,7 @@ export class ParamSubscriber {
     net: Net;
     version: number;
     resolve: (p: ParamSet | null) => void;
+    timer: NodeJS.Timeout;
   }> = [];
   private readonly subs: Subscription[] = [];
   /** Chunks rejected (bad headers, out of order, checksum): counted for metrics and tests. */
@@ -109,20 +110,25 @@ export class ParamSubscriber {
     this.recent[net] = this.recent[net].filter((p) => p.version !== version);
   }
 
-  /** Resolves with the parameters once that version arrives, or null after `ms`. */
+  /**
+   * Resolves with the parameters once that version arrives, or null after
+   * `ms` without a chunk of it: a big network's broadcast that is still
+   * coming in is waited for (each of its chunks restarts the wait), rather
+   * than fetched a second time over gRPC.
+   */
   waitFor(net: Net, version: number, ms: number): Promise<ParamSet | null> {
     const have = this.get(net, version);
     if (have) return Promise.resolve(have);
     return new Promise((resolve) => {
-      const waiter = { net, version, resolve };
-      this.waiters.push(waiter);
-      setTimeout(() => {
+      const timer = setTimeout(() => {
         const i = this.waiters.indexOf(waiter);
         if (i >= 0) {
           this.waiters.splice(i, 1);
           resolve(null);
         }
       }, ms);
+      const waiter = { net, version, resolve, timer };
+      this.waiters.push(waiter);
     });
   }
 
@@ -162,6 +168,7 @@ export class ParamSubscriber {
       if (!p || p.version !== version)
         throw new WireError(`chunk ${index} of ${net} v${version} without its start`);
       p.assembler.add(index, data);
+      for (const w of this.waiters) if (w.net === net && w.version === version) w.timer.refresh();
       if (p.assembler.complete) {
         this.pending.delete(net);
         const weights = p.assembler.finish(true);
@@ -182,6 +189,7 @@ export class ParamSubscriber {
       const p = this.get(w.net, w.version);
       if (p) {
         this.waiters.splice(i, 1);
+        clearTimeout(w.timer);
         w.resolve(p);
       }
     }

@@ -39,6 +39,11 @@ export const SeedDomain = {
   xflip: 8,
   /** DiffAugment's draws per microtask: (noise seed, augment, 0 = reals / 1 = fakes). */
   augment: 9,
+  /**
+   * Conditional models: the classes of generated samples — a microtask's fakes
+   * (noise seed, classes) and `agon eval`'s samples (eval seed, classes).
+   */
+  classes: 10,
 } as const;
 
 /** sfc32 generator seeded through splitmix32: fast, 128-bit state, good statistics. */
@@ -106,4 +111,9 @@ export class Rng {
     for (let i = 0; i < n; i++) out[i] = mean + std * this.nextNormal();
     return out;
   }
+}
+
+/** The noise seed of microtask (step, phase, shard): a pure function of the run seed. */
+export function noiseSeed(runSeed: number, step: number, phase: number, shard: number): number {
+  return hashSeed(runSeed, SeedDomain.noise, step, phase, shard);
 }

@@ -21,7 +21,7 @@ import {
   latentNoise,
   type MicrotaskResult,
 } from "./microtask.js";
-import { buildModel, type GanModel, toTensors } from "./models/index.js";
+import { buildModel, type GanModel, ModelError, toTensors } from "./models/index.js";
 import { roundValues } from "./precision.js";
 import { hashSeed, Rng, SeedDomain } from "./rng.js";
 import type { MicrotaskSpec } from "./schedule.js";
@@ -55,6 +55,16 @@ export class MicrotaskRunner {
     const dataset = "data" in data ? memorySource(data) : data;
     this.dataset = dataset;
     this.model = buildModel(cfg.model, dataset.sampleShape);
+    if (this.model.classes > 0 && dataset.classes.length === 0) {
+      throw new ModelError(
+        `model.conditional needs a labelled dataset; ${dataset.name} has no classes`,
+      );
+    }
+    if (dataset.classes.length > this.model.classes && this.model.classes > 0) {
+      throw new ModelError(
+        `the model has ${this.model.classes} classes but ${dataset.name} has ${dataset.classes.length}`,
+      );
+    }
     this.loss = selectLoss(cfg.loss);
     if (cfg.shards > dataset.count) {
       throw new RangeError(`shards (${cfg.shards}) exceeds the dataset's ${dataset.count} samples`);
@@ -149,6 +159,7 @@ export class MicrotaskRunner {
       noiseSeed: spec.noiseSeed,
       regularize: spec.regularize,
       augment: this.cfg.augment?.policy,
+      augmentP: this.cfg.augment?.p,
       microbatch: this.cfg.microbatch,
       resident: keys && {
         g: this.onDevice("G", keys.G, gWeights),
@@ -180,20 +191,64 @@ export function transportWeights(cfg: RunConfig, weights: Float32Array): Float32
 }
 
 /**
+ * The classes of the run's fixed samples for a conditional model with
+ * `classes` classes, in class order and spread evenly so that every class
+ * appears when count >= classes: class c has floor(count / classes) samples,
+ * one more for c < count mod classes (a multiple of classes: sample i has class
+ * floor(i / (count / classes))). count < classes: sample i has class i (classes
+ * 0..count−1). Null: unconditional.
+ */
+export function sampleClasses(count: number, classes: number): Int32Array | null {
+  if (classes <= 0) return null;
+  const base = Math.floor(count / classes);
+  const extra = count % classes;
+  const out = new Int32Array(count);
+  let i = 0;
+  for (let c = 0; c < classes && i < count; c++) {
+    const m = base + (c < extra ? 1 : 0);
+    out.fill(c, i, i + m);
+    i += m;
+  }
+  return out;
+}
+
+/**
+ * The grid cell of each of sampleClasses' samples in a grid of ceil(count / classes)
+ * columns: one row per class, its samples from the left, short rows ending gray.
+ */
+export function sampleGridCells(labels: Int32Array, classes: number): Int32Array {
+  const cols = Math.ceil(labels.length / classes);
+  const cells = new Int32Array(labels.length);
+  for (let i = 0; i < labels.length; i++) {
+    const row = labels[i];
+    cells[i] = i > 0 && labels[i - 1] === row ? cells[i - 1] + 1 : row * cols;
+  }
+  return cells;
+}
+
+/**
  * G's output on the run's fixed sample noise (the same every time, so grids are
- * comparable). Read back asynchronously, which every backend supports (webgpu
- * in Node has no synchronous readback).
+ * comparable). A conditional G makes the classes `labels` (default
+ * sampleClasses: one row per class); `agon sample --class N` passes N for all.
+ * Read back asynchronously, which every backend supports (webgpu in Node has
+ * no synchronous readback).
  */
 export async function generateSamples(
   model: GanModel,
   gWeights: Float32Array,
   seed: number,
   count: number,
+  labels?: Int32Array,
 ): Promise<Float32Array> {
   const z = latentNoise(hashSeed(seed, SeedDomain.sampleNoise), count, model.latentDim);
+  const y = model.classes > 0 ? (labels ?? sampleClasses(count, model.classes)!) : null;
+  if (y && (y.length !== count || y.some((c) => c < 0 || c >= model.classes))) {
+    throw new RangeError(`expected ${count} classes in [0, ${model.classes})`);
+  }
   const out = tf.tidy(() =>
     model.g.apply(toTensors(model.g, gWeights), tf.tensor2d(z, [count, model.latentDim]), {
       training: false,
+      labels: y ? tf.tensor1d(y, "int32") : undefined,
     }),
   );
   const data = (await out.data()) as Float32Array;
@@ -212,17 +267,32 @@ export async function samplesPng(
   cfg: RunConfig,
   model: GanModel,
   gWeights: Float32Array,
+  labels?: Int32Array,
 ): Promise<Buffer> {
-  const samples = await generateSamples(model, gWeights, cfg.seed, cfg.samples.count);
-  return samplesGridPng(cfg, model, samples);
+  const samples = await generateSamples(model, gWeights, cfg.seed, cfg.samples.count, labels);
+  return samplesGridPng(cfg, model, samples, labels !== undefined);
 }
 
-/** The PNG for samples already generated (count = cfg.samples.count). */
-export function samplesGridPng(cfg: RunConfig, model: GanModel, samples: Float32Array): Buffer {
+/**
+ * The PNG for samples already generated (count = cfg.samples.count): a
+ * conditional model's default classes (sampleClasses) give one row per class;
+ * otherwise (and with `customClasses`) a square-ish grid.
+ */
+export function samplesGridPng(
+  cfg: RunConfig,
+  model: GanModel,
+  samples: Float32Array,
+  customClasses = false,
+): Buffer {
   const count = cfg.samples.count;
   if (model.sampleShape.length === 3) {
-    const cols = Math.ceil(Math.sqrt(count));
-    return imageGridPng(samples, count, model.sampleShape as [number, number, number], cols);
+    const shape = model.sampleShape as [number, number, number];
+    if (model.classes > 0 && !customClasses) {
+      const labels = sampleClasses(count, model.classes)!;
+      const cols = Math.ceil(count / model.classes);
+      return imageGridPng(samples, count, shape, cols, sampleGridCells(labels, model.classes));
+    }
+    return imageGridPng(samples, count, shape, Math.ceil(Math.sqrt(count)));
   }
   const ring = cfg.dataset.name === "ring" ? cfg.dataset : null;
   return scatterPng(samples, count, {

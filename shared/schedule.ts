@@ -1,10 +1,10 @@
 // The alternating GAN schedule as pure functions: which network a phase trains
 // and what each of its K microtasks computes. Everything here is a function of
 // the run config, so any process can derive any microtask on its own.
-import { microBatch, type RunConfig } from "./config.js";
-import { DatasetError, type DatasetSpec, readManifest } from "./data/index.js";
-import { lossPairsReal } from "./losses.js";
-import { noiseSeed, type Phase } from "./microtask.js";
+import { lossPairsReal, microBatch, type RunConfig } from "./config.js";
+import { DatasetError, type DatasetSpec, listFolderDataset, readManifest } from "./data/index.js";
+import type { Phase } from "./microtask.js";
+import { noiseSeed } from "./rng.js";
 
 export interface MicrotaskSpec {
   step: number;
@@ -32,6 +32,14 @@ export function phaseKind(cfg: RunConfig, phase: number): Phase {
   return phase < cfg.schedule.kD ? "D" : "G";
 }
 
+/**
+ * The phase whose noise seed a phase's microtasks use: its own, or for a G phase with
+ * `schedule.reuseFakes`, the step's last D phase (so G trains on the fakes D just saw).
+ */
+export function noisePhase(cfg: RunConfig, phase: number): number {
+  return phaseKind(cfg, phase) === "G" && cfg.schedule.reuseFakes ? cfg.schedule.kD - 1 : phase;
+}
+
 export function microtaskSpec(
   cfg: RunConfig,
   step: number,
@@ -50,7 +58,7 @@ export function microtaskSpec(
     kind,
     batch: microBatch(cfg),
     draw,
-    noiseSeed: noiseSeed(cfg.seed, step, phase, shard),
+    noiseSeed: noiseSeed(cfg.seed, step, noisePhase(cfg, phase), shard),
     regularize: kind === "D" && dIndex % cfg.loss.regEvery === 0,
   };
 }
@@ -67,12 +75,15 @@ export function datasetSpec(cfg: RunConfig): DatasetSpec {
 
 /**
  * The config with a prepared dataset's fingerprint, resolution and channels
- * filled in from its manifest, so they are part of the run (config hash,
+ * filled in from its manifest, and a conditional model's class count
+ * (`model.classes`) from the dataset, so they are part of the run (config hash,
  * checkpoints, what workers receive). Throws DatasetError when the config
- * already names a fingerprint and the dataset at the path has another one.
- * Other datasets: the config unchanged.
+ * already names a fingerprint and the dataset at the path has another one,
+ * when a conditional model's dataset is unlabelled, or when a given
+ * `model.classes` is not the dataset's. Otherwise: the config unchanged.
  */
-export function withDatasetIdentity(cfg: RunConfig): RunConfig {
+export function withDatasetIdentity(config: RunConfig): RunConfig {
+  const cfg = withClassCount(config);
   const ds = cfg.dataset;
   if (ds.name !== "prepared") return cfg;
   const m = readManifest(ds.path);
@@ -81,8 +92,53 @@ export function withDatasetIdentity(cfg: RunConfig): RunConfig {
       `prepared dataset ${ds.path} has fingerprint ${m.fingerprint.slice(0, 16)}…, but the run's is ${ds.fingerprint.slice(0, 16)}…; point dataset.path at the run's data`,
     );
   }
+  for (const [key, given, actual] of [
+    ["resolution", ds.resolution, m.resolution],
+    ["channels", ds.channels, m.channels],
+  ] as const) {
+    if (given !== undefined && given !== actual) {
+      throw new DatasetError(
+        `dataset.${key} is ${given}, but the prepared dataset ${ds.path} holds ${key === "resolution" ? `${actual}×${actual} images` : `${actual}-channel images`}; prepare it again (agon data prepare --${key} ${given}) or drop the setting`,
+      );
+    }
+  }
   return {
     ...cfg,
     dataset: { ...ds, fingerprint: m.fingerprint, resolution: m.resolution, channels: m.channels },
   };
+}
+
+/** How many classes the dataset a config names has, without loading its samples (0: unlabelled). */
+function datasetClassCount(cfg: RunConfig): number {
+  const ds = cfg.dataset;
+  switch (ds.name) {
+    case "mnist":
+    case "fashion-mnist":
+      return 10;
+    case "prepared":
+      return readManifest(ds.path).classes.length;
+    case "folder":
+      return listFolderDataset(ds.path).classes?.length ?? 0;
+    case "ring":
+      return 0;
+  }
+}
+
+/** The config with `model.classes` filled in for a conditional model (see withDatasetIdentity). */
+function withClassCount(cfg: RunConfig): RunConfig {
+  const model = cfg.model;
+  if (!("conditional" in model) || !model.conditional) return cfg;
+  const classes = datasetClassCount(cfg);
+  const where = "path" in cfg.dataset ? ` ${cfg.dataset.path}` : "";
+  if (classes === 0) {
+    throw new DatasetError(
+      `model.conditional needs a labelled dataset, but the ${cfg.dataset.name} dataset${where} has no classes (use class subfolders or a labels file, see docs/DATA.md)`,
+    );
+  }
+  if (model.classes !== undefined && model.classes !== classes) {
+    throw new DatasetError(
+      `model.classes is ${model.classes}, but the ${cfg.dataset.name} dataset${where} has ${classes} classes; drop the setting`,
+    );
+  }
+  return { ...cfg, model: { ...model, classes } };
 }

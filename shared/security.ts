@@ -10,6 +10,7 @@ import {
   credsAuthenticator,
   nkeyAuthenticator,
 } from "@nats-io/transport-node";
+import { fileErrorCause } from "./errno.js";
 
 /** Bad security material or flags; the message is one line meant for the user. */
 export class SecurityError extends Error {
@@ -28,7 +29,7 @@ export function readSecretFile(path: string, what: string): Buffer {
     size = st.size;
   } catch (err) {
     if (err instanceof SecurityError) throw err;
-    throw new SecurityError(`cannot read ${what} ${path}: ${(err as NodeJS.ErrnoException).code}`);
+    throw new SecurityError(`cannot read ${what} ${path}: ${fileErrorCause(err)}`);
   }
   if (size === 0) throw new SecurityError(`${what} ${path} is empty`);
   if (size > MAX_SECRET_BYTES) throw new SecurityError(`${what} ${path} is larger than 1 MiB`);

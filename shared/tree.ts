@@ -14,9 +14,12 @@ export interface TreeNode {
   hi: number;
 }
 
-/** A node's value: what a worker sends for it and what the coordinator stores. */
-export interface TreePart extends TreeNode {
-  result: MicrotaskResult;
+/**
+ * A node's value: what a worker sends for it and what the coordinator stores
+ * (a microtask result; for an evaluation phase, feature statistics).
+ */
+export interface TreePart<R = MicrotaskResult> extends TreeNode {
+  result: R;
 }
 
 /**
@@ -111,16 +114,28 @@ export function combine(
  * return a fresh gradient array (it is summed into in place). Throws whatever
  * `leaf` throws (a cancelled worker task stops there).
  */
-export async function reduceNode(
+export function reduceNode(
   node: TreeNode,
   dtype: Dtype,
   leaf: (shard: number) => MicrotaskResult | Promise<MicrotaskResult>,
 ): Promise<MicrotaskResult> {
+  return reduceTree(node, leaf, (l, r) => combine(l, r, dtype));
+}
+
+/**
+ * reduceNode for any value: node [lo, hi)'s leaves `leaf(k)` in order, combined
+ * pairwise along the tree by `join(left, right)` (which may reuse `left`).
+ */
+export async function reduceTree<R>(
+  node: TreeNode,
+  leaf: (shard: number) => R | Promise<R>,
+  join: (left: R, right: R) => R,
+): Promise<R> {
   if (node.hi - node.lo === 1) return leaf(node.lo);
   const mid = splitPoint(node.lo, node.hi);
-  const left = await reduceNode({ lo: node.lo, hi: mid }, dtype, leaf);
-  const right = await reduceNode({ lo: mid, hi: node.hi }, dtype, leaf);
-  return combine(left, right, dtype);
+  const left = await reduceTree({ lo: node.lo, hi: mid }, leaf, join);
+  const right = await reduceTree({ lo: mid, hi: node.hi }, leaf, join);
+  return join(left, right);
 }
 
 /**
@@ -134,7 +149,16 @@ export function completeTree(
   shards: number,
   dtype: Dtype,
 ): MicrotaskResult {
-  const byNode = new Map<string, MicrotaskResult>();
+  return completeTreeWith(parts, shards, (l, r) => combine(l, r, dtype));
+}
+
+/** completeTree for any value, combined pairwise by `join(left, right)` (which may reuse `left`). */
+export function completeTreeWith<R>(
+  parts: ReadonlyArray<TreePart<R>>,
+  shards: number,
+  join: (left: R, right: R) => R,
+): R {
+  const byNode = new Map<string, R>();
   for (const p of parts) {
     if (!isTreeNode(p.lo, p.hi, shards))
       throw new RangeError(
@@ -143,7 +167,7 @@ export function completeTree(
     byNode.set(`${p.lo}:${p.hi}`, p.result);
   }
   let used = 0;
-  const value = (lo: number, hi: number): MicrotaskResult => {
+  const value = (lo: number, hi: number): R => {
     const known = byNode.get(`${lo}:${hi}`);
     if (known) {
       used++;
@@ -151,7 +175,7 @@ export function completeTree(
     }
     if (hi - lo === 1) throw new RangeError(`completeTree: shard ${lo} is missing`);
     const mid = splitPoint(lo, hi);
-    return combine(value(lo, mid), value(mid, hi), dtype);
+    return join(value(lo, mid), value(mid, hi));
   };
   const root = value(0, shards);
   if (used !== parts.length) throw new RangeError("completeTree: parts overlap");

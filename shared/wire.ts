@@ -12,6 +12,9 @@ import { bytesPerValue, type Dtype, decodeValues, encodeValues } from "./precisi
 
 export const PROTO_PATH = resolve(import.meta.dirname, "../proto/agon.proto");
 
+/** The status details a Work stream ends with when its coordinator stops on purpose (SIGTERM, Ctrl-C). */
+export const STOPPING_DETAILS = "the coordinator is stopping (its checkpoint is written)";
+
 /** Chunk payload size: well under gRPC's 4 MiB default and NATS's 1 MiB max payload, headers included. */
 export const CHUNK_BYTES = 512 * 1024;
 /** Largest message either side accepts: one chunk plus headers, with room to spare. */
@@ -31,12 +34,22 @@ export function loadAgonProto(): ProtoGrpcType {
 }
 
 /**
- * Keepalive pings every second with a one-second timeout notice a frozen
- * peer (SIGSTOP, dead link) in about 2 s; reconnect backoff stays short.
+ * How long a keepalive ping may go unanswered before the connection is
+ * dropped. A process that is busy for a while (a coordinator writing a big
+ * checkpoint or applying a big update) reads the answer only when it gets
+ * back to its event loop, and grpc-js judges its timer first: a short timeout
+ * would drop healthy peers after every long stall. A frozen worker is noticed
+ * by its lease instead (2 s without a heartbeat; see coordinator/scheduler.ts).
+ */
+export const KEEPALIVE_TIMEOUT_MS = 20_000;
+
+/**
+ * Keepalive pings every second (answered within KEEPALIVE_TIMEOUT_MS) find a
+ * dead link or a frozen coordinator; reconnect backoff stays short.
  */
 export const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   "grpc.keepalive_time_ms": 1000,
-  "grpc.keepalive_timeout_ms": 1000,
+  "grpc.keepalive_timeout_ms": KEEPALIVE_TIMEOUT_MS,
   "grpc.keepalive_permit_without_calls": 1,
   "grpc.initial_reconnect_backoff_ms": 100,
   "grpc.max_reconnect_backoff_ms": 1000,
@@ -49,7 +62,7 @@ export const SERVER_OPTIONS: grpc.ServerOptions = {
   // stream open; a client that comes back just reconnects): silent peers hold nothing.
   "grpc.max_connection_idle_ms": 5000,
   "grpc.keepalive_time_ms": 1000,
-  "grpc.keepalive_timeout_ms": 1000,
+  "grpc.keepalive_timeout_ms": KEEPALIVE_TIMEOUT_MS,
   "grpc.keepalive_permit_without_calls": 1,
   "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
   "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
@@ -70,9 +83,31 @@ export function chunksOf(a: Float32Array | Uint8Array): Uint8Array[] {
   return out;
 }
 
+/**
+ * How a chunked array's values are encoded: a transport dtype (gradients, parameters),
+ * or fp64 (IEEE double, little-endian) for an evaluation microtask's feature statistics.
+ */
+export type WireValues = Dtype | "fp64";
+
+function valueBytes(values: WireValues): number {
+  return values === "fp64" ? 8 : bytesPerValue(values);
+}
+
 /** Chunks of `length` values encoded as `dtype`: the count follows the encoded byte size. */
-export function chunkCount(length: number, dtype: Dtype = "fp32"): number {
-  return Math.max(1, Math.ceil((length * bytesPerValue(dtype)) / CHUNK_BYTES));
+export function chunkCount(length: number, dtype: WireValues = "fp32"): number {
+  return Math.max(1, Math.ceil((length * valueBytes(dtype)) / CHUNK_BYTES));
+}
+
+/** A float64 array as it travels (little-endian bytes), with their sha256. */
+export function encodeFloat64(values: Float64Array): {
+  length: number;
+  bytes: Uint8Array;
+  checksum: string;
+} {
+  const bytes = new Uint8Array(values.length * 8);
+  const view = new DataView(bytes.buffer);
+  for (let i = 0; i < values.length; i++) view.setFloat64(i * 8, values[i], true);
+  return { length: values.length, bytes, checksum: sha256(bytes) };
 }
 
 /** An array as it travels: its values encoded in `dtype`, and the sha256 of those bytes. */
@@ -89,7 +124,7 @@ export function encodeArray(values: Float32Array, dtype: Dtype): EncodedArray {
 }
 
 /** The proto enum name of a dtype (`bf16` → `DTYPE_BF16`). */
-export function wireDtype(dtype: Dtype): WireDtype {
+export function wireDtype(dtype: WireValues): WireDtype {
   return `DTYPE_${dtype.toUpperCase()}` as WireDtype;
 }
 
@@ -97,7 +132,7 @@ export function wireDtype(dtype: Dtype): WireDtype {
  * Checks that a peer's announced dtype (proto enum, or a NATS header where
  * "" means fp32) is the one the run config sets for this kind of array.
  */
-export function checkDtype(announced: string | number, expected: Dtype, what: string): void {
+export function checkDtype(announced: string | number, expected: WireValues, what: string): void {
   const name =
     announced === "" || announced === "DTYPE_FP32"
       ? "fp32"
@@ -133,7 +168,7 @@ export class ChunkAssembler {
     readonly length: number,
     readonly chunks: number,
     readonly checksum: string,
-    readonly dtype: Dtype = "fp32",
+    readonly dtype: WireValues = "fp32",
   ) {
     if (!Number.isInteger(length) || length < 0 || length > MAX_ARRAY_LENGTH) {
       throw new WireError(`announced length ${length} is out of range`);
@@ -145,7 +180,7 @@ export class ChunkAssembler {
     }
     if (!/^[0-9a-f]{64}$/.test(checksum))
       throw new WireError("checksum is not a sha256 hex digest");
-    this.byteLength = length * bytesPerValue(dtype);
+    this.byteLength = length * valueBytes(dtype);
   }
 
   add(index: number, data: Uint8Array): void {
@@ -170,16 +205,8 @@ export class ChunkAssembler {
 
   /** The array, after verifying completeness, checksum and (if asked) finiteness. */
   finish(requireFinite: boolean): Float32Array {
-    if (!this.complete)
-      throw new WireError(`stream ended after ${this.next} of ${this.chunks} chunks`);
-    const bytes = new Uint8Array(this.byteLength);
-    let at = 0;
-    for (const part of this.parts) {
-      bytes.set(part, at);
-      at += part.byteLength;
-    }
-    if (sha256(bytes) !== this.checksum) throw new WireError("checksum mismatch");
-    const out = decodeValues(this.dtype, bytes);
+    if (this.dtype === "fp64") throw new WireError("an fp64 array is read with finishFloat64");
+    const out = decodeValues(this.dtype, this.verifiedBytes());
     if (requireFinite) {
       // v − v is 0 for a finite v and NaN for ±Inf or NaN: one branch-free pass, then find the culprit.
       let probe = 0;
@@ -191,5 +218,28 @@ export class ChunkAssembler {
       }
     }
     return out;
+  }
+
+  /** An fp64 array (evaluation statistics), after verifying completeness and checksum. */
+  finishFloat64(): Float64Array {
+    if (this.dtype !== "fp64") throw new WireError(`a ${this.dtype} array is read with finish`);
+    const bytes = this.verifiedBytes();
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const out = new Float64Array(this.length);
+    for (let i = 0; i < out.length; i++) out[i] = view.getFloat64(i * 8, true);
+    return out;
+  }
+
+  private verifiedBytes(): Uint8Array {
+    if (!this.complete)
+      throw new WireError(`stream ended after ${this.next} of ${this.chunks} chunks`);
+    const bytes = new Uint8Array(this.byteLength);
+    let at = 0;
+    for (const part of this.parts) {
+      bytes.set(part, at);
+      at += part.byteLength;
+    }
+    if (sha256(bytes) !== this.checksum) throw new WireError("checksum mismatch");
+    return bytes;
   }
 }

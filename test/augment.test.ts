@@ -158,6 +158,75 @@ describe("DiffAugment", () => {
     }
   });
 
+  it("p = 1 draws exactly what a draw without p does (runs from before augment.p keep their trajectory)", () => {
+    const ops = ["color", "translation", "cutout"] as const;
+    const old = drawDiffAugment(5, 64, 16, 16, ops);
+    expect(drawDiffAugment(5, 64, 16, 16, ops, 1)).toEqual(old);
+    expect(old.colorOn).toBeUndefined();
+    // p < 1 keeps every image's parameters and only adds the choices.
+    const half = drawDiffAugment(5, 64, 16, 16, ops, 0.5);
+    const { colorOn, translationOn, cutoutOn, ...params } = half;
+    expect(params).toEqual(old);
+    expect([colorOn, translationOn, cutoutOn].every((a) => a?.length === 64)).toBe(true);
+  });
+
+  it("applies each op to a fraction ≈ p of the images, independently per image and op", () => {
+    const n = 20_000;
+    const frac = (a: Int32Array) => a.reduce((s, v) => s + v, 0) / a.length;
+    for (const p of [0.1, 0.5, 0.8]) {
+      const d = drawDiffAugment(17, n, 8, 8, ["color", "translation", "cutout"], p);
+      const on = [d.colorOn!, d.translationOn!, d.cutoutOn!];
+      // 5 standard deviations of a Bernoulli mean over n images (at most 0.018 here).
+      const tol = 5 * Math.sqrt((p * (1 - p)) / n);
+      for (const a of on) expect(Math.abs(frac(a) - p)).toBeLessThan(tol);
+      // Independent: colour and translation both on for ≈ p² of the images.
+      const both = on[0].map((v, i) => v * on[1][i]);
+      expect(Math.abs(frac(both) - p * p)).toBeLessThan(5 * Math.sqrt((p * p * (1 - p * p)) / n));
+    }
+    const none = drawDiffAugment(17, 100, 8, 8, ["color", "cutout"], 0);
+    expect(frac(none.colorOn!)).toBe(0);
+    expect(frac(none.cutoutOn!)).toBe(0);
+    expect(none.translationOn).toBeUndefined();
+    const all = drawDiffAugment(17, 100, 8, 8, ["color"], 1);
+    expect(all.colorOn).toBeUndefined();
+  });
+
+  it("with p < 1 an image an op skips passes it exactly, values and gradient; the others are augmented as with p = 1", () => {
+    const shape: [number, number, number, number] = [16, 8, 8, 3];
+    const n = 16 * 8 * 8 * 3;
+    const per = n / 16;
+    const x = new Rng(21).normalArray(n);
+    const w = new Rng(22).normalArray(n);
+    for (const op of ["color", "translation", "cutout"] as const) {
+      const full = drawDiffAugment(3, 16, 8, 8, [op]);
+      const some = drawDiffAugment(3, 16, 8, 8, [op], 0.5);
+      const on = some[`${op}On`]!;
+      expect(on.some((v) => v === 1) && on.some((v) => v === 0)).toBe(true);
+      const run = (draw: DiffAugmentDraw) =>
+        tf.tidy(() => {
+          const f = (v: tf.Tensor) =>
+            tf.sum(tf.mul(applyDiffAugment(v as tf.Tensor4D, draw), tf.tensor4d(w, shape)));
+          const xT = tf.tensor4d(x, shape);
+          return {
+            y: applyDiffAugment(xT, draw).dataSync() as Float32Array,
+            g: tf.grad(f)(xT).dataSync() as Float32Array,
+          };
+        });
+      const a = run(some);
+      const b = run(full);
+      for (let i = 0; i < 16; i++) {
+        const rows = (t: Float32Array) => t.subarray(i * per, (i + 1) * per);
+        if (on[i] === 1) {
+          expect(rows(a.y), `${op} image ${i}`).toEqual(rows(b.y));
+          expect(rows(a.g), `${op} image ${i}`).toEqual(rows(b.g));
+        } else {
+          expect(rows(a.y), `${op} image ${i}`).toEqual(x.subarray(i * per, (i + 1) * per));
+          expect(rows(a.g), `${op} image ${i}`).toEqual(w.subarray(i * per, (i + 1) * per));
+        }
+      }
+    }
+  });
+
   it("refuses a draw for another batch size and unknown ops", () => {
     const draw = drawDiffAugment(1, 3, 8, 8, ["color"]);
     expect(() =>
@@ -166,5 +235,7 @@ describe("DiffAugment", () => {
     expect(() => drawDiffAugment(1, 3, 8, 8, ["zoom" as "color"])).toThrow(
       /unknown DiffAugment op 'zoom'/,
     );
+    expect(() => drawDiffAugment(1, 3, 8, 8, ["color"], 1.5)).toThrow(/p must be in \[0, 1\]/);
+    expect(() => drawDiffAugment(1, 3, 8, 8, ["color"], Number.NaN)).toThrow(/got NaN/);
   });
 });

@@ -3,6 +3,7 @@ import { existsSync } from "node:fs";
 import * as tf from "@tensorflow/tfjs-core";
 import { describe, expect, it } from "vitest";
 import { BACKEND_NAMES, type BackendName, initBackend } from "../shared/backend.js";
+import { runAgon, tempDir, tinyRing } from "./helpers/cli.js";
 
 describe("initBackend", () => {
   it("activates cpu", async () => {
@@ -41,6 +42,20 @@ describe("initBackend", () => {
     expect(lines[0]).toMatch(/auto chose wasm/);
     expect(lines[0]).toMatch(/tfjs-node not installed/);
   });
+
+  // Desktop packages (Chromium here) install Mesa's Vulkan drivers; with no GPU to drive
+  // they print warnings when Dawn asks them. The default backend must not ask them then.
+  it.skipIf(existsSync("/dev/nvidia0") || existsSync("/dev/dri"))(
+    "agon train with the default backend prints only its own backend line (no driver noise)",
+    async () => {
+      const r = await runAgon(["train", ...tinyRing({ steps: 1 }), "--run-dir", tempDir()]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(
+        /^backend: auto chose wasm \(tfjs-node not installed, no GPU device/m,
+      );
+      expect(r.stderr).not.toMatch(/Vulkan|XDG_RUNTIME_DIR|InitializeImpl|Warning/);
+    },
+  );
 
   it("tensorflow fails with an install hint when tfjs-node is absent", async () => {
     await expect(initBackend("tensorflow")).rejects.toThrow(/npm install @tensorflow\/tfjs-node/);

@@ -13,7 +13,8 @@ import { WatchError } from "../coordinator/watch.js";
 import { USER_ERROR_NAMES } from "../shared/cli/main.js";
 import { ConfigError } from "../shared/config.js";
 import { DatasetError } from "../shared/data/index.js";
-import { ClassifierError } from "../shared/fid-classifier.js";
+import { ClassifierError } from "../shared/features/classifier.js";
+import { InceptionWeightsError } from "../shared/features/inception.js";
 import { ModelError } from "../shared/models/errors.js";
 import { NatsError } from "../shared/nats.js";
 import { SecurityError } from "../shared/security.js";
@@ -53,7 +54,15 @@ describe("agon start-up", () => {
     expect(r.stdout).toMatch(/^Usage: agon/);
     expect(r.urls.length).toBeGreaterThan(0); // the trace works
     expect(heavyIn(r.urls)).toEqual([]);
-    console.log(`agon ${command}: ${r.ms.toFixed(0)} ms (under test load, TS sources)`);
+    console.log(`agon ${command}: ${r.ms.toFixed(0)} ms (under test load, compiled sources)`);
+  });
+
+  it("agon --version prints package.json's version and loads nothing heavy", async () => {
+    const r = await traced(["--version"]);
+    expect(r.code, r.stderr).toBe(0);
+    const pkg = JSON.parse(readFileSync(resolve(import.meta.dirname, "../package.json"), "utf8"));
+    expect(r.stdout.trim()).toBe(pkg.version);
+    expect(heavyIn(r.urls)).toEqual([]);
   });
 
   it("a command loads its heavy modules only when it runs, and still trains", async () => {
@@ -78,6 +87,15 @@ describe("agon start-up", () => {
     expect(r.stderr.trim().split("\n")).toHaveLength(1);
   });
 
+  it("a run command without any config says how to give one, in one line, exit 2", async () => {
+    for (const cmd of ["train", "local"]) {
+      const r = await runAgon([cmd]);
+      expect(r.code, cmd).toBe(2);
+      expect(r.stderr).toMatch(/^agon: error: no run config: pass -c FILE/);
+      expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    }
+  });
+
   it("every user-error class carries the name main recognises it by", () => {
     const classes = [
       ConfigError,
@@ -87,6 +105,7 @@ describe("agon start-up", () => {
       LocalError,
       EvaluationError,
       ClassifierError,
+      InceptionWeightsError,
       WatchError,
       ExportError,
       SecurityError,

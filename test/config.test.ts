@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { configHash } from "../coordinator/checkpoint.js";
 import { applyOverrides, ConfigError, loadConfig, parseConfig } from "../shared/config.js";
+import { microtaskSpec } from "../shared/schedule.js";
 import { tempDir } from "./helpers/cli.js";
 
 const minimal = { model: { name: "mlp" }, dataset: { name: "ring" }, steps: 10 };
@@ -13,7 +14,7 @@ describe("run config", () => {
     expect(cfg.loss.name).toBe("non-saturating");
     expect(cfg.shards).toBe(4);
     expect(cfg.batch).toBe(64);
-    expect(cfg.schedule).toEqual({ kD: 1, kG: 1 });
+    expect(cfg.schedule).toEqual({ kD: 1, kG: 1, reuseFakes: false });
     expect(cfg.optimizer.g).toEqual({ lr: 0.0002, beta1: 0.5, beta2: 0.999, eps: 1e-8 });
     expect(cfg.model).toEqual({
       name: "mlp",
@@ -29,7 +30,7 @@ describe("run config", () => {
     [{ ...minimal, batch: 10, shards: 4 }, /batch: must be a multiple of shards \(4\)/],
     [
       { ...minimal, model: { name: "gpt" } },
-      /model\.name: unknown name; expected one of mlp, dcgan/,
+      /model\.name: unknown name; expected one of mlp, dcgan, resnet/,
     ],
     [{ ...minimal, loss: { name: "l1" } }, /loss\.name: /],
     [
@@ -39,8 +40,15 @@ describe("run config", () => {
     [{ ...minimal, optimizer: { g: { lr: -1 } } }, /optimizer\.g\.lr: /],
     [{ ...minimal, schedule: { kD: 0 } }, /schedule\.kD: /],
     [{ ...minimal, stepz: 3 }, /unknown field\(s\) stepz/],
+    [
+      { ...minimal, model: { name: "mlp", conditional: true } },
+      /model: unknown field\(s\) conditional for model mlp \(conditional is a field of model dcgan and resnet\)/,
+    ],
     [{ ...minimal, model: { name: "dcgan" } }, /model\.name: dcgan needs an image dataset/],
-    [{ ...minimal, run: { id: "a b" } }, /run\.id: /],
+    [
+      { ...minimal, run: { id: "a b" } },
+      /run\.id: expected 1-64 letters, digits, '-' or '_', got "a b"/,
+    ],
   ])("names the field in its error: %j", (raw, pattern) => {
     expect(() => parseConfig(raw)).toThrow(ConfigError);
     expect(() => parseConfig(raw)).toThrow(pattern);
@@ -70,7 +78,7 @@ describe("run config", () => {
     expect(loadConfig(join(dir, "b.json")).steps).toBe(10);
     expect(() => loadConfig(join(dir, "bad.yaml"))).toThrow(/bad\.yaml is not valid YAML/);
     expect(() => loadConfig(join(dir, "none.yaml"))).toThrow(
-      /cannot read config file .*none\.yaml: ENOENT/,
+      /cannot read config file .*none\.yaml: no such file or directory/,
     );
   });
 
@@ -107,6 +115,32 @@ describe("run config", () => {
     expect(configHash(parseConfig({ ...minimal, seed: 2 }))).not.toBe(configHash(a));
   });
 
+  it("hashes schedule.reuseFakes when true, not at its default false (runs from before it existed)", () => {
+    const fresh = configHash(parseConfig(minimal));
+    const reuse = configHash(parseConfig({ ...minimal, schedule: { reuseFakes: true } }));
+    expect(fresh).not.toBe(reuse);
+    // What a checkpoint written before the setting existed hashed: the schedule without it.
+    const { reuseFakes: _r, ...before } = parseConfig(minimal).schedule;
+    expect(configHash({ ...parseConfig(minimal), schedule: before } as never)).toBe(fresh);
+  });
+
+  it("G phases reuse the step's last D phase's noise with schedule.reuseFakes, draw their own without", () => {
+    for (const kD of [1, 2]) {
+      const reuse = parseConfig({ ...minimal, schedule: { kD, kG: 2, reuseFakes: true } });
+      const fresh = parseConfig({ ...minimal, schedule: { kD, kG: 2 } });
+      for (const shard of [0, 3]) {
+        const seed = (cfg: typeof reuse, phase: number) =>
+          microtaskSpec(cfg, 5, phase, shard).noiseSeed;
+        for (let d = 0; d < kD; d++) expect(seed(reuse, d)).toBe(seed(fresh, d));
+        for (const g of [kD, kD + 1]) {
+          expect(seed(reuse, g)).toBe(seed(fresh, kD - 1));
+          expect(seed(fresh, g)).not.toBe(seed(fresh, kD - 1));
+        }
+        expect(seed(fresh, kD)).not.toBe(seed(fresh, kD + 1));
+      }
+    }
+  });
+
   it("hashes a prepared dataset by its fingerprint and xflip, not by its path or cache size", () => {
     const fp = (c: string) => c.repeat(64);
     const prepared = (dataset: Record<string, unknown>) =>
@@ -126,7 +160,7 @@ describe("run config", () => {
     const a = parseConfig(minimal);
     expect(a.transport).toEqual({ gradients: "fp32", params: "fp32" });
     expect(() => parseConfig({ ...minimal, transport: { gradients: "int8" } })).toThrow(
-      /transport\.gradients: .*"fp32"\|"bf16"\|"fp16"/,
+      /transport\.gradients: expected one of fp32, bf16, fp16; got "int8"/,
     );
     // Spelled out at its default it hashes as before the setting existed (old checkpoints resume).
     const explicit = parseConfig({ ...minimal, transport: { gradients: "fp32", params: "fp32" } });

@@ -199,4 +199,23 @@ describe("training from a prepared dataset", () => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/chunk .*host-b-damaged\/chunk-\d+\.bin is damaged/);
   }, 60_000);
+
+  it("a resolution or channel count the prepared data does not hold is refused in one line", async () => {
+    for (const [set, want] of [
+      [
+        "dataset.resolution=32",
+        /dataset\.resolution is 32, but the prepared dataset .* holds 12×12 images/,
+      ],
+      [
+        "dataset.channels=1",
+        /dataset\.channels is 1, but the prepared dataset .* holds 3-channel images/,
+      ],
+    ] as const) {
+      const runDir = tempDir();
+      const r = await runAgon(["train", ...runFlags(runDir), "--set", set, "--backend", "cpu"]);
+      expect(r.code, set).toBe(2);
+      expect(r.stderr.trim().split("\n")).toHaveLength(1);
+      expect(r.stderr).toMatch(want);
+    }
+  }, 60_000);
 });

@@ -505,7 +505,7 @@ describe("deploy/compose.yaml", () => {
   });
 
   it("builds the agon images from the Dockerfiles and runs only agon subcommands through them", () => {
-    expect(agonServices.map(([name]) => name).sort()).toEqual(["coordinator", "worker"]);
+    expect(agonServices.map(([name]) => name).sort()).toEqual(["coordinator", "standby", "worker"]);
     for (const [name, svc] of agonServices) {
       const image = svc.image.split(":")[0] as string;
       expect(svc.build?.dockerfile, `${name} builds ${image}`).toBe(IMAGES[image]);
@@ -544,7 +544,15 @@ describe("deploy/compose.yaml", () => {
     expect(check).toContain(`http://127.0.0.1:${http.port}/healthz`);
 
     const worker = await parseUnderCli(services.worker.command, envOf(services.worker));
-    expect(hostPort(worker.opts.coordinator)).toEqual({ host: "coordinator", port: listen.port });
+    // The leader, then the hot standby (same command and port, --standby).
+    expect(worker.opts.coordinator.split(",").map(hostPort)).toEqual([
+      { host: "coordinator", port: listen.port },
+      { host: "standby", port: listen.port },
+    ]);
+    const standby = await parseUnderCli(services.standby.command, envOf(services.standby));
+    expect(standby.opts.standby).toBe(true);
+    expect(hostPort(standby.opts.listen)).toEqual(listen);
+    expect(coordinator.opts.ha).toBe(true);
 
     // Both reach NATS by its service name on its client port; JetStream is on.
     const natsCommand = (services.nats.command as string[]).join(" ");
@@ -591,6 +599,9 @@ describe("deploy/compose.yaml", () => {
       "coordinator --config",
       "coordinator --join-token-file",
       "coordinator --run-dir",
+      "standby --config",
+      "standby --join-token-file",
+      "standby --run-dir",
       "worker --join-token-file",
     ]);
     // The coordinator and the workers share the run's join token.
@@ -887,7 +898,8 @@ describe("deploy/k8s", () => {
 
   it("the coordinator listens where its Services, probes and scrape configs point", async () => {
     const sts = named("StatefulSet", "agon-coordinator");
-    expect(sts.spec.replicas).toBe(1);
+    // A leader and a hot standby (--ha): the lease in NATS decides which leads.
+    expect(sts.spec.replicas).toBe(2);
     const c = sts.spec.template.spec.containers[0] as Obj;
     expect(c.image).toBe("agon-cpu");
     const parsed = await parseUnderCli(c.args, envOf(c));
@@ -933,8 +945,12 @@ describe("deploy/k8s", () => {
     expect(c.image).toBe("agon-gpu");
     expect(Number(c.resources.limits["nvidia.com/gpu"])).toBe(1);
     const worker = await parseUnderCli(c.args, envOf(c));
-    const target = hostPort(worker.opts.coordinator);
-    expect(serviceTarget(target.host, target.port)).toBe(GRPC_PORT);
+    // Each coordinator pod by its stable name under the StatefulSet's headless Service.
+    const targets = (worker.opts.coordinator as string).split(",").map(hostPort);
+    expect(targets.map((t) => t.host)).toEqual(
+      [0, 1].map((i) => `agon-coordinator-${i}.agon-coordinator-headless`),
+    );
+    for (const t of targets) expect(serviceTarget(t.host.split(".")[1], t.port)).toBe(GRPC_PORT);
 
     const coord = named("StatefulSet", "agon-coordinator").spec.template.spec.containers[0] as Obj;
     const coordinator = await parseUnderCli(coord.args, envOf(coord));

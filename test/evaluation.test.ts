@@ -1,7 +1,15 @@
 // Evaluation during training: chunked Fréchet distance (same bits however the chunks are
 // split), eval.jsonl and weights untouched by it, and the k best checkpoints kept through
 // rotation and resumes.
-import { existsSync, readdirSync, readFileSync, realpathSync, rmSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  realpathSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { BEST_DIR, readBestScores } from "../coordinator/best.js";
@@ -12,18 +20,19 @@ import { train } from "../coordinator/train.js";
 import { initBackend } from "../shared/backend.js";
 import { ConfigError, parseConfig, type RunConfig } from "../shared/config.js";
 import {
-  chunkSums,
-  combineChunks,
+  combineParts,
   EVAL_CHUNK,
   evalChunks,
   evaluateGenerator,
   fdFromSums,
+  nodeSums,
 } from "../shared/evaluation.js";
 import { computeFd } from "../shared/fid.js";
 import { buildModel, initWeights } from "../shared/models/index.js";
 import { hashSeed, SeedDomain } from "../shared/rng.js";
 import { generateSamples } from "../shared/runner.js";
 import { runAgon, tempDir } from "./helpers/cli.js";
+import { completeJsonLines } from "./helpers/jsonl.js";
 import { natsForSuite } from "./helpers/nats.js";
 
 const quiet = () => {};
@@ -51,10 +60,7 @@ interface EvalLine {
 }
 
 function evalLines(dir: string): EvalLine[] {
-  return readFileSync(join(dir, "eval.jsonl"), "utf8")
-    .trim()
-    .split("\n")
-    .map((l) => JSON.parse(l) as EvalLine);
+  return completeJsonLines<EvalLine>(join(dir, "eval.jsonl"));
 }
 
 beforeAll(async () => {
@@ -71,10 +77,20 @@ describe("chunked evaluation", () => {
     const n = 2 * EVAL_CHUNK + 137;
     expect(evalChunks(n).map((c) => c.count)).toEqual([EVAL_CHUNK, EVAL_CHUNK, 137]);
     const whole = await evaluateGenerator(model, g, "mnist", { n, seed: 1133 });
-    // As three workers would: the last chunk first, combined in chunk order.
-    const sums = [];
-    for (const c of [2, 0, 1]) sums[c] = await chunkSums(model, g, "mnist", 1133, n, c);
-    expect(await fdFromSums("mnist", combineChunks(sums))).toBe(whole.fd);
+    // As workers would: tree nodes computed in any order, the tree completed above them.
+    const parts = [];
+    for (const node of [
+      { lo: 2, hi: 3 },
+      { lo: 0, hi: 2 },
+    ])
+      parts.push({ ...node, result: await nodeSums(model, g, "mnist", 1133, n, node) });
+    expect(await fdFromSums("mnist", combineParts(parts, n))).toBe(whole.fd);
+    const leaves = [];
+    for (const c of [1, 2, 0]) {
+      const node = { lo: c, hi: c + 1 };
+      leaves.push({ ...node, result: await nodeSums(model, g, "mnist", 1133, n, node) });
+    }
+    expect(await fdFromSums("mnist", combineParts(leaves, n))).toBe(whole.fd);
     // The latents are those of generateSamples: the FD of one big batch agrees to rounding.
     const oneBatch = await computeFd("mnist", await generateSamples(model, g, 1133, n), n);
     expect(Math.abs(oneBatch - whole.fd) / oneBatch).toBeLessThan(1e-4);
@@ -150,7 +166,7 @@ describe("eval.every during training", () => {
     expect(r.code).toBe(2);
     expect(r.stderr.trim().split("\n")).toHaveLength(1);
     expect(r.stderr).toMatch(
-      /^agon: error: .*checkpoint\.keepBest: ranks checkpoints by the evaluation's FD/,
+      /^agon: error: .*checkpoint\.keepBest \(from --set or AGON_SET\): ranks checkpoints by the evaluation's FD/,
     );
     expect(existsSync(join(dir, "config.json"))).toBe(false);
   }, 60_000);
@@ -197,14 +213,25 @@ describe("checkpoint.keepBest", () => {
     const r = await evalCheckpoint(join(dir, "best"), { n: 500 });
     expect(r.step).toBe(kept[0].step);
     expect(r.fd).toBe(kept[0].fd);
+    // It names the checkpoint the link points at, as an absolute path, not the link.
+    expect(r.checkpoint).toBe(realpathSync(join(dir, BEST_DIR, kept[0].name)));
     const sample = await runSample({
       checkpoint: join(dir, "best"),
       out: join(dir, "best.png"),
       n: 4,
     });
     expect(sample.step).toBe(kept[0].step);
-    // Scores measured with another eval.n do not compare: they are dropped, with their dirs.
-    await train(mnistConfig(dir, { ...extra(14), eval: { every: 2, n: 400 } }), opts);
+    // Scores measured with another eval.n do not compare: they are dropped, with their dirs,
+    // and the run says so in one line naming them.
+    const lines400: string[] = [];
+    await train(mnistConfig(dir, { ...extra(14), eval: { every: 2, n: 400 } }), {
+      ...opts,
+      log: (l: string) => lines400.push(l),
+    });
+    const droppedLines = lines400.filter((l) => l.includes("best checkpoints dropped"));
+    expect(droppedLines).toEqual([
+      `train: best checkpoints dropped, their scores do not compare with this run's: ${kept.map((e) => `step ${e.step} (eval.n 500, now 400)`).join(", ")}; their dirs in best-checkpoints/ are deleted when the next best checkpoint is written`,
+    ]);
     expect(readBestScores(dir).map((e) => [e.step, e.n])).toEqual([[14, 400]]);
     expect(readdirSync(join(dir, BEST_DIR)).filter((n) => n.startsWith("ckpt-"))).toEqual([
       "ckpt-00000014",
@@ -212,10 +239,41 @@ describe("checkpoint.keepBest", () => {
   }, 150_000);
 });
 
-describe("agon local with eval.every", () => {
+describe("a run's best link in eval, sample and export", () => {
+  it("says a dangling best link is dangling and a missing one why it is missing", async () => {
+    const dir = tempDir();
+    symlinkSync(join(BEST_DIR, "ckpt-00000002"), join(dir, "best"));
+    await expect(evalCheckpoint(join(dir, "best"))).rejects.toThrow(
+      `${join(dir, "best")}: a dangling link (its target best-checkpoints/ckpt-00000002 is gone; give the run dir for its newest checkpoint)`,
+    );
+    await expect(
+      runSample({ checkpoint: join(dir, "best"), out: join(dir, "x.png") }),
+    ).rejects.toThrow(/a dangling link/);
+    rmSync(join(dir, "best"));
+    // A run without keepBest: best/ is never kept.
+    mkdirSync(join(dir, "ckpt-00000002"));
+    writeFileSync(
+      join(dir, "ckpt-00000002", "manifest.json"),
+      JSON.stringify({ config: { checkpoint: { every: 2 } } }),
+    );
+    await expect(evalCheckpoint(join(dir, "best"))).rejects.toThrow(
+      "(a run keeps best/ only with eval.every and checkpoint.keepBest; give the run dir for its newest checkpoint)",
+    );
+    // A run with eval.every and keepBest whose first evaluation has not completed yet.
+    writeFileSync(
+      join(dir, "ckpt-00000002", "manifest.json"),
+      JSON.stringify({ config: { eval: { every: 4 }, checkpoint: { every: 2, keepBest: 2 } } }),
+    );
+    await expect(evalCheckpoint(join(dir, "best"))).rejects.toThrow(
+      "(this run keeps best/ (eval.every and checkpoint.keepBest), but no evaluation has completed yet or none was kept;",
+    );
+  });
+});
+
+describe("agon local with eval.every (evaluation microtasks on the workers)", () => {
   const nats = natsForSuite();
 
-  it("records the same FD bits as agon train with 1 and 3 workers", async () => {
+  it("records the same FD bits as agon train and agon eval with 1 and 3 workers, and the weights of a run without eval", async () => {
     const flags = [
       "--dataset",
       "mnist",
@@ -227,7 +285,9 @@ describe("agon local with eval.every", () => {
       "model.gHidden=[32]",
       "model.dHidden=[32]",
       "eval.every=3",
-      "eval.n=500",
+      // Three evaluation chunks (500, 500, 200): with 3 workers each computes one.
+      "eval.n=1200",
+      "checkpoint.every=3",
       "--steps",
       "6",
       "--shards",
@@ -243,6 +303,21 @@ describe("agon local with eval.every", () => {
     expect(t.code, t.stderr).toBe(0);
     const reference = evalLines(trainDir);
     expect(reference.map((l) => l.step)).toEqual([3, 6]);
+    for (const line of reference) {
+      const ckpt = join(trainDir, `ckpt-${String(line.step).padStart(8, "0")}`);
+      expect((await evalCheckpoint(ckpt, { n: 1200 })).fd).toBe(line.fd);
+    }
+    const plainDir = tempDir();
+    const plain = await runAgon([
+      "train",
+      ...flags.filter((f) => !f.startsWith("eval.")),
+      "--run-dir",
+      plainDir,
+    ]);
+    expect(plain.code, plain.stderr).toBe(0);
+    expect(JSON.parse(plain.stdout.trim().split("\n").at(-1)!).hashes).toEqual(
+      JSON.parse(t.stdout.trim().split("\n").at(-1)!).hashes,
+    );
     for (const workers of [1, 3]) {
       const dir = tempDir();
       const r = await runAgon([

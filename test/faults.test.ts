@@ -93,7 +93,7 @@ describe("fault tolerance", () => {
     const other = await runAgon(args("--seed", "9"));
     expect(other.code).not.toBe(0);
     expect(other.stderr).toMatch(
-      /agon: error: .*ckpt-00000004 was written with a different config; use --fresh/,
+      /agon: error: .*ckpt-00000004 was written with a different config \(seed 1 → 9\); use --fresh/,
     );
     expect((await runAgon(args("--seed", "9", "--fresh"))).code).toBe(0);
   });
@@ -149,9 +149,18 @@ describe("fault tolerance", () => {
     const bytes = readFileSync(blob);
     bytes[100] ^= 0x01;
     writeFileSync(blob, bytes);
+    // agon sample on the run dir says which checkpoint it skipped (once, the path not repeated).
+    const sampled = await runAgon(["sample", "--checkpoint", dir, "--out", join(dir, "s.png")]);
+    expect(sampled.code, sampled.stderr).toBe(0);
+    expect(sampled.stderr).toMatch(
+      /^checkpoint rejected: \S*ckpt-00000009: blob G\.weights\.f32 fails its checksum/m,
+    );
+    // …and which one it used instead.
+    expect(sampled.stderr).toMatch(/^sample: wrote .* from \S*ckpt-00000006 \(step 6,/m);
     const resumed = await runAgon(args(12));
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(resumed.stderr).toMatch(/checkpoint rejected: .*ckpt-00000009.*fails its checksum/);
+    expect(resumed.stderr).not.toMatch(/ckpt-00000009: \S*ckpt-00000009/);
     expect(resumed.stderr).toMatch(/resumed from .*ckpt-00000006 \(step 6\)/);
     const hashes = (s: string) => JSON.parse(s.trim().split("\n").at(-1)!).hashes;
     expect(hashes(resumed.stdout)).toEqual(hashes(straight.stdout));

@@ -9,6 +9,16 @@ import { registerEvalCommand } from "../shared/cli/commands/eval.js";
 import { parseConfig, type RunConfig } from "../shared/config.js";
 import { loadDataset } from "../shared/data/index.js";
 import {
+  ASSET_DIR,
+  CLASSIFIER_RECIPE,
+  Classifier,
+  type ClassifierManifest,
+  classifierSize,
+  loadClassifier,
+  recipeHash,
+  trainClassifier,
+} from "../shared/features/classifier.js";
+import {
   computeFd,
   FEATURE_DIM,
   frechetDistance,
@@ -18,16 +28,6 @@ import {
   realStats,
   symmetricEigen,
 } from "../shared/fid.js";
-import {
-  ASSET_DIR,
-  CLASSIFIER_RECIPE,
-  Classifier,
-  type ClassifierManifest,
-  classifierSize,
-  loadClassifier,
-  recipeHash,
-  trainClassifier,
-} from "../shared/fid-classifier.js";
 import { weightsHash } from "../shared/hash.js";
 import { buildModel, initWeights } from "../shared/models/index.js";
 import { hashSeed, Rng, SeedDomain } from "../shared/rng.js";
@@ -223,7 +223,7 @@ describe("the FD classifier", () => {
     clf.dispose();
   });
 
-  // The full recipe takes about 50 s on 2 cores; `npx tsx shared/fid-classifier.ts check`
+  // The full recipe takes about 50 s on 2 cores; `npx tsx shared/features/classifier.ts check`
   // does the same from the command line.
   it.skipIf(!process.env.AGON_FID_RETRAIN)(
     "reproduces the committed weights bit for bit (AGON_FID_RETRAIN=1)",
@@ -298,19 +298,20 @@ describe("agon eval", () => {
     const model = buildModel(cfg.model, [28, 28, 1]);
     const g0 = initWeights(model.g, hashSeed(cfg.seed, SeedDomain.initG));
     const fd0 = await computeFd("mnist", await generateSamples(model, g0, EVAL_SEED, 2000), 2000);
-    const fd300 = (await evalCheckpoint(join(cfg.run.dir, "ckpt-00000300"))).fd;
+    const fd300 = (await evalCheckpoint(join(cfg.run.dir, "ckpt-00000300"))).fd!;
     // A run dir: its newest checkpoint, leaving a live writer's temporary dir alone.
     const writing = join(cfg.run.dir, ".tmp-ckpt-00000700-1");
     mkdirSync(writing);
     const last = await evalCheckpoint(cfg.run.dir);
+    const lastFd = last.fd!;
     expect(existsSync(writing)).toBe(true);
     console.log(
-      `MNIST MLP GAN FD (n 2000): step 0 ${fd0.toFixed(1)}, step 300 ${fd300.toFixed(1)}, step ${last.step} ${last.fd.toFixed(1)}`,
+      `MNIST MLP GAN FD (n 2000): step 0 ${fd0.toFixed(1)}, step 300 ${fd300.toFixed(1)}, step ${last.step} ${lastFd.toFixed(1)}`,
     );
     expect(last.step).toBe(600);
     expect(fd300).toBeLessThan(fd0);
-    expect(last.fd).toBeLessThan(fd300);
-    expect(last.fd).toBeLessThan(0.6 * fd0);
+    expect(lastFd).toBeLessThan(fd300);
+    expect(lastFd).toBeLessThan(0.6 * fd0);
   });
 
   it("prints one line, or JSON with --json, through registerEvalCommand", async () => {
@@ -340,7 +341,7 @@ describe("agon eval", () => {
     expect(line.trim().split("\n")).toHaveLength(1);
   });
 
-  it("refuses datasets other than mnist and fashion-mnist, and dirs without checkpoints", async () => {
+  it("refuses datasets without a feature space (ring), and dirs without checkpoints", async () => {
     const ring = parseConfig({
       run: { id: "ring", dir: tempDir() },
       model: { name: "mlp", latentDim: 4, gHidden: [8], dHidden: [8] },
@@ -351,7 +352,9 @@ describe("agon eval", () => {
     await train(ring, { backend: "wasm", fresh: true, log: quiet, progressOut: silentStream });
     const err = await evalCheckpoint(ring.run.dir).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(EvaluationError);
-    expect((err as Error).message).toMatch(/^eval supports mnist and fashion-mnist/);
+    expect((err as Error).message).toMatch(
+      /^eval supports mnist, fashion-mnist and prepared datasets with fitted features .* was trained on ring/,
+    );
     expect((err as Error).message).not.toContain("\n");
     await expect(evalCheckpoint(tempDir())).rejects.toThrow(/no valid checkpoint/);
   });

@@ -1,5 +1,6 @@
-// Killed at seeded random moments and resumed each time, `agon train` and
-// `agon local` end with the calm run's weights and files: the same hashes, one
+// Killed at seeded random moments and resumed each time, `agon train`,
+// `agon local` and a standalone `agon coordinator` (with its own `agon worker`
+// processes) end with the calm run's weights and files: the same hashes, one
 // metrics line per (step, phase), only this run's checkpoints, and never a
 // good checkpoint lost to a kill.
 import { spawn } from "node:child_process";
@@ -9,6 +10,11 @@ import { describe, expect, it } from "vitest";
 import { latestValidCheckpoint } from "../coordinator/checkpoint.js";
 import { LOCK_FILE } from "../coordinator/rundir.js";
 import { AGON, runAgon, tempDir, tinyRing } from "./helpers/cli.js";
+import { type Proc, startCoordinator, startWorker } from "./helpers/cluster.js";
+import { completeJsonLines } from "./helpers/jsonl.js";
+import { natsForSuite } from "./helpers/nats.js";
+
+const nats = natsForSuite();
 
 const STEPS = 80;
 const config = [
@@ -32,12 +38,9 @@ function rng(seed: number): () => number {
   };
 }
 
+/** Complete lines in `dir`'s metrics.jsonl (0 when absent). */
 function metricsLines(dir: string): number {
-  try {
-    return readFileSync(join(dir, "metrics.jsonl"), "utf8").split("\n").length - 1;
-  } catch {
-    return 0;
-  }
+  return completeJsonLines(join(dir, "metrics.jsonl")).length;
 }
 
 /** Starts `agon args` and SIGKILLs it once `armed()` and metrics.jsonl has `lines` lines (or it ends first). */
@@ -69,6 +72,27 @@ async function lockFreed(dir: string): Promise<void> {
     }
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** The newest valid checkpoint's step after a kill: never below the one before it. */
+async function newestAfterKill(dir: string, before: number): Promise<number> {
+  const step = (await latestValidCheckpoint(dir))?.data.step ?? -1;
+  expect(step, "a kill lost the newest good checkpoint").toBeGreaterThanOrEqual(before);
+  expect(seeds(dir).every((s) => s === 1)).toBe(true);
+  return step;
+}
+
+/** The checks every command's final run dir must pass against the calm run's hashes. */
+function expectCalmRunFiles(dir: string): void {
+  const seen = new Map<string, number>();
+  for (const line of readFileSync(join(dir, "metrics.jsonl"), "utf8").trim().split("\n")) {
+    const m = JSON.parse(line) as { step: number; phase: number };
+    seen.set(`${m.step}.${m.phase}`, (seen.get(`${m.step}.${m.phase}`) ?? 0) + 1);
+  }
+  expect(seen.size).toBe(2 * STEPS);
+  expect([...seen.values()].every((n) => n === 1)).toBe(true);
+  expect(seeds(dir).every((s) => s === 1)).toBe(true);
+  expect(readdirSync(join(dir, "archive"))).toHaveLength(1);
 }
 
 function seeds(dir: string): number[] {
@@ -107,26 +131,65 @@ describe("killed at random moments and resumed", () => {
         const stderr = await killAt(args, dir, at, armed);
         expect(stderr).not.toMatch(/resumed from [^\n]*archive/);
         await lockFreed(dir);
-        const found = await latestValidCheckpoint(dir);
-        const step = found?.data.step ?? -1;
-        expect(step, "a kill lost the newest good checkpoint").toBeGreaterThanOrEqual(newest);
-        newest = step;
-        expect(seeds(dir).every((s) => s === 1)).toBe(true);
+        newest = await newestAfterKill(dir, newest);
       }
       const last = await runAgon([command, ...config, ...extra, "--run-dir", dir, "--json"]);
       expect(last.code, last.stderr).toBe(0);
       const hashes = (r: { stdout: string }) =>
         JSON.parse(r.stdout.trim().split("\n").at(-1)!).hashes as { G: string; D: string };
       expect(hashes(last)).toEqual(hashes(calm));
-      const seen = new Map<string, number>();
-      for (const line of readFileSync(join(dir, "metrics.jsonl"), "utf8").trim().split("\n")) {
-        const m = JSON.parse(line) as { step: number; phase: number };
-        seen.set(`${m.step}.${m.phase}`, (seen.get(`${m.step}.${m.phase}`) ?? 0) + 1);
-      }
-      expect(seen.size).toBe(2 * STEPS);
-      expect([...seen.values()].every((n) => n === 1)).toBe(true);
-      expect(seeds(dir).every((s) => s === 1)).toBe(true);
-      expect(readdirSync(join(dir, "archive"))).toHaveLength(1);
+      expectCalmRunFiles(dir);
     }, 240_000);
   }
+
+  it("agon coordinator with two agon worker processes: the same, the workers re-joining each restarted coordinator", async () => {
+    // Workers compute with wasm; the calm run and the coordinator use it too.
+    const ring = [...config.slice(0, -2), "--backend", "wasm"];
+    const dir = tempDir();
+    const [old, calm] = await Promise.all([
+      runAgon(["train", ...ring, "--seed", "9", "--steps", "30", "--run-dir", dir]),
+      runAgon(["train", ...ring, "--run-dir", tempDir(), "--json"]),
+    ]);
+    expect(old.code, old.stderr).toBe(0);
+    expect(calm.code, calm.stderr).toBe(0);
+    const random = rng(14);
+    let newest = -1;
+    let address = "127.0.0.1:0";
+    let workers: Proc[] = [];
+    for (let kill = 0; kill < 3; kill++) {
+      // Always before the last 10 steps: a coordinator that finished would leave nothing to resume.
+      const at = Math.min(
+        metricsLines(dir) * (kill === 0 ? 0 : 1) + 10 + Math.floor(random() * 50),
+        2 * STEPS - 20,
+      );
+      const coord = await startCoordinator([...ring, "--run-dir", dir], nats.url, {
+        listen: address,
+        fresh: kill === 0,
+      });
+      address = coord.address;
+      // The same two worker processes for the whole run: they wait for each restart.
+      if (kill === 0) workers = ["w0", "w1"].map((n) => startWorker(address, nats.url, n));
+      const armed = () => kill > 0 || existsSync(join(dir, "archive"));
+      const poll = setInterval(() => {
+        if (armed() && metricsLines(dir) >= at) coord.child.kill("SIGKILL");
+      }, 10);
+      await coord.exited;
+      clearInterval(poll);
+      expect(coord.stderr()).not.toMatch(/resumed from [^\n]*archive/);
+      newest = await newestAfterKill(dir, newest);
+    }
+    const last = await startCoordinator([...ring, "--run-dir", dir], nats.url, {
+      listen: address,
+      fresh: false,
+    });
+    const done = await last.done;
+    expect(await last.exited, last.stderr()).toBe(0);
+    expect(last.stderr()).toMatch(/resumed from /);
+    expect(done.hashes).toEqual(JSON.parse(calm.stdout.trim().split("\n").at(-1)!).hashes);
+    for (const w of workers) {
+      expect(await w.exited, w.stderr()).toBe(0);
+      expect(w.stderr()).toMatch(/re-joined/);
+    }
+    expectCalmRunFiles(dir);
+  }, 240_000);
 });

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { LOCK_FILE, processStartTicks, RunDirLock } from "../coordinator/rundir.js";
 import { AGON, runAgon, tempDir, tinyRing } from "./helpers/cli.js";
+import { completeJsonLines } from "./helpers/jsonl.js";
 
 const ring = (steps: number, extra: string[] = []) => [
   ...tinyRing({ steps }),
@@ -39,13 +40,9 @@ const checkpoints = (dir: string) =>
     .filter((n) => n.startsWith("ckpt-"))
     .sort();
 
-/** Lines in `dir`'s metrics.jsonl (0 when absent). */
+/** Complete lines in `dir`'s metrics.jsonl (0 when absent). */
 function metricsLines(dir: string): number {
-  try {
-    return readFileSync(join(dir, "metrics.jsonl"), "utf8").split("\n").length - 1;
-  } catch {
-    return 0;
-  }
+  return completeJsonLines(join(dir, "metrics.jsonl")).length;
 }
 
 /** Starts `agon args`, sends `signal` once `ready()` holds, and resolves with its exit and output. */
@@ -113,6 +110,8 @@ describe("run dir ownership", () => {
         const errors = r.stderr.split("\n").filter((l) => l.startsWith("agon: error:"));
         expect(errors).toHaveLength(1);
         expect(errors[0]).toContain(`in use by pid ${process.pid} on ${hostname()}`);
+        // Refused before anything is loaded: no dataset or model line first.
+        expect(r.stderr).not.toMatch(/^(dataset|model):/m);
         expect(r.stderr).not.toMatch(/\n\s+at /);
       }
       expect(existsSync(join(dir, "metrics.jsonl"))).toBe(false);

@@ -6,6 +6,7 @@ import { createConnection } from "node:net";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { latestValidCheckpoint } from "../coordinator/checkpoint.js";
+import { LOCK_FILE } from "../coordinator/rundir.js";
 import { AGON, runAgon, tempDir, tinyRing } from "./helpers/cli.js";
 
 // The distributed tests need the coordinator and worker subcommands.
@@ -111,6 +112,9 @@ describe("agon local", () => {
     expect(JSON.parse(readFileSync(join(localDir, "summary.json"), "utf8")).hashes).toEqual(
       l.hashes,
     );
+    // The dashboard's address is said once (local's own line, not the coordinator's as well).
+    expect(local.stderr.match(/http:\/\/127\.0\.0\.1:\d+/g), local.stderr).toHaveLength(2);
+    expect(local.stderr).toMatch(/^dashboard: http:\/\/127\.0\.0\.1:\d+\/ {2}\(Prometheus: /m);
   }, 180_000);
 
   it.skipIf(process.platform !== "linux")(
@@ -145,6 +149,10 @@ describe("agon local", () => {
         });
         expect(training, stderr).toBe(true);
 
+        // The run dir's lock names the launcher, so a second run on it is told what to stop.
+        const lock = JSON.parse(readFileSync(join(dir, LOCK_FILE), "utf8"));
+        expect(lock.command).toBe(`coordinator under agon local pid ${child.pid}`);
+
         const tree = descendants(child.pid!);
         const ownNats = !process.env.NATS_URL;
         expect(tree.length, `children of agon local: ${tree.join(", ")}`).toBeGreaterThanOrEqual(
@@ -158,6 +166,11 @@ describe("agon local", () => {
         const code = await closed;
         expect(code, stderr).toBe(130);
         expect(stderr).toContain("stopped; resume with the same command");
+        // A requested stop is not reported as a failure: no lost workers or coordinator, no refused results.
+        expect(stderr).not.toMatch(
+          / lost|reassigned|not accepted|rejected a gradient|Call cancelled|Resolution note/,
+        );
+        expect(stderr).toMatch(/the coordinator is stopping \(its checkpoint is written\)/);
 
         const leftover = () => [...tree.filter(running), ...processesMentioning(dir)];
         expect(
@@ -221,12 +234,11 @@ describe("agon local", () => {
     180_000,
   );
 
-  it("without a nats-server says in one line how to get one", async () => {
-    const r = await runAgon(
-      ["local", "--workers", "1", ...ringFlags(tempDir(), 5)],
-      // An empty PATH and a nonexistent AGON_NATS_SERVER hide Debian's /usr/sbin/nats-server too.
-      { env: { PATH: tempDir("agon-empty-path-"), AGON_NATS_SERVER: "/nonexistent" } },
-    );
+  it("with an AGON_NATS_SERVER that is not there says in one line how to get one", async () => {
+    // Named but missing is an error, not a reason to run without NATS (test/nonats.test.ts).
+    const r = await runAgon(["local", "--workers", "1", ...ringFlags(tempDir(), 5)], {
+      env: { PATH: tempDir("agon-empty-path-"), AGON_NATS_SERVER: "/nonexistent" },
+    });
     expect(r.code).not.toBe(0);
     const lines = r.stderr.trim().split("\n");
     expect(lines, r.stderr).toHaveLength(1);
@@ -249,6 +261,8 @@ describe("agon local", () => {
     expect(r.code).not.toBe(0);
     const lines = r.stderr.trim().split("\n");
     expect(lines, r.stderr).toHaveLength(1);
-    expect(lines[0]).toMatch(/^agon: error: config: batch: must be a multiple of shards/);
+    expect(lines[0]).toMatch(
+      /^agon: error: config: batch \(from --batch or AGON_BATCH\): must be a multiple of shards/,
+    );
   });
 });

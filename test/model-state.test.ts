@@ -8,32 +8,25 @@ import { PNG } from "pngjs";
 import { describe, expect, it } from "vitest";
 import { shapeImage } from "../bench/shapes.js";
 import { Rng } from "../shared/rng.js";
-import { hashesOf as hashesOfRun, localHashes, runAgon, tempDir } from "./helpers/cli.js";
+import {
+  hashesOf as hashesOfRun,
+  localHashes,
+  runAgon,
+  tempDir,
+  tinyMnistK6,
+} from "./helpers/cli.js";
 import { natsForSuite } from "./helpers/nats.js";
 
 const nats = natsForSuite();
 
 /** A tiny DCGAN on 120 MNIST digits, K = 6 shards of batch 2. */
 function dcganFlags(steps: number, sets: string[]): string[] {
-  return [
-    "--dataset",
-    "mnist",
-    "--model",
-    "dcgan",
-    "--set",
-    "dataset.limit=120",
-    "model.latentDim=4",
+  return tinyMnistK6("dcgan", steps, [
     "model.gFilters=2",
     "model.dFilters=2",
     "ema.halfLifeImages=24",
     ...sets,
-    "--steps",
-    String(steps),
-    "--shards",
-    "6",
-    "--batch",
-    "12",
-  ];
+  ]);
 }
 
 const hashesOf = (args: string[]) => hashesOfRun(args, 170_000);
@@ -44,6 +37,11 @@ describe("network state is deterministic", () => {
   for (const [what, sets, workers] of [
     ["batch norm in G, spectral norm in D, EMA", ["model.dNorm=spectral"], [1, 3]],
     ["batch norm in G and D (the default), EMA", [], [3]],
+    [
+      "batch norm in G and D, G phases on the D phase's fakes (schedule.reuseFakes=true)",
+      ["schedule.reuseFakes=true"],
+      [3],
+    ],
   ] as const) {
     it(`agon train = agon local --workers ${workers.join(" = --workers ")} (K=6): ${what}`, async () => {
       const flags = dcganFlags(2, [...sets]);

@@ -31,7 +31,7 @@ function dcganCfg(model: Record<string, unknown>) {
 
 describe("the model registry", () => {
   it("names every architecture and rejects unsupported sizes with a clear error", () => {
-    expect(MODEL_NAMES).toEqual(["mlp", "dcgan"]);
+    expect(MODEL_NAMES).toEqual(["mlp", "dcgan", "resnet"]);
     expect(() => buildModel(dcganCfg({}), [24, 24, 1])).toThrow(/dcgan supports square 16, 28/);
     expect(() => buildModel(dcganCfg({}), [32, 32, 2])).toThrow(/1 or 3 channels/);
   });
@@ -67,8 +67,8 @@ describe("the model registry", () => {
   }
 
   it("caps widths at maxFilters and lays G out from a 4×4 map (7×7 for 28)", () => {
-    const m64 = buildModel(dcganCfg({ gFilters: 64, maxFilters: 512 }), [64, 64, 3]);
-    // 4×4×512 → 8×8×256 → 16×16×128 → 32×32×64 → 64×64×3 (PyTorch's DCGAN at ngf = 64).
+    const m64 = buildModel(dcganCfg({ gFilters: 64, maxFilters: 512, kernel: 4 }), [64, 64, 3]);
+    // 4×4×512 → 8×8×256 → 16×16×128 → 32×32×64 → 64×64×3 (PyTorch's DCGAN at ngf = 64, kernel 4).
     const shapes = m64.g.params.filter((p) => p.name.includes("convT")).map((p) => p.shape);
     expect(shapes).toEqual([
       [4, 4, 256, 512],
@@ -79,6 +79,8 @@ describe("the model registry", () => {
     ]);
     const m28 = buildModel(dcganCfg({ gFilters: 32 }), [28, 28, 1]);
     expect(m28.g.params[0].shape).toEqual([3, 7 * 7 * 64]);
+    // The default kernel is 5×5 (Radford et al.'s code; the PyTorch reference of BENCHMARKS §10).
+    expect(m28.g.params.find((p) => p.name === "g.convT1.kernel")?.shape).toEqual([5, 5, 32, 64]);
   });
 
   it("declares state after parameters: G's batch-norm statistics, D's spectral-norm vectors", () => {
@@ -218,7 +220,10 @@ describe("network state", () => {
   });
 
   it("spectral norm's power iteration converges to the kernel's largest singular value", () => {
-    const model = buildModel(dcganCfg({ gNorm: "none", dNorm: "spectral" }), [16, 16, 1]);
+    const model = buildModel(
+      dcganCfg({ gNorm: "none", dNorm: "spectral", kernel: 4 }),
+      [16, 16, 1],
+    );
     const flat = initWeights(model.d, 5);
     for (let i = 0; i < 100; i++) model.d.advanceState(flat);
     // Layer 1's kernel [4,4,1,2] as a 16×2 matrix; u: its right singular vector.

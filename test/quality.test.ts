@@ -12,9 +12,17 @@ import {
   frechetDistance,
   frechetDistanceFromStats,
   gaussianStats,
+  JACOBI_MAX_DIM,
   statsFromSums,
+  symmetricEigen,
+  symmetricEigenvalues,
 } from "../shared/fid.js";
-import { kernelInceptionDistance, kidSubsets, sampleWithoutReplacement } from "../shared/kid.js";
+import {
+  kernelInceptionDistance,
+  kidSubsets,
+  polynomialMmd2,
+  sampleWithoutReplacement,
+} from "../shared/kid.js";
 import { Rng } from "../shared/rng.js";
 import { tempDir } from "./helpers/cli.js";
 
@@ -49,8 +57,13 @@ function slice(f: FeatureMatrix, from: number, to: number): FeatureMatrix {
   };
 }
 
+/** NumPy is enough: the reference takes SciPy's sqrtm when it is there, NumPy's eigvals otherwise. */
 function hasNumpy(): boolean {
-  const r = spawnSync("python3", ["-c", "import numpy, scipy"], { stdio: "ignore" });
+  const r = spawnSync("python3", ["-c", "import numpy"], { stdio: "ignore" });
+  if (r.status !== 0)
+    console.log(
+      "quality: NumPy reference skipped: python3 has no numpy (apt-get install python3-numpy)",
+    );
   return r.status === 0;
 }
 
@@ -121,6 +134,18 @@ describe("kernel inception distance", () => {
     expect(far.kid).toBeGreaterThan(near.kid);
   });
 
+  it("from dot products computed once gives the same bits as summing per subset", () => {
+    const a = features(21, 120, 16, 0.1);
+    const b = features(22, 90, 16, 0.2);
+    const opts = { subsets: 6, subsetSize: 80, seed: 4 };
+    const r = kernelInceptionDistance(a, b, opts);
+    const { a: ia, b: ib } = kidSubsets(a.n, b.n, opts);
+    const rows = (f: FeatureMatrix, idx: Uint32Array) =>
+      Float64Array.from(Array.from(idx).flatMap((i) => Array.from(slice(f, i, i + 1).data)));
+    const values = ia.map((x, s) => polynomialMmd2(rows(a, x), rows(b, ib[s]), 80, 16));
+    expect(r.kid).toBe(values.reduce((acc, v) => acc + v, 0) / values.length);
+  });
+
   it("refuses mismatched dims and subsets of fewer than 2 rows", () => {
     expect(() => kernelInceptionDistance(features(1, 10, 4, 0), features(1, 10, 5, 0))).toThrow(
       /dims differ/,
@@ -131,8 +156,25 @@ describe("kernel inception distance", () => {
   });
 });
 
+describe("the Fréchet distance above JACOBI_MAX_DIM (Inception's 2048)", () => {
+  it("symmetricEigenvalues gives Jacobi's eigenvalues", () => {
+    const n = 90;
+    const rng = new Rng(3);
+    const m = new Float64Array(n * n);
+    for (let i = 0; i < n; i++)
+      for (let j = i; j < n; j++) {
+        const v = rng.nextNormal();
+        m[i * n + j] = v;
+        m[j * n + i] = v;
+      }
+    const ql = Array.from(symmetricEigenvalues(m, n)).sort((x, y) => x - y);
+    const jacobi = Array.from(symmetricEigen(m, n).values).sort((x, y) => x - y);
+    for (let i = 0; i < n; i++) expect(Math.abs(ql[i] - jacobi[i])).toBeLessThan(1e-10);
+  });
+});
+
 describe.skipIf(!hasNumpy())("against an independent NumPy/SciPy implementation", () => {
-  it("FD (pytorch-fid's sqrtm) and KID (StyleGAN2-ADA's) agree within 1e-6 relative", () => {
+  it("FD (pytorch-fid's sqrtm, or NumPy's eigvals of Σ1Σ2) and KID (StyleGAN2-ADA's) agree within 1e-6 relative", () => {
     const dim = 64;
     const a = features(11, 900, dim, 0.2);
     const b = features(12, 700, dim, 0.05);
@@ -152,18 +194,48 @@ describe.skipIf(!hasNumpy())("against an independent NumPy/SciPy implementation"
     );
     const run = spawnSync("python3", [REFERENCE, dir], { encoding: "utf8" });
     expect(run.status, run.stderr).toBe(0);
-    const ref = JSON.parse(run.stdout) as { fd: number; kid: number; std: number };
+    const ref = JSON.parse(run.stdout) as { fd: number; kid: number; std: number; how: string };
 
     const fd = frechetDistance(a, b);
     const fdSums = frechetDistanceFromStats(statsFromSums(featureSums(a)), gaussianStats(b));
     const kid = kernelInceptionDistance(a, b, opts);
     const rel = (x: number, y: number) => Math.abs(x - y) / Math.abs(y);
     console.log(
-      `FD ${fd} (NumPy ${ref.fd}), KID ${kid.kid} ± ${kid.std} (NumPy ${ref.kid} ± ${ref.std})`,
+      `FD ${fd} (NumPy ${ref.fd}, ${ref.how}), KID ${kid.kid} ± ${kid.std} (NumPy ${ref.kid} ± ${ref.std})`,
     );
     expect(rel(fd, ref.fd)).toBeLessThan(1e-6);
     expect(rel(fdSums, ref.fd)).toBeLessThan(1e-6);
     expect(rel(kid.kid, ref.kid)).toBeLessThan(1e-6);
     expect(rel(kid.std, ref.std)).toBeLessThan(1e-6);
+  });
+
+  it("FD above JACOBI_MAX_DIM agrees within 1e-6 relative (fewer rows than dims, and more)", () => {
+    const dim = 2 * JACOBI_MAX_DIM;
+    const few = features(31, 180, dim, 0.2); // 180 rows < 256 dims: singular covariance
+    const many = features(32, 600, dim, 0);
+    const rel = (x: number, y: number) => Math.abs(x - y) / Math.abs(y);
+    for (const [a, b] of [
+      [few, many],
+      [many, features(33, 500, dim, 0.1)],
+    ]) {
+      const dir = tempDir("agon-quality-");
+      const f64 = (x: ArrayLike<number>) => Buffer.from(Float64Array.from(x).buffer);
+      writeFileSync(join(dir, "a.f64"), f64(a.data));
+      writeFileSync(join(dir, "b.f64"), f64(b.data));
+      writeFileSync(join(dir, "idx_a.u32"), Buffer.alloc(0));
+      writeFileSync(join(dir, "idx_b.u32"), Buffer.alloc(0));
+      writeFileSync(
+        join(dir, "meta.json"),
+        JSON.stringify({ dim, nA: a.n, nB: b.n, subsets: 0, subsetSize: 2 }),
+      );
+      const run = spawnSync("python3", [REFERENCE, dir], { encoding: "utf8" });
+      expect(run.status, run.stderr).toBe(0);
+      const ref = JSON.parse(run.stdout) as { fd: number };
+      const fd = frechetDistance(a, b);
+      const fdStats = frechetDistanceFromStats(gaussianStats(a), gaussianStats(b));
+      console.log(`FD dim ${dim}, n ${a.n}/${b.n}: ${fd} (from stats ${fdStats}; NumPy ${ref.fd})`);
+      expect(rel(fd, ref.fd)).toBeLessThan(1e-6);
+      if (a.n > dim) expect(rel(fdStats, ref.fd)).toBeLessThan(1e-6);
+    }
   });
 });

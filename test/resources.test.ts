@@ -4,7 +4,7 @@
 // read-only cases mount a small tmpfs, which needs root; without it they are
 // skipped with one line.
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { readCheckpoint } from "../coordinator/checkpoint.js";
@@ -138,8 +138,11 @@ describe("resource errors in the run dir", () => {
     const r = await runWhile(
       ["train", ...args(3000), "--run-dir", dir],
       () => existsSync(join(dir, "ckpt-00000010")),
-      () => rmSync(dir, { recursive: true, force: true }),
+      // Gone from its path at once (a recursive rm races the run's writes: ENOTEMPTY); the
+      // moved tree is deleted once the run has stopped.
+      () => renameSync(dir, `${dir}-removed`),
     );
+    rmSync(`${dir}-removed`, { recursive: true, force: true });
     expect(r.code, r.stderr).toBe(1);
     expectOneLine(r.stderr, dir, "no such file or directory (was it removed?)");
   }, 120_000);

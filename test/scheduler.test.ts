@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { type Action, Scheduler } from "../coordinator/scheduler.js";
+import type { FeatureSums } from "../shared/fid.js";
 import type { MicrotaskResult } from "../shared/microtask.js";
 
 const result = (v: number): MicrotaskResult => ({
@@ -152,6 +153,51 @@ describe("scheduler", () => {
     expect(workerId).not.toBe(ids[0]);
     expect(actions.some((x) => x.type === "workerLost" && x.workerId === ids[0])).toBe(true);
     expect(assigns(actions)).toEqual([`0->${ids[1]}`]);
+  });
+});
+
+describe("scheduler evaluation phases", () => {
+  const sums = (v: number): FeatureSums => ({
+    dim: 1,
+    n: 1,
+    sum: Float64Array.from([v]),
+    outer: Float64Array.from([v * v]),
+  });
+
+  it("spreads an evaluation's chunks over the workers, re-issues a lost worker's chunks, and completes in chunk order", () => {
+    const { s, ids } = cluster(["a", "b", "c"], 6);
+    // 3 chunks (not the 6 shards): one each, as evaluation tasks `step.eval.chunk`.
+    const started = s.startPhase(4, 0, { G: 4, D: 4 }, 0, {
+      kind: "eval",
+      evaluation: { width: 3 },
+    });
+    expect(assigns(started)).toEqual([`0->${ids[0]}`, `1->${ids[1]}`, `2->${ids[2]}`]);
+    expect(
+      started.every(
+        (a) => a.type !== "assign" || (a.task.evaluation && /^4\.eval\./.test(a.task.taskId)),
+      ),
+    ).toBe(true);
+    expect(s.submit(ids[2], "4.eval.2", sums(2), 1).verdict.ok).toBe(true);
+    // b dies mid-chunk: its chunk goes to the least-loaded live worker (c, done with its own),
+    // as a training microtask would.
+    const lost = s.lose(ids[1], "stream closed", 2);
+    expect(assigns(lost)).toEqual([`1->${ids[2]}`]);
+    expect(s.submit(ids[0], "4.eval.0", sums(0), 3).verdict.ok).toBe(true);
+    const { actions } = s.submit(ids[2], "4.eval.1", sums(1), 4);
+    const done = actions.find((a) => a.type === "evaluationComplete");
+    expect(
+      done?.type === "evaluationComplete" && done.parts.map((p) => [p.lo, p.result.sum[0]]),
+    ).toEqual([
+      [0, 0],
+      [1, 1],
+      [2, 2],
+    ]);
+    expect(actions.some((a) => a.type === "phaseComplete")).toBe(false);
+    // The next training phase has the K shards again.
+    expect(assigns(s.startPhase(4, 0, { G: 4, D: 4 }, 5))).toEqual([
+      `0-3->${ids[0]}`,
+      `3-6->${ids[2]}`,
+    ]);
   });
 });
 

@@ -5,11 +5,13 @@
 // there), parsed by protobufjs from .proto text. Checks every CRC, that every
 // scalar of metrics.jsonl is there at its step, that the sample grids are the
 // run's PNGs, the config text, and the cut back on resume.
-import { readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { PNG } from "pngjs";
 import protobuf from "protobufjs";
 import { describe, expect, it } from "vitest";
+import { RunDirWriteError } from "../coordinator/rundir.js";
+import { EventFileWriter } from "../coordinator/tensorboard.js";
 import { runAgon, tempDir, tinyRing } from "./helpers/cli.js";
 
 const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
@@ -195,10 +197,69 @@ describe("TensorBoard event files", () => {
     );
   });
 
+  it("hold the evaluation's FD (eval.every) as eval/fd at each evaluated step, equal to eval.jsonl; resume keeps the checkpoint's", async () => {
+    const dir = tempDir();
+    const evalRun = [
+      "train",
+      "--dataset",
+      "mnist",
+      "--model",
+      "mlp",
+      "--steps",
+      "4",
+      "--set",
+      "dataset.limit=256",
+      "model.latentDim=8",
+      "model.gHidden=[16]",
+      "model.dHidden=[16]",
+      "eval.every=2",
+      "eval.n=50",
+      "checkpoint.every=2",
+      "--backend",
+      "wasm",
+      "--run-dir",
+      dir,
+    ];
+    const first = await runAgon(evalRun);
+    expect(first.code, first.stderr).toBe(0);
+    // Resumed from step 2: its evaluation stays, step 4's is made again (once in the files).
+    rmSync(join(dir, "ckpt-00000004"), { recursive: true });
+    const again = await runAgon(evalRun);
+    expect(again.code, again.stderr).toBe(0);
+    const fds = runEvents(dir).flatMap((e) =>
+      (e.summary?.value ?? [])
+        .filter((v) => v.tag === "eval/fd")
+        .map((v) => [e.step, v.simple_value]),
+    );
+    const lines = readFileSync(join(dir, "eval.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { step: number; fd: number });
+    expect(fds).toEqual(lines.map((l) => [l.step, Math.fround(l.fd)]));
+    expect(fds.map(([step]) => step)).toEqual([2, 4]);
+  }, 120_000);
+
   it("are not written with run.tensorboard=false", async () => {
     const dir = tempDir();
     const r = await runAgon(config(dir, 1, ["run.tensorboard=false"]));
     expect(r.code, r.stderr).toBe(0);
     expect(readdirSync(dir).filter((f) => f.includes("tfevents"))).toEqual([]);
+  });
+
+  it("a write into a vanished run dir throws RunDirWriteError naming the file, in words", () => {
+    const dir = join(tempDir(), "run");
+    mkdirSync(dir);
+    const writer = new EventFileWriter(dir);
+    renameSync(dir, `${dir}-gone`);
+    let thrown: unknown;
+    try {
+      writer.scalars(1, { "D/loss": 0.5 });
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeInstanceOf(RunDirWriteError);
+    expect((thrown as Error).message).toBe(
+      `cannot write ${writer.path}: no such file or directory (was it removed?)`,
+    );
   });
 });

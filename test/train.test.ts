@@ -9,9 +9,9 @@ import { parseConfig } from "../shared/config.js";
 import { drawIndices, gatherSamples, loadDataset, ringModes } from "../shared/data/index.js";
 import { weightsHash } from "../shared/hash.js";
 import { selectLoss } from "../shared/losses.js";
-import { computeMicrotask, noiseSeed } from "../shared/microtask.js";
+import { computeMicrotask } from "../shared/microtask.js";
 import { buildModel, initWeights } from "../shared/models/index.js";
-import { hashSeed, SeedDomain } from "../shared/rng.js";
+import { hashSeed, noiseSeed, SeedDomain } from "../shared/rng.js";
 import { generateSamples } from "../shared/runner.js";
 import { datasetSpec } from "../shared/schedule.js";
 import { runAgon, tempDir, tinyRing } from "./helpers/cli.js";
@@ -212,7 +212,7 @@ describe("agon train", () => {
 
 describe("agon train rejects bad input with one clear line", () => {
   const cases: Array<[string, string[], RegExp]> = [
-    ["an unknown model", ["--model", "resnet", "--dataset", "ring"], /model.*mlp, dcgan/],
+    ["an unknown model", ["--model", "stylegan", "--dataset", "ring"], /model.*mlp, dcgan, resnet/],
     ["an unknown loss", ["--model", "mlp", "--dataset", "ring", "--loss", "l2"], /loss\.name/],
     [
       "an unknown dataset",
@@ -230,7 +230,7 @@ describe("agon train rejects bad input with one clear line", () => {
     [
       "a backend that does not exist",
       ["--backend", "gpu"],
-      /'gpu' is invalid.*wasm, cpu; see --help$/,
+      /^agon: error: --backend "gpu": allowed choices are .*wasm, cpu; see --help$/,
     ],
   ];
   for (const [what, args, pattern] of cases) {

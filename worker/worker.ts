@@ -1,6 +1,8 @@
 // `agon worker`: joins the coordinator, keeps G and D at the versions its
 // microtasks need (NATS broadcast first, gRPC FetchParams when a broadcast was
-// missed), computes one gradient per microtask and streams it back in chunks.
+// missed, or always in a run without NATS), computes one gradient per microtask
+// and streams it back in chunks.
+import { readFileSync } from "node:fs";
 import { cpus } from "node:os";
 import * as grpc from "@grpc/grpc-js";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -12,34 +14,44 @@ import type { Microtask__Output } from "../proto/gen/agon/v1/Microtask.js";
 import type { ParamChunk__Output } from "../proto/gen/agon/v1/ParamChunk.js";
 import type { RunInfoReply__Output } from "../proto/gen/agon/v1/RunInfoReply.js";
 import type { WorkerMessage } from "../proto/gen/agon/v1/WorkerMessage.js";
-import { type BackendName, initBackend } from "../shared/backend.js";
+import type { BackendName } from "../shared/backend.js";
 import { parseConfig, type RunConfig } from "../shared/config.js";
-import { DatasetError, openDataset, type SampleSource } from "../shared/data/index.js";
+import { DatasetError } from "../shared/data/index.js";
+import { fileErrorCause } from "../shared/errno.js";
+import { sha256 } from "../shared/hash.js";
 import type { MicrotaskResult } from "../shared/microtask.js";
 import { connectNats } from "../shared/nats.js";
 import { type Net, type ParamSet, ParamSubscriber } from "../shared/params-bus.js";
-import { MicrotaskRunner } from "../shared/runner.js";
-import { datasetSpec, microtaskSpec } from "../shared/schedule.js";
 import {
   type ClientTlsFiles,
   callMetadata,
   clientCredentials,
   type NatsAuthFiles,
 } from "../shared/security.js";
-import { reduceNode } from "../shared/tree.js";
+import { trace, traceIds, tracing } from "../shared/trace.js";
 import {
   CHANNEL_OPTIONS,
   ChunkAssembler,
   checkDtype,
   chunksOf,
   encodeArray,
+  encodeFloat64,
   loadAgonProto,
+  STOPPING_DETAILS,
+  type WireValues,
   wireDtype,
 } from "../shared/wire.js";
+import { type Compute, ComputeFailedError, startCompute } from "./compute.js";
 
 export interface WorkerOptions {
-  coordinator: string;
-  nats: string[];
+  /**
+   * The coordinator's gRPC address, or several (a leader and its standbys):
+   * an unreachable one, or a standby that does not serve, sends the worker on
+   * to the next.
+   */
+  coordinator: string | string[];
+  /** NATS server URLs for parameter broadcasts; absent or empty: parameters come over gRPC FetchParams only. */
+  nats?: string[];
   /** NATS credentials and TLS files. */
   natsAuth?: NatsAuthFiles;
   /** TLS to the coordinator (plaintext when empty). */
@@ -50,6 +62,11 @@ export interface WorkerOptions {
   backend: BackendName;
   /** This host's copy of the run's dataset, instead of the config's dataset.path. */
   dataPath?: string;
+  /**
+   * This host's copy of the run's Inception-v3 weights (eval.features inception), instead
+   * of the config's eval.inception; it must hash to the coordinator's file.
+   */
+  inception?: string;
   /** How long to wait for a NATS broadcast before fetching over gRPC. */
   natsWaitMs?: number;
   /**
@@ -67,9 +84,6 @@ export interface WorkerOptions {
  */
 const UPLOADS_IN_FLIGHT = 2;
 
-/** A task was cancelled (its result came in from elsewhere) while its shards were being computed. */
-class TaskCancelled extends Error {}
-
 /** Default for WorkerOptions.coordinatorTimeoutMs: 10 minutes. */
 export const DEFAULT_COORDINATOR_TIMEOUT_MS = 600_000;
 
@@ -81,8 +95,16 @@ const FIRST_WAITING_LOG_MS = 2_000;
 export class CoordinatorUnreachableError extends Error {}
 
 export class Worker {
-  private client!: CoordinatorClient;
-  private runner!: MicrotaskRunner;
+  /** One client per coordinator address; `current` is the one in use. */
+  private clients: CoordinatorClient[] = [];
+  private current = 0;
+  private readonly addresses: string[];
+  /** The epoch of the coordinator this worker joined (0 without a standby). */
+  private epoch = 0;
+  /** Where microtasks are computed (a thread of its own on wasm and cpu). */
+  private compute: Compute | null = null;
+  /** G's and D's parameter counts. */
+  private sizes!: { G: number; D: number };
   private cfg!: RunConfig;
   private params!: ParamSubscriber;
   private nc: NatsConnection | null = null;
@@ -92,15 +114,23 @@ export class Worker {
   private stream: grpc.ClientDuplexStream<WorkerMessage, CoordinatorMessage__Output> | null = null;
   private readonly queue: Microtask__Output[] = [];
   private readonly cancelled = new Set<string>();
+  /** The generator of the latest evaluation microtask, fetched once per evaluation. */
+  private evalWeights: { step: number; checksum: string; weights: Float32Array } | null = null;
   private busy = false;
+  /** The microtask whose node is being computed, if any. */
+  private computing: string | null = null;
   /** Gradient submissions not yet answered by the coordinator. */
   private readonly uploads = new Set<Promise<void>>();
   private closed = false;
   private backend = "";
   private configJson = "";
+  /** sha256 of the run's Inception weights (RunInfo); "" when the run has none. */
+  private inceptionSha256 = "";
   /** This worker's dataset fingerprint and open error, sent with every Join. */
   private dataset: { fingerprint: string; error: string } = { fingerprint: "", error: "" };
   private heartbeat: NodeJS.Timeout | undefined;
+  /** Heartbeat period: a quarter of the coordinator's lease (from Join), at most 500 ms. */
+  private heartbeatMs = 500;
   /** The pending Join retry, cleared on shutdown so a stopped worker exits at once. */
   private retry: NodeJS.Timeout | undefined;
   private stopWaiting: () => void = () => {};
@@ -116,16 +146,35 @@ export class Worker {
 
   constructor(private readonly opts: WorkerOptions) {
     this.log = opts.log ?? ((line) => process.stderr.write(`${line}\n`));
+    this.addresses = Array.isArray(opts.coordinator) ? opts.coordinator : [opts.coordinator];
+  }
+
+  private get client(): CoordinatorClient {
+    return this.clients[this.current];
+  }
+
+  /** The address in use, for log lines. */
+  private get address(): string {
+    return this.addresses[this.current];
   }
 
   async start(): Promise<void> {
     const proto = loadAgonProto();
     const tls = clientCredentials(this.opts.tls ?? {});
-    this.client = new proto.agon.v1.Coordinator(this.opts.coordinator, tls.credentials, {
-      ...CHANNEL_OPTIONS,
-      ...tls.options,
-    }) as unknown as CoordinatorClient;
-    const backend = await initBackend(this.opts.backend, this.log);
+    this.clients = this.addresses.map(
+      (address) =>
+        new proto.agon.v1.Coordinator(address, tls.credentials, {
+          ...CHANNEL_OPTIONS,
+          ...tls.options,
+        }) as unknown as CoordinatorClient,
+    );
+    const compute = await startCompute(this.opts.backend, this.log);
+    this.compute = compute;
+    if (this.closed) {
+      void compute.close();
+      return;
+    }
+    const backend = compute.backend;
     this.backend = backend;
     // Open this host's copy of the run's data before joining, so the coordinator
     // can refuse data that is not the run's before it hands out any microtask.
@@ -133,50 +182,87 @@ export class Worker {
       "RunInfo",
       (deadline, done) =>
         this.client.RunInfo({}, callMetadata(this.opts.joinToken), { deadline }, done),
-      (err) => new Error(`run info from ${this.opts.coordinator} failed: ${whyFailed(err)}`),
+      (err) => new Error(`run info from ${this.address} failed: ${whyFailed(err)}`),
     );
     if (!info) return; // stopped while waiting for the coordinator
     this.cfg = parseConfig(JSON.parse(info.configJson), "config from coordinator");
-    let dataset: SampleSource | null = null;
-    try {
-      dataset = await openDataset(datasetSpec(this.localConfig(this.cfg)));
-      this.dataset = { fingerprint: dataset.fingerprint, error: "" };
-    } catch (err) {
-      if (!(err instanceof DatasetError)) throw err;
-      this.dataset = { fingerprint: "", error: err.message };
+    this.inceptionSha256 = info.inceptionSha256;
+    this.checkInceptionFile(this.cfg);
+    const dataset = await compute.openDataset(this.localConfig(this.cfg));
+    this.dataset = { fingerprint: dataset.fingerprint, error: dataset.error };
+    // What takes time (building the model, connecting to NATS) comes before Join: the
+    // lease runs from Join, so the first heartbeat must follow it closely.
+    if (dataset.error === "") this.sizes = await compute.prepare();
+    if (this.opts.nats?.length) {
+      try {
+        this.nc = await connectNats(
+          this.opts.nats,
+          `agon-worker-${this.opts.name}`,
+          this.log,
+          this.opts.natsAuth,
+        );
+      } catch (err) {
+        // Parameters still arrive over gRPC; NATS only makes it cheaper.
+        this.log(`worker: NATS unavailable (${(err as Error).message}); using FetchParams only`);
+      }
     }
+    if (this.closed) return;
     const joined = await this.join(backend);
     if (!joined) return; // stopped while waiting for the coordinator
     this.configJson = joined.configJson;
-    if (!dataset) throw new DatasetError(this.dataset.error);
-    this.runner = new MicrotaskRunner(this.cfg, dataset);
-    try {
-      this.nc = await connectNats(
-        this.opts.nats,
-        `agon-worker-${this.opts.name}`,
-        this.log,
-        this.opts.natsAuth,
-      );
-    } catch (err) {
-      // Parameters still arrive over gRPC; NATS only makes it cheaper.
-      this.log(`worker: NATS unavailable (${(err as Error).message}); using FetchParams only`);
-    }
-    const sizes = { G: this.runner.model.g.size, D: this.runner.model.d.size };
+    if (dataset.error !== "") throw new DatasetError(dataset.error);
     this.params = new ParamSubscriber(
       this.nc,
       joined.runId,
-      sizes,
+      this.sizes,
       this.cfg.transport.params,
       this.log,
     );
     this.openWork();
-    this.log(`worker ${this.workerId}: ready (backend ${backend}, ${dataset.count} samples)`);
+    const where = compute.threaded ? ", computing in its own thread" : "";
+    this.log(
+      `worker ${this.workerId}: ready (backend ${backend}${where}, ${dataset.count} samples)`,
+    );
   }
 
   /** Leaves cleanly: tells the coordinator so its shards go back at once. */
   async stop(): Promise<void> {
     this.stream?.write({ workerId: this.workerId, leaving: {} });
     this.shutdown(0);
+  }
+
+  /**
+   * Says at start, in one line, when this host cannot take part in the run's Inception
+   * evaluations (its file is missing, unreadable or not the coordinator's: sha256 differs),
+   * rather than at the first evaluation hours later; it still trains, and answers evaluation
+   * microtasks with that error (the coordinator gives them to other workers). An
+   * `--inception` given for a run that does not evaluate with Inception is said to be ignored.
+   */
+  private checkInceptionFile(cfg: RunConfig): void {
+    if (this.inceptionSha256 === "") {
+      if (this.opts.inception)
+        this.log(
+          `worker: --inception ${this.opts.inception} ignored: this run does not evaluate with Inception features (eval.features)`,
+        );
+      return;
+    }
+    const path = this.opts.inception ?? cfg.eval?.inception;
+    let why: string | null = null;
+    if (!path)
+      why = "no Inception weights file (give this host the run's file with --inception FILE)";
+    else {
+      try {
+        const actual = sha256(readFileSync(path));
+        if (actual !== this.inceptionSha256)
+          why = `${path} has sha256 ${actual.slice(0, 16)}…, the run's Inception weights ${this.inceptionSha256.slice(0, 16)}…: give this host the same file (--inception FILE)`;
+      } catch (err) {
+        why = `cannot read ${path}: ${fileErrorCause(err)} (give this host the run's file with --inception FILE)`;
+      }
+    }
+    if (why)
+      this.log(
+        `worker: cannot evaluate: ${why}; it trains, and the coordinator gives its evaluation microtasks to other workers`,
+      );
   }
 
   /** The run config with this host's dataset path (--data-path) in place of the coordinator's. */
@@ -220,8 +306,11 @@ export class Worker {
             resolve(res);
             return;
           }
+          // CANCELLED: the coordinator went away mid-call (a deposed leader shutting its server down).
           const transient =
-            err?.code === grpc.status.UNAVAILABLE || err?.code === grpc.status.DEADLINE_EXCEEDED;
+            err?.code === grpc.status.UNAVAILABLE ||
+            err?.code === grpc.status.DEADLINE_EXCEEDED ||
+            err?.code === grpc.status.CANCELLED;
           if (!transient) {
             reject(refused(err));
             return;
@@ -230,7 +319,7 @@ export class Worker {
           if (timeoutMs !== 0 && now - since >= timeoutMs) {
             reject(
               new CoordinatorUnreachableError(
-                `no coordinator at ${this.opts.coordinator} for ${formatSeconds(now - since)} (--coordinator-timeout); last error: ${whyFailed(err)}`,
+                `no coordinator at ${this.addresses.join(", ")} for ${formatSeconds(now - since)} (--coordinator-timeout); last error: ${whyFailed(err)}; check --coordinator (host:port) and that the coordinator is running`,
               ),
             );
             return;
@@ -238,10 +327,20 @@ export class Worker {
           if (now >= nextLog) {
             nextLog = now + WAITING_LOG_MS;
             this.log(
-              `worker ${this.opts.name}: waiting for the coordinator at ${this.opts.coordinator} to answer ${what} (${whyFailed(err)}); ${formatSeconds(now - since)} so far, ${limit}`,
+              `worker ${this.opts.name}: waiting for the coordinator at ${this.addresses.join(" or ")} to answer ${what} (${whyFailed(err)}); ${formatSeconds(now - since)} so far, ${limit}`,
             );
           }
-          this.retry = setTimeout(() => attempt(n + 1), Math.min(2000, 100 * 2 ** n));
+          // With several addresses the next one is tried at once (a standby may have taken
+          // over; a following one answers UNAVAILABLE at once), and a round that found
+          // none leading waits 100 ms, so a takeover is seen within ~100 ms of it; after
+          // 10 s without a leader (no takeover takes that long), 1 s.
+          const several = this.addresses.length > 1;
+          if (several) this.current = (this.current + 1) % this.addresses.length;
+          const roundMs = now - since < 10_000 ? 100 : 1000;
+          this.retry = setTimeout(
+            () => attempt(n + 1),
+            several ? (this.current === 0 ? roundMs : 0) : Math.min(2000, 100 * 2 ** n),
+          );
         });
       };
       attempt(0);
@@ -274,11 +373,18 @@ export class Worker {
       (err) =>
         err?.code === grpc.status.FAILED_PRECONDITION
           ? new DatasetError(`the coordinator refused this worker: ${err.details}`)
-          : new Error(`join ${this.opts.coordinator} failed: ${whyFailed(err)}`),
+          : new Error(`join ${this.address} failed: ${whyFailed(err)}`),
     );
     if (!res) return null;
     this.workerId = res.workerId;
     this.session = res.session;
+    if (this.addresses.length > 1 && Number(res.epoch) !== this.epoch) {
+      this.log(
+        `worker ${this.opts.name}: following the coordinator at ${this.address} (epoch ${res.epoch})`,
+      );
+    }
+    this.epoch = Number(res.epoch);
+    if (res.leaseMs > 0) this.heartbeatMs = Math.max(10, Math.min(500, res.leaseMs / 4));
     return res;
   }
 
@@ -288,11 +394,13 @@ export class Worker {
     stream.write({ workerId: this.workerId, hello: {} });
     stream.on("data", (msg: CoordinatorMessage__Output) => {
       if (msg.body === "task" && msg.task) {
+        if (tracing) trace({ event: "task.recv", who: this.workerId, ...traceIds(msg.task) });
         stream.write({ workerId: this.workerId, ack: { taskId: msg.task.taskId } });
         this.queue.push(msg.task);
         void this.drain();
       } else if (msg.body === "cancel" && msg.cancel) {
         this.cancelled.add(msg.cancel.taskId);
+        if (this.computing === msg.cancel.taskId) this.compute?.cancel();
       } else if (msg.body === "finished" && msg.finished) {
         this.finishedStep = msg.finished.step;
       }
@@ -304,7 +412,11 @@ export class Worker {
         this.log(`worker ${this.workerId}: run finished at step ${this.finishedStep}`);
         this.shutdown(0);
       } else if (!this.closed) {
-        this.log(`worker ${this.workerId}: lost the coordinator (${why}); re-joining`);
+        this.log(
+          why === STOPPING_DETAILS
+            ? `worker ${this.workerId}: ${why}; waiting for it to come back`
+            : `worker ${this.workerId}: lost the coordinator (${why}); re-joining`,
+        );
         void this.rejoin();
       }
     };
@@ -313,7 +425,7 @@ export class Worker {
     this.heartbeat = setInterval(() => {
       const taskIds = this.queue.map((t) => t.taskId);
       this.stream?.write({ workerId: this.workerId, heartbeat: { taskIds } });
-    }, 500);
+    }, this.heartbeatMs);
   }
 
   /**
@@ -327,7 +439,7 @@ export class Worker {
     try {
       const joined = await this.join(this.backend);
       if (!joined) return; // stopped while waiting
-      if (joined.configJson !== this.configJson) {
+      if (!sameRun(joined.configJson, this.configJson)) {
         this.log(`worker ${this.workerId}: the coordinator now runs a different config; exiting`);
         this.shutdown(1);
         return;
@@ -360,8 +472,10 @@ export class Worker {
     this.stream?.end();
     this.stream = null;
     this.params?.close();
+    this.compute?.cancel();
+    void this.compute?.close();
     void (this.nc?.drain().catch(() => {}) ?? Promise.resolve()).then(() => {
-      this.client?.close();
+      for (const c of this.clients) c.close();
       this.resolveExit(code);
     });
   }
@@ -382,14 +496,21 @@ export class Worker {
           if (computed) {
             const id = task.taskId;
             const tracked = computed.upload
-              .catch((err: Error) =>
-                this.log(`worker ${this.workerId}: ${id} upload failed: ${err.message}`),
-              )
+              .catch((err: Error) => {
+                if (this.stream !== null && !this.closed)
+                  this.log(`worker ${this.workerId}: ${id} upload failed: ${err.message}`);
+              })
               .finally(() => this.uploads.delete(tracked));
             this.uploads.add(tracked);
           }
           while (this.uploads.size >= UPLOADS_IN_FLIGHT) await Promise.race(this.uploads);
         } catch (err) {
+          if (err instanceof ComputeFailedError && !this.closed) {
+            this.failure = err;
+            this.stream?.write({ workerId: this.workerId, leaving: {} });
+            this.shutdown(1);
+            return;
+          }
           if (err instanceof DatasetError) {
             // Damaged data never trains: stop, and the coordinator hands the shard to others.
             this.log(`worker ${this.workerId}: stopping: ${err.message}`);
@@ -409,51 +530,155 @@ export class Worker {
 
   /** Computes a microtask's gradient; resolves once computed, with its upload still under way. */
   private async runTask(task: Microtask__Output): Promise<{ upload: Promise<void> } | null> {
+    if (task.evaluation) return this.runEvaluation(task, task.evaluation.weightsSha256);
     const g = await this.paramsAt("G", task.gVersion, task.gSha256);
     const d = await this.paramsAt("D", task.dVersion, task.dSha256);
     if (!g || !d) {
-      this.log(
-        `worker ${this.workerId}: parameters for ${task.taskId} unavailable; skipping (coordinator moved on)`,
-      );
+      if (this.stream !== null && !this.closed)
+        this.log(
+          `worker ${this.workerId}: parameters for ${task.taskId} unavailable; skipping (coordinator moved on)`,
+        );
       return null;
     }
     if (this.cancelled.delete(task.taskId) || this.closed) return null;
+    if (tracing) trace({ event: "compute.start", who: this.workerId, ...traceIds(task) });
     const started = performance.now();
-    // The task is a tree node: its shards one by one, summed along the tree as they come.
-    // Only a node assigned whole is summed here, so no shard of another worker is ever in it.
-    const node = { lo: task.shard, hi: Math.max(task.shardEnd, task.shard + 1) };
-    let result: MicrotaskResult;
+    // The task is a tree node: its shards one by one, summed along the tree as they come
+    // (in the compute, one request per node). Only a node assigned whole is summed there,
+    // so no shard of another worker is ever in it.
+    const node = {
+      step: task.step,
+      phase: task.phase,
+      lo: task.shard,
+      hi: Math.max(task.shardEnd, task.shard + 1),
+    };
+    this.computing = task.taskId;
+    let result: MicrotaskResult | null;
     try {
-      result = await reduceNode(node, this.cfg.transport.gradients, async (shard) => {
-        // A microtask on wasm blocks the event loop while it computes: let heartbeats, gRPC
-        // keepalive pings and cancellations through between the shards of a node.
-        await new Promise((resume) => setImmediate(resume));
-        if (this.cancelled.has(task.taskId) || this.closed) throw new TaskCancelled();
-        const spec = microtaskSpec(this.cfg, task.step, task.phase, shard);
-        // Keyed by sha256: a version's weights go to the device once, for all its microtasks.
-        return this.runner.runAsync(spec, g.weights, d.weights, { G: g.checksum, D: d.checksum });
-      });
-    } catch (err) {
-      if (!(err instanceof TaskCancelled)) throw err;
+      result = await this.compute!.runNode(node, g, d);
+    } finally {
+      this.computing = null;
+    }
+    // A cancellation that came in while a shard computed stopped the node before the next one.
+    if (result === null) {
       this.cancelled.delete(task.taskId);
       return null;
     }
     const seconds = (performance.now() - started) / 1000;
+    if (tracing) trace({ event: "compute.end", who: this.workerId, ...traceIds(task) });
     return { upload: this.submit(task, result, seconds) };
   }
 
-  /** Streams a gradient to the coordinator in chunks; resolves when it answers. */
-  private async submit(
+  /**
+   * An evaluation microtask: the feature statistics of the evaluation chunks
+   * [shard, shard_end) of the generator the coordinator evaluates (FetchParams "EVAL",
+   * fp32, checked against the task's sha256), summed along the chunks' tree, sent as
+   * float64 values on the gradient stream.
+   */
+  private async runEvaluation(
     task: Microtask__Output,
-    result: MicrotaskResult,
-    seconds: number,
-  ): Promise<void> {
+    weightsSha256: string,
+  ): Promise<{ upload: Promise<void> } | null> {
+    const g = await this.evaluationWeights(task.step, weightsSha256);
+    if (!g) {
+      this.log(
+        `worker ${this.workerId}: generator for ${task.taskId} unavailable; skipping (coordinator moved on)`,
+      );
+      return null;
+    }
+    const node = { lo: task.shard, hi: Math.max(task.shardEnd, task.shard + 1) };
+    const started = performance.now();
+    // Computed where microtasks are (the compute thread on wasm and cpu), so heartbeats go on.
+    const result = await this.compute!.evaluate(g, node, {
+      dataPath: this.opts.dataPath,
+      inception: {
+        path: this.opts.inception,
+        sha256: this.inceptionSha256 === "" ? undefined : this.inceptionSha256,
+      },
+    });
+    if (result.error !== undefined) {
+      // Answered, so the coordinator skips this evaluation at once instead of waiting on it.
+      this.log(`worker ${this.workerId}: cannot evaluate ${task.taskId}: ${result.error}`);
+      if (!this.closed)
+        this.stream?.write({
+          workerId: this.workerId,
+          evaluationFailed: { taskId: task.taskId, reason: result.error },
+        });
+      return null;
+    }
+    if (this.cancelled.delete(task.taskId) || this.closed) return null;
+    const sums = result;
+    const seconds = (performance.now() - started) / 1000;
+    const encoded = encodeFloat64(sums.values);
+    return {
+      upload: this.upload(task, { ...encoded, dtype: "fp64" }, seconds, {
+        count: sums.n,
+        dLoss: 0,
+        gLoss: 0,
+        dReal: 0,
+        dFake: 0,
+        hasD: false,
+      }),
+    };
+  }
+
+  /** The generator of the evaluation at `step` (kept while the same step is evaluated). */
+  private async evaluationWeights(step: number, checksum: string): Promise<Float32Array | null> {
+    if (this.evalWeights?.step === step && this.evalWeights.checksum === checksum)
+      return this.evalWeights.weights;
+    for (let attempt = 0; attempt < 5 && !this.closed; attempt++) {
+      try {
+        const fetched = await this.fetchParams("EVAL", step);
+        if (fetched.checksum !== checksum) {
+          this.log(
+            `worker ${this.workerId}: the evaluation generator of step ${step} does not match the task's checksum; skipping`,
+          );
+          return null;
+        }
+        this.evalWeights = { step, checksum, weights: fetched.weights };
+        return fetched.weights;
+      } catch (err) {
+        this.log(
+          `worker ${this.workerId}: FetchParams EVAL v${step} failed: ${(err as Error).message}`,
+        );
+        await new Promise((r) => setTimeout(r, 100 * 2 ** attempt));
+      }
+    }
+    return null;
+  }
+
+  /** Streams a gradient to the coordinator in chunks; resolves when it answers. */
+  private submit(task: Microtask__Output, result: MicrotaskResult, seconds: number): Promise<void> {
     // The runner rounded the gradient to transport.gradients, so encoding it is exact.
     const encoded = encodeArray(result.grad, this.cfg.transport.gradients);
+    return this.upload(task, encoded, seconds, {
+      count: result.count,
+      dLoss: result.dLoss ?? 0,
+      gLoss: result.gLoss,
+      dReal: result.dReal ?? 0,
+      dFake: result.dFake,
+      hasD: result.dLoss !== null,
+    });
+  }
+
+  /** Streams a task's encoded values with their header in chunks; resolves when the coordinator answers. */
+  private async upload(
+    task: Microtask__Output,
+    encoded: { dtype: WireValues; length: number; bytes: Uint8Array; checksum: string },
+    seconds: number,
+    stats: {
+      count: number;
+      dLoss: number;
+      gLoss: number;
+      dReal: number;
+      dFake: number;
+      hasD: boolean;
+    },
+  ): Promise<void> {
     const chunks = chunksOf(encoded.bytes);
     const reply = await new Promise<{ accepted: boolean; reason: string }>((resolve) => {
       const call = this.client.SubmitGradients(this.metadata(), (err, res) => {
-        resolve(err || !res ? { accepted: false, reason: err?.details ?? "no reply" } : res);
+        resolve(err || !res ? { accepted: false, reason: whyFailed(err) } : res);
       });
       chunks.forEach((data, index) => {
         const msg: GradientChunk = { index, data };
@@ -465,20 +690,24 @@ export class Worker {
             sha256: encoded.checksum,
             chunks: chunks.length,
             dtype: wireDtype(encoded.dtype),
-            count: result.count,
-            dLoss: result.dLoss ?? 0,
-            gLoss: result.gLoss,
-            dReal: result.dReal ?? 0,
-            dFake: result.dFake,
-            hasD: result.dLoss !== null,
+            ...stats,
             computeSeconds: seconds,
+            epoch: task.epoch,
           };
         }
         call.write(msg);
       });
       call.end();
+      if (tracing) trace({ event: "upload.sent", who: this.workerId, ...traceIds(task) });
     });
-    if (!reply.accepted && !this.closed)
+    if (tracing) trace({ event: "upload.acked", who: this.workerId, ...traceIds(task) });
+    // A coordinator that is gone or stopping is reported once, by the Work stream.
+    if (
+      !reply.accepted &&
+      !this.closed &&
+      this.stream !== null &&
+      reply.reason !== "coordinator is stopping"
+    )
       this.log(`worker ${this.workerId}: ${task.taskId} not accepted: ${reply.reason}`);
   }
 
@@ -519,16 +748,22 @@ export class Worker {
         this.params.offer(fetched);
         return fetched;
       } catch (err) {
+        await new Promise((r) => setTimeout(r, 100 * 2 ** attempt));
+        // A coordinator that stopped or went away is reported once, by the Work stream.
+        if (this.stream === null || this.closed) return null;
         this.log(
           `worker ${this.workerId}: FetchParams ${net} v${version} failed: ${(err as Error).message}`,
         );
-        await new Promise((r) => setTimeout(r, 100 * 2 ** attempt));
       }
     }
     return null;
   }
 
-  private fetchParams(net: Net, version: number): Promise<ParamSet> {
+  /** One FetchParams call; net "EVAL" is the evaluation generator (fp32, G's size; not a ParamSet to keep). */
+  private fetchParams<N extends Net | "EVAL">(
+    net: N,
+    version: number,
+  ): Promise<{ net: N; version: number; weights: Float32Array; checksum: string }> {
     return new Promise((resolve, reject) => {
       const call = this.client.FetchParams({ net, version }, this.metadata());
       let assembler: ChunkAssembler | null = null;
@@ -539,7 +774,7 @@ export class Worker {
           if (chunk.net !== net || chunk.version !== version)
             throw new Error("chunk for another net or version");
           if (!assembler) {
-            const dtype = this.cfg.transport.params;
+            const dtype = net === "EVAL" ? "fp32" : this.cfg.transport.params;
             checkDtype(chunk.dtype, dtype, `${net} v${version}`);
             assembler = new ChunkAssembler(chunk.length, chunk.chunks, chunk.sha256, dtype);
           }
@@ -550,14 +785,14 @@ export class Worker {
         }
       });
       call.on("error", (err: grpc.ServiceError) => {
-        if (!failure) reject(new Error(err.details || err.message));
+        if (!failure) reject(new Error(whyFailed(err)));
         else reject(failure);
       });
       call.on("end", () => {
         try {
           if (failure) throw failure;
           if (!assembler) throw new Error("no chunks");
-          const expected = net === "G" ? this.runner.model.g.size : this.runner.model.d.size;
+          const expected = this.sizes[net === "D" ? "D" : "G"];
           if (assembler.length !== expected)
             throw new Error(`${net} has ${assembler.length} values, expected ${expected}`);
           resolve({ net, version, weights: assembler.finish(true), checksum: assembler.checksum });
@@ -569,6 +804,20 @@ export class Worker {
   }
 }
 
+/**
+ * Whether two coordinators' configs (Join's config_json) describe the same
+ * run: a standby has a run dir of its own, everything else must be equal.
+ */
+function sameRun(a: string, b: string): boolean {
+  if (a === b) return true;
+  const strip = (json: string) => {
+    const cfg = JSON.parse(json);
+    if (cfg?.run) delete cfg.run.dir;
+    return JSON.stringify(cfg);
+  };
+  return strip(a) === strip(b);
+}
+
 /** "45 s", "10 min", "1.5 min": a duration as a log line says it. */
 function formatSeconds(ms: number): string {
   const s = Math.round(ms / 1000);
@@ -577,11 +826,15 @@ function formatSeconds(ms: number): string {
 
 /** A failed call's reason in a few words: grpc-js wraps a refused connection in two sentences of prose. */
 function whyFailed(err: grpc.ServiceError | null): string {
-  const details = err?.details ?? "no reply";
-  return (
-    details
-      .replace(/\s*Resolution note:.*$/s, "")
-      .replace(/^No connection established\. Last error: (Error: )?/, "")
-      .replace(/\.$/, "") || "no reply"
-  );
+  const details = (err?.details ?? "no reply")
+    .replace(/\s*Resolution note:.*$/s, "")
+    .replace(/^No connection established\. Last error: (Error: )?/, "")
+    .replace(/\.$/, "");
+  // gRPC's and Node's wording of the usual causes, in words.
+  if (/ECONNREFUSED/.test(details)) return "connection refused";
+  if (/Name resolution failed|ENOTFOUND|EAI_AGAIN/.test(details)) return "host name not found";
+  if (/EHOSTUNREACH|ENETUNREACH/.test(details)) return "host unreachable";
+  if (/ETIMEDOUT|Deadline exceeded/i.test(details)) return "timed out";
+  if (/ECONNRESET/.test(details)) return "connection reset";
+  return details || "no reply";
 }

@@ -5,6 +5,8 @@ import type { Cancel as _agon_v1_Cancel, Cancel__Output as _agon_v1_Cancel__Outp
 import type { Capabilities as _agon_v1_Capabilities, Capabilities__Output as _agon_v1_Capabilities__Output } from './agon/v1/Capabilities.js';
 import type { CoordinatorClient as _agon_v1_CoordinatorClient, CoordinatorDefinition as _agon_v1_CoordinatorDefinition } from './agon/v1/Coordinator.js';
 import type { CoordinatorMessage as _agon_v1_CoordinatorMessage, CoordinatorMessage__Output as _agon_v1_CoordinatorMessage__Output } from './agon/v1/CoordinatorMessage.js';
+import type { Evaluation as _agon_v1_Evaluation, Evaluation__Output as _agon_v1_Evaluation__Output } from './agon/v1/Evaluation.js';
+import type { EvaluationFailed as _agon_v1_EvaluationFailed, EvaluationFailed__Output as _agon_v1_EvaluationFailed__Output } from './agon/v1/EvaluationFailed.js';
 import type { FetchParamsRequest as _agon_v1_FetchParamsRequest, FetchParamsRequest__Output as _agon_v1_FetchParamsRequest__Output } from './agon/v1/FetchParamsRequest.js';
 import type { Finished as _agon_v1_Finished, Finished__Output as _agon_v1_Finished__Output } from './agon/v1/Finished.js';
 import type { GradientChunk as _agon_v1_GradientChunk, GradientChunk__Output as _agon_v1_GradientChunk__Output } from './agon/v1/GradientChunk.js';
@@ -37,6 +39,8 @@ export interface ProtoGrpcType {
       Coordinator: SubtypeConstructor<typeof grpc.Client, _agon_v1_CoordinatorClient> & { service: _agon_v1_CoordinatorDefinition }
       CoordinatorMessage: MessageTypeDefinition<_agon_v1_CoordinatorMessage, _agon_v1_CoordinatorMessage__Output>
       Dtype: EnumTypeDefinition
+      Evaluation: MessageTypeDefinition<_agon_v1_Evaluation, _agon_v1_Evaluation__Output>
+      EvaluationFailed: MessageTypeDefinition<_agon_v1_EvaluationFailed, _agon_v1_EvaluationFailed__Output>
       FetchParamsRequest: MessageTypeDefinition<_agon_v1_FetchParamsRequest, _agon_v1_FetchParamsRequest__Output>
       Finished: MessageTypeDefinition<_agon_v1_Finished, _agon_v1_Finished__Output>
       GradientChunk: MessageTypeDefinition<_agon_v1_GradientChunk, _agon_v1_GradientChunk__Output>

@@ -3,6 +3,9 @@
 // Each subcommand lives in commands/ and imports what it runs (TensorFlow.js,
 // gRPC, NATS) only when it runs, so `agon --help` starts in a fraction of a second.
 import type { EventEmitter } from "node:events";
+import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { Command, CommanderError, type Option } from "commander";
 import { registerCoordinatorCommand } from "./commands/coordinator.js";
 import { registerDataCommand } from "./commands/data.js";
@@ -18,6 +21,7 @@ import { stopWhenParentDies } from "./orphan.js";
 export function buildCli(): Command {
   const program = new Command("agon")
     .description("Distributed GAN training: coordinator, workers, gRPC and NATS")
+    .version(agonVersion(), "-V, --version", "print agon's version")
     // Flag errors (unknown option, bad choice, missing value) as one `agon: error:` line,
     // like every other bad input; subcommands inherit this.
     .configureOutput({ outputError: (str, write) => write(oneErrorLine(str)) })
@@ -49,16 +53,22 @@ export function oneErrorLine(text: string): string {
     .trim()
     .replace(/^error: /, "")
     .replace(/\s*\n\s*/g, " ")
-    .replace(/\.$/, "");
+    .replace(/\.$/, "")
+    // commander's "option '--workers <n>' argument '0' is invalid. must be …" in our words.
+    .replace(
+      /^option '(-[^' ]+)(?:, (--[^' ]+))?(?: [<[][^'>\]]*[>\]])?' argument '([^']*)' is invalid\.? ?(.?)/,
+      (_m, short: string, long: string | undefined, value: string, first: string) =>
+        `${long ?? short} ${JSON.stringify(value)}: ${first.toLowerCase()}`,
+    );
   return `agon: error: ${body}; see --help\n`;
 }
 
 /** The long-running commands whose flags can also come from AGON_* variables (containers, manifests). */
 export const ENV_COMMANDS = ["train", "coordinator", "worker", "local", "watch"];
 
-/** `--run-dir` → `AGON_RUN_DIR`: the variable that stands in for a flag. */
+/** `--run-dir` → `AGON_RUN_DIR`, `--no-nats` → `AGON_NO_NATS`: the variable that stands in for a flag. */
 export function envName(option: Option): string {
-  return `AGON_${option
+  return `AGON_${option.negate ? "NO_" : ""}${option
     .attributeName()
     .replace(/([a-z0-9])([A-Z])/g, "$1_$2")
     .toUpperCase()}`;
@@ -98,6 +108,7 @@ export const USER_ERROR_NAMES: ReadonlySet<string> = new Set([
   "LocalError",
   "EvaluationError",
   "ClassifierError",
+  "InceptionWeightsError",
   "WatchError",
   "ExportError",
   "SecurityError",
@@ -124,5 +135,18 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`agon: error: ${e.message}\n`);
     if (process.env.AGON_DEBUG) process.stderr.write(`${e.stack}\n`);
     return 1;
+  }
+}
+
+/** The version in agon's package.json (found above this file, from sources or dist/), or "unknown". */
+export function agonVersion(): string {
+  for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(dir, "package.json"), "utf8"));
+      if (pkg.name === "agon") return String(pkg.version);
+    } catch {
+      // not here: one level up
+    }
+    if (dirname(dir) === dir) return "unknown";
   }
 }

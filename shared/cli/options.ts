@@ -6,7 +6,7 @@ import { ConfigError, loadConfig, type RunConfig } from "../config.js";
 
 /** Flags that are shorthands for config overrides: [flag, config key, help]. */
 export const CONFIG_FLAGS: Array<[flag: string, key: string, help: string]> = [
-  ["--model <name>", "model.name", "model: mlp | dcgan"],
+  ["--model <name>", "model.name", "model: mlp | dcgan | resnet"],
   ["--loss <name>", "loss.name", "loss: non-saturating | minimax | wgan-gp | hinge | rpgan"],
   ["--dataset <name>", "dataset.name", "dataset: mnist | fashion-mnist | folder | prepared | ring"],
   ["--data-path <dir>", "dataset.path", "dataset directory for --dataset folder or prepared"],
@@ -40,15 +40,34 @@ export function addConfigOptions(cmd: Command): Command {
 /** The run config that `--config`, `--set` and the shorthands describe; throws ConfigError. */
 export function configFromOptions(opts: Record<string, unknown>): RunConfig {
   const overrides: string[] = [];
+  /** Config key → where its value came from, so an error blames the flag, not the file. */
+  const origins = new Map<string, string>();
   for (const [flag, key] of CONFIG_FLAGS) {
     const value = opts[optionKey(flag)];
-    if (value !== undefined) overrides.push(`${key}=${String(value)}`);
+    if (value !== undefined) {
+      overrides.push(`${key}=${String(value)}`);
+      const name = flag.split(" ")[0];
+      origins.set(key, `${name} or ${envName(name)}`);
+    }
   }
   // AGON_SET carries several overrides in one variable, separated by spaces.
   for (const entry of (opts.set as string[] | undefined) ?? []) {
-    overrides.push(...entry.split(/\s+/).filter((s) => s !== ""));
+    for (const o of entry.split(/\s+/).filter((s) => s !== "")) {
+      overrides.push(o);
+      origins.set(o.slice(0, Math.max(0, o.indexOf("="))), "--set or AGON_SET");
+    }
   }
-  return loadConfig(opts.config as string | undefined, overrides);
+  if (opts.config === undefined && overrides.length === 0) {
+    throw new ConfigError(
+      "no run config: pass -c FILE (e.g. -c docs/examples/mnist-dcgan.yaml) or --set key=value …; docs/CONFIG.md lists the fields",
+    );
+  }
+  return loadConfig(opts.config as string | undefined, overrides, origins);
+}
+
+/** `--run-dir` → `AGON_RUN_DIR` (as shared/cli/main.ts binds the variables). */
+function envName(flag: string): string {
+  return `AGON_${flag.replace(/^--/, "").replace(/-/g, "_").toUpperCase()}`;
 }
 
 export const JOIN_TOKEN_HELP = "file holding the run's join token (default: $AGON_JOIN_TOKEN)";

@@ -5,6 +5,9 @@
 /** Set to "1" by `agon local` in its children's environment (their stdin is its pipe). */
 export const PARENT_PIPE_ENV = "AGON_PARENT_PIPE";
 
+/** Set by a launcher (`agon local`) for its children: who started them ("agon local pid 123"). */
+export const LAUNCHER_ENV = "AGON_LAUNCHED_BY";
+
 /**
  * When PARENT_PIPE_ENV is "1": watches stdin and, once it ends (the parent
  * died), logs one line and sends this process SIGTERM, so it stops as it would

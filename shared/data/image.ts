@@ -44,8 +44,9 @@ export async function decodeImage(bytes: Buffer, file: string): Promise<RgbaImag
     if (info.channels !== 4) throw new Error(`decoded to ${info.channels} channels`);
     return { width: info.width, height: info.height, rgba: new Uint8Array(data) };
   } catch (err) {
-    const msg = (err instanceof Error ? err.message : String(err)).split("\n")[0];
-    throw new DatasetError(`${file} could not be decoded as ${kind} (${msg}); ${fix}`);
+    throw new DatasetError(
+      `${file} could not be decoded as ${kind}: ${decoderFailure(err)}; ${fix}`,
+    );
   }
 }
 
@@ -153,4 +154,21 @@ export function resize(
     }
   }
   return out;
+}
+
+/**
+ * A decoder's failure in words: libvips' wrapping ("Input buffer has corrupt
+ * header: VipsJpeg: premature end of JPEG image") becomes "the data is corrupt
+ * or truncated (premature end of JPEG image)"; any other error, its first line.
+ */
+export function decoderFailure(err: unknown): string {
+  const line = (err instanceof Error ? err.message : String(err)).split("\n")[0];
+  if (!/^(Input buffer|Vips\w*:)/.test(line)) return line;
+  const detail = line
+    .replace(/^Input buffer has corrupt header:?\s*/i, "")
+    .replace(/^Input buffer contains\s*/i, "")
+    .replace(/^Vips\w*:\s*/, "")
+    .replace(/[.:]\s*$/, "")
+    .trim();
+  return `the data is corrupt or truncated (${detail || "the decoder gave no detail"})`;
 }

@@ -10,6 +10,7 @@ import { openDataset as openSource } from "./source.js";
 import { DATASET_NAMES, type Dataset, type DatasetSpec, type SampleSource } from "./types.js";
 
 export { DatasetError } from "./errors.js";
+export { listFolderDataset } from "./folder.js";
 export { encodePng, imageGridPng, scatterPng } from "./png.js";
 export { PreparedDataset, readManifest } from "./prepared.js";
 export { ringModes } from "./ring.js";

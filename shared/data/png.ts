@@ -35,13 +35,16 @@ const GRID_PAD_VALUE = 128; // mid-gray separates tiles on both dark and light i
 
 /**
  * Tiles `count` HWC images (values in [-1, 1]) into rows of `cols`, with 1px gray
- * padding between tiles. Gray PNG for 1 channel, RGB for 3.
+ * padding between tiles. Gray PNG for 1 channel, RGB for 3. `cellOf` (optional):
+ * image n's grid cell (row-major index, distinct per image); cells no image takes
+ * stay gray (a conditional grid's short rows).
  */
 export function imageGridPng(
   images: Float32Array,
   count: number,
   sampleShape: [number, number, number],
   cols: number,
+  cellOf?: ArrayLike<number>,
 ): Buffer {
   const [h, w, c] = sampleShape;
   if (c !== 1 && c !== 3) throw new RangeError(`imageGridPng: channels must be 1 or 3, got ${c}`);
@@ -57,14 +60,21 @@ export function imageGridPng(
       `imageGridPng: ${images.length} values for ${count} images of ${h}x${w}x${c}`,
     );
   }
-  const gridCols = Math.min(cols, count);
-  const gridRows = Math.ceil(count / gridCols);
+  // cellOf: image n goes to grid cell cellOf[n] (row-major), the other cells stay blank.
+  let cells = count;
+  if (cellOf) {
+    cells = 0;
+    for (let n = 0; n < count; n++) cells = Math.max(cells, cellOf[n] + 1);
+  }
+  const gridCols = cellOf ? cols : Math.min(cols, count);
+  const gridRows = Math.ceil(cells / gridCols);
   const width = gridCols * w + (gridCols - 1) * GRID_PAD;
   const height = gridRows * h + (gridRows - 1) * GRID_PAD;
   const pixels = new Uint8Array(width * height * c).fill(GRID_PAD_VALUE);
   for (let n = 0; n < count; n++) {
-    const x0 = (n % gridCols) * (w + GRID_PAD);
-    const y0 = Math.floor(n / gridCols) * (h + GRID_PAD);
+    const cell = cellOf ? cellOf[n] : n;
+    const x0 = (cell % gridCols) * (w + GRID_PAD);
+    const y0 = Math.floor(cell / gridCols) * (h + GRID_PAD);
     for (let y = 0; y < h; y++) {
       const src = n * tile + y * w * c;
       const dst = ((y0 + y) * width + x0) * c;

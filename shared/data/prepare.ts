@@ -15,8 +15,10 @@ import {
 import { basename, dirname, extname, join, relative, resolve, sep } from "node:path";
 import { parse as parseCsv } from "csv-parse/sync";
 import sharp from "sharp";
+import { fileErrorCause } from "../errno.js";
 import { DatasetError } from "./errors.js";
 import { readIdxRaw } from "./idx-datasets.js";
+import { decoderFailure } from "./image.js";
 import {
   DEFAULT_CHUNK_BYTES,
   MANIFEST_FILE,
@@ -189,8 +191,7 @@ export async function prepareDataset(
 
 /** sharp's message, first line, without its "Input buffer" boilerplate where it adds nothing. */
 function reasonOf(err: unknown): string {
-  const msg = err instanceof Error ? err.message : String(err);
-  return msg.split("\n")[0];
+  return decoderFailure(err);
 }
 
 /** Runs fn over items with at most `limit` at once; results in input order. */
@@ -411,7 +412,7 @@ function labelFile(file: string): (rel: string) => string | null {
     text = readFileSync(file, "utf8");
   } catch (err) {
     throw new DatasetError(
-      `--labels ${file} cannot be read (${(err as NodeJS.ErrnoException).code}); give folders, none, or a .csv/.json file`,
+      `--labels ${file} cannot be read (${fileErrorCause(err)}); give folders, none, or a .csv/.json file`,
     );
   }
   const map = new Map<string, string>();

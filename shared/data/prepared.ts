@@ -3,9 +3,10 @@
 // Readers touch only the rows a microtask needs, through a bounded chunk cache,
 // and check every chunk's sha256 before using its bytes.
 
-import { closeSync, openSync, readFileSync, readSync, writeFileSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readFileSync, readSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { canonicalJson } from "../config.js";
+import { fileErrorCause } from "../errno.js";
 import { sha256 } from "../hash.js";
 import { DatasetError } from "./errors.js";
 import type { SampleSource } from "./types.js";
@@ -141,7 +142,12 @@ export class PreparedWriter {
     skipped: SkippedFile[],
   ): PreparedManifest {
     this.flush();
-    if (this.count === 0) throw new DatasetError("no images left to write (all were skipped)");
+    if (this.count === 0) {
+      const first = skipped[0];
+      throw new DatasetError(
+        `${String(meta.source.path ?? "the source")}: no usable images, all ${skipped.length} files were skipped${first ? ` (first: ${first.file}: ${first.reason})` : ""}; fix or remove them (the manifest of a run with one good image lists every reason)`,
+      );
+    }
     let labels: PreparedManifest["labels"] = null;
     const classCounts = classes.map(() => 0);
     if (classes.length > 0) {
@@ -185,9 +191,13 @@ export function readManifest(dir: string): PreparedManifest {
   try {
     text = readFileSync(file, "utf8");
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
+    if ((err as NodeJS.ErrnoException).code === "ENOENT" && holdsImages(dir)) {
+      throw new DatasetError(
+        `prepared dataset: ${dir} is an image folder, not a prepared dataset (no ${MANIFEST_FILE}); run \`agon data prepare ${dir} --out ${dir.replace(/\/+$/, "")}-prepared\` and use that directory`,
+      );
+    }
     throw new DatasetError(
-      `prepared dataset: cannot read ${file} (${code ?? (err as Error).message}); run \`agon data prepare SOURCE --out ${dir}\` or fix the path`,
+      `prepared dataset: cannot read ${file} (${fileErrorCause(err)}); run \`agon data prepare SOURCE --out ${dir}\` or fix the path`,
     );
   }
   let m: PreparedManifest;
@@ -301,7 +311,7 @@ export class PreparedDataset implements SampleSource {
       bytes = readFileSync(file);
     } catch (err) {
       throw new DatasetError(
-        `prepared dataset: cannot read ${file} (${(err as NodeJS.ErrnoException).code}); copy the whole dataset directory`,
+        `prepared dataset: cannot read ${file} (${fileErrorCause(err)}); copy the whole dataset directory`,
       );
     }
     if (bytes.length !== 4 * this.manifest.count || sha256(bytes) !== info.sha256) {
@@ -419,7 +429,7 @@ export class PreparedDataset implements SampleSource {
       try {
         fd = openSync(file, "r");
       } catch (err) {
-        throw this.damaged(chunk, `cannot be opened (${(err as NodeJS.ErrnoException).code})`);
+        throw this.damaged(chunk, `cannot be opened (${fileErrorCause(err)})`);
       }
       // Keep few descriptors open: a big dataset has thousands of chunks.
       if (this.fds.size >= 64) {
@@ -458,5 +468,19 @@ export class PreparedDataset implements SampleSource {
       onChunk?.(i + 1, this.manifest.chunks.length);
     }
     return problems;
+  }
+}
+
+/** Whether dir looks like an image folder (.png/.jpg files in it or in its subfolders, one level). */
+function holdsImages(dir: string): boolean {
+  const image = /\.(png|jpe?g)$/i;
+  try {
+    return readdirSync(dir, { withFileTypes: true }).some(
+      (e) =>
+        (e.isFile() && image.test(e.name)) ||
+        (e.isDirectory() && readdirSync(join(dir, e.name)).some((n) => image.test(n))),
+    );
+  } catch {
+    return false;
   }
 }

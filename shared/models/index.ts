@@ -4,12 +4,15 @@
 import type { ModelConfig } from "../config.js";
 import { buildDcgan } from "./dcgan.js";
 import { buildMlp } from "./mlp.js";
+import { buildResnet } from "./resnet.js";
 import type { GanModel } from "./types.js";
 
 export type { DcganConfig } from "./dcgan.js";
 export { DCGAN_SIZES, dcganLayout } from "./dcgan.js";
 export { ModelError } from "./errors.js";
 export type { MlpConfig } from "./mlp.js";
+export type { ResnetConfig } from "./resnet.js";
+export { RESNET_DEFAULT_WIDTH, resnetLayout } from "./resnet.js";
 export type { ApplyContext, GanModel, InitSpec, Network, ParamSpec } from "./types.js";
 export { initWeights, resultSize, toFlat, toTensors } from "./weights.js";
 
@@ -19,6 +22,7 @@ type Builder<C extends ModelConfig> = (cfg: C, sampleShape: number[]) => GanMode
 const REGISTRY: { [N in ModelConfig["name"]]: Builder<Extract<ModelConfig, { name: N }>> } = {
   mlp: buildMlp,
   dcgan: buildDcgan,
+  resnet: buildResnet,
 };
 
 export const MODEL_NAMES = Object.keys(REGISTRY) as ModelConfig["name"][];

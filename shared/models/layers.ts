@@ -97,6 +97,9 @@ export class NetBuilder {
    * semantics for NHWC). `running`: keep running statistics as state, used in
    * eval mode and advanced from the training passes' reports; without them
    * the layer always normalises with the batch (D, which never runs in eval mode).
+   * `affine`, when given, replaces the learned per-channel scale and shift (its
+   * parameters declared by the caller before this call): (w, x, ctx) → [γ, β], each
+   * broadcastable to x (conditional batch norm, see conditional.ts).
    */
   batchNorm(
     name: string,
@@ -104,9 +107,15 @@ export class NetBuilder {
     spatial: number,
     running: boolean,
     gammaInit: InitSpec = { kind: "ones" },
+    affine?: (w: Weights, x: tf.Tensor, ctx: ApplyContext) => [tf.Tensor, tf.Tensor],
   ): Layer {
-    const gamma = this.param(`${name}.gamma`, [channels], gammaInit);
-    const beta = this.param(`${name}.beta`, [channels], { kind: "zeros" });
+    const scaleShift =
+      affine ??
+      (() => {
+        const gamma = this.param(`${name}.gamma`, [channels], gammaInit);
+        const beta = this.param(`${name}.beta`, [channels], { kind: "zeros" });
+        return (w: Weights): [tf.Tensor, tf.Tensor] => [gamma(w), beta(w)];
+      })();
     let mean: ((w: Weights) => tf.Tensor) | null = null;
     let variance: ((w: Weights) => tf.Tensor) | null = null;
     let slot = -1;
@@ -119,8 +128,9 @@ export class NetBuilder {
       this.reportSize += 2 * channels;
     }
     return (w, x, ctx) => {
+      const [gamma, beta] = scaleShift(w, x, ctx);
       if (!ctx.training && mean && variance) {
-        return normalize(x, mean(w), variance(w), gamma(w), beta(w));
+        return normalize(x, mean(w), variance(w), gamma, beta);
       }
       const axes = x.shape.slice(0, -1).map((_, i) => i);
       const m = tf.moments(x, axes);
@@ -128,7 +138,7 @@ export class NetBuilder {
         const meanSq = tf.add(m.variance, tf.square(m.mean));
         ctx.report[slot] = tf.keep(tf.concat([m.mean, meanSq]));
       }
-      return normalize(x, m.mean, m.variance, gamma(w), beta(w));
+      return normalize(x, m.mean, m.variance, gamma, beta);
     };
   }
 

@@ -43,5 +43,5 @@ export function buildMlp(cfg: MlpConfig, sampleShape: number[]): GanModel {
     });
     return h;
   });
-  return { latentDim: cfg.latentDim, sampleShape, g, d };
+  return { latentDim: cfg.latentDim, classes: 0, sampleShape, g, d };
 }

@@ -34,6 +34,12 @@ export interface ApplyContext {
    * squares). The tensors are kept (tf.keep); the caller disposes them.
    */
   report?: tf.Tensor[];
+  /**
+   * Conditional models (config `model.conditional`): the samples' classes,
+   * int32 [b] in [0, classes). G makes a sample of class labels[i] from row i
+   * of z; D judges sample i as of class labels[i]. Unconditional models ignore it.
+   */
+  labels?: tf.Tensor;
 }
 
 export interface Network {
@@ -73,6 +79,8 @@ export interface Network {
 
 export interface GanModel {
   latentDim: number;
+  /** Classes of a conditional model (G and D read ApplyContext.labels); 0: unconditional. */
+  classes: number;
   sampleShape: number[];
   g: Network;
   d: Network;

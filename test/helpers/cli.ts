@@ -1,10 +1,15 @@
 // Runs the real `agon` command as a child process, the way a user would.
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
+import { buildTestCli } from "./cli-build.js";
 
-export const AGON = resolve(import.meta.dirname, "../../shared/cli/agon.js");
+/**
+ * The `agon` entry point tests start: the current sources, compiled
+ * (helpers/cli-build.ts), so no process pays for transpiling TypeScript at start-up.
+ */
+export const AGON = await buildTestCli();
 
 export interface CliResult {
   code: number | null;
@@ -12,30 +17,51 @@ export interface CliResult {
   stderr: string;
 }
 
-export function runAgon(
+/** A running `agon` child whose stdout and stderr are collected as they come. */
+export interface AgonChild {
+  child: ChildProcess;
+  /** Resolves with the exit code once the process and its streams are closed. */
+  exited: Promise<number | null>;
+  stdout(): string;
+  stderr(): string;
+}
+
+/** Starts `agon args` (output collected); `runAgon` when only the result matters. */
+export function spawnAgon(
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; nodeArgs?: string[] } = {},
+): AgonChild {
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), AGON, ...args], {
+    env: { ...process.env, ...opts.env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout!.on("data", (b: Buffer) => {
+    stdout += b.toString();
+  });
+  child.stderr!.on("data", (b: Buffer) => {
+    stderr += b.toString();
+  });
+  const exited = new Promise<number | null>((done, fail) => {
+    child.on("error", fail);
+    child.on("close", (code) => done(code));
+  });
+  return { child, exited, stdout: () => stdout, stderr: () => stderr };
+}
+
+export async function runAgon(
   args: string[],
   opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv; nodeArgs?: string[] } = {},
 ): Promise<CliResult> {
-  return new Promise((done, fail) => {
-    const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), AGON, ...args], {
-      env: { ...process.env, ...opts.env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (b: Buffer) => {
-      stdout += b.toString();
-    });
-    child.stderr.on("data", (b: Buffer) => {
-      stderr += b.toString();
-    });
-    const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 110_000);
-    child.on("error", fail);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      done({ code, stdout, stderr });
-    });
-  });
+  const run = spawnAgon(args, opts);
+  const timer = setTimeout(() => run.child.kill("SIGKILL"), opts.timeoutMs ?? 110_000);
+  try {
+    const code = await run.exited;
+    return { code, stdout: run.stdout(), stderr: run.stderr() };
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export function tempDir(prefix = "agon-test-"): string {
@@ -65,6 +91,35 @@ export function tinyRing(opts: {
     String(opts.shards ?? 4),
     "--batch",
     String(opts.batch ?? 32),
+  ];
+}
+
+/**
+ * A tiny `model` on 120 MNIST digits (latent 4), K = 6 shards of batch 2: the determinism
+ * tests' run. `sets` are more `--set` overrides, `flags` more flags before them (e.g. a loss).
+ */
+export function tinyMnistK6(
+  model: string,
+  steps: number,
+  sets: string[],
+  flags: string[] = [],
+): string[] {
+  return [
+    "--dataset",
+    "mnist",
+    "--model",
+    model,
+    ...flags,
+    "--set",
+    "dataset.limit=120",
+    "model.latentDim=4",
+    ...sets,
+    "--steps",
+    String(steps),
+    "--shards",
+    "6",
+    "--batch",
+    "12",
   ];
 }
 

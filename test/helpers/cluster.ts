@@ -1,9 +1,9 @@
 // Starts a real coordinator and real workers as child processes, for tests
 // that need to reach into a cluster (pause a worker, add one mid-run).
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { AGON } from "./cli.js";
+import { completeJsonLines } from "./jsonl.js";
 
 export interface Proc {
   child: ChildProcess;
@@ -78,7 +78,8 @@ export async function startCoordinator(
   const address = await new Promise<string>((resolve, reject) => {
     lines.on("line", (line) => {
       const event = JSON.parse(line) as { event: string; address?: string };
-      if (event.event === "listening") resolve(event.address!);
+      // A standby (--standby) is up once it follows; it listens, refusing calls, until it takes over.
+      if (event.event === "listening" || event.event === "standby") resolve(event.address!);
       if (event.event === "http") resolveHttp(event.address!);
       if (event.event === "done") resolveDone(event as never);
     });
@@ -115,9 +116,7 @@ export function startWorker(
 
 /** The step of the last phase recorded in a run's metrics.jsonl (-1 before the first). */
 export function lastStep(metricsFile: string): number {
-  if (!existsSync(metricsFile)) return -1;
-  const last = readFileSync(metricsFile, "utf8").trim().split("\n").at(-1);
-  return last ? (JSON.parse(last) as { step: number }).step : -1;
+  return completeJsonLines<{ step: number }>(metricsFile).at(-1)?.step ?? -1;
 }
 
 export async function waitFor(

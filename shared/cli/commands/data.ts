@@ -5,12 +5,12 @@ import { availableParallelism } from "node:os";
 import type { SingleBar } from "cli-progress";
 import { type Command, InvalidArgumentError, Option } from "commander";
 
-function intArg(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
+function intArg(min: number, max = Number.MAX_SAFE_INTEGER) {
   return (value: string): number => {
     const n = Number(value);
     if (!/^\d+$/.test(value) || n < min || n > max) {
       throw new InvalidArgumentError(
-        `${name} must be an integer from ${min}${max < Number.MAX_SAFE_INTEGER ? ` to ${max}` : " up"}`,
+        `expected an integer from ${min}${max < Number.MAX_SAFE_INTEGER ? ` to ${max}` : " up"}`,
       );
     }
     return n;
@@ -48,7 +48,7 @@ export function registerDataCommand(program: Command): void {
     .option(
       "--resolution <n>",
       "side of the square images, 8-512 (default: the source's; 64 for folders)",
-      intArg("--resolution", 8, 512),
+      intArg(8, 512),
     )
     .addOption(
       new Option(
@@ -83,17 +83,17 @@ export function registerDataCommand(program: Command): void {
         .choices(["train", "test"])
         .default("train"),
     )
-    .option("--limit <n>", "keep at most the first n images", intArg("--limit", 1))
+    .option("--limit <n>", "keep at most the first n images", intArg(1))
     .option(
       "--chunk-kb <n>",
       "target chunk file size in KiB (whole rows per chunk)",
-      intArg("--chunk-kb", 1, 1 << 20),
+      intArg(1, 1 << 20),
       1024,
     )
     .option(
       "--jobs <n>",
       "images decoded at once",
-      intArg("--jobs", 1, 256),
+      intArg(1, 256),
       Math.min(availableParallelism(), 8),
     )
     .action(async (source: string, opts) => {

@@ -9,6 +9,23 @@ function positiveInt(value: string): number {
   return n;
 }
 
+/** The most samples one `agon sample` grid holds (64×64 tiles: a 4096×4096 grid of 28-px images). */
+export const SAMPLE_MAX = 4096;
+
+function sampleCount(value: string): number {
+  const n = positiveInt(value);
+  if (n > SAMPLE_MAX) {
+    throw new InvalidArgumentError(`expected at most ${SAMPLE_MAX} (one grid image)`);
+  }
+  return n;
+}
+
+function classArg(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError("expected an integer ≥ 0");
+  return n;
+}
+
 function seedArg(value: string): number {
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n < 0 || n > 0xffffffff) {
@@ -27,9 +44,18 @@ export function registerSampleCommand(program: Command): Command {
       "--checkpoint <dir>",
       "a ckpt-NNNNNNNN directory, run dir/best, or a run dir (newest valid checkpoint)",
     )
-    .requiredOption("--out <file>", "PNG file to write")
-    .option("--n <count>", "number of samples (default: the run's samples.count)", positiveInt)
+    .requiredOption("--out <file>", "image file to write: .png (exact), .jpg or .webp")
+    .option(
+      "--n <count>",
+      `number of samples, at most ${SAMPLE_MAX} (default: the run's samples.count)`,
+      sampleCount,
+    )
     .option("--seed <n>", "noise seed (default: the run's seed, as in its own grids)", seedArg)
+    .option(
+      "--class <n>",
+      "conditional models: every sample of class n (default: one row per class)",
+      classArg,
+    )
     .addOption(
       new Option("--backend <name>", "compute backend").choices([...BACKEND_NAMES]).default("auto"),
     )
@@ -46,6 +72,7 @@ export function registerSampleCommand(program: Command): Command {
         out: opts.out as string,
         n: opts.n as number | undefined,
         seed: opts.seed as number | undefined,
+        classIndex: opts.class as number | undefined,
         backend: opts.backend as BackendName,
         weights: opts.weights as "ema" | "raw" | undefined,
         log,

@@ -36,7 +36,7 @@ export function registerLocalCommand(program: Command): Command {
   const cmd = program
     .command("local")
     .description(
-      "run a whole cluster on this machine: nats-server, the coordinator and N workers, with live progress",
+      "run a whole cluster on this machine: nats-server (when installed), the coordinator and N workers, with live progress",
     );
   const before = cmd.options.length;
   addConfigOptions(cmd);
@@ -48,7 +48,11 @@ export function registerLocalCommand(program: Command): Command {
     .option("--workers <n>", "number of worker processes", positiveInt, 2)
     .option(
       "--nats <urls>",
-      "use this NATS server (URLs comma-separated) instead of starting nats-server",
+      "use this NATS server (URLs comma-separated) instead of starting nats-server; with neither, the run goes without NATS",
+    )
+    .option(
+      "--no-nats",
+      "run without NATS, quietly, even when nats-server is installed: workers fetch parameters over gRPC, progress and the dashboard come from the coordinator, no `agon watch`",
     )
     .option(
       "--listen <host:port>",
@@ -63,16 +67,24 @@ export function registerLocalCommand(program: Command): Command {
     .option("--fresh", "ignore checkpoints in the run dir and start from step 0")
     .option("--force", "resume even if the newest checkpoint was written with a different config")
     .option("--json", "print the final summary (step, weight hashes) as JSON on stdout")
+    .option(
+      "--standby",
+      "start a hot standby coordinator too (run dir <run.dir>.standby); the run goes on if the leader dies",
+    )
+    .option("--lease <duration>", "leader lease with --standby (e.g. 1500ms, 3s)")
     .action(async (opts: Record<string, unknown>) => {
       const cfg = configFromOptions(opts);
       const { runLocal } = await import("../../../coordinator/local.js");
       const result = await runLocal(cfg, {
         workers: opts.workers as number,
-        nats: opts.nats as string | undefined,
+        nats: typeof opts.nats === "string" ? opts.nats : undefined,
+        noNats: opts.nats === false,
         backend: opts.backend as string,
         fresh: Boolean(opts.fresh),
         force: Boolean(opts.force),
         listen: opts.listen as string | undefined,
+        standby: Boolean(opts.standby),
+        lease: opts.lease as string | undefined,
         http: opts.http as string | undefined,
         configArgs: passThroughArgs(configOptions, opts),
         natsAuth: natsAuthFromOptions(opts),

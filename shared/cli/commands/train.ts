@@ -21,9 +21,15 @@ export function registerTrainCommand(program: Command): Command {
       const stop = new AbortController();
       let signal: NodeJS.Signals | null = null;
       const onSignal = (s: NodeJS.Signals) => {
-        if (signal) process.exit(s === "SIGINT" ? 130 : 143); // a second one: out now
+        if (signal) {
+          // A second one: out now, without the checkpoint the first one asked for.
+          process.stderr.write(`train: second ${s}: stopping now, without a checkpoint\n`);
+          process.exit(s === "SIGINT" ? 130 : 143);
+        }
         signal = s;
-        process.stderr.write(`train: ${s}: stopping after the current phase\n`);
+        process.stderr.write(
+          `train: ${s}: stopping after the current phase and writing a checkpoint (a second ${s} stops at once, without it)\n`,
+        );
         stop.abort();
       };
       process.on("SIGINT", onSignal);

@@ -3,14 +3,8 @@
 import { hostname } from "node:os";
 import type { Command } from "commander";
 import type { BackendName } from "../../backend-names.js";
-import { natsAuthFromOptions } from "../nats-options.js";
-import {
-  backendOption,
-  JOIN_TOKEN_HELP,
-  parseDuration,
-  parseHostPort,
-  parseNatsUrls,
-} from "../options.js";
+import { natsAuthFromOptions, natsFromOptions } from "../nats-options.js";
+import { backendOption, JOIN_TOKEN_HELP, parseDuration, parseHostPort } from "../options.js";
 
 /** `<host>-<pid>`, the host name cut to 40 safe characters: unique per process on a cluster. */
 export function defaultWorkerName(): string {
@@ -23,11 +17,18 @@ export function registerWorkerCommand(program: Command): Command {
   return program
     .command("worker")
     .description("run a worker: computes microtask gradients for the coordinator")
-    .requiredOption("--coordinator <host:port>", "the coordinator's gRPC address")
-    .requiredOption("--nats <urls>", "NATS server URL(s), comma-separated")
+    .requiredOption(
+      "--coordinator <host:port>",
+      "the coordinator's gRPC address; several, comma-separated, for a leader and its standbys",
+    )
+    .option(
+      "--nats <urls>",
+      "NATS server URL(s), comma-separated, for parameter broadcasts; without it parameters come over gRPC",
+    )
+    .option("--no-nats", "fetch parameters over gRPC only, without the line that says so")
     .option(
       "--name <name>",
-      "stable worker name (re-joins under it after a reconnect)",
+      "worker name; it re-joins under it after a reconnect (the default, host-pid, changes with every start: give one to keep it across restarts)",
       defaultWorkerName(),
     )
     .option("--tls", "connect to the coordinator over TLS (implied by the other --tls-* flags)")
@@ -45,10 +46,17 @@ export function registerWorkerCommand(program: Command): Command {
       "--data-path <dir>",
       "this host's copy of the run's dataset (instead of the config's dataset.path)",
     )
+    .option(
+      "--inception <file>",
+      "this host's copy of the run's Inception-v3 weights (instead of the config's eval.inception; must be the same file)",
+    )
     .addOption(backendOption())
     .action(async (opts: Record<string, unknown>) => {
-      const coordinator = parseHostPort(opts.coordinator as string, "--coordinator");
-      const nats = parseNatsUrls(opts.nats as string);
+      // Several addresses (comma-separated): a leader and its standbys; the worker follows a takeover.
+      const coordinator = (opts.coordinator as string)
+        .split(",")
+        .map((a) => parseHostPort(a.trim(), "--coordinator"));
+      const nats = natsFromOptions(opts, "worker");
       const coordinatorTimeoutMs = parseDuration(
         opts.coordinatorTimeout as string,
         "--coordinator-timeout",
@@ -57,7 +65,7 @@ export function registerWorkerCommand(program: Command): Command {
       const { Worker } = await import("../../../worker/worker.js");
       const worker = new Worker({
         coordinator,
-        nats,
+        nats: nats.urls,
         natsAuth: natsAuthFromOptions(opts),
         tls: {
           enabled: Boolean(opts.tls),
@@ -71,7 +79,9 @@ export function registerWorkerCommand(program: Command): Command {
         backend: opts.backend as BackendName,
         coordinatorTimeoutMs,
         dataPath: opts.dataPath as string | undefined,
+        inception: opts.inception as string | undefined,
       });
+      if (nats.notice) process.stderr.write(`${nats.notice}\n`);
       const stop = () => void worker.stop();
       process.once("SIGTERM", stop);
       process.once("SIGINT", stop);

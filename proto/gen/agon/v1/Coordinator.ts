@@ -18,11 +18,13 @@ import type { WorkerMessage as _agon_v1_WorkerMessage, WorkerMessage__Output as 
 export interface CoordinatorClient extends grpc.Client {
   /**
    * A network's parameters at a version, in chunks (when a NATS broadcast was missed).
+   * Net "EVAL" is the generator an evaluation microtask evaluates (version = its step).
    */
   FetchParams(argument: _agon_v1_FetchParamsRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_agon_v1_ParamChunk__Output>;
   FetchParams(argument: _agon_v1_FetchParamsRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_agon_v1_ParamChunk__Output>;
   /**
    * A network's parameters at a version, in chunks (when a NATS broadcast was missed).
+   * Net "EVAL" is the generator an evaluation microtask evaluates (version = its step).
    */
   fetchParams(argument: _agon_v1_FetchParamsRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_agon_v1_ParamChunk__Output>;
   fetchParams(argument: _agon_v1_FetchParamsRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_agon_v1_ParamChunk__Output>;
@@ -103,6 +105,7 @@ export interface CoordinatorClient extends grpc.Client {
 export interface CoordinatorHandlers extends grpc.UntypedServiceImplementation {
   /**
    * A network's parameters at a version, in chunks (when a NATS broadcast was missed).
+   * Net "EVAL" is the generator an evaluation microtask evaluates (version = its step).
    */
   FetchParams: grpc.handleServerStreamingCall<_agon_v1_FetchParamsRequest__Output, _agon_v1_ParamChunk>;
   

@@ -14,6 +14,10 @@ export const Dtype = {
    * IEEE 754 half precision, rounded to nearest even, saturating at ±65504.
    */
   DTYPE_FP16: 'DTYPE_FP16',
+  /**
+   * IEEE 754 double: the float64 feature statistics of an evaluation microtask only.
+   */
+  DTYPE_FP64: 'DTYPE_FP64',
 } as const;
 
 /**
@@ -33,6 +37,11 @@ export type Dtype =
    */
   | 'DTYPE_FP16'
   | 2
+  /**
+   * IEEE 754 double: the float64 feature statistics of an evaluation microtask only.
+   */
+  | 'DTYPE_FP64'
+  | 3
 
 /**
  * How the values of a gradient or parameter array are encoded (little-endian).

@@ -1,7 +1,13 @@
 // Original file: proto/agon.proto
 
 import type { Dtype as _agon_v1_Dtype, Dtype__Output as _agon_v1_Dtype__Output } from '../../agon/v1/Dtype.js';
+import type { Long } from '@grpc/proto-loader';
 
+/**
+ * For an evaluation microtask the same stream carries its feature statistics
+ * instead: length = dim + dim², the values Σx then Σxxᵀ (row-major) in
+ * DTYPE_FP64, count = the samples behind them; the loss fields are 0.
+ */
 export interface GradientHeader {
   'workerId'?: (string);
   'taskId'?: (string);
@@ -26,8 +32,17 @@ export interface GradientHeader {
    */
   'computeSeconds'?: (number | string);
   'dtype'?: (_agon_v1_Dtype);
+  /**
+   * The epoch of the microtask this answers; a leader refuses any other.
+   */
+  'epoch'?: (number | string | Long);
 }
 
+/**
+ * For an evaluation microtask the same stream carries its feature statistics
+ * instead: length = dim + dim², the values Σx then Σxxᵀ (row-major) in
+ * DTYPE_FP64, count = the samples behind them; the loss fields are 0.
+ */
 export interface GradientHeader__Output {
   'workerId': (string);
   'taskId': (string);
@@ -52,4 +67,8 @@ export interface GradientHeader__Output {
    */
   'computeSeconds': (number);
   'dtype': (_agon_v1_Dtype__Output);
+  /**
+   * The epoch of the microtask this answers; a leader refuses any other.
+   */
+  'epoch': (number);
 }

@@ -1,5 +1,6 @@
 // Original file: proto/agon.proto
 
+import type { Long } from '@grpc/proto-loader';
 
 export interface JoinResponse {
   'workerId'?: (string);
@@ -21,6 +22,14 @@ export interface JoinResponse {
    * The run's dataset fingerprint (the worker's matched it).
    */
   'datasetFingerprint'?: (string);
+  /**
+   * Fencing epoch of the coordinator that answered (0 without --ha); see docs/ARCHITECTURE.md.
+   */
+  'epoch'?: (number | string | Long);
+  /**
+   * As RunInfoReply.inception_sha256: the worker's copy must hash to it to evaluate.
+   */
+  'inceptionSha256'?: (string);
 }
 
 export interface JoinResponse__Output {
@@ -43,4 +52,12 @@ export interface JoinResponse__Output {
    * The run's dataset fingerprint (the worker's matched it).
    */
   'datasetFingerprint': (string);
+  /**
+   * Fencing epoch of the coordinator that answered (0 without --ha); see docs/ARCHITECTURE.md.
+   */
+  'epoch': (number);
+  /**
+   * As RunInfoReply.inception_sha256: the worker's copy must hash to it to evaluate.
+   */
+  'inceptionSha256': (string);
 }

@@ -1,5 +1,6 @@
 // Original file: proto/agon.proto
 
+import type { Evaluation as _agon_v1_Evaluation, Evaluation__Output as _agon_v1_Evaluation__Output } from '../../agon/v1/Evaluation.js';
 import type { Long } from '@grpc/proto-loader';
 
 /**
@@ -29,6 +30,16 @@ export interface Microtask {
    * One past the node's last shard; shard + 1 for a single microtask.
    */
   'shardEnd'?: (number);
+  /**
+   * Set on an evaluation microtask (between phases, eval.every): shard..shard_end
+   * then name evaluation chunks, not data shards, and the worker sends their
+   * feature statistics instead of a gradient (see Evaluation).
+   */
+  'evaluation'?: (_agon_v1_Evaluation | null);
+  /**
+   * The leader's fencing epoch; the gradient for this task must carry it back.
+   */
+  'epoch'?: (number | string | Long);
 }
 
 /**
@@ -58,4 +69,14 @@ export interface Microtask__Output {
    * One past the node's last shard; shard + 1 for a single microtask.
    */
   'shardEnd': (number);
+  /**
+   * Set on an evaluation microtask (between phases, eval.every): shard..shard_end
+   * then name evaluation chunks, not data shards, and the worker sends their
+   * feature statistics instead of a gradient (see Evaluation).
+   */
+  'evaluation': (_agon_v1_Evaluation__Output | null);
+  /**
+   * The leader's fencing epoch; the gradient for this task must carry it back.
+   */
+  'epoch': (number);
 }

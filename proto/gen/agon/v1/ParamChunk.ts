@@ -12,6 +12,10 @@ export interface ParamChunk {
   'sha256'?: (string);
   'data'?: (Buffer | Uint8Array | string);
   'dtype'?: (_agon_v1_Dtype);
+  /**
+   * The fencing epoch of the coordinator that sent these parameters.
+   */
+  'epoch'?: (number | string | Long);
 }
 
 export interface ParamChunk__Output {
@@ -23,4 +27,8 @@ export interface ParamChunk__Output {
   'sha256': (string);
   'data': (Buffer);
   'dtype': (_agon_v1_Dtype__Output);
+  /**
+   * The fencing epoch of the coordinator that sent these parameters.
+   */
+  'epoch': (number);
 }

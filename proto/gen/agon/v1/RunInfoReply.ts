@@ -11,6 +11,11 @@ export interface RunInfoReply {
    * sha256 (hex) of the run's dataset (samples, labels, shape) as the coordinator has it.
    */
   'datasetFingerprint'?: (string);
+  /**
+   * sha256 (hex) of the run's Inception-v3 weights file (eval.features inception; the
+   * config's eval.inception is its path on the coordinator's host); empty without.
+   */
+  'inceptionSha256'?: (string);
 }
 
 export interface RunInfoReply__Output {
@@ -23,4 +28,9 @@ export interface RunInfoReply__Output {
    * sha256 (hex) of the run's dataset (samples, labels, shape) as the coordinator has it.
    */
   'datasetFingerprint': (string);
+  /**
+   * sha256 (hex) of the run's Inception-v3 weights file (eval.features inception; the
+   * config's eval.inception is its path on the coordinator's host); empty without.
+   */
+  'inceptionSha256': (string);
 }

@@ -4,6 +4,7 @@ import type { Hello as _agon_v1_Hello, Hello__Output as _agon_v1_Hello__Output }
 import type { Heartbeat as _agon_v1_Heartbeat, Heartbeat__Output as _agon_v1_Heartbeat__Output } from '../../agon/v1/Heartbeat.js';
 import type { TaskAck as _agon_v1_TaskAck, TaskAck__Output as _agon_v1_TaskAck__Output } from '../../agon/v1/TaskAck.js';
 import type { Leaving as _agon_v1_Leaving, Leaving__Output as _agon_v1_Leaving__Output } from '../../agon/v1/Leaving.js';
+import type { EvaluationFailed as _agon_v1_EvaluationFailed, EvaluationFailed__Output as _agon_v1_EvaluationFailed__Output } from '../../agon/v1/EvaluationFailed.js';
 
 export interface WorkerMessage {
   'workerId'?: (string);
@@ -11,7 +12,8 @@ export interface WorkerMessage {
   'heartbeat'?: (_agon_v1_Heartbeat | null);
   'ack'?: (_agon_v1_TaskAck | null);
   'leaving'?: (_agon_v1_Leaving | null);
-  'body'?: "hello"|"heartbeat"|"ack"|"leaving";
+  'evaluationFailed'?: (_agon_v1_EvaluationFailed | null);
+  'body'?: "hello"|"heartbeat"|"ack"|"leaving"|"evaluationFailed";
 }
 
 export interface WorkerMessage__Output {
@@ -20,5 +22,6 @@ export interface WorkerMessage__Output {
   'heartbeat'?: (_agon_v1_Heartbeat__Output | null);
   'ack'?: (_agon_v1_TaskAck__Output | null);
   'leaving'?: (_agon_v1_Leaving__Output | null);
-  'body'?: "hello"|"heartbeat"|"ack"|"leaving";
+  'evaluationFailed'?: (_agon_v1_EvaluationFailed__Output | null);
+  'body'?: "hello"|"heartbeat"|"ack"|"leaving"|"evaluationFailed";
 }

@@ -1,17 +1,17 @@
 // The small classifier whose hidden features the Fréchet distance (shared/fid.ts) compares:
 // an MLP 784 → 128 → 64 (features) → 10 trained on the shipped MNIST / Fashion-MNIST train
 // split with a fixed recipe. Its weights are committed under shared/assets/ and regenerated
-// with `npx tsx shared/fid-classifier.ts train [mnist|fashion-mnist]`.
+// with `npx tsx shared/features/classifier.ts train [mnist|fashion-mnist]`.
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs-core";
 // tfjs-core registers no gradient functions; the umbrella package's Node build does.
 import "@tensorflow/tfjs";
-import { canonicalJson } from "./config.js";
-import { type Dataset, loadDataset } from "./data/index.js";
-import { sha256, weightsHash } from "./hash.js";
-import { hashSeed, Rng } from "./rng.js";
+import { canonicalJson } from "../config.js";
+import { type Dataset, loadDataset } from "../data/index.js";
+import { sha256, weightsHash } from "../hash.js";
+import { hashSeed, Rng } from "../rng.js";
 
 export type FidDataset = "mnist" | "fashion-mnist";
 export const FID_DATASETS: readonly FidDataset[] = ["mnist", "fashion-mnist"];
@@ -36,7 +36,7 @@ export const CLASSIFIER_RECIPE = {
 
 export const FEATURE_DIM = CLASSIFIER_RECIPE.widths[CLASSIFIER_RECIPE.featureLayer + 1];
 
-export const ASSET_DIR = join(fileURLToPath(new URL(".", import.meta.url)), "assets");
+export const ASSET_DIR = join(fileURLToPath(new URL("..", import.meta.url)), "assets");
 const MANIFEST = "fid-classifier.json";
 
 export class ClassifierError extends Error {
@@ -56,9 +56,18 @@ export interface ClassifierManifest {
   >;
 }
 
-/** Number of floats in the flat weight array (kernels [in, out] then biases, layer by layer). */
-export function classifierSize(): number {
+/**
+ * The recipe's layer widths for `inputSize` input values and `classes` classes: the
+ * shipped MNIST / Fashion-MNIST ones are 784 → 128 → 64 → 10; a classifier fitted to a
+ * prepared dataset (shared/features/fitted.ts) has its sample size in and its classes out.
+ */
+export function classifierWidths(inputSize: number, classes: number): readonly number[] {
   const w = CLASSIFIER_RECIPE.widths;
+  return [inputSize, ...w.slice(1, -1), classes];
+}
+
+/** Number of floats in the flat weight array (kernels [in, out] then biases, layer by layer). */
+export function classifierSize(w: readonly number[] = CLASSIFIER_RECIPE.widths): number {
   let n = 0;
   for (let i = 0; i + 1 < w.length; i++) n += w[i] * w[i + 1] + w[i + 1];
   return n;
@@ -70,9 +79,15 @@ function datasetIndex(dataset: FidDataset): number {
 
 /** Glorot-uniform kernels and zero biases from the recipe seed (plain JS, backend-independent). */
 export function initClassifier(dataset: FidDataset): Float32Array {
-  const rng = new Rng(hashSeed(CLASSIFIER_RECIPE.seed, datasetIndex(dataset), 0));
-  const w = CLASSIFIER_RECIPE.widths;
-  const flat = new Float32Array(classifierSize());
+  return initWeights(CLASSIFIER_RECIPE.widths, datasetIndex(dataset));
+}
+
+/** Seed stream of a fitted classifier (after the shipped datasets' 0 and 1). */
+export const FITTED_SEED_INDEX = 2;
+
+function initWeights(w: readonly number[], seedIndex: number): Float32Array {
+  const rng = new Rng(hashSeed(CLASSIFIER_RECIPE.seed, seedIndex, 0));
+  const flat = new Float32Array(classifierSize(w));
   let offset = 0;
   for (let i = 0; i + 1 < w.length; i++) {
     const limit = Math.sqrt(6 / (w[i] + w[i + 1]));
@@ -82,8 +97,10 @@ export function initClassifier(dataset: FidDataset): Float32Array {
   return flat;
 }
 
-function splitWeights(flat: Float32Array): { kernel: tf.Tensor2D; bias: tf.Tensor1D }[] {
-  const w = CLASSIFIER_RECIPE.widths;
+function splitWeights(
+  flat: Float32Array,
+  w: readonly number[],
+): { kernel: tf.Tensor2D; bias: tf.Tensor1D }[] {
   const layers: { kernel: tf.Tensor2D; bias: tf.Tensor1D }[] = [];
   let offset = 0;
   for (let i = 0; i + 1 < w.length; i++) {
@@ -111,18 +128,29 @@ function forward(layers: { kernel: tf.Tensor; bias: tf.Tensor }[], x: tf.Tensor)
 
 /** A loaded classifier: features and predictions on whatever tfjs backend is active. */
 export class Classifier {
-  private readonly layers: { kernel: tf.Tensor2D; bias: tf.Tensor1D }[];
+  /** Made on first use, on the backend active then (a classifier may be loaded before the backend is chosen). */
+  private tensors: { kernel: tf.Tensor2D; bias: tf.Tensor1D }[] | null = null;
 
+  /** `widths`: the layer widths (default the shipped 784 → 128 → 64 → 10; see classifierWidths). */
   constructor(
-    readonly dataset: FidDataset,
+    readonly dataset: string,
     readonly weights: Float32Array,
+    readonly widths: readonly number[] = CLASSIFIER_RECIPE.widths,
   ) {
-    if (weights.length !== classifierSize()) {
+    if (weights.length !== classifierSize(widths)) {
       throw new ClassifierError(
-        `${dataset} classifier: expected ${classifierSize()} weights, got ${weights.length}`,
+        `${dataset} classifier: expected ${classifierSize(widths)} weights, got ${weights.length}`,
       );
     }
-    this.layers = splitWeights(weights);
+  }
+
+  private get layers(): { kernel: tf.Tensor2D; bias: tf.Tensor1D }[] {
+    // Kept: the first use may be inside a tf.tidy.
+    this.tensors ??= splitWeights(this.weights, this.widths).map((l) => ({
+      kernel: tf.keep(l.kernel),
+      bias: tf.keep(l.bias),
+    }));
+    return this.tensors;
   }
 
   /** Reads back asynchronously, which every backend supports (webgpu has no synchronous read in Node). */
@@ -132,7 +160,7 @@ export class Classifier {
     batch: number,
     take: "features" | "argmax",
   ): Promise<Float32Array> {
-    const inDim = CLASSIFIER_RECIPE.widths[0];
+    const inDim = this.widths[0];
     if (images.length < n * inDim) {
       throw new RangeError(`expected ${n}×${inDim} pixel values, got ${images.length}`);
     }
@@ -151,9 +179,14 @@ export class Classifier {
     return out;
   }
 
-  /** Feature vectors [n, FEATURE_DIM] (row-major) of n images of 28×28 in [-1, 1]. */
+  /** Feature vectors [n, FEATURE_DIM] (row-major) of n images (widths[0] values each, in [-1, 1]). */
   features(images: Float32Array, n: number, batch = 1000): Promise<Float32Array> {
     return this.run(images, n, batch, "features");
+  }
+
+  /** The predicted class of each of n images (as floats). */
+  predict(images: Float32Array, n: number, batch = 1000): Promise<Float32Array> {
+    return this.run(images, n, batch, "argmax");
   }
 
   /** Share of the images whose predicted class equals the label. */
@@ -165,10 +198,11 @@ export class Classifier {
   }
 
   dispose(): void {
-    for (const l of this.layers) {
+    for (const l of this.tensors ?? []) {
       l.kernel.dispose();
       l.bias.dispose();
     }
+    this.tensors = null;
   }
 }
 
@@ -191,7 +225,7 @@ function readManifest(dir: string): ClassifierManifest {
 export function loadClassifier(dataset: FidDataset, dir = ASSET_DIR): Classifier {
   const cached = dir === ASSET_DIR ? loaded.get(dataset) : undefined;
   if (cached) return cached;
-  const regen = `regenerate with \`npx tsx shared/fid-classifier.ts train ${dataset}\``;
+  const regen = `regenerate with \`npx tsx shared/features/classifier.ts train ${dataset}\``;
   const manifest = readManifest(dir);
   if (manifest.recipeHash !== recipeHash()) {
     throw new ClassifierError(
@@ -218,8 +252,8 @@ export function loadClassifier(dataset: FidDataset, dir = ASSET_DIR): Classifier
 }
 
 /** Fisher–Yates permutation of [0, n) for one epoch. */
-function permutation(n: number, dataset: FidDataset, epoch: number): Uint32Array {
-  const rng = new Rng(hashSeed(CLASSIFIER_RECIPE.seed, datasetIndex(dataset), 1, epoch));
+function permutation(n: number, seedIndex: number, epoch: number): Uint32Array {
+  const rng = new Rng(hashSeed(CLASSIFIER_RECIPE.seed, seedIndex, 1, epoch));
   const p = new Uint32Array(n);
   for (let i = 0; i < n; i++) p[i] = i;
   for (let i = n - 1; i > 0; i--) {
@@ -242,32 +276,58 @@ export async function trainClassifier(
   train?: Dataset,
 ): Promise<Float32Array> {
   const data = train ?? (await loadDataset({ name: dataset, split: "train" }));
-  if (!data.labels) throw new ClassifierError(`${dataset}: the train split has no labels`);
+  const labels = data.labels;
+  if (!labels) throw new ClassifierError(`${dataset}: the train split has no labels`);
+  const inDim = CLASSIFIER_RECIPE.widths[0];
+  return trainByRecipe(
+    { name: dataset, widths: CLASSIFIER_RECIPE.widths, seedIndex: datasetIndex(dataset) },
+    data.count,
+    (indices, x, y) => {
+      for (let i = 0; i < indices.length; i++) {
+        const idx = indices[i];
+        x.set(data.data.subarray(idx * inDim, (idx + 1) * inDim), i * inDim);
+        y[i] = labels[idx];
+      }
+    },
+    log,
+  );
+}
+
+/**
+ * The recipe's training loop on any labelled rows, with the active tfjs backend: seeded
+ * init (stream `seedIndex`), a seeded permutation of [0, count) per epoch, Adam on softmax
+ * cross-entropy. `batchOf(indices, x, y)` fills x (indices.length × widths[0] values in
+ * [-1, 1]) and y (class indices < widths.at(-1)) with those rows. Deterministic on a backend.
+ */
+export async function trainByRecipe(
+  spec: { name: string; widths: readonly number[]; seedIndex: number },
+  count: number,
+  batchOf: (indices: Uint32Array, x: Float32Array, y: Int32Array) => void,
+  log: (line: string) => void = () => {},
+): Promise<Float32Array> {
   const r = CLASSIFIER_RECIPE;
-  const inDim = r.widths[0];
-  const classes = r.widths.at(-1)!;
-  const vars = splitWeights(initClassifier(dataset)).map((l) => ({
+  const { widths } = spec;
+  const inDim = widths[0];
+  const classes = widths.at(-1)!;
+  const vars = splitWeights(initWeights(widths, spec.seedIndex), widths).map((l) => ({
     kernel: tf.variable(l.kernel),
     bias: tf.variable(l.bias),
   }));
   const opt = tf.train.adam(r.optimizer.lr, r.optimizer.beta1, r.optimizer.beta2, r.optimizer.eps);
-  const xBuf = new Float32Array(r.batch * inDim);
-  const yBuf = new Int32Array(r.batch);
-  const steps = Math.floor(data.count / r.batch);
+  const batch = Math.min(r.batch, count);
+  const xBuf = new Float32Array(batch * inDim);
+  const yBuf = new Int32Array(batch);
+  const steps = Math.floor(count / batch);
   for (let epoch = 0; epoch < r.epochs; epoch++) {
-    const perm = permutation(data.count, dataset, epoch);
+    const perm = permutation(count, spec.seedIndex, epoch);
     // tfjs reads the rate on every update; the field is not in its public typings.
     (opt as unknown as { learningRate: number }).learningRate =
       r.optimizer.lr * r.optimizer.lrDecay ** epoch;
     let lastLoss = 0;
     for (let s = 0; s < steps; s++) {
-      for (let i = 0; i < r.batch; i++) {
-        const idx = perm[s * r.batch + i];
-        xBuf.set(data.data.subarray(idx * inDim, (idx + 1) * inDim), i * inDim);
-        yBuf[i] = data.labels[idx];
-      }
+      batchOf(perm.subarray(s * batch, (s + 1) * batch), xBuf, yBuf);
       const loss = tf.tidy(() => {
-        const x = tf.tensor2d(xBuf, [r.batch, inDim]);
+        const x = tf.tensor2d(xBuf, [batch, inDim]);
         const y = tf.oneHot(tf.tensor1d(yBuf, "int32"), classes);
         const value = () => tf.losses.softmaxCrossEntropy(y, forward(vars, x).logits) as tf.Scalar;
         return opt.minimize(value, true) as tf.Scalar;
@@ -276,10 +336,10 @@ export async function trainClassifier(
       loss.dispose();
     }
     log(
-      `${dataset} classifier: epoch ${epoch + 1}/${r.epochs}, last batch loss ${lastLoss.toFixed(4)}`,
+      `${spec.name} classifier: epoch ${epoch + 1}/${r.epochs}, last batch loss ${lastLoss.toFixed(4)}`,
     );
   }
-  const flat = new Float32Array(classifierSize());
+  const flat = new Float32Array(classifierSize(widths));
   let offset = 0;
   for (const l of vars) {
     for (const v of [l.kernel, l.bias]) {
@@ -299,7 +359,7 @@ export async function regenerate(
   dir = ASSET_DIR,
   log: (line: string) => void = console.error,
 ): Promise<ClassifierManifest["classifiers"][string]> {
-  const { initBackend } = await import("./backend.js");
+  const { initBackend } = await import("../backend.js");
   const backend = await initBackend(CLASSIFIER_RECIPE.backend);
   const t0 = performance.now();
   const weights = await trainClassifier(dataset, log);
@@ -332,13 +392,13 @@ export async function regenerate(
   return entry;
 }
 
-// `npx tsx shared/fid-classifier.ts train [dataset...]` regenerates the committed weights;
+// `npx tsx shared/features/classifier.ts train [dataset...]` regenerates the committed weights;
 // `... check [dataset...]` retrains in memory and says whether the result matches them bit for bit.
 // Run as a script (not when bundled into another entry point, where import.meta.url is the bundle's).
 if (
   process.argv[1] &&
   fileURLToPath(import.meta.url) === process.argv[1] &&
-  /fid-classifier\.[jt]s$/.test(process.argv[1])
+  /features\/classifier\.[jt]s$/.test(process.argv[1])
 ) {
   const [cmd, ...rest] = process.argv.slice(2);
   const names = (rest.length > 0 ? rest : FID_DATASETS) as FidDataset[];
@@ -349,7 +409,7 @@ if (
   if (cmd === "train") {
     for (const n of names) await regenerate(n);
   } else if (cmd === "check") {
-    const { initBackend } = await import("./backend.js");
+    const { initBackend } = await import("../backend.js");
     await initBackend(CLASSIFIER_RECIPE.backend);
     let ok = true;
     for (const n of names) {
@@ -362,7 +422,9 @@ if (
     }
     process.exitCode = ok ? 0 : 1;
   } else {
-    console.error("usage: npx tsx shared/fid-classifier.ts train|check [mnist] [fashion-mnist]");
+    console.error(
+      "usage: npx tsx shared/features/classifier.ts train|check [mnist] [fashion-mnist]",
+    );
     process.exitCode = 2;
   }
 }

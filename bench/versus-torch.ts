@@ -1,0 +1,194 @@
+// tfjs against PyTorch on the CPU, measured in interleaved blocks: one
+// process per side kept warm (this one for tfjs, one bench/torch_step.py
+// --serve per OpenBLAS kernel), then rounds of A B C A B C ... so that both
+// sides see the same machine (these machines drift by 2× within an hour).
+// Each round gives one ratio per kernel: tfjs block median / PyTorch block median.
+import { type ChildProcess, spawn } from "node:child_process";
+import { createInterface, type Interface } from "node:readline";
+import type { RunConfig } from "../shared/config.js";
+import { median } from "./stats.js";
+
+/** The OpenBLAS kernels PyTorch is measured with: what OpenBLAS picks, and AVX2 (Haswell). */
+export const KERNELS = [
+  { label: "picked", coretype: undefined },
+  { label: "Haswell", coretype: "Haswell" },
+] as const;
+
+/**
+ * The shape bench/torch_step.py's twin() builds for `cfg`'s model (non-saturating
+ * loss, unconditional mlp or dcgan), or null when it has no twin.
+ */
+export function torchSpec(
+  cfg: RunConfig,
+  sampleShape: number[],
+  warmup: number,
+): Record<string, unknown> | null {
+  const m = cfg.model;
+  if (cfg.loss.name !== "non-saturating") return null;
+  const shape = [sampleShape[0], sampleShape[1] ?? 1, sampleShape[2] ?? 1];
+  const common = {
+    latent: m.latentDim,
+    shape,
+    batch: cfg.batch,
+    warmup,
+    // EMA costs one lerp per G parameter and step; its β does not change the cost.
+    emaBeta: cfg.ema ? 0.999 : null,
+  };
+  if (m.name === "mlp") return { kind: "mlp", gHidden: m.gHidden, dHidden: m.dHidden, ...common };
+  if (m.name === "dcgan" && !m.conditional)
+    return {
+      kind: "dcgan",
+      res: shape[0],
+      channels: shape[2],
+      gFilters: m.gFilters,
+      dFilters: m.dFilters,
+      maxFilters: m.maxFilters,
+      kernel: m.kernel,
+      gNorm: m.gNorm,
+      dNorm: m.dNorm,
+      ...common,
+    };
+  return null;
+}
+
+/** What a torch_step.py --serve process reports once its models are built and warm. */
+export interface TorchReady {
+  torch: string;
+  threads: number;
+  blas: string;
+  /** openblas_get_corename(): the kernel OpenBLAS runs. */
+  corename: string | null;
+  params: Record<string, { G: number; D: number }>;
+}
+
+/** One warm bench/torch_step.py --serve process. */
+export class TorchServer {
+  private readonly pending: Array<(line: string) => void> = [];
+  private stderr = "";
+
+  private constructor(
+    private readonly child: ChildProcess,
+    private readonly lines: Interface,
+    readonly ready: TorchReady,
+    /** OPENBLAS_CORETYPE it runs with (undefined: OpenBLAS picks). */
+    readonly coretype: string | undefined,
+  ) {
+    lines.on("line", (line) => this.pending.shift()?.(line));
+  }
+
+  /**
+   * Starts `python script --serve specs` with one thread (torch and OpenBLAS),
+   * OPENBLAS_CORETYPE = `coretype` (unset when undefined) and OPENBLAS_L2_SIZE
+   * unset; resolves once its models are warm. Rejects with its stderr's last line.
+   */
+  static start(
+    python: string,
+    script: string,
+    specs: Record<string, unknown>,
+    coretype: string | undefined,
+  ): Promise<TorchServer> {
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      OPENBLAS_NUM_THREADS: "1",
+      OMP_NUM_THREADS: "1",
+    };
+    delete env.OPENBLAS_L2_SIZE;
+    delete env.OPENBLAS_CORETYPE;
+    if (coretype) env.OPENBLAS_CORETYPE = coretype;
+    const child = spawn(python, [script, "--serve", JSON.stringify(specs)], {
+      env,
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let stderr = "";
+    child.stderr!.on("data", (b: Buffer) => {
+      stderr += b.toString();
+    });
+    const lines = createInterface({ input: child.stdout! });
+    return new Promise((resolve, reject) => {
+      const failed = () =>
+        reject(new Error(`${script} --serve exited: ${stderr.trim().split("\n").at(-1) ?? ""}`));
+      child.once("exit", failed);
+      lines.once("line", (line) => {
+        child.off("exit", failed);
+        const server = new TorchServer(
+          child,
+          lines,
+          (JSON.parse(line) as { ready: TorchReady }).ready,
+          coretype,
+        );
+        server.stderr = stderr;
+        resolve(server);
+      });
+    });
+  }
+
+  /** Times `steps` training steps of `model`: ms per step. */
+  steps(model: string, steps: number): Promise<number[]> {
+    return new Promise((resolve, reject) => {
+      const onExit = () => reject(new Error(`torch_step.py exited: ${this.stderr}`));
+      this.child.once("exit", onExit);
+      this.pending.push((line) => {
+        this.child.off("exit", onExit);
+        resolve((JSON.parse(line) as { stepMs: number[] }).stepMs);
+      });
+      this.child.stdin!.write(`${JSON.stringify({ model, steps })}\n`);
+    });
+  }
+
+  close(): void {
+    this.lines.close();
+    this.child.stdin!.end();
+    this.child.kill();
+  }
+}
+
+/** One model's interleaved comparison. */
+export interface VersusRow {
+  model: string;
+  /** Steps per block on each side (about blockMs of work each). */
+  blockSteps: { tfjs: number; torch: number[] };
+  /** Per round: the tfjs block's median ms/step. */
+  tfjsMs: number[];
+  /** Per kernel (KERNELS order): the corename, each round's block median, and tfjs ÷ it per round. */
+  torch: Array<{ label: string; corename: string | null; ms: number[]; ratios: number[] }>;
+}
+
+/**
+ * `rounds` rounds of: a tfjs block (`tfjsStep` called n times), then one block
+ * on each server, in turn. Block sizes come from one probe step per side so a
+ * block takes about `blockMs`.
+ */
+export async function interleave(
+  model: string,
+  tfjsStep: () => Promise<number>,
+  servers: readonly TorchServer[],
+  rounds: number,
+  blockMs: number,
+): Promise<VersusRow> {
+  const size = (ms: number) => Math.max(1, Math.min(50, Math.round(blockMs / Math.max(ms, 1e-3))));
+  const tfjsN = size(await tfjsStep());
+  const torchN = await Promise.all(servers.map(async (s) => size(median(await s.steps(model, 3)))));
+  const row: VersusRow = {
+    model,
+    blockSteps: { tfjs: tfjsN, torch: torchN },
+    tfjsMs: [],
+    torch: servers.map((s) => ({
+      label: s.coretype ?? "picked",
+      corename: s.ready.corename,
+      ms: [],
+      ratios: [],
+    })),
+  };
+  for (let r = 0; r < rounds; r++) {
+    const a: number[] = [];
+    for (let i = 0; i < tfjsN; i++) a.push(await tfjsStep());
+    const tfjs = median(a);
+    row.tfjsMs.push(tfjs);
+    for (let k = 0; k < servers.length; k++) {
+      const b = median(await servers[k].steps(model, torchN[k]));
+      row.torch[k].ms.push(b);
+      row.torch[k].ratios.push(tfjs / b);
+    }
+  }
+  return row;
+}
