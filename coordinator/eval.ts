@@ -220,7 +220,13 @@ async function inceptionMetrics(
   });
   let real: Awaited<ReturnType<typeof referenceFeatures>>;
   try {
-    real = await referenceFeatures(space);
+    lastLine = performance.now();
+    real = await referenceFeatures(space, undefined, (done, total) => {
+      if (done < total && performance.now() - lastLine >= PROGRESS_EVERY_MS) {
+        lastLine = performance.now();
+        opts.log(`inception: ${done}/${total} real images featurised, ${elapsed()}`);
+      }
+    });
   } catch (err) {
     if (err instanceof RangeError) throw new EvaluationError(err.message);
     throw err;

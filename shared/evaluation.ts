@@ -204,10 +204,13 @@ export function spaceName(space: FeatureSpace): string {
  * (the test split for mnist and fashion-mnist), featurised in batches of EVAL_CHUNK; cached
  * per process. Rejects with RangeError when the dataset has fewer than 2 images, and with
  * `signal.reason` (AbortError) once `signal` is aborted (nothing is cached then).
+ * `onProgress(done, total)` hears after each batch how many real images are featurised
+ * (only the caller that computes them; a cached reference reports nothing).
  */
 function inceptionReference(
   space: InceptionSpace,
   signal?: AbortSignal,
+  onProgress?: (done: number, total: number) => void,
 ): Promise<{ rows: FeatureMatrix; stats: GaussianStats }> {
   const spec = datasetSpec(space.cfg);
   const key = `${space.sha256}|${JSON.stringify(spec)}|${space.n}`;
@@ -232,6 +235,7 @@ function inceptionReference(
         await space.extractor.extract(batch, b, source.sampleShape, signal),
         start * INCEPTION_DIM,
       );
+      onProgress?.(start + b, n);
     }
     const rows = { n, dim: INCEPTION_DIM, data };
     return { rows, stats: gaussianStats(rows) };
@@ -254,12 +258,16 @@ export async function referenceStats(
   return typeof space === "string" ? realStats(space) : space.reference;
 }
 
-/** The reference feature rows (for KID): the test split's, every row of the prepared dataset, or the real images'. */
+/**
+ * The reference feature rows (for KID): the test split's, every row of the prepared dataset, or
+ * the real images' (Inception: `signal` and `onProgress` as for inceptionReference).
+ */
 export async function referenceFeatures(
   space: FeatureSpace,
   signal?: AbortSignal,
+  onProgress?: (done: number, total: number) => void,
 ): Promise<FeatureMatrix> {
-  if (isInception(space)) return (await inceptionReference(space, signal)).rows;
+  if (isInception(space)) return (await inceptionReference(space, signal, onProgress)).rows;
   if (typeof space === "string") return realFeatures(space);
   const data = PreparedDataset.open(space.dir, { cacheMB: 256 });
   const out = new Float32Array(data.count * FEATURE_DIM);
