@@ -15,6 +15,8 @@ export function registerWasmKernels(): void {
   if (!isOurs("BatchMatMul")) replace("BatchMatMul", fastMatMul);
   if (!isOurs("_FusedMatMul")) replace("_FusedMatMul", fastMatMul);
   if (!isOurs("Conv2DBackpropInput")) replace("Conv2DBackpropInput", fastConv2DBackpropInput);
+  if (!isOurs("Identity")) replace("Identity", sharedIdentity);
+  if (!isOurs("LeakyRelu")) replace("LeakyRelu", fastLeakyRelu);
   if (!isOurs("Conv2DBackpropFilter")) {
     if (tf.getKernel("Conv2DBackpropFilter", "wasm") != null) {
       tf.unregisterKernel("Conv2DBackpropFilter", "wasm");
@@ -76,6 +78,12 @@ function compose(backend: object, body: (run: Runner, hold: (t: Info) => Info) =
     // intermediate once is always right; only the result itself is kept.
     for (const t of temps) if (t !== result) kb.disposeData(t.dataId);
   }
+}
+
+/** What we use of the wasm backend beyond tf.KernelBackend: its heap views. */
+interface WasmHeap {
+  makeOutput(shape: number[], dtype: "float32"): Info;
+  typedArrayFromHeap(t: Info): Float32Array;
 }
 
 type Runner = (kernelName: string, inputs: tf.NamedTensorInfoMap, attrs?: tf.NamedAttrMap) => Info;
@@ -140,6 +148,47 @@ function swapLastTwo(rank: number): number[] {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Identity: the stock wasm kernel copies the buffer. tfjs-core calls it for every tensor it saves
+// for a gradient (engine.clone), over 1500 times per resnet step with R1/R2. Tensors are
+// immutable, so the output may share the input's buffer, as the cpu backend's Identity and
+// every backend's Reshape do: same bits, no copy.
+
+function sharedIdentity(stock: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const x = args.inputs.x as Info;
+    if (x.dtype === "string") return stock(args);
+    (args.backend as tf.KernelBackend).incRef(x.dataId);
+    return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// LeakyRelu: the stock wasm kernel is a scalar loop (about 30x slower than Relu on [8,28,28,16]).
+// PReLU with every channel's slope = alpha is the same function, x < 0 ? alpha*x : x in float32,
+// and runs on XNNPACK. The slope vector is a fresh tensor per call (XNNPACK packs it with the
+// operator; C floats), so nothing outlives the call.
+
+function fastLeakyRelu(stock: tf.KernelFunc): tf.KernelFunc {
+  return (args) => {
+    const { inputs, backend, attrs } = args;
+    const x = inputs.x as Info;
+    if (x.dtype !== "float32" || x.shape.length === 0) return stock(args);
+    const channels = x.shape[x.shape.length - 1];
+    if (channels === 0 || x.shape.includes(0)) return stock(args);
+    const alpha = (attrs as unknown as tf.LeakyReluAttrs).alpha;
+    const kb = backend as tf.KernelBackend;
+    return compose(backend, (run, hold) => {
+      const slope = hold({
+        dataId: kb.write(new Float32Array(channels).fill(alpha), [channels], "float32"),
+        shape: [channels],
+        dtype: "float32",
+      });
+      return run("Prelu", { x, alpha: slope });
+    });
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
 // Conv2DBackpropFilter, missing from tfjs-backend-wasm 4.22. The filter gradient
 //   dW[kh,kw,ci,co] = sum_{b,oh,ow} x[b, oh*s+kh-padTop, ow*s+kw-padLeft, ci] * dy[b,oh,ow,co]
 // is itself a convolution: x transposed to [ci,H,W,B] as the input, dy transposed to
@@ -164,6 +213,8 @@ function conv2DBackpropFilter({ inputs, backend, attrs }: KernelArgs): Info {
     pad,
     dimRoundingMode,
   );
+  if (info.strideHeight === 1 && info.strideWidth === 1)
+    return filterGradStride1(x, dy, info, backend);
   const { filterHeight: kh, filterWidth: kw, inChannels: ci, outChannels: co } = info;
   const { strideHeight: sh, strideWidth: sw, padInfo } = info;
   // Pad the far side just enough for kh (kw) output positions; never negative, so when x has
@@ -192,6 +243,65 @@ function conv2DBackpropFilter({ inputs, backend, attrs }: KernelArgs): Info {
       dw = run("Slice", { x: dw }, { begin: [0, 0, 0, 0], size: [ci, kh, kw, co] });
     }
     return run("Transpose", { x: dw }, { perm: [1, 2, 0, 3] });
+  });
+}
+
+// The stride-1 filter gradient (every convolution of the resnet) as one matrix product, which
+// XNNPACK runs far faster than the dilated conv below at these shapes (that conv contracts over
+// (oh, ow, B) with only B channels per filter tap, and packs a filter as large as dy per call):
+//   dW[(kh, kw, c), o] = sum_{(y, w, b)} cols[(kh, kw, c), (y, w, b)] * dy[b, y, w, o]
+//   cols[(kh, kw, c), (y, w, b)] = x[b, y + kh - padTop, w + kw - padLeft, c]   (0 outside x)
+// cols is copied from x transposed to [c, h, w, b], where each (kh, kw, c, y) is one run of
+// contiguous (w, b) values; dy is transposed to [(y, w, b), o]. The product's rows are already
+// the filter's [kh, kw, ci, co] order. A 1x1 filter without padding needs no copy (xᵀ·dy).
+
+function filterGradStride1(
+  x: Info,
+  dy: Info,
+  info: tf.backend_util.Conv2DInfo,
+  backend: object,
+): Info {
+  const { filterHeight: kh, filterWidth: kw, inChannels: ci, outChannels: co } = info;
+  const { batchSize: n, inHeight: h, inWidth: w, outHeight: oh, outWidth: ow } = info;
+  const { top: padTop, left: padLeft } = info.padInfo;
+  const heap = backend as WasmHeap;
+  const span = oh * ow * n;
+  return compose(backend, (run, hold) => {
+    if (kh === 1 && kw === 1 && padTop === 0 && padLeft === 0 && oh === h && ow === w) {
+      // cols is x itself, [(b, y, w), c]: xᵀ·dy, which the MatMul above takes as a·b after
+      // one 2-D transpose, with dy in its own (b, y, w) order.
+      const a = run("Reshape", { x }, { shape: [span, ci] });
+      const b = run("Reshape", { x: dy }, { shape: [span, co] });
+      const dw = run("BatchMatMul", { a, b }, { transposeA: true, transposeB: false });
+      return run("Reshape", { x: dw }, { shape: [1, 1, ci, co] });
+    }
+    const xT = run("Transpose", { x }, { perm: [3, 1, 2, 0] }); // [ci, h, w, n]
+    const cols = hold(heap.makeOutput([kh * kw * ci, span], "float32"));
+    // Views are taken after the allocation, which may grow (and detach) the wasm heap.
+    const src = heap.typedArrayFromHeap(xT);
+    const dst = heap.typedArrayFromHeap(cols);
+    dst.fill(0);
+    for (let i = 0; i < kh; i++) {
+      for (let j = 0; j < kw; j++) {
+        // Output columns whose input column (wo + j - padLeft) lies inside x.
+        const lo = Math.max(0, padLeft - j);
+        const hi = Math.min(ow, w + padLeft - j);
+        if (hi <= lo) continue;
+        for (let c = 0; c < ci; c++) {
+          const row = ((i * kw + j) * ci + c) * span;
+          for (let y = 0; y < oh; y++) {
+            const yIn = y + i - padTop;
+            if (yIn < 0 || yIn >= h) continue;
+            const from = ((c * h + yIn) * w + lo + j - padLeft) * n;
+            dst.set(src.subarray(from, from + (hi - lo) * n), row + (y * ow + lo) * n);
+          }
+        }
+      }
+    }
+    const dyT = run("Transpose", { x: dy }, { perm: [1, 2, 0, 3] }); // [oh, ow, n, co]
+    const dyMat = run("Reshape", { x: dyT }, { shape: [span, co] });
+    const dw = run("BatchMatMul", { a: cols, b: dyMat }, { transposeA: false, transposeB: false });
+    return run("Reshape", { x: dw }, { shape: [kh, kw, ci, co] });
   });
 }
 
