@@ -226,6 +226,23 @@ describe("Conv2DBackpropInput (conv2dTranspose) on wasm", () => {
   const cases: [string, Shape4, Shape4, number | [number, number], Pad][] = [
     ["G convT1 b4 f8", [4, 14, 14, 8], [5, 5, 8, 16], 2, "same"],
     ["G convT2 b4 f8", [4, 28, 28, 1], [5, 5, 1, 8], 2, "same"],
+    // From 8 output channels on, each phase runs as its own conv (the split path).
+    ["dcgan G convT1 b16 f32 (split)", [16, 14, 14, 32], [5, 5, 32, 64], 2, "same"],
+    ["dcgan32 4x4 kernel (split)", [4, 16, 16, 32], [4, 4, 32, 64], 2, "same"],
+    ["split, valid, non-square", [3, 13, 11, 8], [3, 4, 8, 5], 2, "valid"],
+    ["8 channels, stride 3, odd size (crop; shared window)", [2, 13, 13, 8], [3, 3, 8, 3], 3, "same"],
+    [
+      "split, explicit pads, unequal strides",
+      [2, 9, 10, 8],
+      [3, 3, 8, 3],
+      [2, 1],
+      [
+        [0, 0],
+        [1, 2],
+        [0, 1],
+        [0, 0],
+      ],
+    ],
     ["3 output channels", [4, 28, 28, 3], [5, 5, 3, 8], 2, "same"],
     ["valid", [3, 13, 11, 4], [3, 4, 4, 5], 2, "valid"],
     ["same, stride 3, odd size (crop)", [2, 13, 13, 4], [3, 3, 4, 3], 3, "same"],
