@@ -155,7 +155,7 @@ export const STEP_USAGE = `usage: npm run bench -- step [options]
 Times full training steps (one D phase + one G phase, each K microtasks + aggregation +
 Adam, as \`agon train\` runs them, without writing files) per model × backend. When wasm is
 measured and a python with torch is found (python3 on PATH, else /usr/bin/python3), every model
-with a PyTorch twin (bench/torch_step.py: non-saturating mlp and dcgan) is then compared with
+with a PyTorch twin (bench/torch_step.py: non-saturating mlp and dcgan, resnet with rpgan + R1/R2) is then compared with
 PyTorch on the CPU (1 thread, OpenBLAS) in interleaved blocks: tfjs-wasm here and one warm
 torch_step.py --serve process per OpenBLAS kernel (the one OpenBLAS picks, and
 OPENBLAS_CORETYPE=Haswell; OPENBLAS_L2_SIZE unset for both) take turns, A B C A B C ..., and
