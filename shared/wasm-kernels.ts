@@ -313,7 +313,9 @@ function filterGradStride1(
 // so each phase is a small stride-1 correlation over dy. All s*s phases run as ONE XNNPACK conv
 // whose output channels are (phase, ci), with each phase's taps placed in a shared window, and a
 // 4-D transpose interleaves the phases into rows and columns. Versus inserting s-1 zeros into
-// dy and running a full KxK conv, this skips the multiplications by those zeros.
+// dy and running a full KxK conv, this skips the multiplications by those zeros. With enough
+// channels, each phase instead runs as its own conv over only its taps (the shared window pads
+// the phases with fewer taps with zeros), and a Concat gives the same (phase, ci) layout.
 
 /**
  * Below this many output channels per phase, the phases share one conv: XNNPACK computes output
