@@ -230,7 +230,13 @@ describe("Conv2DBackpropInput (conv2dTranspose) on wasm", () => {
     ["dcgan G convT1 b16 f32 (split)", [16, 14, 14, 32], [5, 5, 32, 64], 2, "same"],
     ["dcgan32 4x4 kernel (split)", [4, 16, 16, 32], [4, 4, 32, 64], 2, "same"],
     ["split, valid, non-square", [3, 13, 11, 8], [3, 4, 8, 5], 2, "valid"],
-    ["8 channels, stride 3, odd size (crop; shared window)", [2, 13, 13, 8], [3, 3, 8, 3], 3, "same"],
+    [
+      "8 channels, stride 3, odd size (crop; shared window)",
+      [2, 13, 13, 8],
+      [3, 3, 8, 3],
+      3,
+      "same",
+    ],
     [
       "split, explicit pads, unequal strides",
       [2, 9, 10, 8],
