@@ -193,7 +193,9 @@ function fastLeakyRelu(stock: tf.KernelFunc): tf.KernelFunc {
 //   dW[kh,kw,ci,co] = sum_{b,oh,ow} x[b, oh*s+kh-padTop, ow*s+kw-padLeft, ci] * dy[b,oh,ow,co]
 // is itself a convolution: x transposed to [ci,H,W,B] as the input, dy transposed to
 // [oh,ow,B,co] as the filter, stride 1 and dilation = the original stride. That runs on
-// XNNPACK, about 2x faster than an im2col matMul (strided slicing is slow on wasm).
+// XNNPACK, about 2x faster than an im2col built by strided slicing (slow on wasm). It remains
+// for widths that are not a multiple of the stride; the rest take filterGradMatMul below, an
+// im2col copied in contiguous runs, faster still.
 
 function conv2DBackpropFilter({ inputs, backend, attrs }: KernelArgs): Info {
   const x = inputs.x as Info;
@@ -213,8 +215,7 @@ function conv2DBackpropFilter({ inputs, backend, attrs }: KernelArgs): Info {
     pad,
     dimRoundingMode,
   );
-  if (info.strideHeight === 1 && info.strideWidth === 1)
-    return filterGradStride1(x, dy, info, backend);
+  if (info.inWidth % info.strideWidth === 0) return filterGradMatMul(x, dy, info, backend);
   const { filterHeight: kh, filterWidth: kw, inChannels: ci, outChannels: co } = info;
   const { strideHeight: sh, strideWidth: sw, padInfo } = info;
   // Pad the far side just enough for kh (kw) output positions; never negative, so when x has
@@ -246,16 +247,21 @@ function conv2DBackpropFilter({ inputs, backend, attrs }: KernelArgs): Info {
   });
 }
 
-// The stride-1 filter gradient (every convolution of the resnet) as one matrix product, which
-// XNNPACK runs far faster than the dilated conv below at these shapes (that conv contracts over
-// (oh, ow, B) with only B channels per filter tap, and packs a filter as large as dy per call):
+// The filter gradient as one matrix product, which XNNPACK runs faster than the dilated conv
+// above at the models' shapes (that conv contracts over (oh, ow, B) with only B channels
+// per filter tap, and packs a filter as large as dy per call):
 //   dW[(kh, kw, c), o] = sum_{(y, w, b)} cols[(kh, kw, c), (y, w, b)] * dy[b, y, w, o]
-//   cols[(kh, kw, c), (y, w, b)] = x[b, y + kh - padTop, w + kw - padLeft, c]   (0 outside x)
-// cols is copied from x transposed to [c, h, w, b], where each (kh, kw, c, y) is one run of
-// contiguous (w, b) values; dy is transposed to [(y, w, b), o]. The product's rows are already
-// the filter's [kh, kw, ci, co] order. A 1x1 filter without padding needs no copy (xᵀ·dy).
+//   cols[(kh, kw, c), (y, w, b)] = x[b, y*sh + kh - padTop, w*sw + kw - padLeft, c]   (0 outside x)
+// cols is copied from x laid out as [c, h, sw, w/sw, b] (columns split by their phase mod sw),
+// where each (kh, kw, c, y) is one run of contiguous (w, b) values; dy is transposed to
+// [(y, w, b), o]. The product's rows are already the filter's [kh, kw, ci, co] order. Needs w a
+// multiple of sw. An unpadded 1x1 filter at stride 1 needs no copy (cols is x transposed).
+// The sum runs over (y, w, b) in the order the dilated conv summed, and XNNPACK's GEMM and conv
+// accumulate alike: the bits are the same as that conv's (resnet's and dcgan's weight hashes
+// after 9 steps equal). xᵀ·dy in x's own (b, y, w) order, two transposes fewer (1x1 at
+// [8,28,28,16]: 0.17 instead of 0.41 ms), changed them, so it is not used.
 
-function filterGradStride1(
+function filterGradMatMul(
   x: Info,
   dy: Info,
   info: tf.backend_util.Conv2DInfo,
@@ -263,19 +269,36 @@ function filterGradStride1(
 ): Info {
   const { filterHeight: kh, filterWidth: kw, inChannels: ci, outChannels: co } = info;
   const { batchSize: n, inHeight: h, inWidth: w, outHeight: oh, outWidth: ow } = info;
+  const { strideHeight: sh, strideWidth: sw } = info;
   const { top: padTop, left: padLeft } = info.padInfo;
   const heap = backend as WasmHeap;
   const span = oh * ow * n;
+  const wq = w / sw; // columns per phase
   return compose(backend, (run, hold) => {
-    if (kh === 1 && kw === 1 && padTop === 0 && padLeft === 0 && oh === h && ow === w) {
-      // cols is x itself, [(b, y, w), c]: xᵀ·dy, which the MatMul above takes as a·b after
-      // one 2-D transpose, with dy in its own (b, y, w) order.
-      const a = run("Reshape", { x }, { shape: [span, ci] });
-      const b = run("Reshape", { x: dy }, { shape: [span, co] });
-      const dw = run("BatchMatMul", { a, b }, { transposeA: true, transposeB: false });
-      return run("Reshape", { x: dw }, { shape: [1, 1, ci, co] });
+    // [ci, h, sw, wq, n]: at sw = 1 one 4-D transpose; else two of rank <= 4 (tfjs-wasm's
+    // rank-5 transpose is a slow loop).
+    let xT: Info;
+    if (sw === 1) {
+      xT = run("Transpose", { x }, { perm: [3, 1, 2, 0] });
+    } else {
+      const split = run("Reshape", { x }, { shape: [n * h, wq, sw, ci] });
+      const byPhase = run("Transpose", { x: split }, { perm: [0, 2, 1, 3] }); // [n*h, sw, wq, ci]
+      const flat = run("Reshape", { x: byPhase }, { shape: [n, h * w, ci] });
+      xT = run("Transpose", { x: flat }, { perm: [2, 1, 0] });
     }
-    const xT = run("Transpose", { x }, { perm: [3, 1, 2, 0] }); // [ci, h, w, n]
+    const dyT = run("Transpose", { x: dy }, { perm: [1, 2, 0, 3] }); // [oh, ow, n, co]
+    const dyMat = run("Reshape", { x: dyT }, { shape: [span, co] });
+    const product = (cols: Info) => {
+      const dw = run(
+        "BatchMatMul",
+        { a: cols, b: dyMat },
+        { transposeA: false, transposeB: false },
+      );
+      return run("Reshape", { x: dw }, { shape: [kh, kw, ci, co] });
+    };
+    if (kh === 1 && kw === 1 && sh === 1 && sw === 1 && oh === h && ow === w && padTop === 0) {
+      return product(run("Reshape", { x: xT }, { shape: [ci, span] })); // cols is xT itself
+    }
     const cols = hold(heap.makeOutput([kh * kw * ci, span], "float32"));
     // Views are taken after the allocation, which may grow (and detach) the wasm heap.
     const src = heap.typedArrayFromHeap(xT);
@@ -283,25 +306,24 @@ function filterGradStride1(
     dst.fill(0);
     for (let i = 0; i < kh; i++) {
       for (let j = 0; j < kw; j++) {
-        // Output columns whose input column (wo + j - padLeft) lies inside x.
-        const lo = Math.max(0, padLeft - j);
-        const hi = Math.min(ow, w + padLeft - j);
+        // Input column wo*sw + j - padLeft = (wo + q)*sw + p: phase p, column wo + q in it.
+        const p = (((j - padLeft) % sw) + sw) % sw;
+        const q = (j - padLeft - p) / sw;
+        const lo = Math.max(0, -q);
+        const hi = Math.min(ow, wq - q);
         if (hi <= lo) continue;
         for (let c = 0; c < ci; c++) {
           const row = ((i * kw + j) * ci + c) * span;
           for (let y = 0; y < oh; y++) {
-            const yIn = y + i - padTop;
+            const yIn = y * sh + i - padTop;
             if (yIn < 0 || yIn >= h) continue;
-            const from = ((c * h + yIn) * w + lo + j - padLeft) * n;
+            const from = (((c * h + yIn) * sw + p) * wq + lo + q) * n;
             dst.set(src.subarray(from, from + (hi - lo) * n), row + (y * ow + lo) * n);
           }
         }
       }
     }
-    const dyT = run("Transpose", { x: dy }, { perm: [1, 2, 0, 3] }); // [oh, ow, n, co]
-    const dyMat = run("Reshape", { x: dyT }, { shape: [span, co] });
-    const dw = run("BatchMatMul", { a: cols, b: dyMat }, { transposeA: false, transposeB: false });
-    return run("Reshape", { x: dw }, { shape: [kh, kw, ci, co] });
+    return product(cols);
   });
 }
 

@@ -150,6 +150,10 @@ describe("Conv2DBackpropFilter (and conv2d gradients) on wasm", () => {
     ["D conv1 b4 f8", [4, 28, 28, 1], [5, 5, 1, 8], 2, "same"],
     ["D conv2 b4 f8", [4, 14, 14, 8], [5, 5, 8, 16], 2, "same"],
     ["D conv1 b64 f32", [64, 28, 28, 1], [5, 5, 1, 32], 2, "same"],
+    // mnist-dcgan's D at batch 16 per shard, and dcgan32's 4x4 kernels.
+    ["dcgan D conv1 b16 f32", [16, 28, 28, 1], [5, 5, 1, 32], 2, "same"],
+    ["dcgan D conv2 b16 f32", [16, 14, 14, 32], [5, 5, 32, 64], 2, "same"],
+    ["dcgan32 D 4x4", [4, 16, 16, 32], [4, 4, 32, 64], 2, "same"],
     ["valid, non-square", [3, 13, 11, 2], [3, 4, 2, 5], 2, "valid"],
     ["valid, rows the op never reads", [2, 14, 15, 2], [3, 3, 2, 3], 3, "valid"],
     ["same, stride 3, odd size", [2, 13, 13, 2], [3, 3, 2, 3], 3, "same"],
@@ -192,6 +196,17 @@ describe("Conv2DBackpropFilter (and conv2d gradients) on wasm", () => {
     ["3x3 valid", [2, 9, 8, 3], [3, 3, 3, 4], "valid"],
     ["non-square 2x3 same", [3, 7, 9, 2], [2, 3, 2, 5], "same"],
     ["1x1 with a numeric pad", [2, 5, 6, 3], [1, 1, 3, 2], 1],
+    [
+      "1x1 padded on the far sides only",
+      [2, 5, 6, 3],
+      [1, 1, 3, 2],
+      [
+        [0, 0],
+        [0, 2],
+        [0, 1],
+        [0, 0],
+      ],
+    ],
     [
       "explicit pads, one side wider than the filter",
       [2, 6, 7, 2],
