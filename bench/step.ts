@@ -44,6 +44,9 @@ interface ModelCase {
 }
 
 const RING_YAML = fileURLToPath(new URL("../docs/examples/ring.yaml", import.meta.url));
+const RESNET_YAML = fileURLToPath(
+  new URL("../docs/examples/fashion-resnet-rpgan.yaml", import.meta.url),
+);
 const TORCH_SCRIPT = fileURLToPath(new URL("./torch_step.py", import.meta.url));
 /** `python3` on PATH may be a pyenv without torch while Debian's python3-torch sits under /usr/bin. */
 const PYTHONS = ["python3", "/usr/bin/python3"];
@@ -104,6 +107,18 @@ const MODELS: Record<string, ModelCase> = {
     warmup: 1,
     slowOn: { cpu: "minutes per step (the cpu backend's plain-JS conv gradients)" },
   },
+  resnet: {
+    name: "resnet",
+    describe:
+      "R3GAN-style resnet of docs/examples/fashion-resnet-rpgan.yaml (widths [64,32,16], 1 block per stage, rpgan + R1/R2 on every 4th D phase) on Fashion-MNIST 28×28, latent 64; the median step is one without R1/R2, p90 one with",
+    raw: () => {
+      const file = readConfigFile(RESNET_YAML);
+      return { model: file.model, loss: file.loss, dataset: file.dataset };
+    },
+    steps: 8,
+    warmup: 1,
+    slowOn: { cpu: "minutes per step (the cpu backend's plain-JS conv gradients)" },
+  },
   ring: {
     name: "ring",
     describe: "small MLP GAN on the 8-Gaussian ring (model and dataset of docs/examples/ring.yaml)",
@@ -140,7 +155,7 @@ export const STEP_USAGE = `usage: npm run bench -- step [options]
 Times full training steps (one D phase + one G phase, each K microtasks + aggregation +
 Adam, as \`agon train\` runs them, without writing files) per model × backend. When wasm is
 measured and a python with torch is found (python3 on PATH, else /usr/bin/python3), every model
-with a PyTorch twin (bench/torch_step.py: non-saturating mlp and dcgan) is then compared with
+with a PyTorch twin (bench/torch_step.py: non-saturating mlp and dcgan, resnet with rpgan + R1/R2) is then compared with
 PyTorch on the CPU (1 thread, OpenBLAS) in interleaved blocks: tfjs-wasm here and one warm
 torch_step.py --serve process per OpenBLAS kernel (the one OpenBLAS picks, and
 OPENBLAS_CORETYPE=Haswell; OPENBLAS_L2_SIZE unset for both) take turns, A B C A B C ..., and
@@ -149,8 +164,8 @@ each round gives a tfjs / pytorch ratio per kernel (median and spread printed).
 options:
   --backends LIST    comma-separated, from ${BACKENDS.join(",")} (default: all; unavailable ones are skipped)
   --models LIST      comma-separated, from ${Object.keys(MODELS).join(",")} (default: all)
-  --steps N          measured steps per cell (default: mlp ${MODELS.mlp.steps}, dcgan ${MODELS.dcgan.steps}, ring ${MODELS.ring.steps})
-  --warmup N         unmeasured steps first (default: mlp ${MODELS.mlp.warmup}, dcgan ${MODELS.dcgan.warmup}, ring ${MODELS.ring.warmup})
+  --steps N          measured steps per cell (default: mlp ${MODELS.mlp.steps}, dcgan ${MODELS.dcgan.steps}, resnet ${MODELS.resnet.steps}, ring ${MODELS.ring.steps})
+  --warmup N         unmeasured steps first (default: mlp ${MODELS.mlp.warmup}, dcgan ${MODELS.dcgan.warmup}, resnet ${MODELS.resnet.warmup}, ring ${MODELS.ring.warmup})
   --shards K         microtasks per phase (default 1)
   --batch B          global batch per phase, a multiple of K (default 64)
   --max-seconds S    per-cell time budget: stop measuring once S seconds of measured steps

@@ -1,5 +1,5 @@
 """PyTorch CPU twin of `npm run bench -- step`: the same MLP GAN and DCGAN (shapes of
-shared/models/), non-saturating loss, Adam, batch 64; times one full step (D phase + G
+shared/models/), non-saturating loss, and (in --serve) the resnet with rpgan + R1/R2; Adam, batch 64; times one full step (D phase + G
 phase) and prints one JSON object. Run by bench/step.ts; needs only torch.
 
 usage: python3 bench/torch_step.py [--models mlp,dcgan] [--steps N] [--warmup N] [--batch B]
@@ -69,6 +69,118 @@ def dcgan(f=32):
 MODELS = {"mlp": (mlp_gan, 50, 3), "dcgan": (dcgan, 20, 2)}
 
 
+class Blur(nn.Module):
+    """[1, 2, 1] (x) [1, 2, 1] / 16 on each channel, zero-padded (resnet.ts blur)."""
+
+    def __init__(self, c):
+        super().__init__()
+        t = torch.tensor([1.0, 2.0, 1.0])
+        self.register_buffer("k", ((t[:, None] * t[None, :]) / 16).expand(c, 1, 3, 3).clone())
+        self.c = c
+
+    def forward(self, x):
+        return F.conv2d(x, self.k, padding=1, groups=self.c)
+
+
+class Up(nn.Module):
+    """Nearest-neighbour 2x, then the blur (resnet.ts upsample)."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.blur = Blur(c)
+
+    def forward(self, x):
+        return self.blur(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+class Down(nn.Module):
+    """The blur, then the mean of each 2x2 block (resnet.ts downsample)."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.blur = Blur(c)
+
+    def forward(self, x):
+        return F.avg_pool2d(self.blur(x), 2)
+
+
+class BiasedAct(nn.Module):
+    """LeakyReLU(0.2) of x plus a per-channel bias (R3GAN's BiasedActivation)."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(c))
+
+    def forward(self, x):
+        return F.leaky_relu(x + self.bias[None, :, None, None], LEAK)
+
+
+class Block(nn.Module):
+    """x + conv1x1(act(conv3x3(act(conv1x1(x))))), no conv biases (resnet.ts residualBlock)."""
+
+    def __init__(self, c, expansion):
+        super().__init__()
+        inner = max(1, int(c * expansion + 0.5))
+        self.f = nn.Sequential(
+            nn.Conv2d(c, inner, 1, bias=False), BiasedAct(inner),
+            nn.Conv2d(inner, inner, 3, padding=1, bias=False), BiasedAct(inner),
+            nn.Conv2d(inner, c, 1, bias=False),
+        )
+
+    def forward(self, x):
+        return x + self.f(x)
+
+
+class Basis(nn.Module):
+    """G's input: a learned base x base x W0 map scaled per channel by a linear map of z."""
+
+    def __init__(self, latent, w0, base):
+        super().__init__()
+        self.in_features = latent
+        self.linear = nn.Linear(latent, w0, bias=False)
+        self.const = nn.Parameter(torch.randn(w0, base, base))
+
+    def forward(self, z):
+        return self.linear(z)[:, :, None, None] * self.const[None]
+
+
+class DBasis(nn.Module):
+    """D's head: a per-channel base x base weighting summed over the map, then a linear logit."""
+
+    def __init__(self, w0, base):
+        super().__init__()
+        self.kernel = nn.Parameter(torch.randn(w0, base, base) / base)
+        self.head = nn.Linear(w0, 1, bias=False)
+
+    def forward(self, x):
+        return self.head((x * self.kernel[None]).sum((2, 3)))
+
+
+def resnet(spec):
+    """shared/models/resnet.ts's G and D (unconditional): stages of `blocks` residual blocks at
+    the widths `spec["widths"]` (G's order, smallest map first), 1x1 convs where the width
+    changes, blur + nearest / blur + 2x2 mean resampling."""
+    widths, blocks, e, ch = spec["widths"], spec["blocks"], spec["expansion"], spec["shape"][2]
+    base = 7 if spec["shape"][0] % 7 == 0 else 4
+    g = [Basis(spec["latent"], widths[0], base)] + [Block(widths[0], e) for _ in range(blocks)]
+    for i in range(1, len(widths)):
+        if widths[i] != widths[i - 1]:
+            g.append(nn.Conv2d(widths[i - 1], widths[i], 1, bias=False))
+        g += [Up(widths[i])] + [Block(widths[i], e) for _ in range(blocks)]
+    g.append(nn.Conv2d(widths[-1], ch, 1, bias=False))
+    last = len(widths) - 1
+    d = [nn.Conv2d(ch, widths[last], 1, bias=False)]
+    for i in range(last, -1, -1):
+        d += [Block(widths[i], e) for _ in range(blocks)]
+        if i == 0:
+            break
+        d.append(Down(widths[i]))
+        if widths[i - 1] != widths[i]:
+            d.append(nn.Conv2d(widths[i], widths[i - 1], 1, bias=False))
+    d.append(DBasis(widths[0], base))
+    return nn.Sequential(*g), nn.Sequential(*d)
+
+
 def twin(spec):
     """G and D of an Agon model from its shape (bench/step.ts torchSpec):
     {"kind": "mlp", "latent", "gHidden", "dHidden", "shape": [h, w, c]} — ReLU in G, tanh out,
@@ -76,7 +188,10 @@ def twin(spec):
     "dFilters", "maxFilters", "kernel", "gNorm", "dNorm"} — shared/models/dcgan.ts's layout:
     G dense to base×base (7 for 28 px, else 4) then k×k stride-2 transposed convs, D k×k
     stride-2 convs and a dense logit; width min(maxFilters, f·res/(2s)) at side s; batch
-    norm (no bias before it) or spectral norm (torch's, one power iteration) as configured."""
+    norm (no bias before it) or spectral norm (torch's, one power iteration) as configured;
+    or {"kind": "resnet", "latent", "shape", "widths", "blocks", "expansion"} — see resnet()."""
+    if spec["kind"] == "resnet":
+        return resnet(spec)
     if spec["kind"] == "mlp":
         h, w, c = spec["shape"]
         out = h * w * c
@@ -140,7 +255,7 @@ def twin(spec):
 class Stepper:
     """One model's training step, as measure() runs it, kept warm between calls."""
 
-    def __init__(self, g, d, batch, real_shape, device="cpu", ema_beta=None):
+    def __init__(self, g, d, batch, real_shape, device="cpu", ema_beta=None, loss=None):
         torch.manual_seed(1)
         self.g, self.d = g.to(device), d.to(device)
         self.device, self.batch, self.latent = device, batch, g[0].in_features
@@ -150,8 +265,56 @@ class Stepper:
         self.real = torch.rand(batch, *real_shape, device=device) * 2 - 1
         self.ema_beta = ema_beta
         self.ema = [p.detach().clone() for p in self.g.parameters()] if ema_beta else None
+        # None: non-saturating; {"name": "rpgan", "r1", "r2", "regEvery"}: the relativistic pair
+        # loss with R1/R2 on every regEvery-th D phase, scaled by regEvery (as shared/microtask.ts).
+        self.loss = loss
+        self.d_phases = 0
 
     def step(self):
+        if self.loss is not None:
+            self.step_rpgan()
+        else:
+            self.step_non_saturating()
+        if self.ema is not None:
+            with torch.no_grad():
+                for e, p in zip(self.ema, self.g.parameters()):
+                    e.lerp_(p, 1 - self.ema_beta)
+
+    def step_rpgan(self):
+        g, d, batch, loss = self.g, self.d, self.batch, self.loss
+        reg = self.d_phases % loss["regEvery"] == 0
+        self.d_phases += 1
+        # D phase: softplus(D(fake) - D(real)), plus R1 (reals) and R2 (fakes) as R3GAN's
+        # trainer computes them, on the same forward pass (Agon runs D again for each).
+        z = torch.randn(batch, self.latent, device=self.device)
+        with torch.no_grad():
+            fake = g(z)
+        real = self.real.detach().requires_grad_(reg)
+        fake.requires_grad_(reg)
+        self.opt_d.zero_grad(set_to_none=True)
+        out_r, out_f = d(real), d(fake)
+        loss_d = F.softplus(out_f - out_r).mean()
+        if reg:
+            gr, gf = torch.autograd.grad([out_r.sum(), out_f.sum()], [real, fake], create_graph=True)
+            k = loss["regEvery"] / 2
+            loss_d = loss_d + k * loss["r1"] * gr.square().sum((1, 2, 3)).mean()
+            loss_d = loss_d + k * loss["r2"] * gf.square().sum((1, 2, 3)).mean()
+        loss_d.backward()
+        self.opt_d.step()
+        # G phase: softplus(D(real) - D(fake)) with D frozen; D(real) needs no gradient.
+        for p in d.parameters():
+            p.requires_grad_(False)
+        with torch.no_grad():
+            out_r = d(self.real)
+        z = torch.randn(batch, self.latent, device=self.device)
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g = F.softplus(out_r - d(g(z))).mean()
+        loss_g.backward()
+        self.opt_g.step()
+        for p in d.parameters():
+            p.requires_grad_(True)
+
+    def step_non_saturating(self):
         g, d, batch = self.g, self.d, self.batch
         # D phase: real and fake through D, softplus losses (BCE on logits), Adam on D only.
         z = torch.randn(batch, self.latent, device=self.device)
@@ -171,10 +334,6 @@ class Stepper:
         self.opt_g.step()
         for p in d.parameters():
             p.requires_grad_(True)
-        if self.ema is not None:
-            with torch.no_grad():
-                for e, p in zip(self.ema, g.parameters()):
-                    e.lerp_(p, 1 - self.ema_beta)
 
     def timed(self, steps):
         times = []
@@ -191,7 +350,7 @@ def serve(specs):
     for name, spec in specs.items():
         g, d = twin(spec)
         h, w, c = spec["shape"]
-        st = Stepper(g, d, spec["batch"], (c, h, w), ema_beta=spec.get("emaBeta"))
+        st = Stepper(g, d, spec["batch"], (c, h, w), ema_beta=spec.get("emaBeta"), loss=spec.get("loss"))
         st.timed(spec.get("warmup", 2))
         steppers[name] = st
     print(json.dumps({"ready": {

@@ -6,6 +6,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface, type Interface } from "node:readline";
 import type { RunConfig } from "../shared/config.js";
+import { resnetLayout } from "../shared/models/resnet.js";
 import { median } from "./stats.js";
 
 /** The OpenBLAS kernels PyTorch is measured with: what OpenBLAS picks, and AVX2 (Haswell). */
@@ -15,8 +16,9 @@ export const KERNELS = [
 ] as const;
 
 /**
- * The shape bench/torch_step.py's twin() builds for `cfg`'s model (non-saturating
- * loss, unconditional mlp or dcgan), or null when it has no twin.
+ * The shape bench/torch_step.py's twin() builds for `cfg`'s model (unconditional mlp or
+ * dcgan with the non-saturating loss; unconditional resnet with rpgan, its R1/R2 included),
+ * or null when it has no twin.
  */
 export function torchSpec(
   cfg: RunConfig,
@@ -24,7 +26,6 @@ export function torchSpec(
   warmup: number,
 ): Record<string, unknown> | null {
   const m = cfg.model;
-  if (cfg.loss.name !== "non-saturating") return null;
   const shape = [sampleShape[0], sampleShape[1] ?? 1, sampleShape[2] ?? 1];
   const common = {
     latent: m.latentDim,
@@ -34,6 +35,18 @@ export function torchSpec(
     // EMA costs one lerp per G parameter and step; its β does not change the cost.
     emaBeta: cfg.ema ? 0.999 : null,
   };
+  if (m.name === "resnet" && !m.conditional && cfg.loss.name === "rpgan") {
+    const { r1, r2, regEvery } = cfg.loss;
+    return {
+      kind: "resnet",
+      widths: resnetLayout(m, sampleShape).widths,
+      blocks: m.blocks,
+      expansion: m.expansion,
+      loss: { name: "rpgan", r1, r2, regEvery },
+      ...common,
+    };
+  }
+  if (cfg.loss.name !== "non-saturating") return null;
   if (m.name === "mlp") return { kind: "mlp", gHidden: m.gHidden, dHidden: m.dHidden, ...common };
   if (m.name === "dcgan" && !m.conditional)
     return {

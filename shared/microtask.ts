@@ -10,23 +10,10 @@ import {
   type DiffAugmentOp,
   drawDiffAugment,
 } from "./augment.js";
+import "./gradients.js"; // our gradient registrations (LeakyReLU, Greater)
 import type { GanLoss } from "./losses.js";
 import { type GanModel, type Network, toFlat, toTensors } from "./models/index.js";
 import { hashSeed, Rng, SeedDomain } from "./rng.js";
-
-// The WGAN-GP penalty differentiates D's gradient again; LeakyReLU's gradient
-// uses Greater, which tfjs ships no gradient for. A comparison is piecewise
-// constant, so its gradient is zero wherever it is defined.
-if (!tf.getGradient("Greater")) {
-  tf.registerGradient({
-    kernelName: "Greater",
-    inputsToSave: ["a", "b"],
-    gradFunc: (_dy, saved) => ({
-      a: () => tf.zerosLike(saved[0]),
-      b: () => tf.zerosLike(saved[1]),
-    }),
-  });
-}
 
 export type Phase = "D" | "G";
 

@@ -6,6 +6,7 @@ import "@tensorflow/tfjs";
 import { beforeAll, describe, expect, it } from "vitest";
 import { initBackend } from "../shared/backend.js";
 import { Rng } from "../shared/rng.js";
+import "../shared/gradients.js"; // the LeakyReLU gradient the models train with
 import { registerWasmKernels } from "../shared/wasm-kernels.js";
 
 type Pad =
@@ -126,20 +127,18 @@ beforeAll(async () => {
 
 describe("registerWasmKernels", () => {
   it("is idempotent", () => {
-    const before = [
+    const ours = [
       "BatchMatMul",
       "_FusedMatMul",
       "Conv2DBackpropInput",
       "Conv2DBackpropFilter",
-    ].map((k) => tf.getKernel(k, "wasm")?.kernelFunc);
+      "Identity",
+      "LeakyRelu",
+    ];
+    const before = ours.map((k) => tf.getKernel(k, "wasm")?.kernelFunc);
     registerWasmKernels();
     registerWasmKernels();
-    const after = [
-      "BatchMatMul",
-      "_FusedMatMul",
-      "Conv2DBackpropInput",
-      "Conv2DBackpropFilter",
-    ].map((k) => tf.getKernel(k, "wasm")?.kernelFunc);
+    const after = ours.map((k) => tf.getKernel(k, "wasm")?.kernelFunc);
     expect(before.every((f) => f != null)).toBe(true);
     expect(after).toEqual(before);
   });
@@ -151,6 +150,10 @@ describe("Conv2DBackpropFilter (and conv2d gradients) on wasm", () => {
     ["D conv1 b4 f8", [4, 28, 28, 1], [5, 5, 1, 8], 2, "same"],
     ["D conv2 b4 f8", [4, 14, 14, 8], [5, 5, 8, 16], 2, "same"],
     ["D conv1 b64 f32", [64, 28, 28, 1], [5, 5, 1, 32], 2, "same"],
+    // mnist-dcgan's D at batch 16 per shard, and dcgan32's 4x4 kernels.
+    ["dcgan D conv1 b16 f32", [16, 28, 28, 1], [5, 5, 1, 32], 2, "same"],
+    ["dcgan D conv2 b16 f32", [16, 14, 14, 32], [5, 5, 32, 64], 2, "same"],
+    ["dcgan32 D 4x4", [4, 16, 16, 32], [4, 4, 32, 64], 2, "same"],
     ["valid, non-square", [3, 13, 11, 2], [3, 4, 2, 5], 2, "valid"],
     ["valid, rows the op never reads", [2, 14, 15, 2], [3, 3, 2, 3], 3, "valid"],
     ["same, stride 3, odd size", [2, 13, 13, 2], [3, 3, 2, 3], 3, "same"],
@@ -176,6 +179,53 @@ describe("Conv2DBackpropFilter (and conv2d gradients) on wasm", () => {
     });
   }
 
+  // Stride 1 takes the matrix-product path (x's columns · dy): every convolution of the resnet
+  // at batch 8 per shard (fashion-resnet-rpgan: widths 64, 32, 16 at 7, 14, 28 px), then
+  // padding and shape edge cases of that path.
+  const stride1: [string, Shape4, Shape4, Pad][] = [
+    ["resnet 3x3 at 28px", [8, 28, 28, 16], [3, 3, 16, 16], "same"],
+    ["resnet 3x3 at 14px", [8, 14, 14, 32], [3, 3, 32, 32], "same"],
+    ["resnet 3x3 at 7px", [8, 7, 7, 64], [3, 3, 64, 64], "same"],
+    ["resnet 1x1 at 28px", [8, 28, 28, 16], [1, 1, 16, 16], "same"],
+    ["resnet 1x1 at 14px", [8, 14, 14, 32], [1, 1, 32, 32], "same"],
+    ["resnet 1x1 at 7px", [8, 7, 7, 64], [1, 1, 64, 64], "same"],
+    ["resnet 1x1 width change 32→64", [8, 7, 7, 32], [1, 1, 32, 64], "same"],
+    ["resnet 1x1 width change 16→32", [8, 14, 14, 16], [1, 1, 16, 32], "same"],
+    ["resnet 1x1 from the image", [8, 28, 28, 1], [1, 1, 1, 16], "same"],
+    ["resnet 1x1 to the image", [8, 28, 28, 16], [1, 1, 16, 1], "same"],
+    ["3x3 valid", [2, 9, 8, 3], [3, 3, 3, 4], "valid"],
+    ["non-square 2x3 same", [3, 7, 9, 2], [2, 3, 2, 5], "same"],
+    ["1x1 with a numeric pad", [2, 5, 6, 3], [1, 1, 3, 2], 1],
+    [
+      "1x1 padded on the far sides only",
+      [2, 5, 6, 3],
+      [1, 1, 3, 2],
+      [
+        [0, 0],
+        [0, 2],
+        [0, 1],
+        [0, 0],
+      ],
+    ],
+    [
+      "explicit pads, one side wider than the filter",
+      [2, 6, 7, 2],
+      [3, 2, 2, 3],
+      [
+        [0, 0],
+        [4, 0],
+        [0, 3],
+        [0, 0],
+      ],
+    ],
+  ];
+  for (const [name, xShape, filterShape, pad] of stride1) {
+    it(`matches cpu, stride 1: ${name}`, async () => {
+      const { inputs, grads } = conv2dCase(xShape, filterShape, 1, pad);
+      await expectMatchesCpu(inputs, grads);
+    });
+  }
+
   it("rejects NCHW clearly", async () => {
     await initBackend("wasm");
     const x = tf.zeros([1, 2, 8, 8]);
@@ -191,6 +241,29 @@ describe("Conv2DBackpropInput (conv2dTranspose) on wasm", () => {
   const cases: [string, Shape4, Shape4, number | [number, number], Pad][] = [
     ["G convT1 b4 f8", [4, 14, 14, 8], [5, 5, 8, 16], 2, "same"],
     ["G convT2 b4 f8", [4, 28, 28, 1], [5, 5, 1, 8], 2, "same"],
+    // From 8 output channels on, each phase runs as its own conv (the split path).
+    ["dcgan G convT1 b16 f32 (split)", [16, 14, 14, 32], [5, 5, 32, 64], 2, "same"],
+    ["dcgan32 4x4 kernel (split)", [4, 16, 16, 32], [4, 4, 32, 64], 2, "same"],
+    ["split, valid, non-square", [3, 13, 11, 8], [3, 4, 8, 5], 2, "valid"],
+    [
+      "8 channels, stride 3, odd size (crop; shared window)",
+      [2, 13, 13, 8],
+      [3, 3, 8, 3],
+      3,
+      "same",
+    ],
+    [
+      "split, explicit pads, unequal strides",
+      [2, 9, 10, 8],
+      [3, 3, 8, 3],
+      [2, 1],
+      [
+        [0, 0],
+        [1, 2],
+        [0, 1],
+        [0, 0],
+      ],
+    ],
     ["3 output channels", [4, 28, 28, 3], [5, 5, 3, 8], 2, "same"],
     ["valid", [3, 13, 11, 4], [3, 4, 4, 5], 2, "valid"],
     ["same, stride 3, odd size (crop)", [2, 13, 13, 4], [3, 3, 4, 3], 3, "same"],
@@ -234,6 +307,95 @@ describe("Conv2DBackpropInput (conv2dTranspose) on wasm", () => {
     const { inputs, forward } = convTCase([64, 14, 14, 32], [5, 5, 32, 64], 2, "same");
     await expectMatchesCpu(inputs.slice(0, 2), forward);
   });
+});
+
+/** The float32 bit patterns of a typed array, for exact comparisons. */
+function bitsOf(a: Float32Array): number[] {
+  return Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
+}
+
+describe("Identity and LeakyRelu on wasm", () => {
+  it("Identity (tf.clone) shares the input's buffer and outlives the input", async () => {
+    await initBackend("wasm");
+    const backend = tf.engine().backend;
+    const x = tf.tensor([1.5, -2, 0, 3e-40]);
+    const before = backend.numDataIds();
+    const y = tf.clone(x);
+    expect(backend.numDataIds()).toBe(before);
+    x.dispose();
+    expect(Array.from(await y.data())).toEqual([1.5, -2, 0, Math.fround(3e-40)]);
+    y.dispose();
+    expect(backend.numDataIds()).toBe(before - 1);
+  });
+
+  // The resnet's activations (batch 8 per shard) and the dcgan D's.
+  const shapes = [
+    [8, 28, 28, 16],
+    [8, 14, 14, 32],
+    [8, 7, 7, 64],
+    [16, 14, 14, 32],
+    [16, 7, 7, 64],
+    [4, 256],
+  ];
+  for (const shape of shapes) {
+    it(`LeakyRelu [${shape}] matches cpu and equals x < 0 ? 0.2x : x exactly`, async () => {
+      const x = input(shape, shape.length * 1000 + shape[shape.length - 1]);
+      x.values.set([0, -0, 1e-40, -1e-40, Number.MIN_VALUE]);
+      await expectMatchesCpu([x], (t) => tf.leakyRelu(t, 0.2));
+      const [out] = await runOn("wasm", [x], (t) => tf.leakyRelu(t, 0.2));
+      const alpha = Math.fround(0.2);
+      for (let i = 0; i < out.length; i++) {
+        const v = x.values[i];
+        // === : the sign of a zero may differ (XNNPACK's PReLU maps -0 to +0).
+        expect(out[i] === (v < 0 ? Math.fround(v * alpha) : v)).toBe(true);
+      }
+    });
+  }
+
+  // tfjs's own LeakyRelu gradient, which microtask.ts replaces by dy · step(x, alpha).
+  const stockGrad = (alpha: number) =>
+    tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => {
+      save([x]);
+      return {
+        value: tf.leakyRelu(x, alpha),
+        gradFunc: (dy: tf.Tensor, [saved]: tf.Tensor[]) =>
+          tf.where(tf.greater(saved, 0), dy, tf.mul(dy, alpha)),
+      };
+    }) as unknown as Parameters<typeof tf.customGrad>[0]) as (x: tf.Tensor) => tf.Tensor;
+
+  /** R1-like: ∂/∂w ‖∇ₓ sum(act(conv(x, w)) · r)‖², a gradient through a LeakyReLU gradient. */
+  const penaltyGrad =
+    (act: (t: tf.Tensor) => tf.Tensor) => (x: tf.Tensor, w: tf.Tensor, r: tf.Tensor) =>
+      tf.grad((wi: tf.Tensor) => {
+        const gx = tf.grad((xi: tf.Tensor) =>
+          tf.sum(tf.mul(act(tf.conv2d(xi as tf.Tensor4D, wi as tf.Tensor4D, 1, "same")), r)),
+        )(x);
+        return tf.sum(tf.square(gx));
+      })(w);
+
+  for (const backend of ["cpu", "wasm"] as const) {
+    it(`the LeakyRelu gradient dy·step(x) has the stock gradient's bits, first and second order (${backend})`, async () => {
+      const [x, w, r] = [input([4, 8, 8, 3], 1), input([3, 3, 3, 5], 2), input([4, 8, 8, 5], 3)];
+      const first = (act: (t: tf.Tensor) => tf.Tensor) => (xi: tf.Tensor, ri: tf.Tensor) =>
+        tf.grad((t: tf.Tensor) => tf.sum(tf.mul(act(t), ri)))(xi);
+      const xr = input([4, 8, 8, 5], 4);
+      xr.values.set([0, -0]);
+      const ours = await runOn(
+        backend,
+        [xr, r],
+        first((t) => tf.leakyRelu(t, 0.2)),
+      );
+      const stock = await runOn(backend, [xr, r], first(stockGrad(0.2)));
+      expect(bitsOf(ours[0])).toEqual(bitsOf(stock[0]));
+      const ours2 = await runOn(
+        backend,
+        [x, w, r],
+        penaltyGrad((t) => tf.leakyRelu(t, 0.2)),
+      );
+      const stock2 = await runOn(backend, [x, w, r], penaltyGrad(stockGrad(0.2)));
+      expect(bitsOf(ours2[0])).toEqual(bitsOf(stock2[0]));
+    });
+  }
 });
 
 describe("BatchMatMul / _FusedMatMul on wasm", () => {
