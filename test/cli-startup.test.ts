@@ -1,8 +1,9 @@
 // `agon --help` and the help of each command start without loading
 // TensorFlow.js, gRPC or NATS: every subcommand imports what it runs only when
 // it runs (shared/cli/commands/). Start-up times are printed, not asserted.
-import { readFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { spawnSync } from "node:child_process";
+import { cpSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { CheckpointError } from "../coordinator/checkpoint.js";
 import { EvaluationError } from "../coordinator/eval.js";
@@ -11,6 +12,8 @@ import { LocalError } from "../coordinator/local.js";
 import { RunDirError } from "../coordinator/rundir.js";
 import { WatchError } from "../coordinator/watch.js";
 import { USER_ERROR_NAMES } from "../shared/cli/main.js";
+// @ts-expect-error: plain JavaScript without types (the bin imports it before anything is compiled)
+import { SOURCE_DIRS, sourceHash } from "../shared/cli/source-hash.js";
 import { ConfigError } from "../shared/config.js";
 import { DatasetError } from "../shared/data/index.js";
 import { ClassifierError } from "../shared/features/classifier.js";
@@ -18,7 +21,7 @@ import { InceptionWeightsError } from "../shared/features/inception.js";
 import { ModelError } from "../shared/models/errors.js";
 import { NatsError } from "../shared/nats.js";
 import { SecurityError } from "../shared/security.js";
-import { runAgon, tempDir, tinyRing } from "./helpers/cli.js";
+import { AGON, runAgon, tempDir, tinyRing } from "./helpers/cli.js";
 
 const TRACE = ["--import", resolve(import.meta.dirname, "helpers/trace-imports.js")];
 const HEAVY = ["@tensorflow/", "@grpc/", "@nats-io/", "prom-client", "webgpu", "sharp"];
@@ -78,6 +81,49 @@ describe("agon start-up", () => {
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout.trim().split("\n").at(-1)!).step).toBe(1);
     expect(heavyIn(r.urls).some((u) => u.startsWith("@tensorflow/tfjs-core/"))).toBe(true);
+  });
+
+  it("in a clone, a dist/ built from other sources is not run: the sources are, and one line says so", async () => {
+    // A clone: the real sources and node_modules, and a dist/ (the tests' compiled tree, the
+    // layout of dist/) whose sources.sha256 says what it was built from.
+    const ROOT = resolve(import.meta.dirname, "..");
+    const clone = tempDir();
+    const tops = new Set([...SOURCE_DIRS.map((d: string) => d.split("/")[0]), "node_modules"]);
+    for (const dir of tops) symlinkSync(join(ROOT, dir), join(clone, dir));
+    cpSync(join(ROOT, "package.json"), join(clone, "package.json"));
+    const dist = join(clone, "dist");
+    cpSync(resolve(dirname(AGON), "../.."), dist, { recursive: true, verbatimSymlinks: true });
+    const bin = join(dist, "shared/cli/agon.js");
+    const run = (stamp: string, env: NodeJS.ProcessEnv = {}) => {
+      writeFileSync(join(dist, "sources.sha256"), `${stamp}\n`);
+      const file = join(tempDir(), "imports.txt");
+      const r = spawnSync(process.execPath, [...TRACE, bin, "--version"], {
+        env: { ...process.env, AGON_TRACE_IMPORTS: file, ...env },
+        encoding: "utf8",
+      });
+      const urls = readFileSync(file, "utf8").split("\n").filter(Boolean);
+      return { ...r, ranSources: urls.some((u) => u.endsWith("/shared/cli/main.ts")) };
+    };
+    const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8"));
+
+    const fresh = run(sourceHash(clone));
+    expect(fresh.status, fresh.stderr).toBe(0);
+    expect(fresh.stdout.trim()).toBe(pkg.version);
+    expect(fresh.stderr).toBe("");
+    expect(fresh.ranSources).toBe(false);
+
+    const stale = run("0".repeat(64));
+    expect(stale.status, stale.stderr).toBe(0);
+    expect(stale.stdout.trim()).toBe(pkg.version);
+    expect(stale.stderr.trim().split("\n")).toEqual([
+      "agon: dist/ is older than the sources; running the sources through tsx (npm run build makes start-up fast again)",
+    ]);
+    expect(stale.ranSources).toBe(true);
+
+    // The children of a command (agon local's) inherit that it was said.
+    const child = run("0".repeat(64), { AGON_STALE_BUILD_SAID: "1" });
+    expect(child.stderr).toBe("");
+    expect(child.ranSources).toBe(true);
   });
 
   it("a bad flag value is still one agon: error line and exit 2", async () => {

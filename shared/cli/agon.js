@@ -3,16 +3,46 @@
 // this file sits beside the compiled main.js and runs it directly; in a clone
 // without a build it runs the TypeScript sources through tsx's loader. main.ts
 // only defines the CLI (tests import it); running it happens here.
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 
 const compiled = new URL("./main.js", import.meta.url);
+
+/**
+ * In a clone, dist/shared/cli/agon.js has the sources three folders up. A build
+ * older than them (sources edited or pulled after `npm ci`) is not run: the sources
+ * are, through tsx, and the first process of a command tree says so once.
+ */
+async function buildIsStale() {
+  const root = fileURLToPath(new URL("../../../", import.meta.url));
+  if (!existsSync(`${root}shared/cli/main.ts`) || !existsSync(`${root}node_modules/tsx`))
+    return false;
+  let built = "";
+  try {
+    built = readFileSync(new URL("../../sources.sha256", import.meta.url), "utf8").trim();
+  } catch {}
+  const { sourceHash } = await import("./source-hash.js");
+  if (built === sourceHash(root)) return false;
+  if (process.env.AGON_STALE_BUILD_SAID !== "1") {
+    process.stderr.write(
+      "agon: dist/ is older than the sources; running the sources through tsx (npm run build makes start-up fast again)\n",
+    );
+    process.env.AGON_STALE_BUILD_SAID = "1";
+  }
+  return true;
+}
+
 let main;
-if (existsSync(compiled)) {
+if (existsSync(compiled) && !(await buildIsStale())) {
   ({ main } = await import(compiled.href));
 } else {
   const { register } = await import("tsx/esm/api");
   register();
-  ({ main } = await import("./main.ts"));
+  // From dist/, the sources' main.ts; beside the sources, its own.
+  const source = existsSync(compiled)
+    ? new URL("../../../shared/cli/main.ts", import.meta.url)
+    : new URL("./main.ts", import.meta.url);
+  ({ main } = await import(source.href));
 }
 const code = await main(process.argv.slice(2));
 // On failure exit now: a half-started command may hold sockets (NATS reconnects forever).

@@ -31,6 +31,8 @@ const SOURCE_DIRS = ["shared", "coordinator", "worker", "proto/gen"];
 /** Read at run time relative to the compiled modules, as deploy/build.js copies them. */
 const RUNTIME_FILES = ["proto/agon.proto", "coordinator/dashboard.html", "shared/assets"];
 const ENTRY = "shared/cli/agon.js";
+/** Plain JavaScript beside the entry (copied, hashed with the sources). */
+const PLAIN_JS = ["shared/cli/source-hash.js"];
 /** Bump when the tree is built differently: every hash changes with it. */
 const BUILD_RECIPE = "transpileModule ES2022 v1";
 
@@ -55,7 +57,7 @@ export async function buildTestCli(): Promise<string> {
   const files = SOURCE_DIRS.flatMap(tsFiles).sort();
   const hash = createHash("sha256").update(BUILD_RECIPE);
   const sources = new Map<string, string>();
-  for (const rel of [...files, ENTRY]) {
+  for (const rel of [...files, ENTRY, ...PLAIN_JS]) {
     const text = readFileSync(join(ROOT, rel), "utf8");
     sources.set(rel, text);
     hash.update(`${rel}\0${text}\0`);
@@ -88,7 +90,7 @@ export async function buildTestCli(): Promise<string> {
     mkdirSync(dirname(target), { recursive: true });
     writeFileSync(target, outputText);
   }
-  cpSync(join(ROOT, ENTRY), join(tmp, ENTRY));
+  for (const rel of [ENTRY, ...PLAIN_JS]) cpSync(join(ROOT, rel), join(tmp, rel));
   for (const rel of RUNTIME_FILES) {
     const target = join(tmp, rel);
     mkdirSync(dirname(target), { recursive: true });
