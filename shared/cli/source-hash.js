@@ -7,13 +7,16 @@ import { createHash } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 
-/** The source folders that are compiled into dist/ (tsconfig.build.json's include). */
-export const SOURCE_DIRS = ["coordinator", "worker", "shared", "proto/gen"];
+/**
+ * The folders dist/ is made from: compiled (tsconfig.build.json's include) or copied
+ * (the bin, the .proto, the dashboard, the classifiers' assets).
+ */
+export const SOURCE_DIRS = ["coordinator", "worker", "shared", "proto"];
 
 /**
- * sha256 (hex) over the path and content of every .ts file (not .d.ts) under
- * SOURCE_DIRS of `root`, in sorted path order. Throws what readdirSync/readFileSync
- * throw when a folder is unreadable.
+ * sha256 (hex) over the path and content of every file (not .d.ts) under SOURCE_DIRS
+ * of `root`, in sorted path order (about 2 MB, a few ms). Throws what
+ * readdirSync/readFileSync throw when a folder is unreadable.
  */
 export function sourceHash(root) {
   const files = [];
@@ -21,7 +24,7 @@ export function sourceHash(root) {
     for (const e of readdirSync(join(root, dir), { withFileTypes: true })) {
       const rel = `${dir}/${e.name}`;
       if (e.isDirectory()) walk(rel);
-      else if (e.name.endsWith(".ts") && !e.name.endsWith(".d.ts")) files.push(rel);
+      else if (!e.name.endsWith(".d.ts")) files.push(rel);
     }
   };
   for (const dir of SOURCE_DIRS) walk(dir);
