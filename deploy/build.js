@@ -3,7 +3,7 @@
 // relative paths as in the sources.
 
 import { execFileSync } from "node:child_process";
-import { cpSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { sourceHash } from "../shared/cli/source-hash.js";
@@ -18,14 +18,27 @@ const RUNTIME_FILES = [
   "shared/assets", // the FID classifier's weights and reference statistics
 ];
 
-rmSync(dist, { recursive: true, force: true });
+// Hashed first: the stamp says what was compiled even if a file changes during the build.
+const stamp = sourceHash(root);
+// Built beside dist/ and swapped in only when complete, so a failed build leaves the
+// previous dist/ (and the `agon` bin) in place.
+const next = join(root, `dist.building-${process.pid}`);
+rmSync(next, { recursive: true, force: true });
 const tsc = join(
   dirname(createRequire(import.meta.url).resolve("typescript/package.json")),
   "bin/tsc",
 );
-execFileSync(process.execPath, [tsc, "-p", join(root, "tsconfig.build.json")], {
-  stdio: "inherit",
-});
-for (const file of RUNTIME_FILES) cpSync(join(root, file), join(dist, file), { recursive: true });
+try {
+  execFileSync(process.execPath, [tsc, "-p", join(root, "tsconfig.build.json"), "--outDir", next], {
+    stdio: "inherit",
+  });
+} catch {
+  rmSync(next, { recursive: true, force: true });
+  process.stderr.write("build: tsc reported the errors above; dist/ is unchanged\n");
+  process.exit(1);
+}
+for (const file of RUNTIME_FILES) cpSync(join(root, file), join(next, file), { recursive: true });
 // What the build was compiled from: the bin in a clone runs the sources instead of a stale build.
-writeFileSync(join(dist, "sources.sha256"), `${sourceHash(root)}\n`);
+writeFileSync(join(next, "sources.sha256"), `${stamp}\n`);
+rmSync(dist, { recursive: true, force: true });
+renameSync(next, dist);

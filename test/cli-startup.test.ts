@@ -2,7 +2,7 @@
 // TensorFlow.js, gRPC or NATS: every subcommand imports what it runs only when
 // it runs (shared/cli/commands/). Start-up times are printed, not asserted.
 import { spawnSync } from "node:child_process";
-import { cpSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { CheckpointError } from "../coordinator/checkpoint.js";
@@ -116,7 +116,7 @@ describe("agon start-up", () => {
     expect(stale.status, stale.stderr).toBe(0);
     expect(stale.stdout.trim()).toBe(pkg.version);
     expect(stale.stderr.trim().split("\n")).toEqual([
-      "agon: dist/ is older than the sources; running the sources through tsx (npm run build makes start-up fast again)",
+      `agon: ${clone}/dist/ was not built from the sources beside it; running them through tsx (npm run build in ${clone} makes start-up fast again)`,
     ]);
     expect(stale.ranSources).toBe(true);
 
@@ -124,6 +124,25 @@ describe("agon start-up", () => {
     const child = run("0".repeat(64), { AGON_STALE_BUILD_SAID: "1" });
     expect(child.stderr).toBe("");
     expect(child.ranSources).toBe(true);
+  });
+
+  it("the source hash reads regular files only: editor lock links, FIFOs and hidden files change nothing", () => {
+    const root = tempDir();
+    for (const dir of SOURCE_DIRS) mkdirSync(join(root, dir), { recursive: true });
+    writeFileSync(join(root, "shared/a.ts"), "export const a = 1;\n");
+    writeFileSync(join(root, "proto/agon.proto"), 'syntax = "proto3";\n');
+    const before = sourceHash(root);
+    symlinkSync("root@host.1234:1700000000", join(root, "shared/.#a.ts")); // Emacs' lock file
+    symlinkSync(root, join(root, "shared/loop")); // a link to a folder
+    writeFileSync(join(root, "shared/.a.ts.swp"), "vim");
+    expect(spawnSync("mkfifo", [join(root, "worker/pipe")]).status).toBe(0);
+    expect(sourceHash(root)).toBe(before);
+    writeFileSync(join(root, "shared/a.ts"), "export const a = 2;\n");
+    expect(sourceHash(root)).not.toBe(before);
+    writeFileSync(join(root, "tsconfig.build.json"), "{}\n"); // what a build compiles
+    const withConfig = sourceHash(root);
+    writeFileSync(join(root, "tsconfig.build.json"), '{ "include": [] }\n');
+    expect(sourceHash(root)).not.toBe(withConfig);
   });
 
   it("a bad flag value is still one agon: error line and exit 2", async () => {

@@ -9,27 +9,39 @@ import { fileURLToPath } from "node:url";
 const compiled = new URL("./main.js", import.meta.url);
 
 /**
- * In a clone, dist/shared/cli/agon.js has the sources three folders up. A build
- * older than them (sources edited or pulled after `npm ci`) is not run: the sources
- * are, through tsx, and the first process of a command tree says so once.
+ * In a clone, dist/shared/cli/agon.js has the sources three folders up. A build made
+ * from other sources than these (edited, pulled or reverted after `npm ci`) is not
+ * run: the sources are, through tsx, and the first process of a command tree says so
+ * in one line. Without tsx (a production install) the build runs, and the line says
+ * that too. The check never stops the command: if the sources cannot be read, the
+ * build runs.
  */
 async function buildIsStale() {
   const root = fileURLToPath(new URL("../../../", import.meta.url));
-  if (!existsSync(`${root}shared/cli/main.ts`) || !existsSync(`${root}node_modules/tsx`))
-    return false;
+  if (!existsSync(`${root}shared/cli/main.ts`)) return false;
   let built = "";
   try {
     built = readFileSync(new URL("../../sources.sha256", import.meta.url), "utf8").trim();
   } catch {}
-  const { sourceHash } = await import("./source-hash.js");
-  if (built === sourceHash(root)) return false;
+  let current;
+  try {
+    const { sourceHash } = await import("./source-hash.js");
+    current = sourceHash(root);
+  } catch {
+    return false;
+  }
+  if (built === current) return false;
+  const tsx = existsSync(`${root}node_modules/tsx`);
   if (process.env.AGON_STALE_BUILD_SAID !== "1") {
+    const dir = root.replace(/\/$/, "");
     process.stderr.write(
-      "agon: dist/ is older than the sources; running the sources through tsx (npm run build makes start-up fast again)\n",
+      tsx
+        ? `agon: ${dir}/dist/ was not built from the sources beside it; running them through tsx (npm run build in ${dir} makes start-up fast again)\n`
+        : `agon: ${dir}/dist/ was not built from the sources beside it, and tsx is not installed to run them: running the old build (npm run build in ${dir} updates it)\n`,
     );
     process.env.AGON_STALE_BUILD_SAID = "1";
   }
-  return true;
+  return tsx;
 }
 
 let main;
