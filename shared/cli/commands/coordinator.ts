@@ -37,7 +37,10 @@ export function registerCoordinatorCommand(program: Command): Command {
     .option("--tls-ca <file>", "require client certificates signed by this CA (mutual TLS)")
     .option("--join-token-file <file>", JOIN_TOKEN_HELP)
     .addOption(backendOption())
-    .option("--fresh", "start from step 0; the run dir's previous files move to its archive/<date>/")
+    .option(
+      "--fresh",
+      "start from step 0; the run dir's previous files move to its archive/<date>/",
+    )
     .option("--force", "resume even if the newest checkpoint was written with a different config")
     .option(
       "--ha",

@@ -64,7 +64,10 @@ export function registerLocalCommand(program: Command): Command {
       "dashboard and Prometheus /metrics address (default: 127.0.0.1 on a free port)",
       hostPort,
     )
-    .option("--fresh", "start from step 0; the run dir's previous files move to its archive/<date>/")
+    .option(
+      "--fresh",
+      "start from step 0; the run dir's previous files move to its archive/<date>/",
+    )
     .option("--force", "resume even if the newest checkpoint was written with a different config")
     .option("--json", "print the final summary (step, weight hashes) as JSON on stdout")
     .option(

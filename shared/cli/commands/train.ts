@@ -11,7 +11,10 @@ export function registerTrainCommand(program: Command): Command {
       .description("train in one process (the reference the distributed run matches bit for bit)"),
   )
     .addOption(backendOption())
-    .option("--fresh", "start from step 0; the run dir's previous files move to its archive/<date>/")
+    .option(
+      "--fresh",
+      "start from step 0; the run dir's previous files move to its archive/<date>/",
+    )
     .option("--force", "resume even if the newest checkpoint was written with a different config")
     .option("--json", "print the final summary (step, weight hashes) as JSON on stdout")
     .action(async (opts: Record<string, unknown>) => {
