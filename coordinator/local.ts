@@ -301,6 +301,8 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
   });
   /** Set once the coordinator listens (it has its run state, so a stop checkpoints it). */
   let coordinatorListening = false;
+  /** Whether the stop came before the coordinator listened: no checkpoint to resume from. */
+  let stoppedBeforeStart = false;
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopSignal) {
       say(`local: ${signal} again: killing every process (the last complete checkpoint stays)`);
@@ -308,6 +310,7 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
       return;
     }
     stopSignal = signal;
+    stoppedBeforeStart = !coordinatorListening;
     say(
       coordinatorListening
         ? `local: ${signal}: stopping; the coordinator writes a checkpoint first`
@@ -618,9 +621,11 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
       if (progress && lastInfo) (progress as Progress).finish(lastInfo);
       lastInfo = null;
       say(
-        opts.fresh
-          ? "stopped; resume with the same command without --fresh"
-          : "stopped; resume with the same command",
+        stoppedBeforeStart
+          ? "stopped before training started; run the same command to start it"
+          : opts.fresh
+            ? "stopped; resume with the same command without --fresh"
+            : "stopped; resume with the same command",
       );
       return { status: "stopped", signal: outcome.signal };
     case "failed":

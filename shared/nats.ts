@@ -214,8 +214,11 @@ function installExitHook(): void {
 export async function spawnNatsServer(opts: SpawnNatsOptions = {}): Promise<NatsServerHandle> {
   const found = findNatsServer(opts.env);
   if (found.path === null) {
+    // A binary named on purpose comes first: the fix is the variable, not an install.
     throw new NatsError(
-      `no NATS server: install it with \`apt-get install nats-server\` (Debian) or ${opts.missingHint ?? DEFAULT_HINT}${found.why ? ` (${found.why})` : ""}`,
+      found.why
+        ? `no NATS server: ${found.why}; point it at a nats-server binary, or set it to none to run without NATS`
+        : `no NATS server: install it with \`apt-get install nats-server\` (Debian) or ${opts.missingHint ?? DEFAULT_HINT}`,
     );
   }
   const bin = found.path;

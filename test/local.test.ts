@@ -234,7 +234,7 @@ describe("agon local", () => {
     180_000,
   );
 
-  it("with an AGON_NATS_SERVER that is not there says in one line how to get one", async () => {
+  it("with an AGON_NATS_SERVER that is not there says so in one line, and what to set instead", async () => {
     // Named but missing is an error, not a reason to run without NATS (test/nonats.test.ts).
     const r = await runAgon(["local", "--workers", "1", ...ringFlags(tempDir(), 5)], {
       env: { PATH: tempDir("agon-empty-path-"), AGON_NATS_SERVER: "/nonexistent" },
@@ -243,7 +243,7 @@ describe("agon local", () => {
     const lines = r.stderr.trim().split("\n");
     expect(lines, r.stderr).toHaveLength(1);
     expect(lines[0]).toMatch(
-      /^agon: error: no NATS server: install it with `apt-get install nats-server` \(Debian\) or pass --nats nats:\/\/host:port/,
+      /^agon: error: no NATS server: AGON_NATS_SERVER=\/nonexistent is not an executable file; point it at a nats-server binary, or set it to none to run without NATS$/,
     );
     expect(r.stdout).toBe("");
   });

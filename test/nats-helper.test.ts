@@ -98,8 +98,16 @@ describe("NATS test helper", () => {
     expect(err).toBeInstanceOf(NatsError);
     const msg = (err as Error).message;
     expect(msg).toMatch(
-      /^no NATS server: install it with `apt-get install nats-server` \(Debian\) or set NATS_URL=nats:\/\/host:port/,
+      /^no NATS server: AGON_NATS_SERVER=\/nonexistent\/nats-server is not an executable file; point it at/,
     );
     expect(msg).not.toContain("\n");
+    // None installed (as AGON_NATS_SERVER=none makes it look): how to get one.
+    const none = await spawnNatsServer({ env: { ...env, AGON_NATS_SERVER: "none" } }).catch(
+      (e: unknown) => e,
+    );
+    expect(none).toBeInstanceOf(NatsError);
+    expect((none as Error).message).toMatch(
+      /^no NATS server: install it with `apt-get install nats-server` \(Debian\) or set NATS_URL=nats:\/\/host:port/,
+    );
   });
 });
