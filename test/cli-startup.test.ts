@@ -2,7 +2,7 @@
 // TensorFlow.js, gRPC or NATS: every subcommand imports what it runs only when
 // it runs (shared/cli/commands/). Start-up times are printed, not asserted.
 import { spawnSync } from "node:child_process";
-import { cpSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { CheckpointError } from "../coordinator/checkpoint.js";
@@ -91,6 +91,7 @@ describe("agon start-up", () => {
     const tops = new Set([...SOURCE_DIRS.map((d: string) => d.split("/")[0]), "node_modules"]);
     for (const dir of tops) symlinkSync(join(ROOT, dir), join(clone, dir));
     cpSync(join(ROOT, "package.json"), join(clone, "package.json"));
+    mkdirSync(join(clone, ".git")); // a git checkout: images and packages are not checked
     const dist = join(clone, "dist");
     cpSync(resolve(dirname(AGON), "../.."), dist, { recursive: true, verbatimSymlinks: true });
     const bin = join(dist, "shared/cli/agon.js");
@@ -119,6 +120,13 @@ describe("agon start-up", () => {
       `agon: ${clone}/dist/ was not built from the sources beside it; running them through tsx (npm run build in ${clone} makes start-up fast again)`,
     ]);
     expect(stale.ranSources).toBe(true);
+
+    // Sources beside a build outside a git checkout (a container image): the build runs, quietly.
+    rmSync(join(clone, ".git"), { recursive: true });
+    const image = run("0".repeat(64));
+    expect(image.stderr).toBe("");
+    expect(image.ranSources).toBe(false);
+    mkdirSync(join(clone, ".git"));
 
     // The children of a command (agon local's) inherit that it was said.
     const child = run("0".repeat(64), { AGON_STALE_BUILD_SAID: "1" });

@@ -10,6 +10,7 @@ import {
   startWorker,
   waitFor,
   waitForStep,
+  within,
 } from "./helpers/cluster.js";
 import { natsForSuite } from "./helpers/nats.js";
 
@@ -46,10 +47,15 @@ describe("patient workers", () => {
         `${signal} worker's waiting line`,
       );
       proc.child.kill(signal);
-      expect(await proc.exited, proc.stderr()).toBe(0);
+      expect(
+        await within(proc.exited, 30_000, `the ${signal} worker exiting`, { proc }),
+        proc.stderr(),
+      ).toBe(0);
       expect(proc.stderr()).not.toMatch(/Error|\n\s+at /);
     }
-    expect(await impatient.exited).toBe(1);
+    expect(
+      await within(impatient.exited, 60_000, "the impatient worker giving up", { impatient }),
+    ).toBe(1);
     expect(impatient.stderr()).toMatch(
       /agon: error: no coordinator at .* for \d+ s \(--coordinator-timeout\)/,
     );
@@ -65,10 +71,12 @@ describe("patient workers", () => {
       listen: address,
       fresh: false,
     });
-    const done = await coord.done;
+    // Bounded, so a hang says where it is (the processes' last lines) before the test's own limit.
+    const procs = { coordinator: coord, w0: workers[0], w1: workers[1] };
+    const done = await within(coord.done, 90_000, "the restarted coordinator finishing", procs);
     expect(done.hashes).toEqual(await expectedP);
     for (const w of workers) {
-      expect(await w.exited, w.stderr()).toBe(0);
+      expect(await within(w.exited, 30_000, "the workers exiting", procs), w.stderr()).toBe(0);
       expect(w.stderr()).toMatch(/re-joined/);
     }
     // The same two processes did the rest of the run: nobody else joined.

@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 const compiled = new URL("./main.js", import.meta.url);
 
 /**
- * In a clone, dist/shared/cli/agon.js has the sources three folders up. A build made
+ * In a clone (a git checkout), dist/shared/cli/agon.js has the sources three folders up. A build made
  * from other sources than these (edited, pulled or reverted after `npm ci`) is not
  * run: the sources are, through tsx, and the first process of a command tree says so
  * in one line. Without tsx (a production install) the build runs, and the line says
@@ -18,7 +18,9 @@ const compiled = new URL("./main.js", import.meta.url);
  */
 async function buildIsStale() {
   const root = fileURLToPath(new URL("../../../", import.meta.url));
-  if (!existsSync(`${root}shared/cli/main.ts`)) return false;
+  // A git checkout (a clone or a worktree) with its sources; an image or a package that
+  // carries sources beside its build is not one.
+  if (!existsSync(`${root}.git`) || !existsSync(`${root}shared/cli/main.ts`)) return false;
   let built = "";
   try {
     built = readFileSync(new URL("../../sources.sha256", import.meta.url), "utf8").trim();

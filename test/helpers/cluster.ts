@@ -41,7 +41,7 @@ function start(args: string[], wrap: string[] = []): Proc {
 
 export interface CoordinatorProc extends Proc {
   address: string;
-  /** Resolves with the final hashes from the coordinator's "done" line. */
+  /** Resolves with the final hashes from the coordinator's "done" line; rejects if it exits without one. */
   done: Promise<{ step: number; hashes: { G: string; D: string } }>;
   /** The dashboard/metrics base URL, when started with `http`. */
   http: Promise<string>;
@@ -68,9 +68,17 @@ export async function startCoordinator(
   );
   const lines = createInterface({ input: proc.child.stdout! });
   let resolveDone!: (v: { step: number; hashes: { G: string; D: string } }) => void;
-  const done = new Promise<{ step: number; hashes: { G: string; D: string } }>((r) => {
-    resolveDone = r;
+  let rejectDone!: (err: Error) => void;
+  const done = new Promise<{ step: number; hashes: { G: string; D: string } }>((res, rej) => {
+    resolveDone = res;
+    rejectDone = rej;
   });
+  // A coordinator that exits without its "done" line fails `done` at once (awaiting it would
+  // otherwise hang to the test's limit); tests that kill it on purpose never await it.
+  done.catch(() => {});
+  void proc.exited.then((code) =>
+    rejectDone(new Error(`coordinator exited (${code}) without finishing: ${proc.stderr()}`)),
+  );
   let resolveHttp!: (url: string) => void;
   const http = new Promise<string>((r) => {
     resolveHttp = r;
@@ -128,6 +136,32 @@ export async function waitFor(
   while (!condition()) {
     if (Date.now() > until) throw new Error(`${what} not met within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/**
+ * `promise`, or an error after `timeoutMs` naming `what` and quoting the last lines each
+ * process in `procs` wrote to stderr, so a wait that hangs says where it hung.
+ */
+export async function within<T>(
+  promise: Promise<T>,
+  timeoutMs: number,
+  what: string,
+  procs: Record<string, { stderr: () => string }> = {},
+): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const tails = Object.entries(procs).map(
+        ([name, p]) => `--- ${name}:\n${p.stderr().trim().split("\n").slice(-12).join("\n")}`,
+      );
+      reject(new Error([`${what}: not within ${timeoutMs} ms`, ...tails].join("\n")));
+    }, timeoutMs);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
