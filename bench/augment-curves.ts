@@ -16,6 +16,7 @@ import { parseArgs } from "node:util";
 import { PNG } from "pngjs";
 import { Rng } from "../shared/rng.js";
 import { agonCli } from "./agon-cli.js";
+import { insideShape } from "./shapes.js";
 
 /** The four classes, in label order (agon data prepare sorts subfolders by name). */
 export const CLASSES = ["disc", "ring", "square", "triangle"] as const;
@@ -37,16 +38,7 @@ export function classShapePng(rng: Rng, kind: number, size: number): Buffer {
     for (let x = 0; x < size; x++) {
       const dx = x + 0.5 - cx;
       const dy = y + 0.5 - cy;
-      const d2 = dx * dx + dy * dy;
-      const inside =
-        name === "disc"
-          ? d2 <= r * r
-          : name === "ring"
-            ? d2 <= r * r && d2 >= r * r * 0.36
-            : name === "square"
-              ? Math.abs(dx) <= r * 0.85 && Math.abs(dy) <= r * 0.85
-              : dy <= r * 0.8 && dy >= -r && Math.abs(dx) <= (dy + r) * 0.6;
-      const c = inside ? colour : bg;
+      const c = insideShape(name, dx, dy, r) ? colour : bg;
       png.data.set([c[0], c[1], c[2], 255], (y * size + x) * 4);
     }
   }

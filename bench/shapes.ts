@@ -7,6 +7,29 @@ import { join } from "node:path";
 import { PNG } from "pngjs";
 import { Rng } from "../shared/rng.js";
 
+/** The shapes the generated datasets draw; `shapeImage` draws the first three. */
+export const SHAPE_NAMES = ["disc", "square", "triangle", "ring"] as const;
+export type ShapeName = (typeof SHAPE_NAMES)[number];
+
+/**
+ * Whether the pixel centre at offset (dx, dy) from a shape's centre lies inside the shape of
+ * radius `r` (pixels): a disc, a square of half-side 0.85 r, an upward triangle, or a ring
+ * (the disc less its inner 0.6 r).
+ */
+export function insideShape(shape: ShapeName, dx: number, dy: number, r: number): boolean {
+  const d2 = dx * dx + dy * dy;
+  switch (shape) {
+    case "disc":
+      return d2 <= r * r;
+    case "ring":
+      return d2 <= r * r && d2 >= r * r * 0.36;
+    case "square":
+      return Math.abs(dx) <= r * 0.85 && Math.abs(dy) <= r * 0.85;
+    case "triangle":
+      return dy <= r * 0.8 && dy >= -r && Math.abs(dx) <= (dy + r) * 0.6;
+  }
+}
+
 /** One image's RGBA pixels. */
 export function shapeImage(rng: Rng, size: number): Buffer {
   const png = new PNG({ width: size, height: size });
@@ -20,13 +43,7 @@ export function shapeImage(rng: Rng, size: number): Buffer {
     for (let x = 0; x < size; x++) {
       const dx = x + 0.5 - cx;
       const dy = y + 0.5 - cy;
-      const inside =
-        kind === 0
-          ? dx * dx + dy * dy <= r * r
-          : kind === 1
-            ? Math.abs(dx) <= r * 0.85 && Math.abs(dy) <= r * 0.85
-            : dy <= r * 0.8 && dy >= -r && Math.abs(dx) <= (dy + r) * 0.6;
-      const c = inside ? colour : bg;
+      const c = insideShape(SHAPE_NAMES[kind], dx, dy, r) ? colour : bg;
       const i = (y * size + x) * 4;
       png.data[i] = c[0];
       png.data[i + 1] = c[1];

@@ -8,13 +8,7 @@ import { join } from "node:path";
 import { PNG } from "pngjs";
 import { describe, expect, it } from "vitest";
 import { encodePng } from "../shared/data/index.js";
-import {
-  hashesOf as hashesOfRun,
-  localHashes,
-  runAgon,
-  tempDir,
-  tinyMnistK6,
-} from "./helpers/cli.js";
+import { contractRuns, runAgon, tempDir, tinyMnistK6 } from "./helpers/cli.js";
 import { natsForSuite } from "./helpers/nats.js";
 
 const nats = natsForSuite();
@@ -31,9 +25,7 @@ function condFlags(steps: number, sets: string[]): string[] {
   ]);
 }
 
-const hashesOf = (args: string[]) => hashesOfRun(args, 170_000);
-const local = (flags: string[], workers: number) =>
-  localHashes(flags, workers, nats.url, tempDir(), 170_000);
+const { hashesOf, local } = contractRuns(nats);
 
 describe("a conditional dcgan keeps the determinism contract", () => {
   it("agon train = agon local --workers 1 = --workers 3 (K=6); the grid has a row per class", async () => {

@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { PNG } from "pngjs";
 import { beforeAll, describe, expect, it } from "vitest";
+import { insideShape } from "../bench/shapes.js";
 import { Rng } from "../shared/rng.js";
 import { runAgon, tempDir } from "./helpers/cli.js";
 import { natsForSuite } from "./helpers/nats.js";
@@ -24,13 +25,7 @@ function shapePng(rng: Rng, kind: number): Buffer {
     for (let x = 0; x < SIZE; x++) {
       const dx = x + 0.5 - cx;
       const dy = y + 0.5 - cy;
-      const inside =
-        kind === 0
-          ? dx * dx + dy * dy <= r * r
-          : kind === 1
-            ? Math.abs(dx) <= r * 0.85 && Math.abs(dy) <= r * 0.85
-            : dy <= r * 0.8 && dy >= -r && Math.abs(dx) <= (dy + r) * 0.6;
-      const c = inside ? colour : [24, 24, 32];
+      const c = insideShape(SHAPES[kind], dx, dy, r) ? colour : [24, 24, 32];
       png.data.set([c[0], c[1], c[2], 255], (y * SIZE + x) * 4);
     }
   }

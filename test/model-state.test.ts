@@ -8,13 +8,7 @@ import { PNG } from "pngjs";
 import { describe, expect, it } from "vitest";
 import { shapeImage } from "../bench/shapes.js";
 import { Rng } from "../shared/rng.js";
-import {
-  hashesOf as hashesOfRun,
-  localHashes,
-  runAgon,
-  tempDir,
-  tinyMnistK6,
-} from "./helpers/cli.js";
+import { contractRuns, runAgon, tempDir, tinyMnistK6 } from "./helpers/cli.js";
 import { natsForSuite } from "./helpers/nats.js";
 
 const nats = natsForSuite();
@@ -29,9 +23,7 @@ function dcganFlags(steps: number, sets: string[]): string[] {
   ]);
 }
 
-const hashesOf = (args: string[]) => hashesOfRun(args, 170_000);
-const local = (flags: string[], workers: number) =>
-  localHashes(flags, workers, nats.url, tempDir(), 170_000);
+const { hashesOf, local } = contractRuns(nats);
 
 describe("network state is deterministic", () => {
   for (const [what, sets, workers] of [

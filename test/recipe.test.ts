@@ -2,7 +2,7 @@
 // determinism contract: `agon train` = `agon local --workers 1` = `--workers 3`
 // (K = 6), bit for bit, and a resumed run equals an uninterrupted one.
 import { describe, expect, it } from "vitest";
-import { hashesOf as hashesOfRun, localHashes, tempDir, tinyMnistK6 } from "./helpers/cli.js";
+import { contractRuns, tempDir, tinyMnistK6 } from "./helpers/cli.js";
 import { natsForSuite } from "./helpers/nats.js";
 
 const nats = natsForSuite();
@@ -34,9 +34,7 @@ function recipeFlags(steps: number, sets: string[], model = DCGAN): string[] {
   );
 }
 
-const hashesOf = (args: string[]) => hashesOfRun(args, 170_000);
-const local = (flags: string[], workers: number) =>
-  localHashes(flags, workers, nats.url, tempDir(), 170_000);
+const { hashesOf, local } = contractRuns(nats);
 
 describe("the modern recipe is deterministic", () => {
   it("rpgan + R1/R2 (lazy) + DiffAugment: agon train = agon local --workers 1 = --workers 3 (K=6)", async () => {

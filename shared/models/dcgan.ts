@@ -17,8 +17,8 @@ import {
   projectionHead,
 } from "./conditional.js";
 import { ModelError } from "./errors.js";
-import { type Layer, LEAK, NetBuilder } from "./layers.js";
-import type { GanModel, Network } from "./types.js";
+import { type Layer, LEAK, NetBuilder, sequential } from "./layers.js";
+import type { GanModel } from "./types.js";
 
 export type DcganConfig = Extract<ModelConfig, { name: "dcgan" }>;
 
@@ -167,16 +167,12 @@ export function buildDcgan(cfg: DcganConfig, sampleShape: number[]): GanModel {
     });
   }
 
-  const run =
-    (layers: Layer[]): Network["apply"] =>
-    (w, x, ctx) =>
-      layers.reduce((h, layer) => layer(w, h, ctx), x);
   return {
     latentDim: cfg.latentDim,
     classes,
     sampleShape,
-    g: gb.build(run(gLayers)),
-    d: db.build(run(dLayers)),
+    g: gb.build(sequential(gLayers)),
+    d: db.build(sequential(dLayers)),
   };
 
   /** One of G's batch norms (running statistics kept): per class with classNorm. */

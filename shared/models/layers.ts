@@ -15,6 +15,11 @@ const SN_EPS = 1e-12;
 export type Weights = tf.Tensor[];
 export type Layer = (w: Weights, x: tf.Tensor, ctx: ApplyContext) => tf.Tensor;
 
+/** The layers applied in order, each to the last one's output: a network's apply. */
+export function sequential(layers: Layer[]): Layer {
+  return (w, x, ctx) => layers.reduce((h, layer) => layer(w, h, ctx), x);
+}
+
 const count = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
 /** The identity with a zero gradient (power-iteration vectors are constants to backprop). */

@@ -9,7 +9,7 @@ import { type ModelConfig, resnetSides } from "../config.js";
 import { classCount, conditionalInput, projectionHead } from "./conditional.js";
 import { checkImageShape } from "./dcgan.js";
 import { ModelError } from "./errors.js";
-import { type Layer, LEAK, NetBuilder, type Weights } from "./layers.js";
+import { type Layer, LEAK, NetBuilder, sequential, type Weights } from "./layers.js";
 import type { GanModel, InitSpec } from "./types.js";
 
 export type ResnetConfig = Extract<ModelConfig, { name: "resnet" }>;
@@ -227,15 +227,11 @@ export function buildResnet(cfg: ResnetConfig, sampleShape: number[]): GanModel 
     return project ? tf.add(logit, project(w, h, ctx)) : logit;
   });
 
-  const run =
-    (layers: Layer[]): Layer =>
-    (w, x, ctx) =>
-      layers.reduce((h, layer) => layer(w, h, ctx), x);
   return {
     latentDim: cfg.latentDim,
     classes,
     sampleShape,
-    g: gb.build(run(gLayers)),
-    d: db.build(run(dLayers)),
+    g: gb.build(sequential(gLayers)),
+    d: db.build(sequential(dLayers)),
   };
 }

@@ -172,3 +172,16 @@ export function localHashes(
     timeoutMs,
   );
 }
+
+/**
+ * The runs of the determinism tests, with the 170 s limit their tiny networks need on a
+ * loaded 2-core CI machine: `hashesOf(args)` (agon train and others) and `local(flags,
+ * workers)` (agon local on the suite's NATS, in a fresh run dir).
+ */
+export function contractRuns(nats: { readonly url: string }, timeoutMs = 170_000) {
+  return {
+    hashesOf: (args: string[]) => hashesOf(args, timeoutMs),
+    local: (flags: string[], workers: number) =>
+      localHashes(flags, workers, nats.url, tempDir(), timeoutMs),
+  };
+}
