@@ -18,9 +18,10 @@ import {
   type Phase,
 } from "../shared/microtask.js";
 import { G_EMBED_INIT } from "../shared/models/dcgan.js";
-import { buildModel, type GanModel, initWeights, type Network } from "../shared/models/index.js";
+import { buildModel, type GanModel, initWeights } from "../shared/models/index.js";
 import { Rng } from "../shared/rng.js";
 import { generateSamples, sampleClasses, sampleGridCells } from "../shared/runner.js";
+import { directionalErrors as gradErrors, paramRange as range } from "./helpers/gradcheck.js";
 
 beforeAll(async () => {
   await initBackend("cpu");
@@ -103,17 +104,6 @@ function run(s: Setup, phase: Phase, g: Float32Array, d: Float32Array) {
   return computeMicrotask(s.model, s.loss, input(s, phase, g, d));
 }
 
-/** [offset, length] of a parameter in a network's flat array. */
-function range(net: Network, name: string): [number, number] {
-  let offset = 0;
-  for (const p of net.params) {
-    const n = p.shape.reduce((a, b) => a * b, 1);
-    if (p.name === name) return [offset, n];
-    offset += n;
-  }
-  throw new Error(`no parameter ${name}`);
-}
-
 /**
  * Relative errors |fd − analytic| / ‖grad restricted to the parameter‖ of the phase's
  * loss along random unit directions that move only parameter `name`.
@@ -122,30 +112,12 @@ function errorsAlong(s: Setup, phase: Phase, name: string): number[] {
   const net = phase === "D" ? s.model.d : s.model.g;
   const [start, n] = range(net, name);
   const grad = run(s, phase, s.g, s.d).grad.subarray(start, start + n);
-  const target = phase === "D" ? s.d : s.g;
-  const rng = new Rng(3);
-  const norm = Math.hypot(...grad);
-  expect(norm).toBeGreaterThan(1e-4);
-  const errors: number[] = [];
-  for (let k = 0; k < 4; k++) {
-    const dir = Array.from(rng.normalArray(n));
-    const len = Math.hypot(...dir);
-    const h = 1e-2;
-    const moved = (sign: number) => {
-      const w = target.slice();
-      for (let i = 0; i < n; i++) w[start + i] += (sign * h * dir[i]) / len;
-      return w;
-    };
-    const value = (w: Float32Array) => {
-      const r = phase === "D" ? run(s, phase, s.g, w) : run(s, phase, w, s.d);
-      return phase === "D" ? r.dLoss! : r.gLoss;
-    };
-    const fd = (value(moved(1)) - value(moved(-1))) / (2 * h);
-    let analytic = 0;
-    for (let i = 0; i < n; i++) analytic += (grad[i] * dir[i]) / len;
-    errors.push(Math.abs(fd - analytic) / norm);
-  }
-  return errors;
+  expect(Math.hypot(...grad)).toBeGreaterThan(1e-4);
+  const loss = (w: Float32Array) => {
+    const r = phase === "D" ? run(s, phase, s.g, w) : run(s, phase, w, s.d);
+    return phase === "D" ? r.dLoss! : r.gLoss;
+  };
+  return gradErrors(phase === "D" ? s.d : s.g, start, grad, loss, new Rng(3), 4);
 }
 
 describe("conditional gradients match central finite differences", () => {

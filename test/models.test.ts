@@ -16,6 +16,7 @@ import {
   toTensors,
 } from "../shared/models/index.js";
 import { Rng } from "../shared/rng.js";
+import { directionalErrors as gradErrors } from "./helpers/gradcheck.js";
 
 beforeAll(async () => {
   await initBackend("cpu");
@@ -143,35 +144,15 @@ function run(s: Setup, phase: Phase, g: Float32Array, d: Float32Array, noiseSeed
   return computeMicrotask(s.model, loss, input);
 }
 
-/** Relative errors |fd − analytic| / ‖grad‖ along random unit directions. */
+/** Relative errors |fd − analytic| / ‖grad‖ along random unit directions (helpers/gradcheck). */
 function directionalErrors(s: Setup, phase: Phase, gradSeed = 99): number[] {
   const net = phase === "D" ? s.model.d : s.model.g;
-  const n = net.trainableSize;
-  const grad = run(s, phase, s.g, s.d, gradSeed).grad.subarray(0, n);
-  const target = phase === "D" ? s.d : s.g;
-  const rng = new Rng(phase === "D" ? 1 : 2);
-  const norm = Math.hypot(...grad);
-  const errors: number[] = [];
-  // Random directions: along the gradient itself the loss curves most, so a step
-  // large enough to rise above float32 noise would measure curvature instead.
-  for (const dir of [0, 1, 2, 3, 4].map(() => Array.from(rng.normalArray(n)))) {
-    const len = Math.hypot(...dir);
-    const h = 1e-2;
-    const moved = (sign: number) => {
-      const w = target.slice();
-      for (let i = 0; i < n; i++) w[i] += (sign * h * dir[i]) / len;
-      return w;
-    };
-    const value = (w: Float32Array) => {
-      const r = phase === "D" ? run(s, phase, s.g, w) : run(s, phase, w, s.d);
-      return phase === "D" ? r.dLoss! : r.gLoss;
-    };
-    const fd = (value(moved(1)) - value(moved(-1))) / (2 * h);
-    let analytic = 0;
-    for (let i = 0; i < n; i++) analytic += (grad[i] * dir[i]) / len;
-    errors.push(Math.abs(fd - analytic) / norm);
-  }
-  return errors;
+  const grad = run(s, phase, s.g, s.d, gradSeed).grad.subarray(0, net.trainableSize);
+  const loss = (w: Float32Array) => {
+    const r = phase === "D" ? run(s, phase, s.g, w) : run(s, phase, w, s.d);
+    return phase === "D" ? r.dLoss! : r.gLoss;
+  };
+  return gradErrors(phase === "D" ? s.d : s.g, 0, grad, loss, new Rng(phase === "D" ? 1 : 2), 5);
 }
 
 describe("stateful layers' gradients match central finite differences", () => {

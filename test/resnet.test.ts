@@ -15,11 +15,11 @@ import {
   type GanModel,
   initWeights,
   ModelError,
-  type Network,
   toTensors,
 } from "../shared/models/index.js";
 import { downsample, upsample } from "../shared/models/resnet.js";
 import { Rng } from "../shared/rng.js";
+import { directionalErrors as gradErrors, paramRange as range } from "./helpers/gradcheck.js";
 
 beforeAll(async () => {
   await initBackend("cpu");
@@ -199,17 +199,6 @@ function run(
   });
 }
 
-/** [offset, length] of parameter `name` in a network's flat array. */
-function range(net: Network, name: string): [number, number] {
-  let offset = 0;
-  for (const p of net.params) {
-    const n = p.shape.reduce((a, b) => a * b, 1);
-    if (p.name === name) return [offset, n];
-    offset += n;
-  }
-  throw new Error(`no parameter ${name}`);
-}
-
 /**
  * Relative errors |fd − analytic| / ‖grad‖ along random unit directions in all of
  * the phase's parameters, or only in parameter `only`.
@@ -225,29 +214,19 @@ function directionalErrors(
   const net = phase === "D" ? s.model.d : s.model.g;
   const [start, n] = only ? range(net, only) : [0, net.trainableSize];
   const grad = run(s, lossName, r, phase, s.g, s.d, gradSeed).grad.subarray(start, start + n);
-  const target = phase === "D" ? s.d : s.g;
-  const rng = new Rng(phase === "D" ? 1 : 2);
-  const norm = Math.hypot(...grad);
-  const errors: number[] = [];
-  for (const dir of [0, 1, 2, 3].map(() => Array.from(rng.normalArray(n)))) {
-    const len = Math.hypot(...dir);
-    const h = 1e-2;
-    const moved = (sign: number) => {
-      const w = target.slice();
-      for (let i = 0; i < n; i++) w[start + i] += (sign * h * dir[i]) / len;
-      return w;
-    };
-    const value = (w: Float32Array) => {
-      const res =
-        phase === "D" ? run(s, lossName, r, phase, s.g, w) : run(s, lossName, r, phase, w, s.d);
-      return phase === "D" ? (res.dLoss as number) : res.gLoss;
-    };
-    const fd = (value(moved(1)) - value(moved(-1))) / (2 * h);
-    let analytic = 0;
-    for (let i = 0; i < n; i++) analytic += (grad[i] * dir[i]) / len;
-    errors.push(Math.abs(fd - analytic) / norm);
-  }
-  return errors;
+  const loss = (w: Float32Array) => {
+    const res =
+      phase === "D" ? run(s, lossName, r, phase, s.g, w) : run(s, lossName, r, phase, w, s.d);
+    return phase === "D" ? (res.dLoss as number) : res.gLoss;
+  };
+  return gradErrors(
+    phase === "D" ? s.d : s.g,
+    start,
+    grad,
+    loss,
+    new Rng(phase === "D" ? 1 : 2),
+    4,
+  );
 }
 
 describe("resnet gradients match central finite differences", () => {
