@@ -29,7 +29,7 @@ import {
   type VersusRow,
 } from "./versus-torch.js";
 
-const BACKENDS = ["tensorflow", "webgpu", "wasm", "cpu"] as const;
+const BACKENDS = ["tensorflow", "webgpu", "blas", "wasm", "cpu"] as const;
 type Backend = (typeof BACKENDS)[number];
 
 interface ModelCase {
@@ -153,10 +153,10 @@ const MIN_MEASURED = 2;
 export const STEP_USAGE = `usage: npm run bench -- step [options]
 
 Times full training steps (one D phase + one G phase, each K microtasks + aggregation +
-Adam, as \`agon train\` runs them, without writing files) per model × backend. When wasm is
-measured and a python with torch is found (python3 on PATH, else /usr/bin/python3), every model
+Adam, as \`agon train\` runs them, without writing files) per model × backend. When wasm or
+blas is measured and a python with torch is found (python3 on PATH, else /usr/bin/python3), every model
 with a PyTorch twin (bench/torch_step.py: non-saturating mlp and dcgan, resnet with rpgan + R1/R2) is then compared with
-PyTorch on the CPU (1 thread, OpenBLAS) in interleaved blocks: tfjs-wasm here and one warm
+PyTorch on the CPU (1 thread, OpenBLAS) in interleaved blocks: tfjs (wasm, then blas) here and one warm
 torch_step.py --serve process per OpenBLAS kernel (the one OpenBLAS picks, and
 OPENBLAS_CORETYPE=Haswell; OPENBLAS_L2_SIZE unset for both) take turns, A B C A B C ..., and
 each round gives a tfjs / pytorch ratio per kernel (median and spread printed).
@@ -243,7 +243,7 @@ export interface StepReport {
   failed: Array<{ model: string; backend: string; reason: string }>;
   results: CellResult[];
   /**
-   * tfjs-wasm against PyTorch on the CPU, interleaved (bench/versus-torch.ts): the
+   * tfjs (wasm and blas) against PyTorch on the CPU, interleaved (bench/versus-torch.ts): the
    * PyTorch processes' facts per kernel, and one row per model with a twin.
    */
   pytorch:
@@ -524,29 +524,53 @@ async function versusTorch(
   log: (line: string) => void,
 ): Promise<StepReport["pytorch"]> {
   if (opts.rounds === 0) return { skipped: "--rounds 0" };
-  if (!opts.backends.includes("wasm")) return { skipped: "wasm not measured (--backends)" };
+  // The CPU backends with a twin comparison: wasm, and blas (wasm's GEMMs on OpenBLAS). Both are
+  // tfjs's wasm backend with different kernels registered, so switching between them is cheap
+  // and their tensors stay valid.
+  const tfjsBackends = (["wasm", "blas"] as const).filter((b) => opts.backends.includes(b));
+  if (tfjsBackends.length === 0) return { skipped: "neither wasm nor blas measured (--backends)" };
   const found = findTorchPython();
   if ("skipped" in found) return found;
-  await initBackend("wasm");
-  const sides: Array<{ name: string; step: () => Promise<number>; release: () => void }> = [];
+  let selected = "";
+  const use = async (backend: "wasm" | "blas") => {
+    if (selected !== backend) await initBackend(backend);
+    selected = backend;
+  };
+  const sides: Array<{
+    name: string;
+    backend: "wasm" | "blas";
+    step: () => Promise<number>;
+    release: () => void;
+  }> = [];
   const specs: Record<string, unknown> = {};
-  for (const mc of opts.models) {
-    const warmup = opts.warmup ?? mc.warmup;
-    const cfg = configFor(mc, opts, 1_000_000);
-    const runner = await runnerFor(cfg, datasets);
-    const spec = torchSpec(cfg, runner.model.sampleShape, warmup);
-    if (spec === null || cfg.shards !== 1) {
-      runner.release();
-      continue;
+  for (const backend of tfjsBackends) {
+    try {
+      await use(backend);
+    } catch {
+      continue; // said when its cells were measured
     }
-    const state = new TrainingState(cfg, runner.model);
-    for (let i = 0; i < warmup; i++) await trainStep(cfg, runner, state);
-    specs[mc.name] = spec;
-    sides.push({
-      name: mc.name,
-      step: async () => (await trainStep(cfg, runner, state)).total,
-      release: () => runner.release(),
-    });
+    for (const mc of opts.models) {
+      const warmup = opts.warmup ?? mc.warmup;
+      const cfg = configFor(mc, opts, 1_000_000);
+      const runner = await runnerFor(cfg, datasets);
+      const spec = torchSpec(cfg, runner.model.sampleShape, warmup);
+      if (spec === null || cfg.shards !== 1) {
+        runner.release();
+        continue;
+      }
+      const state = new TrainingState(cfg, runner.model);
+      for (let i = 0; i < warmup; i++) await trainStep(cfg, runner, state);
+      specs[mc.name] = spec;
+      sides.push({
+        name: mc.name,
+        backend,
+        step: async () => {
+          await use(backend);
+          return (await trainStep(cfg, runner, state)).total;
+        },
+        release: () => runner.release(),
+      });
+    }
   }
   if (sides.length === 0) return { skipped: "no model with a PyTorch twin (or K > 1)" };
   log(
@@ -558,8 +582,9 @@ async function versusTorch(
       servers.push(await TorchServer.start(found.python, TORCH_SCRIPT, specs, k.coretype));
     const rows: VersusRow[] = [];
     for (const side of sides) {
-      log(`  ${side.name}: ${opts.rounds} interleaved rounds`);
-      rows.push(await interleave(side.name, side.step, servers, opts.rounds, opts.blockMs));
+      log(`  ${side.name} (${side.backend}): ${opts.rounds} interleaved rounds`);
+      const row = await interleave(side.name, side.step, servers, opts.rounds, opts.blockMs);
+      rows.push({ ...row, backend: side.backend });
       side.release();
     }
     return {
@@ -592,17 +617,19 @@ export function formatVersusTable(
 ): string {
   const header = [
     "model",
+    "tfjs backend",
     "params G+D (tfjs / torch)",
     "rounds",
-    "tfjs-wasm ms/step",
+    "tfjs ms/step",
     ...torch.kernels.flatMap((k) => [`torch ${k.corename ?? k.label} ms`, `ratio (min–max)`]),
   ];
   const body = torch.rows.map((r) => {
-    const cell = results.find((c) => c.model === r.model && c.backend === "wasm");
+    const cell = results.find((c) => c.model === r.model && c.backend === r.backend);
     const p = torch.params[r.model];
     const ours = cell ? String(cell.params.G + cell.params.D) : "?";
     return [
       r.model,
+      r.backend ?? "wasm",
       `${ours} / ${p ? p.G + p.D : "?"}`,
       String(r.tfjsMs.length),
       fmtMs(median(r.tfjsMs)),
@@ -617,7 +644,7 @@ export function formatVersusTable(
       `BLAS ${torch.kernels[0]?.blas}; OpenBLAS kernels: ` +
       torch.kernels.map((k) => `${k.label} → openblas_get_corename() = ${k.corename}`).join(", "),
     "tfjs / pytorch per interleaved round (A B C A B C ...): median (min–max); lower is better, 1 = parity",
-    textTable(header, body, new Set([2, 3, 4, 5, 6, 7])),
+    textTable(header, body, new Set([3, 4, 5, 6, 7, 8])),
   ].join("\n");
 }
 

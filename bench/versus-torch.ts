@@ -158,6 +158,8 @@ export class TorchServer {
 /** One model's interleaved comparison. */
 export interface VersusRow {
   model: string;
+  /** The tfjs side's backend ("wasm" or "blas"); absent in reports written before blas. */
+  backend?: string;
   /** Steps per block on each side (about blockMs of work each). */
   blockSteps: { tfjs: number; torch: number[] };
   /** Per round: the tfjs block's median ms/step. */

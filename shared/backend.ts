@@ -27,6 +27,8 @@ export async function initBackend(
       return initTensorflow();
     case "webgpu":
       return initWebgpu(log, true);
+    case "blas":
+      return initBlas(log);
     case "wasm":
       return initWasm();
     case "cpu":
@@ -137,10 +139,15 @@ async function initTensorflow(): Promise<string> {
   return activate("tensorflow");
 }
 
-async function initWasm(): Promise<string> {
+/** Stock wasm with our kernel fixes; `plain` also takes blas's kernels off (a process that switches). */
+async function initWasm(plain = true): Promise<string> {
   const wasm = await import("@tensorflow/tfjs-backend-wasm");
   const { registerWasmKernels } = await import("./wasm-kernels.js");
   registerWasmKernels();
+  if (plain) {
+    const { unregisterBlasKernels } = await import("./blas-kernels.js");
+    unregisterBlasKernels();
+  }
   if (!wasmPathsSet) {
     // Under Node the .wasm binary is read from disk; point at the package's own dist folder
     // so bundling or a changed working directory cannot break the lookup.
@@ -148,6 +155,20 @@ async function initWasm(): Promise<string> {
     wasmPathsSet = true;
   }
   return activate("wasm");
+}
+
+/**
+ * wasm with OpenBLAS for its GEMM-shaped kernels. Returns "blas" (tfjs itself reports "wasm").
+ * @throws BlasUnavailableError (one line) when koffi or OpenBLAS cannot be loaded.
+ */
+async function initBlas(log: (line: string) => void): Promise<string> {
+  const { loadBlas } = await import("./blas.js");
+  const blas = loadBlas();
+  await initWasm(false);
+  const { registerBlasKernels } = await import("./blas-kernels.js");
+  registerBlasKernels(blas);
+  log(`backend: blas (wasm with ${blas.label} for matrix products and convolutions)`);
+  return "blas";
 }
 
 async function initCpu(): Promise<string> {

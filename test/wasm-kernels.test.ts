@@ -1,5 +1,7 @@
 // Our wasm kernels against the cpu backend (the reference), on the shapes our models use and
-// on padding/stride edge cases, plus determinism and leak checks.
+// on padding/stride edge cases, plus determinism and leak checks. The matrix-product and
+// convolution suites run twice: on wasm, and on blas (the same kernels on OpenBLAS) when
+// OpenBLAS is installed (CI installs it).
 import * as tf from "@tensorflow/tfjs-core";
 // tfjs-core alone registers no gradient functions; the umbrella package would.
 import "@tensorflow/tfjs";
@@ -8,6 +10,7 @@ import { initBackend } from "../shared/backend.js";
 import { Rng } from "../shared/rng.js";
 import "../shared/gradients.js"; // the LeakyReLU gradient the models train with
 import { registerWasmKernels } from "../shared/wasm-kernels.js";
+import { blasAvailable } from "./helpers/blas.js";
 
 type Pad =
   | "same"
@@ -30,7 +33,7 @@ function input(shape: number[], seed: number): Input {
 
 /** Runs `f` on fresh tensors of `inputs` under one backend and reads every output back. */
 async function runOn(
-  backend: "wasm" | "cpu",
+  backend: "wasm" | "blas" | "cpu",
   inputs: Input[],
   f: (...xs: tf.Tensor[]) => tf.Tensor | tf.Tensor[],
 ): Promise<Float32Array[]> {
@@ -48,7 +51,7 @@ async function relErrors(
   inputs: Input[],
   f: (...xs: tf.Tensor[]) => tf.Tensor | tf.Tensor[],
 ): Promise<number[]> {
-  const wasm = await runOn("wasm", inputs, f);
+  const wasm = await runOn(current, inputs, f);
   const cpu = await runOn("cpu", inputs, f);
   return cpu.map((ref, k) => {
     expect(wasm[k].length).toBe(ref.length);
@@ -120,6 +123,11 @@ function convTCase(
   return { inputs, forward, grads };
 }
 
+/** The backends whose GEMM-shaped kernels are under test; blas when OpenBLAS can be loaded. */
+const UNDER_TEST: ("wasm" | "blas")[] = blasAvailable() ? ["wasm", "blas"] : ["wasm"];
+/** The backend the running suite compares with cpu (set by each suite's beforeAll). */
+let current: "wasm" | "blas" = "wasm";
+
 beforeAll(async () => {
   await initBackend("cpu");
   expect(await initBackend("wasm")).toBe("wasm");
@@ -144,170 +152,182 @@ describe("registerWasmKernels", () => {
   });
 });
 
-describe("Conv2DBackpropFilter (and conv2d gradients) on wasm", () => {
-  // DCGAN discriminator for 28x28x1: 5x5 kernels, stride 2, 'same'.
-  const cases: [string, Shape4, Shape4, number | [number, number], Pad][] = [
-    ["D conv1 b4 f8", [4, 28, 28, 1], [5, 5, 1, 8], 2, "same"],
-    ["D conv2 b4 f8", [4, 14, 14, 8], [5, 5, 8, 16], 2, "same"],
-    ["D conv1 b64 f32", [64, 28, 28, 1], [5, 5, 1, 32], 2, "same"],
-    // mnist-dcgan's D at batch 16 per shard, and dcgan32's 4x4 kernels.
-    ["dcgan D conv1 b16 f32", [16, 28, 28, 1], [5, 5, 1, 32], 2, "same"],
-    ["dcgan D conv2 b16 f32", [16, 14, 14, 32], [5, 5, 32, 64], 2, "same"],
-    ["dcgan32 D 4x4", [4, 16, 16, 32], [4, 4, 32, 64], 2, "same"],
-    ["valid, non-square", [3, 13, 11, 2], [3, 4, 2, 5], 2, "valid"],
-    ["valid, rows the op never reads", [2, 14, 15, 2], [3, 3, 2, 3], 3, "valid"],
-    ["same, stride 3, odd size", [2, 13, 13, 2], [3, 3, 2, 3], 3, "same"],
-    ["stride 1", [2, 8, 8, 3], [3, 3, 3, 2], 1, "same"],
-    ["numeric pad", [2, 9, 9, 2], [3, 3, 2, 3], 2, 1],
-    [
-      "explicit pads, unequal strides",
-      [2, 9, 10, 2],
-      [3, 3, 2, 3],
-      [2, 1],
-      [
-        [0, 0],
-        [1, 2],
-        [0, 1],
-        [0, 0],
-      ],
-    ],
-  ];
-  for (const [name, xShape, filterShape, strides, pad] of cases) {
-    it(`matches cpu: ${name}`, async () => {
-      const { inputs, grads } = conv2dCase(xShape, filterShape, strides, pad);
-      await expectMatchesCpu(inputs, grads);
+for (const B of UNDER_TEST) {
+  describe(`Conv2DBackpropFilter (and conv2d gradients) on ${B}`, () => {
+    beforeAll(() => {
+      current = B;
     });
-  }
 
-  // Stride 1 takes the matrix-product path (x's columns · dy): every convolution of the resnet
-  // at batch 8 per shard (fashion-resnet-rpgan: widths 64, 32, 16 at 7, 14, 28 px), then
-  // padding and shape edge cases of that path.
-  const stride1: [string, Shape4, Shape4, Pad][] = [
-    ["resnet 3x3 at 28px", [8, 28, 28, 16], [3, 3, 16, 16], "same"],
-    ["resnet 3x3 at 14px", [8, 14, 14, 32], [3, 3, 32, 32], "same"],
-    ["resnet 3x3 at 7px", [8, 7, 7, 64], [3, 3, 64, 64], "same"],
-    ["resnet 1x1 at 28px", [8, 28, 28, 16], [1, 1, 16, 16], "same"],
-    ["resnet 1x1 at 14px", [8, 14, 14, 32], [1, 1, 32, 32], "same"],
-    ["resnet 1x1 at 7px", [8, 7, 7, 64], [1, 1, 64, 64], "same"],
-    ["resnet 1x1 width change 32→64", [8, 7, 7, 32], [1, 1, 32, 64], "same"],
-    ["resnet 1x1 width change 16→32", [8, 14, 14, 16], [1, 1, 16, 32], "same"],
-    ["resnet 1x1 from the image", [8, 28, 28, 1], [1, 1, 1, 16], "same"],
-    ["resnet 1x1 to the image", [8, 28, 28, 16], [1, 1, 16, 1], "same"],
-    ["3x3 valid", [2, 9, 8, 3], [3, 3, 3, 4], "valid"],
-    ["non-square 2x3 same", [3, 7, 9, 2], [2, 3, 2, 5], "same"],
-    ["1x1 with a numeric pad", [2, 5, 6, 3], [1, 1, 3, 2], 1],
-    [
-      "1x1 padded on the far sides only",
-      [2, 5, 6, 3],
-      [1, 1, 3, 2],
+    // DCGAN discriminator for 28x28x1: 5x5 kernels, stride 2, 'same'.
+    const cases: [string, Shape4, Shape4, number | [number, number], Pad][] = [
+      ["D conv1 b4 f8", [4, 28, 28, 1], [5, 5, 1, 8], 2, "same"],
+      ["D conv2 b4 f8", [4, 14, 14, 8], [5, 5, 8, 16], 2, "same"],
+      ["D conv1 b64 f32", [64, 28, 28, 1], [5, 5, 1, 32], 2, "same"],
+      // mnist-dcgan's D at batch 16 per shard, and dcgan32's 4x4 kernels.
+      ["dcgan D conv1 b16 f32", [16, 28, 28, 1], [5, 5, 1, 32], 2, "same"],
+      ["dcgan D conv2 b16 f32", [16, 14, 14, 32], [5, 5, 32, 64], 2, "same"],
+      ["dcgan32 D 4x4", [4, 16, 16, 32], [4, 4, 32, 64], 2, "same"],
+      ["valid, non-square", [3, 13, 11, 2], [3, 4, 2, 5], 2, "valid"],
+      ["valid, rows the op never reads", [2, 14, 15, 2], [3, 3, 2, 3], 3, "valid"],
+      ["same, stride 3, odd size", [2, 13, 13, 2], [3, 3, 2, 3], 3, "same"],
+      ["stride 1", [2, 8, 8, 3], [3, 3, 3, 2], 1, "same"],
+      ["numeric pad", [2, 9, 9, 2], [3, 3, 2, 3], 2, 1],
       [
-        [0, 0],
-        [0, 2],
-        [0, 1],
-        [0, 0],
+        "explicit pads, unequal strides",
+        [2, 9, 10, 2],
+        [3, 3, 2, 3],
+        [2, 1],
+        [
+          [0, 0],
+          [1, 2],
+          [0, 1],
+          [0, 0],
+        ],
       ],
-    ],
-    [
-      "explicit pads, one side wider than the filter",
-      [2, 6, 7, 2],
-      [3, 2, 2, 3],
+    ];
+    for (const [name, xShape, filterShape, strides, pad] of cases) {
+      it(`matches cpu: ${name}`, async () => {
+        const { inputs, grads } = conv2dCase(xShape, filterShape, strides, pad);
+        await expectMatchesCpu(inputs, grads);
+      });
+    }
+
+    // Stride 1 takes the matrix-product path (x's columns · dy): every convolution of the resnet
+    // at batch 8 per shard (fashion-resnet-rpgan: widths 64, 32, 16 at 7, 14, 28 px), then
+    // padding and shape edge cases of that path.
+    const stride1: [string, Shape4, Shape4, Pad][] = [
+      ["resnet 3x3 at 28px", [8, 28, 28, 16], [3, 3, 16, 16], "same"],
+      ["resnet 3x3 at 14px", [8, 14, 14, 32], [3, 3, 32, 32], "same"],
+      ["resnet 3x3 at 7px", [8, 7, 7, 64], [3, 3, 64, 64], "same"],
+      ["resnet 1x1 at 28px", [8, 28, 28, 16], [1, 1, 16, 16], "same"],
+      ["resnet 1x1 at 14px", [8, 14, 14, 32], [1, 1, 32, 32], "same"],
+      ["resnet 1x1 at 7px", [8, 7, 7, 64], [1, 1, 64, 64], "same"],
+      ["resnet 1x1 width change 32→64", [8, 7, 7, 32], [1, 1, 32, 64], "same"],
+      ["resnet 1x1 width change 16→32", [8, 14, 14, 16], [1, 1, 16, 32], "same"],
+      ["resnet 1x1 from the image", [8, 28, 28, 1], [1, 1, 1, 16], "same"],
+      ["resnet 1x1 to the image", [8, 28, 28, 16], [1, 1, 16, 1], "same"],
+      ["3x3 valid", [2, 9, 8, 3], [3, 3, 3, 4], "valid"],
+      ["non-square 2x3 same", [3, 7, 9, 2], [2, 3, 2, 5], "same"],
+      ["1x1 with a numeric pad", [2, 5, 6, 3], [1, 1, 3, 2], 1],
       [
-        [0, 0],
-        [4, 0],
-        [0, 3],
-        [0, 0],
+        "1x1 padded on the far sides only",
+        [2, 5, 6, 3],
+        [1, 1, 3, 2],
+        [
+          [0, 0],
+          [0, 2],
+          [0, 1],
+          [0, 0],
+        ],
       ],
-    ],
-  ];
-  for (const [name, xShape, filterShape, pad] of stride1) {
-    it(`matches cpu, stride 1: ${name}`, async () => {
-      const { inputs, grads } = conv2dCase(xShape, filterShape, 1, pad);
-      await expectMatchesCpu(inputs, grads);
+      [
+        "explicit pads, one side wider than the filter",
+        [2, 6, 7, 2],
+        [3, 2, 2, 3],
+        [
+          [0, 0],
+          [4, 0],
+          [0, 3],
+          [0, 0],
+        ],
+      ],
+    ];
+    for (const [name, xShape, filterShape, pad] of stride1) {
+      it(`matches cpu, stride 1: ${name}`, async () => {
+        const { inputs, grads } = conv2dCase(xShape, filterShape, 1, pad);
+        await expectMatchesCpu(inputs, grads);
+      });
+    }
+
+    it("rejects NCHW clearly", async () => {
+      await initBackend(current);
+      const x = tf.zeros([1, 2, 8, 8]);
+      const dy = tf.zeros([1, 3, 4, 4]);
+      const attrs = { strides: 2, pad: "same", dataFormat: "NCHW", filterShape: [3, 3, 2, 3] };
+      expect(() => tf.engine().runKernel("Conv2DBackpropFilter", { x, dy }, attrs)).toThrow(/NHWC/);
+      tf.dispose([x, dy]);
     });
-  }
-
-  it("rejects NCHW clearly", async () => {
-    await initBackend("wasm");
-    const x = tf.zeros([1, 2, 8, 8]);
-    const dy = tf.zeros([1, 3, 4, 4]);
-    const attrs = { strides: 2, pad: "same", dataFormat: "NCHW", filterShape: [3, 3, 2, 3] };
-    expect(() => tf.engine().runKernel("Conv2DBackpropFilter", { x, dy }, attrs)).toThrow(/NHWC/);
-    tf.dispose([x, dy]);
   });
-});
+}
 
-describe("Conv2DBackpropInput (conv2dTranspose) on wasm", () => {
-  // DCGAN generator for 28x28x1: convT1 [b,7,7,2f] -> [b,14,14,f], convT2 [b,14,14,f] -> [b,28,28,1].
-  const cases: [string, Shape4, Shape4, number | [number, number], Pad][] = [
-    ["G convT1 b4 f8", [4, 14, 14, 8], [5, 5, 8, 16], 2, "same"],
-    ["G convT2 b4 f8", [4, 28, 28, 1], [5, 5, 1, 8], 2, "same"],
-    // From 8 output channels on, each phase runs as its own conv (the split path).
-    ["dcgan G convT1 b16 f32 (split)", [16, 14, 14, 32], [5, 5, 32, 64], 2, "same"],
-    ["dcgan32 4x4 kernel (split)", [4, 16, 16, 32], [4, 4, 32, 64], 2, "same"],
-    ["split, valid, non-square", [3, 13, 11, 8], [3, 4, 8, 5], 2, "valid"],
-    [
-      "8 channels, stride 3, odd size (crop; shared window)",
-      [2, 13, 13, 8],
-      [3, 3, 8, 3],
-      3,
-      "same",
-    ],
-    [
-      "split, explicit pads, unequal strides",
-      [2, 9, 10, 8],
-      [3, 3, 8, 3],
-      [2, 1],
+for (const B of UNDER_TEST) {
+  describe(`Conv2DBackpropInput (conv2dTranspose) on ${B}`, () => {
+    beforeAll(() => {
+      current = B;
+    });
+
+    // DCGAN generator for 28x28x1: convT1 [b,7,7,2f] -> [b,14,14,f], convT2 [b,14,14,f] -> [b,28,28,1].
+    const cases: [string, Shape4, Shape4, number | [number, number], Pad][] = [
+      ["G convT1 b4 f8", [4, 14, 14, 8], [5, 5, 8, 16], 2, "same"],
+      ["G convT2 b4 f8", [4, 28, 28, 1], [5, 5, 1, 8], 2, "same"],
+      // From 8 output channels on, each phase runs as its own conv (the split path).
+      ["dcgan G convT1 b16 f32 (split)", [16, 14, 14, 32], [5, 5, 32, 64], 2, "same"],
+      ["dcgan32 4x4 kernel (split)", [4, 16, 16, 32], [4, 4, 32, 64], 2, "same"],
+      ["split, valid, non-square", [3, 13, 11, 8], [3, 4, 8, 5], 2, "valid"],
       [
-        [0, 0],
-        [1, 2],
-        [0, 1],
-        [0, 0],
+        "8 channels, stride 3, odd size (crop; shared window)",
+        [2, 13, 13, 8],
+        [3, 3, 8, 3],
+        3,
+        "same",
       ],
-    ],
-    ["3 output channels", [4, 28, 28, 3], [5, 5, 3, 8], 2, "same"],
-    ["valid", [3, 13, 11, 4], [3, 4, 4, 5], 2, "valid"],
-    ["same, stride 3, odd size (crop)", [2, 13, 13, 4], [3, 3, 4, 3], 3, "same"],
-    ["stride 1, one channel", [2, 8, 8, 1], [3, 3, 1, 2], 1, "same"],
-    ["filter smaller than the stride", [2, 9, 8, 2], [2, 1, 2, 3], [3, 2], "valid"],
-    ["numeric pad", [2, 9, 9, 2], [3, 3, 2, 3], 2, 1],
-    [
-      "explicit pads, unequal strides",
-      [2, 9, 10, 2],
-      [3, 3, 2, 3],
-      [2, 1],
       [
-        [0, 0],
-        [1, 2],
-        [0, 1],
-        [0, 0],
+        "split, explicit pads, unequal strides",
+        [2, 9, 10, 8],
+        [3, 3, 8, 3],
+        [2, 1],
+        [
+          [0, 0],
+          [1, 2],
+          [0, 1],
+          [0, 0],
+        ],
       ],
-    ],
-    [
-      "explicit pads wider than the filter (stock path)",
-      [2, 9, 10, 4],
-      [3, 3, 4, 3],
-      2,
+      ["3 output channels", [4, 28, 28, 3], [5, 5, 3, 8], 2, "same"],
+      ["valid", [3, 13, 11, 4], [3, 4, 4, 5], 2, "valid"],
+      ["same, stride 3, odd size (crop)", [2, 13, 13, 4], [3, 3, 4, 3], 3, "same"],
+      ["stride 1, one channel", [2, 8, 8, 1], [3, 3, 1, 2], 1, "same"],
+      ["filter smaller than the stride", [2, 9, 8, 2], [2, 1, 2, 3], [3, 2], "valid"],
+      ["numeric pad", [2, 9, 9, 2], [3, 3, 2, 3], 2, 1],
       [
-        [0, 0],
-        [3, 1],
-        [0, 1],
-        [0, 0],
+        "explicit pads, unequal strides",
+        [2, 9, 10, 2],
+        [3, 3, 2, 3],
+        [2, 1],
+        [
+          [0, 0],
+          [1, 2],
+          [0, 1],
+          [0, 0],
+        ],
       ],
-    ],
-  ];
-  for (const [name, outShape, filterShape, strides, pad] of cases) {
-    it(`forward and gradients match cpu: ${name}`, async () => {
-      const { inputs, forward, grads } = convTCase(outShape, filterShape, strides, pad);
+      [
+        "explicit pads wider than the filter (stock path)",
+        [2, 9, 10, 4],
+        [3, 3, 4, 3],
+        2,
+        [
+          [0, 0],
+          [3, 1],
+          [0, 1],
+          [0, 0],
+        ],
+      ],
+    ];
+    for (const [name, outShape, filterShape, strides, pad] of cases) {
+      it(`forward and gradients match cpu: ${name}`, async () => {
+        const { inputs, forward, grads } = convTCase(outShape, filterShape, strides, pad);
+        await expectMatchesCpu(inputs.slice(0, 2), forward);
+        await expectMatchesCpu(inputs, grads);
+      });
+    }
+
+    it("forward matches cpu: G convT1 b64 f32", async () => {
+      const { inputs, forward } = convTCase([64, 14, 14, 32], [5, 5, 32, 64], 2, "same");
       await expectMatchesCpu(inputs.slice(0, 2), forward);
-      await expectMatchesCpu(inputs, grads);
     });
-  }
-
-  it("forward matches cpu: G convT1 b64 f32", async () => {
-    const { inputs, forward } = convTCase([64, 14, 14, 32], [5, 5, 32, 64], 2, "same");
-    await expectMatchesCpu(inputs.slice(0, 2), forward);
   });
-});
+}
 
 /** The float32 bit patterns of a typed array, for exact comparisons. */
 function bitsOf(a: Float32Array): number[] {
@@ -398,73 +418,84 @@ describe("Identity and LeakyRelu on wasm", () => {
   }
 });
 
-describe("BatchMatMul / _FusedMatMul on wasm", () => {
-  const combos = [
-    [false, false],
-    [true, false],
-    [false, true],
-    [true, true],
-  ] as const;
-  const dense: [number, number, number][] = [
-    [64, 784, 256],
-    [64, 256, 1],
-  ];
-  for (const [m, k, n] of dense) {
-    for (const [ta, tb] of combos) {
-      const inputs = [input(ta ? [k, m] : [m, k], m + k), input(tb ? [n, k] : [k, n], k + n)];
-      it(`matMul [${m},${k}]x[${k},${n}] transposeA=${ta} transposeB=${tb}`, async () => {
-        await expectMatchesCpu(inputs, (a, b) => tf.matMul(a, b, ta, tb));
-      });
-      it(`fused matMul + bias + relu [${m},${k}]x[${k},${n}] transposeA=${ta} transposeB=${tb}`, async () => {
-        const all = [...inputs, input([n], n)];
-        await expectMatchesCpu(all, (a, b, bias) =>
-          tf.fused.matMul({ a, b, transposeA: ta, transposeB: tb, bias, activation: "relu" }),
-        );
+for (const B of UNDER_TEST) {
+  describe(`BatchMatMul / _FusedMatMul on ${B}`, () => {
+    beforeAll(() => {
+      current = B;
+    });
+
+    const combos = [
+      [false, false],
+      [true, false],
+      [false, true],
+      [true, true],
+    ] as const;
+    const dense: [number, number, number][] = [
+      [64, 784, 256],
+      [64, 256, 1],
+    ];
+    for (const [m, k, n] of dense) {
+      for (const [ta, tb] of combos) {
+        const inputs = [input(ta ? [k, m] : [m, k], m + k), input(tb ? [n, k] : [k, n], k + n)];
+        it(`matMul [${m},${k}]x[${k},${n}] transposeA=${ta} transposeB=${tb}`, async () => {
+          await expectMatchesCpu(inputs, (a, b) => tf.matMul(a, b, ta, tb));
+        });
+        it(`fused matMul + bias + relu [${m},${k}]x[${k},${n}] transposeA=${ta} transposeB=${tb}`, async () => {
+          const all = [...inputs, input([n], n)];
+          await expectMatchesCpu(all, (a, b, bias) =>
+            tf.fused.matMul({ a, b, transposeA: ta, transposeB: tb, bias, activation: "relu" }),
+          );
+        });
+      }
+    }
+
+    // Every dense layer of the benchmarked models (MLP G 64-256-512-784, D 784-512-256-1; DCGAN
+    // G dense 64-3136, D dense 3136-1) at batch 64: forward x·W, input gradient dy·Wᵀ (the swapped
+    // product) and weight gradient xᵀ·dy, as tfjs's matMul gradient emits them.
+    const layers: [number, number][] = [
+      [64, 256],
+      [256, 512],
+      [512, 784],
+      [784, 512],
+      [512, 256],
+      [256, 1],
+      [64, 3136],
+      [3136, 1],
+    ];
+    for (const [fanIn, fanOut] of layers) {
+      it(`dense ${fanIn}→${fanOut} at batch 64: x·W, dy·Wᵀ and xᵀ·dy match cpu`, async () => {
+        const x = input([64, fanIn], fanIn);
+        const w = input([fanIn, fanOut], fanIn * 7 + fanOut);
+        const dy = input([64, fanOut], fanOut + 1);
+        await expectMatchesCpu([x, w], (a, b) => tf.matMul(a, b));
+        await expectMatchesCpu([dy, w], (a, b) => tf.matMul(a, b, false, true));
+        await expectMatchesCpu([x, dy], (a, b) => tf.matMul(a, b, true, false));
       });
     }
-  }
 
-  // Every dense layer of the benchmarked models (MLP G 64-256-512-784, D 784-512-256-1; DCGAN
-  // G dense 64-3136, D dense 3136-1) at batch 64: forward x·W, input gradient dy·Wᵀ (the swapped
-  // product) and weight gradient xᵀ·dy, as tfjs's matMul gradient emits them.
-  const layers: [number, number][] = [
-    [64, 256],
-    [256, 512],
-    [512, 784],
-    [784, 512],
-    [512, 256],
-    [256, 1],
-    [64, 3136],
-    [3136, 1],
-  ];
-  for (const [fanIn, fanOut] of layers) {
-    it(`dense ${fanIn}→${fanOut} at batch 64: x·W, dy·Wᵀ and xᵀ·dy match cpu`, async () => {
-      const x = input([64, fanIn], fanIn);
-      const w = input([fanIn, fanOut], fanIn * 7 + fanOut);
-      const dy = input([64, fanOut], fanOut + 1);
-      await expectMatchesCpu([x, w], (a, b) => tf.matMul(a, b));
-      await expectMatchesCpu([dy, w], (a, b) => tf.matMul(a, b, false, true));
-      await expectMatchesCpu([x, dy], (a, b) => tf.matMul(a, b, true, false));
+    it("fused matMul with transposed b and a bias (not swapped) still matches", async () => {
+      const inputs = [input([64, 512], 21), input([784, 512], 22), input([784], 23)];
+      await expectMatchesCpu(inputs, (a, b, bias) =>
+        tf.fused.matMul({ a, b, transposeB: true, bias, activation: "relu" }),
+      );
     });
-  }
 
-  it("fused matMul with transposed b and a bias (not swapped) still matches", async () => {
-    const inputs = [input([64, 512], 21), input([784, 512], 22), input([784], 23)];
-    await expectMatchesCpu(inputs, (a, b, bias) =>
-      tf.fused.matMul({ a, b, transposeB: true, bias, activation: "relu" }),
-    );
-  });
+    it("batched matMul (left to the stock kernel) still matches", async () => {
+      const inputs = [input([3, 16, 8], 1), input([3, 12, 8], 2)];
+      await expectMatchesCpu(inputs, (a, b) => tf.matMul(a, b, false, true));
+    });
 
-  it("batched matMul (left to the stock kernel) still matches", async () => {
-    const inputs = [input([3, 16, 8], 1), input([3, 12, 8], 2)];
-    await expectMatchesCpu(inputs, (a, b) => tf.matMul(a, b, false, true));
+    it("MLP gradients match cpu", async () => {
+      const inputs = [
+        input([64, 784], 3),
+        input([784, 256], 4),
+        input([256], 5),
+        input([256, 1], 6),
+      ];
+      await expectMatchesCpu(inputs, mlpGrads);
+    });
   });
-
-  it("MLP gradients match cpu", async () => {
-    const inputs = [input([64, 784], 3), input([784, 256], 4), input([256], 5), input([256, 1], 6)];
-    await expectMatchesCpu(inputs, mlpGrads);
-  });
-});
+}
 
 /** Gradients of a 784-256-1 MLP's loss w.r.t. its weights and its input. */
 function mlpGrads(x: tf.Tensor, w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor): tf.Tensor[] {
@@ -516,38 +547,44 @@ function dcganGrads(f: number, batch: number) {
   return { inputs, grads };
 }
 
-describe("whole-model gradients on wasm", () => {
-  it("a DCGAN-like conv stack's gradients run and match cpu", async () => {
-    const { inputs, grads } = dcganGrads(8, 4);
-    await expectMatchesCpu(inputs, grads);
-  });
+for (const B of UNDER_TEST) {
+  describe(`whole-model gradients on ${B}`, () => {
+    beforeAll(() => {
+      current = B;
+    });
 
-  it("is deterministic: same inputs give the same bits", async () => {
-    const { inputs, grads } = dcganGrads(8, 4);
-    const mlpInputs = [
-      input([64, 784], 3),
-      input([784, 256], 4),
-      input([256], 5),
-      input([256, 1], 6),
-    ];
-    const swapped = [input([64, 512], 31), input([784, 512], 32)];
-    const bits = async () => {
-      const outs = [
-        ...(await runOn("wasm", inputs, grads)),
-        ...(await runOn("wasm", mlpInputs, mlpGrads)),
-        ...(await runOn("wasm", swapped, (a, b) => tf.matMul(a, b, false, true))),
+    it("a DCGAN-like conv stack's gradients run and match cpu", async () => {
+      const { inputs, grads } = dcganGrads(8, 4);
+      await expectMatchesCpu(inputs, grads);
+    });
+
+    it("is deterministic: same inputs give the same bits", async () => {
+      const { inputs, grads } = dcganGrads(8, 4);
+      const mlpInputs = [
+        input([64, 784], 3),
+        input([784, 256], 4),
+        input([256], 5),
+        input([256, 1], 6),
       ];
-      return outs.map((o) => Array.from(new Uint32Array(o.buffer, o.byteOffset, o.length)));
-    };
-    expect(await bits()).toEqual(await bits());
-  });
+      const swapped = [input([64, 512], 31), input([784, 512], 32)];
+      const bits = async () => {
+        const outs = [
+          ...(await runOn(current, inputs, grads)),
+          ...(await runOn(current, mlpInputs, mlpGrads)),
+          ...(await runOn(current, swapped, (a, b) => tf.matMul(a, b, false, true))),
+        ];
+        return outs.map((o) => Array.from(new Uint32Array(o.buffer, o.byteOffset, o.length)));
+      };
+      expect(await bits()).toEqual(await bits());
+    });
 
-  it("leaves no wasm buffers behind", async () => {
-    const { inputs, grads } = dcganGrads(8, 4);
-    await runOn("wasm", inputs, grads); // warm up: first calls may allocate caches
-    const backend = tf.engine().backend;
-    const before = backend.numDataIds();
-    await runOn("wasm", inputs, grads);
-    expect(backend.numDataIds()).toBe(before);
+    it("leaves no wasm buffers behind", async () => {
+      const { inputs, grads } = dcganGrads(8, 4);
+      await runOn(current, inputs, grads); // warm up: first calls may allocate caches
+      const backend = tf.engine().backend;
+      const before = backend.numDataIds();
+      await runOn(current, inputs, grads);
+      expect(backend.numDataIds()).toBe(before);
+    });
   });
-});
+}

@@ -112,12 +112,14 @@ export async function startCompute(
 ): Promise<Compute> {
   // TensorFlow.js loads only where it computes: in the thread on wasm and cpu (the
   // worker's main thread then starts without it: seconds of CPU less per worker).
-  if (requested === "wasm" || requested === "cpu") return ThreadCompute.start(requested, log);
+  if (requested === "wasm" || requested === "blas" || requested === "cpu") {
+    return ThreadCompute.start(requested, log);
+  }
   const { gpuBackendPossible, initBackend } = await import("../shared/backend.js");
   if (requested === "auto" && !gpuBackendPossible()) return ThreadCompute.start("auto", log);
   const name = await initBackend(requested, log);
   // auto looked for a GPU and fell back to a CPU backend: compute in a thread after all.
-  if (name === "wasm" || name === "cpu") return ThreadCompute.start(name, log);
+  if (name === "wasm" || name === "blas" || name === "cpu") return ThreadCompute.start(name, log);
   const { LocalCompute } = await import("./local-compute.js");
   return new LocalCompute(name);
 }

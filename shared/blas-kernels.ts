@@ -1,0 +1,520 @@
+// The `blas` backend: tfjs's wasm backend with its matrix products and convolutions (forward,
+// input gradient, filter gradient) computed by the system's OpenBLAS (shared/blas.ts) on the
+// wasm heap's own memory. Everything else (element-wise ops, reductions, batch norm, depthwise
+// conv) stays on wasm. Why: single-threaded wasm SIMD is 4 floats wide without FMA, and a GEMM
+// on it (XNNPACK) runs at ~18 GFLOP/s on these machines against OpenBLAS's ~94 with AVX2 + FMA
+// (docs/BENCHMARKS.md §9), a gap no kernel work inside wasm can close.
+//
+// Convolutions are lowered to GEMMs the classic way (im2col; Chellapilla et al. 2006, "High
+// Performance Convolutional Neural Networks for Document Processing"; Caffe's and PyTorch's
+// CPU fallback do the same): with x NHWC [n, h, w, ci] and W [kh, kw, ci, co] read as a
+// [kh·kw·ci, co] matrix,
+//   forward        y[(b, oh, ow), co]      = cols · W            cols = im2col(x) [rows, kh·kw·ci]
+//   input grad     dx                      = col2im(dy · Wᵀ)     (a scatter-add, in a fixed order)
+//   filter grad    dW[(kh, kw, ci), co]    = colsᵀ · dy
+// Images are processed in chunks whose size depends only on the shapes (so every worker sums in
+// the same order); one kernel call's bits depend only on its inputs, shapes and the OpenBLAS
+// build and core type.
+
+import "@tensorflow/tfjs-backend-wasm"; // registers the stock wasm kernels we build on
+import * as tf from "@tensorflow/tfjs-core";
+
+import type { Blas } from "./blas.js";
+
+type Info = tf.TensorInfo;
+type Shape4 = [number, number, number, number];
+type KernelArgs = Parameters<tf.KernelFunc>[0];
+
+/** What we use of the wasm backend beyond tf.KernelBackend: its heap views. */
+interface WasmHeap {
+  makeOutput(shape: number[], dtype: "float32"): Info;
+  typedArrayFromHeap(t: Info): Float32Array;
+}
+
+/** The kernels this file replaces on the wasm backend while `blas` is active. */
+const KERNELS = [
+  "BatchMatMul",
+  "_FusedMatMul",
+  "Conv2D",
+  "FusedConv2D",
+  "Conv2DBackpropInput",
+  "Conv2DBackpropFilter",
+] as const;
+
+/**
+ * Largest im2col buffer per GEMM call, in floats (16 MiB): bigger convolutions run in chunks of
+ * whole images. A function of the shapes only, so the summation order is too.
+ */
+const MAX_COLS = 4 << 20;
+
+/** The wasm kernels we replaced, to restore them; non-empty while blas kernels are active. */
+const previous = new Map<string, tf.KernelConfig>();
+let active: Blas | undefined;
+let scratch = new Float32Array(0);
+
+/**
+ * Routes the wasm backend's GEMM-shaped kernels to `blas` (idempotent). Call after the wasm
+ * backend's own kernels (and shared/wasm-kernels.ts) are registered; what blas does not cover
+ * (non-float32, NCHW, batch broadcasting) falls back to the kernel it replaced.
+ */
+export function registerBlasKernels(blas: Blas): void {
+  active = blas;
+  for (const name of KERNELS) {
+    if (previous.has(name)) continue;
+    const original = tf.getKernel(name, "wasm") as tf.KernelConfig | undefined;
+    if (original == null) {
+      throw new Error(`wasm kernel ${name} is not registered (tfjs-backend-wasm not loaded?)`);
+    }
+    previous.set(name, original);
+    tf.unregisterKernel(name, "wasm");
+    tf.registerKernel({ ...original, kernelFunc: wrap(name, original.kernelFunc) });
+  }
+}
+
+/** Restores the wasm kernels registerBlasKernels replaced (tests compare both in one process). */
+export function unregisterBlasKernels(): void {
+  for (const [name, original] of previous) {
+    tf.unregisterKernel(name, "wasm");
+    tf.registerKernel(original);
+  }
+  previous.clear();
+  active = undefined;
+}
+
+/** The OpenBLAS the wasm backend's GEMMs run on now, or undefined (stock wasm). */
+export function activeBlas(): Blas | undefined {
+  return active;
+}
+
+function wrap(name: (typeof KERNELS)[number], fallback: tf.KernelFunc): tf.KernelFunc {
+  const impl = {
+    BatchMatMul: matMul,
+    _FusedMatMul: matMul,
+    Conv2D: conv2D,
+    FusedConv2D: conv2D,
+    Conv2DBackpropInput: conv2DBackpropInput,
+    Conv2DBackpropFilter: conv2DBackpropFilter,
+  }[name];
+  return (args) => {
+    const blas = active;
+    if (blas == null) return fallback(args);
+    return impl(args, blas) ?? fallback(args);
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Matrix products
+
+function matMul({ inputs, backend, attrs }: KernelArgs, blas: Blas): Info | undefined {
+  const a = inputs.a as Info;
+  const b = inputs.b as Info;
+  if (a.dtype !== "float32" || b.dtype !== "float32") return undefined;
+  const transA = attrs?.transposeA === true;
+  const transB = attrs?.transposeB === true;
+  const ra = a.shape.length;
+  const rb = b.shape.length;
+  const batchA = a.shape.slice(0, -2);
+  const batchB = b.shape.slice(0, -2);
+  const nA = product(batchA);
+  const nB = product(batchB);
+  // Same batch shape, or one side a single matrix; other broadcasts stay with wasm.
+  const sameBatch = batchA.length === batchB.length && batchA.every((d, i) => d === batchB[i]);
+  if (!sameBatch && nA !== 1 && nB !== 1) return undefined;
+  const m = transA ? a.shape[ra - 1] : a.shape[ra - 2];
+  const k = transA ? a.shape[ra - 2] : a.shape[ra - 1];
+  const n = transB ? b.shape[rb - 2] : b.shape[rb - 1];
+  const outBatch = nA >= nB ? batchA : batchB;
+  const heap = backend as unknown as WasmHeap;
+  const out = heap.makeOutput([...outBatch, m, n], "float32");
+  // Views after the allocation, which may grow (and detach) the heap.
+  const av = heap.typedArrayFromHeap(a);
+  const bv = heap.typedArrayFromHeap(b);
+  const cv = heap.typedArrayFromHeap(out);
+  const lda = a.shape[ra - 1];
+  const ldb = b.shape[rb - 1];
+  for (let i = 0; i < Math.max(nA, nB); i++) {
+    const aOff = nA === 1 ? 0 : i * m * k;
+    const bOff = nB === 1 ? 0 : i * k * n;
+    gemm(blas, transA, transB, m, n, k, av, aOff, lda, bv, bOff, ldb, 0, cv, i * m * n, n);
+  }
+  return epilogue(out, inputs, attrs, backend);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Convolutions
+
+function conv2D({ inputs, backend, attrs }: KernelArgs, blas: Blas): Info | undefined {
+  const x = inputs.x as Info;
+  const filter = inputs.filter as Info;
+  const { strides, pad, dataFormat, dilations, dimRoundingMode } =
+    attrs as unknown as tf.Conv2DAttrs;
+  if (dataFormat !== "NHWC" || x.dtype !== "float32" || filter.dtype !== "float32") {
+    return undefined;
+  }
+  const info = tf.backend_util.computeConv2DInfo(
+    x.shape as Shape4,
+    filter.shape as Shape4,
+    strides,
+    dilations,
+    pad,
+    dimRoundingMode,
+  );
+  const { outHeight: oh, outWidth: ow, outChannels: co } = info;
+  const taps = info.filterHeight * info.filterWidth * info.inChannels;
+  const heap = backend as unknown as WasmHeap;
+  const out = heap.makeOutput([info.batchSize, oh, ow, co], "float32");
+  const xv = heap.typedArrayFromHeap(x);
+  const wv = heap.typedArrayFromHeap(filter);
+  const yv = heap.typedArrayFromHeap(out);
+  const perImage = oh * ow;
+  if (isPointwise(info)) {
+    // A 1×1 conv at stride 1 without padding: x itself is the im2col matrix.
+    const rows = info.batchSize * perImage;
+    gemm(blas, false, false, rows, co, taps, xv, 0, taps, wv, 0, co, 0, yv, 0, co);
+  } else {
+    for (const [first, count] of chunks(info.batchSize, perImage * taps)) {
+      const cols = im2col(xv, info, first, count);
+      const rows = count * perImage;
+      gemm(
+        blas,
+        false,
+        false,
+        rows,
+        co,
+        taps,
+        cols,
+        0,
+        taps,
+        wv,
+        0,
+        co,
+        0,
+        yv,
+        first * perImage * co,
+        co,
+      );
+    }
+  }
+  return epilogue(out, inputs, attrs, backend);
+}
+
+function conv2DBackpropInput({ inputs, backend, attrs }: KernelArgs, blas: Blas): Info | undefined {
+  const dy = inputs.dy as Info;
+  const filter = inputs.filter as Info;
+  const { strides, pad, dataFormat, dimRoundingMode, inputShape } =
+    attrs as unknown as tf.Conv2DBackpropInputAttrs;
+  if (dataFormat !== "NHWC" || dy.dtype !== "float32" || filter.dtype !== "float32") {
+    return undefined;
+  }
+  const info = tf.backend_util.computeConv2DInfo(
+    inputShape,
+    filter.shape as Shape4,
+    strides,
+    1,
+    pad,
+    dimRoundingMode,
+  );
+  const { outHeight: oh, outWidth: ow, outChannels: co } = info;
+  const taps = info.filterHeight * info.filterWidth * info.inChannels;
+  const heap = backend as unknown as WasmHeap;
+  const out = heap.makeOutput([...inputShape], "float32");
+  const dyv = heap.typedArrayFromHeap(dy);
+  const wv = heap.typedArrayFromHeap(filter);
+  const dxv = heap.typedArrayFromHeap(out);
+  const perImage = oh * ow;
+  if (isPointwise(info)) {
+    const rows = info.batchSize * perImage;
+    gemm(blas, false, true, rows, taps, co, dyv, 0, co, wv, 0, co, 0, dxv, 0, taps);
+    return out;
+  }
+  dxv.fill(0);
+  for (const [first, count] of chunks(info.batchSize, perImage * taps)) {
+    const rows = count * perImage;
+    const cols = scratchOf(rows * taps);
+    gemm(
+      blas,
+      false,
+      true,
+      rows,
+      taps,
+      co,
+      dyv,
+      first * perImage * co,
+      co,
+      wv,
+      0,
+      co,
+      0,
+      cols,
+      0,
+      taps,
+    );
+    col2im(cols, dxv, info, first, count);
+  }
+  return out;
+}
+
+function conv2DBackpropFilter(
+  { inputs, backend, attrs }: KernelArgs,
+  blas: Blas,
+): Info | undefined {
+  const x = inputs.x as Info;
+  const dy = inputs.dy as Info;
+  const { strides, pad, dataFormat, dimRoundingMode, filterShape } =
+    attrs as unknown as tf.Conv2DBackpropFilterAttrs;
+  if (dataFormat !== "NHWC" || x.dtype !== "float32" || dy.dtype !== "float32") return undefined;
+  const info = tf.backend_util.computeConv2DInfo(
+    x.shape as Shape4,
+    filterShape,
+    strides,
+    1,
+    pad,
+    dimRoundingMode,
+  );
+  const { outHeight: oh, outWidth: ow, outChannels: co } = info;
+  const taps = info.filterHeight * info.filterWidth * info.inChannels;
+  const heap = backend as unknown as WasmHeap;
+  const out = heap.makeOutput([...filterShape], "float32");
+  const xv = heap.typedArrayFromHeap(x);
+  const dyv = heap.typedArrayFromHeap(dy);
+  const dwv = heap.typedArrayFromHeap(out);
+  const perImage = oh * ow;
+  if (isPointwise(info)) {
+    const rows = info.batchSize * perImage;
+    gemm(blas, true, false, taps, co, rows, xv, 0, taps, dyv, 0, co, 0, dwv, 0, co);
+    return out;
+  }
+  let beta: 0 | 1 = 0;
+  for (const [first, count] of chunks(info.batchSize, perImage * taps)) {
+    const cols = im2col(xv, info, first, count);
+    const rows = count * perImage;
+    gemm(
+      blas,
+      true,
+      false,
+      taps,
+      co,
+      rows,
+      cols,
+      0,
+      taps,
+      dyv,
+      first * perImage * co,
+      co,
+      beta,
+      dwv,
+      0,
+      co,
+    );
+    beta = 1;
+  }
+  if (beta === 0) dwv.fill(0); // no images at all
+  return out;
+}
+
+function isPointwise(info: tf.backend_util.Conv2DInfo): boolean {
+  return (
+    info.filterHeight === 1 &&
+    info.filterWidth === 1 &&
+    info.strideHeight === 1 &&
+    info.strideWidth === 1 &&
+    info.padInfo.top === 0 &&
+    info.padInfo.left === 0 &&
+    info.outHeight === info.inHeight &&
+    info.outWidth === info.inWidth
+  );
+}
+
+/** [first image, image count] chunks of at most MAX_COLS im2col floats (at least one image). */
+function chunks(images: number, floatsPerImage: number): Array<[number, number]> {
+  const per = Math.max(1, Math.floor(MAX_COLS / Math.max(1, floatsPerImage)));
+  const out: Array<[number, number]> = [];
+  for (let first = 0; first < images; first += per)
+    out.push([first, Math.min(per, images - first)]);
+  return out;
+}
+
+function scratchOf(length: number): Float32Array {
+  if (scratch.length < length) scratch = new Float32Array(length);
+  return scratch.subarray(0, length);
+}
+
+/**
+ * cols[(b, oh, ow), (kh, kw, c)] = x[b, oh·sh + kh·dh − padTop, ow·sw + kw·dw − padLeft, c]
+ * (0 outside x) for images first … first + count − 1; a view of the shared scratch buffer.
+ */
+function im2col(
+  x: Float32Array,
+  info: tf.backend_util.Conv2DInfo,
+  first: number,
+  count: number,
+): Float32Array {
+  const { inHeight: h, inWidth: w, inChannels: ci, outHeight: oh, outWidth: ow } = info;
+  const { filterHeight: kh, filterWidth: kw, strideHeight: sh, strideWidth: sw } = info;
+  const { dilationHeight: dh, dilationWidth: dw } = info;
+  const { top: padTop, left: padLeft } = info.padInfo;
+  const taps = kh * kw * ci;
+  const cols = scratchOf(count * oh * ow * taps);
+  let dst = 0;
+  for (let b = first; b < first + count; b++) {
+    const image = b * h * w * ci;
+    for (let y = 0; y < oh; y++) {
+      for (let xo = 0; xo < ow; xo++) {
+        for (let i = 0; i < kh; i++) {
+          const yIn = y * sh + i * dh - padTop;
+          const rowInside = yIn >= 0 && yIn < h;
+          for (let j = 0; j < kw; j++, dst += ci) {
+            const xIn = xo * sw + j * dw - padLeft;
+            if (!rowInside || xIn < 0 || xIn >= w) {
+              cols.fill(0, dst, dst + ci);
+              continue;
+            }
+            const src = image + (yIn * w + xIn) * ci;
+            if (ci >= 16) cols.set(x.subarray(src, src + ci), dst);
+            else for (let c = 0; c < ci; c++) cols[dst + c] = x[src + c];
+          }
+        }
+      }
+    }
+  }
+  return cols;
+}
+
+/** dx[b, oh·sh + kh − padTop, ow·sw + kw − padLeft, c] += cols[(b, oh, ow), (kh, kw, c)], in row order. */
+function col2im(
+  cols: Float32Array,
+  dx: Float32Array,
+  info: tf.backend_util.Conv2DInfo,
+  first: number,
+  count: number,
+): void {
+  const { inHeight: h, inWidth: w, inChannels: ci, outHeight: oh, outWidth: ow } = info;
+  const { filterHeight: kh, filterWidth: kw, strideHeight: sh, strideWidth: sw } = info;
+  const { top: padTop, left: padLeft } = info.padInfo;
+  let src = 0;
+  for (let b = first; b < first + count; b++) {
+    const image = b * h * w * ci;
+    for (let y = 0; y < oh; y++) {
+      for (let xo = 0; xo < ow; xo++) {
+        for (let i = 0; i < kh; i++) {
+          const yIn = y * sh + i - padTop;
+          const rowInside = yIn >= 0 && yIn < h;
+          for (let j = 0; j < kw; j++, src += ci) {
+            const xIn = xo * sw + j - padLeft;
+            if (!rowInside || xIn < 0 || xIn >= w) continue;
+            const to = image + (yIn * w + xIn) * ci;
+            for (let c = 0; c < ci; c++) dx[to + c] += cols[src + c];
+          }
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared pieces
+
+/** One sgemm on views at float offsets (koffi passes a view's byteOffset as the pointer). */
+function gemm(
+  blas: Blas,
+  transA: boolean,
+  transB: boolean,
+  m: number,
+  n: number,
+  k: number,
+  a: Float32Array,
+  aOff: number,
+  lda: number,
+  b: Float32Array,
+  bOff: number,
+  ldb: number,
+  beta: 0 | 1,
+  c: Float32Array,
+  cOff: number,
+  ldc: number,
+): void {
+  if (m === 0 || n === 0) return;
+  const cView = c.subarray(cOff, cOff + (m - 1) * ldc + n);
+  if (k === 0) {
+    if (beta === 0) for (let r = 0; r < m; r++) cView.fill(0, r * ldc, r * ldc + n);
+    return;
+  }
+  const aRows = transA ? k : m;
+  const bRows = transB ? n : k;
+  const aCols = transA ? m : k;
+  const bCols = transB ? k : n;
+  blas.sgemm(
+    transA,
+    transB,
+    m,
+    n,
+    k,
+    a.subarray(aOff, aOff + (aRows - 1) * lda + aCols),
+    lda,
+    b.subarray(bOff, bOff + (bRows - 1) * ldb + bCols),
+    ldb,
+    beta,
+    cView,
+    ldc,
+  );
+}
+
+/**
+ * A fused kernel's bias and activation after the product, as tfjs's fused ops define them
+ * (bias broadcast over the last axis, then the activation), on the stock wasm kernels.
+ */
+function epilogue(
+  product: Info,
+  inputs: tf.NamedTensorInfoMap,
+  attrs: tf.NamedAttrMap | undefined,
+  backend: object,
+): Info {
+  const bias = inputs.bias as Info | undefined;
+  const activation = (attrs?.activation as string | undefined) ?? "linear";
+  if (bias == null && activation === "linear") return product;
+  const kb = backend as tf.KernelBackend;
+  const run = (name: string, ins: tf.NamedTensorInfoMap, at: tf.NamedAttrMap = {}): Info => {
+    const kernel = tf.getKernel(name, "wasm") as tf.KernelConfig;
+    return kernel.kernelFunc({ inputs: ins, backend, attrs: at }) as Info;
+  };
+  let y = product;
+  if (bias != null) {
+    const sum = run("Add", { a: y, b: bias });
+    kb.disposeData(y.dataId);
+    y = sum;
+  }
+  const activated = activate(y, activation, inputs, attrs, run);
+  if (activated !== y) kb.disposeData(y.dataId);
+  return activated;
+}
+
+function activate(
+  x: Info,
+  activation: string,
+  inputs: tf.NamedTensorInfoMap,
+  attrs: tf.NamedAttrMap | undefined,
+  run: (name: string, ins: tf.NamedTensorInfoMap, at?: tf.NamedAttrMap) => Info,
+): Info {
+  switch (activation) {
+    case "linear":
+      return x;
+    case "relu":
+      return run("Relu", { x });
+    case "relu6":
+      return run("Relu6", { x });
+    case "elu":
+      return run("Elu", { x });
+    case "sigmoid":
+      return run("Sigmoid", { x });
+    case "prelu":
+      return run("Prelu", { x, alpha: inputs.preluActivationWeights as Info });
+    case "leakyrelu":
+      return run("LeakyRelu", { x }, { alpha: (attrs?.leakyreluAlpha as number) ?? 0.2 });
+    default:
+      throw new Error(`blas backend: unknown fused activation '${activation}'`);
+  }
+}
+
+function product(dims: number[]): number {
+  return dims.reduce((n, d) => n * d, 1);
+}

@@ -1,0 +1,143 @@
+// The system's OpenBLAS, called through koffi (a C FFI with prebuilt binaries) for the `blas`
+// backend's matrix products. Loaded only when that backend is asked for; absent either part,
+// `loadBlas` throws one line that says what to install.
+
+import { createRequire } from "node:module";
+
+const require = createRequire(import.meta.url);
+
+/** CBLAS's enums (cblas.h): row-major storage, and whether an operand is transposed. */
+const ROW_MAJOR = 101;
+const NO_TRANS = 111;
+const TRANS = 112;
+
+/** Where Debian, Ubuntu, Fedora and Alpine put OpenBLAS (pthread build first), then the soname. */
+const LIBRARY_CANDIDATES = [
+  "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0",
+  "/usr/lib/aarch64-linux-gnu/openblas-pthread/libopenblas.so.0",
+  "/usr/lib/x86_64-linux-gnu/libopenblas.so.0",
+  "/usr/lib/aarch64-linux-gnu/libopenblas.so.0",
+  "/usr/lib64/libopenblas.so.0",
+  "/usr/lib/libopenblas.so.0",
+  "libopenblas.so.0",
+];
+
+/** An OpenBLAS call failed to load, or the library is not OpenBLAS. Message: one line. */
+export class BlasUnavailableError extends Error {
+  override name = "BlasUnavailableError";
+}
+
+/**
+ * Single-precision GEMM on row-major matrices, C = op(A)·op(B) (beta 0) or C += op(A)·op(B)
+ * (beta 1), op = transpose when the flag is set; m × k times k × n, leading dimensions in
+ * floats. Operands may be views into a wasm heap (any Float32Array, at its byteOffset).
+ * Single-threaded: one call's bits depend only on its operands, their shapes and the OpenBLAS
+ * build and core type (`label`), never on timing.
+ */
+export interface Blas {
+  sgemm(
+    transA: boolean,
+    transB: boolean,
+    m: number,
+    n: number,
+    k: number,
+    a: Float32Array,
+    lda: number,
+    b: Float32Array,
+    ldb: number,
+    beta: 0 | 1,
+    c: Float32Array,
+    ldc: number,
+  ): void;
+  /** e.g. "OpenBLAS 0.3.21 Haswell": the library version and the kernel set it runs. */
+  readonly label: string;
+  /** The shared object that was loaded. */
+  readonly path: string;
+}
+
+let loaded: Blas | undefined;
+
+/**
+ * Loads OpenBLAS once per thread (koffi in a worker thread loads its own handle) and sets it to
+ * one thread: Agon parallelises across worker processes, and a threaded GEMM would compete with
+ * them for cores. OPENBLAS_CORETYPE (read by OpenBLAS itself) pins the kernel set, so machines
+ * with different CPUs can compute the same bits.
+ * @throws BlasUnavailableError when koffi or OpenBLAS is missing (message names what to install).
+ */
+export function loadBlas(): Blas {
+  if (loaded != null) return loaded;
+  let koffi: typeof import("koffi");
+  try {
+    koffi = require("koffi");
+  } catch (err) {
+    throw new BlasUnavailableError(
+      `backend 'blas' needs the npm package koffi (an optional dependency of agon; run \`npm install koffi\`): ${firstLine(err)}`,
+    );
+  }
+  const tried: string[] = [];
+  let lib: ReturnType<typeof koffi.load> | undefined;
+  let path = "";
+  const override = process.env.AGON_OPENBLAS;
+  for (const candidate of override ? [override] : LIBRARY_CANDIDATES) {
+    try {
+      lib = koffi.load(candidate);
+      path = candidate;
+      break;
+    } catch {
+      tried.push(candidate);
+    }
+  }
+  if (lib == null) {
+    throw new BlasUnavailableError(
+      override
+        ? `backend 'blas': AGON_OPENBLAS=${override} could not be loaded as a shared library`
+        : "backend 'blas' needs OpenBLAS (Debian/Ubuntu: apt-get install libopenblas0-pthread; or set AGON_OPENBLAS to its libopenblas.so.0)",
+    );
+  }
+  let sgemm: (...args: unknown[]) => void;
+  let corename: () => string;
+  let config: () => string;
+  try {
+    sgemm = lib.func(
+      "void cblas_sgemm(int, int, int, int, int, int, float, const float *, int, const float *, int, float, _Inout_ float *, int)",
+    );
+    corename = lib.func("const char *openblas_get_corename()");
+    config = lib.func("const char *openblas_get_config()");
+    const setThreads = lib.func("void openblas_set_num_threads(int)");
+    setThreads(1);
+  } catch (err) {
+    throw new BlasUnavailableError(
+      `backend 'blas': ${path} is not OpenBLAS (no cblas_sgemm/openblas_get_corename): ${firstLine(err)}`,
+    );
+  }
+  const version = /OpenBLAS\s+([\d.]+)/.exec(config())?.[1] ?? "?";
+  const label = `OpenBLAS ${version} ${corename()}`;
+  loaded = {
+    label,
+    path,
+    sgemm(transA, transB, m, n, k, a, lda, b, ldb, beta, c, ldc) {
+      if (m === 0 || n === 0) return;
+      sgemm(
+        ROW_MAJOR,
+        transA ? TRANS : NO_TRANS,
+        transB ? TRANS : NO_TRANS,
+        m,
+        n,
+        k,
+        1,
+        a,
+        lda,
+        b,
+        ldb,
+        beta,
+        c,
+        ldc,
+      );
+    },
+  };
+  return loaded;
+}
+
+function firstLine(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).split("\n")[0];
+}
