@@ -172,6 +172,8 @@ options:
                      have passed (at least ${MIN_MEASURED} steps), and warm up at most 1 step when one
                      step is slower than S/4 (default ${DEFAULT_BUDGET_S}; 0 = no limit). This is what keeps
                      cpu × dcgan (seconds per step) to a few steps.
+  --profile N        after the tables, each cell's N slowest kernels in one profiled step
+                     (tf.profile: kernel, ms, calls; default 0 = none)
   --include-slow     also measure the cells skipped by default (dcgan × cpu: about a minute
                      per step here, so 1 warm-up + ${MIN_MEASURED} steps take several minutes)
   --rounds N         rounds of the interleaved PyTorch comparison (default ${DEFAULT_ROUNDS}; 0 = none)
@@ -188,6 +190,7 @@ interface StepOptions {
   batch: number;
   budgetS: number;
   includeSlow: boolean;
+  profile: number;
   rounds: number;
   blockMs: number;
   json: string | null;
@@ -219,6 +222,11 @@ export interface CellResult {
   dispatch: {
     kernelsPerPhase: { D: number; G: number };
     uploadBytesPerMicrotask: { D: number; G: number };
+    /**
+     * That step's kernel time by kernel name (tf.profile's kernelTimeMs: wall time on the CPU
+     * backends, so it includes what a kernel does in JS), largest first.
+     */
+    kernelMs: Array<{ kernel: string; ms: number; calls: number }>;
   };
   note?: string;
 }
@@ -271,6 +279,7 @@ function parseOptions(argv: string[]): StepOptions | null {
       batch: { type: "string" },
       "max-seconds": { type: "string" },
       "include-slow": { type: "boolean" },
+      profile: { type: "string" },
       rounds: { type: "string" },
       "block-ms": { type: "string" },
       json: { type: "string" },
@@ -320,6 +329,7 @@ function parseOptions(argv: string[]): StepOptions | null {
     batch,
     budgetS: budget,
     includeSlow: values["include-slow"] ?? false,
+    profile: int("profile", values.profile, 0) ?? 0,
     rounds: int("rounds", values.rounds, 0) ?? DEFAULT_ROUNDS,
     blockMs: int("block-ms", values["block-ms"], 1) ?? DEFAULT_BLOCK_MS,
     json: values.json ?? null,
@@ -369,7 +379,9 @@ async function dispatchStep(
   const out: CellResult["dispatch"] = {
     kernelsPerPhase: { D: 0, G: 0 },
     uploadBytesPerMicrotask: { D: 0, G: 0 },
+    kernelMs: [],
   };
+  const byKernel = new Map<string, { ms: number; calls: number }>();
   try {
     for (let p = 0; p < phasesPerStep(cfg); p++) {
       const kind = state.kind;
@@ -389,12 +401,22 @@ async function dispatchStep(
       });
       // The last phase of a kind stands for the kind (kD > 1 repeats the same work).
       out.kernelsPerPhase[kind] = profile.kernels.length;
+      for (const k of profile.kernels) {
+        const ms = typeof k.kernelTimeMs === "number" ? k.kernelTimeMs : 0;
+        const entry = byKernel.get(k.name) ?? { ms: 0, calls: 0 };
+        entry.ms += ms;
+        entry.calls += 1;
+        byKernel.set(k.name, entry);
+      }
       out.uploadBytesPerMicrotask[kind] = uploaded / cfg.shards;
       state.applyPhase([{ ...root, result: result! }]);
     }
   } finally {
     backend.write = original;
   }
+  out.kernelMs = [...byKernel]
+    .map(([kernel, v]) => ({ kernel, ms: v.ms, calls: v.calls }))
+    .sort((a, b) => b.ms - a.ms);
   return out;
 }
 
@@ -765,6 +787,17 @@ export async function runStepBench(argv: string[]): Promise<number> {
   report.results.sort((a, b) => order.indexOf(a.model) - order.indexOf(b.model));
   out("");
   out(formatStepTable(report.results));
+  if (opts.profile > 0) {
+    for (const r of report.results) {
+      out("");
+      out(`${r.model} × ${r.backend}: slowest kernels in one profiled step (ms, calls)`);
+      for (const k of r.dispatch.kernelMs.slice(0, opts.profile)) {
+        out(
+          `  ${k.kernel.padEnd(24)} ${k.ms.toFixed(1).padStart(8)} ${String(k.calls).padStart(5)}`,
+        );
+      }
+    }
+  }
   const noted = report.results.filter((r) => r.note);
   if (noted.length > 0) {
     out("");

@@ -1,6 +1,7 @@
 // Picks and activates the tfjs backend a process computes on: native TensorFlow when tfjs-node
-// happens to be installed, else WebGPU when a GPU adapter is found, else wasm (with our kernel
-// fixes), else the plain JS cpu backend.
+// happens to be installed, else WebGPU when a GPU adapter is found, else blas (wasm with its
+// GEMMs on the system's OpenBLAS) when OpenBLAS loads, else wasm (with our kernel fixes), else
+// the plain JS cpu backend.
 
 import { existsSync, readdirSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -63,6 +64,15 @@ async function initAuto(log: (line: string) => void): Promise<string> {
     return name;
   } catch (err) {
     why += `, ${errorText(err)}`;
+  }
+  try {
+    const { loadBlas } = await import("./blas.js");
+    const blas = loadBlas();
+    const name = await initBlas(() => {});
+    log(`backend: auto chose ${name}: wasm with ${blas.label} for matrix products and convolutions (${why})`);
+    return name;
+  } catch (err) {
+    why += `, ${errorText(err).replace(/^backend 'blas' needs /, "no ")}`;
   }
   try {
     const name = await initWasm();

@@ -1,7 +1,7 @@
 // The `blas` backend: tfjs's wasm backend with its matrix products and convolutions (forward,
-// input gradient, filter gradient) computed by the system's OpenBLAS (shared/blas.ts) on the
-// wasm heap's own memory. Everything else (element-wise ops, reductions, batch norm, depthwise
-// conv) stays on wasm. Why: single-threaded wasm SIMD is 4 floats wide without FMA, and a GEMM
+// input gradient, filter gradient) and its sums and means over leading or trailing axes computed
+// by the system's OpenBLAS (shared/blas.ts) on the wasm heap's own memory. Everything else
+// (element-wise ops, other reductions, depthwise conv, pooling) stays on wasm. Why: single-threaded wasm SIMD is 4 floats wide without FMA, and a GEMM
 // on it (XNNPACK) runs at ~18 GFLOP/s on these machines against OpenBLAS's ~94 with AVX2 + FMA
 // (docs/BENCHMARKS.md §9), a gap no kernel work inside wasm can close.
 //
@@ -39,6 +39,8 @@ const KERNELS = [
   "FusedConv2D",
   "Conv2DBackpropInput",
   "Conv2DBackpropFilter",
+  "Sum",
+  "Mean",
 ] as const;
 
 /**
@@ -94,6 +96,8 @@ function wrap(name: (typeof KERNELS)[number], fallback: tf.KernelFunc): tf.Kerne
     FusedConv2D: conv2D,
     Conv2DBackpropInput: conv2DBackpropInput,
     Conv2DBackpropFilter: conv2DBackpropFilter,
+    Sum: (args: KernelArgs, b: Blas) => reduce(args, b, false),
+    Mean: (args: KernelArgs, b: Blas) => reduce(args, b, true),
   }[name];
   return (args) => {
     const blas = active;
@@ -163,18 +167,17 @@ function conv2D({ inputs, backend, attrs }: KernelArgs, blas: Blas): Info | unde
   const taps = info.filterHeight * info.filterWidth * info.inChannels;
   const heap = backend as unknown as WasmHeap;
   const out = heap.makeOutput([info.batchSize, oh, ow, co], "float32");
-  const xv = heap.typedArrayFromHeap(x);
-  const wv = heap.typedArrayFromHeap(filter);
-  const yv = heap.typedArrayFromHeap(out);
   const perImage = oh * ow;
   if (isPointwise(info)) {
     // A 1×1 conv at stride 1 without padding: x itself is the im2col matrix.
     const rows = info.batchSize * perImage;
+    const [xv, wv, yv] = [x, filter, out].map((t) => heap.typedArrayFromHeap(t));
     gemm(blas, false, false, rows, co, taps, xv, 0, taps, wv, 0, co, 0, yv, 0, co);
   } else {
-    for (const [first, count] of chunks(info.batchSize, perImage * taps)) {
-      const cols = im2col(xv, info, first, count);
+    withHeapCols(backend, info.batchSize, perImage * taps, (cols, first, count) => {
       const rows = count * perImage;
+      const view = (t: Info) => heap.typedArrayFromHeap(t);
+      im2col(view(x), cols, info, first, count);
       gemm(
         blas,
         false,
@@ -185,15 +188,15 @@ function conv2D({ inputs, backend, attrs }: KernelArgs, blas: Blas): Info | unde
         cols,
         0,
         taps,
-        wv,
+        view(filter),
         0,
         co,
         0,
-        yv,
+        view(out),
         first * perImage * co,
         co,
       );
-    }
+    });
   }
   return epilogue(out, inputs, attrs, backend);
 }
@@ -275,19 +278,18 @@ function conv2DBackpropFilter(
   const taps = info.filterHeight * info.filterWidth * info.inChannels;
   const heap = backend as unknown as WasmHeap;
   const out = heap.makeOutput([...filterShape], "float32");
-  const xv = heap.typedArrayFromHeap(x);
-  const dyv = heap.typedArrayFromHeap(dy);
-  const dwv = heap.typedArrayFromHeap(out);
   const perImage = oh * ow;
   if (isPointwise(info)) {
     const rows = info.batchSize * perImage;
+    const [xv, dyv, dwv] = [x, dy, out].map((t) => heap.typedArrayFromHeap(t));
     gemm(blas, true, false, taps, co, rows, xv, 0, taps, dyv, 0, co, 0, dwv, 0, co);
     return out;
   }
   let beta: 0 | 1 = 0;
-  for (const [first, count] of chunks(info.batchSize, perImage * taps)) {
-    const cols = im2col(xv, info, first, count);
+  withHeapCols(backend, info.batchSize, perImage * taps, (cols, first, count) => {
     const rows = count * perImage;
+    const view = (t: Info) => heap.typedArrayFromHeap(t);
+    im2col(view(x), cols, info, first, count);
     gemm(
       blas,
       true,
@@ -298,17 +300,17 @@ function conv2DBackpropFilter(
       cols,
       0,
       taps,
-      dyv,
+      view(dy),
       first * perImage * co,
       co,
       beta,
-      dwv,
+      view(out),
       0,
       co,
     );
     beta = 1;
-  }
-  if (beta === 0) dwv.fill(0); // no images at all
+  });
+  if (beta === 0) heap.typedArrayFromHeap(out).fill(0); // no images at all
   return out;
 }
 
@@ -325,6 +327,33 @@ function isPointwise(info: tf.backend_util.Conv2DInfo): boolean {
   );
 }
 
+/** Runs of at least this many floats are copied with copyWithin, shorter ones in a loop. */
+const COPY_WITHIN_MIN = 24;
+
+/**
+ * Calls body(cols, first, count) for each chunk of images, cols a view of a temporary wasm-heap
+ * buffer big enough for the largest chunk's im2col (freed after). Views of other tensors must
+ * be taken inside body: the allocation may have moved the heap.
+ */
+function withHeapCols(
+  backend: object,
+  images: number,
+  floatsPerImage: number,
+  body: (cols: Float32Array, first: number, count: number) => void,
+): void {
+  const parts = chunks(images, floatsPerImage);
+  const longest = Math.max(0, ...parts.map(([, count]) => count));
+  const heap = backend as unknown as WasmHeap;
+  const temp = heap.makeOutput([Math.max(1, longest * floatsPerImage)], "float32");
+  try {
+    for (const [first, count] of parts) {
+      body(heap.typedArrayFromHeap(temp).subarray(0, count * floatsPerImage), first, count);
+    }
+  } finally {
+    (backend as tf.KernelBackend).disposeData(temp.dataId);
+  }
+}
+
 /** [first image, image count] chunks of at most MAX_COLS im2col floats (at least one image). */
 function chunks(images: number, floatsPerImage: number): Array<[number, number]> {
   const per = Math.max(1, Math.floor(MAX_COLS / Math.max(1, floatsPerImage)));
@@ -334,6 +363,16 @@ function chunks(images: number, floatsPerImage: number): Array<[number, number]>
   return out;
 }
 
+/** A fresh [cols, rows] copy of the row-major [rows, cols] matrix m. */
+function transposed(m: Float32Array, rows: number, cols: number): Float32Array {
+  const t = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols;
+    for (let c = 0; c < cols; c++) t[c * rows + r] = m[base + c];
+  }
+  return t;
+}
+
 function scratchOf(length: number): Float32Array {
   if (scratch.length < length) scratch = new Float32Array(length);
   return scratch.subarray(0, length);
@@ -341,46 +380,77 @@ function scratchOf(length: number): Float32Array {
 
 /**
  * cols[(b, oh, ow), (kh, kw, c)] = x[b, oh·sh + kh·dh − padTop, ow·sw + kw·dw − padLeft, c]
- * (0 outside x) for images first … first + count − 1; a view of the shared scratch buffer.
+ * (0 outside x) for images first … first + count − 1, into cols (a view of the same heap as x).
+ * Without dilation a row's kw taps are one contiguous run of x (kw·ci floats), copied in one
+ * loop with its out-of-bounds ends zeroed.
  */
 function im2col(
   x: Float32Array,
+  cols: Float32Array,
   info: tf.backend_util.Conv2DInfo,
   first: number,
   count: number,
-): Float32Array {
+): void {
   const { inHeight: h, inWidth: w, inChannels: ci, outHeight: oh, outWidth: ow } = info;
   const { filterHeight: kh, filterWidth: kw, strideHeight: sh, strideWidth: sw } = info;
   const { dilationHeight: dh, dilationWidth: dw } = info;
   const { top: padTop, left: padLeft } = info.padInfo;
-  const taps = kh * kw * ci;
-  const cols = scratchOf(count * oh * ow * taps);
+  const run = kw * ci;
+  // x and cols both lie in the wasm heap: long runs move with copyWithin (a memmove, ~4× a
+  // JS loop), short ones (a few channels) in a loop, cheaper than the call.
+  const all = new Float32Array(x.buffer);
+  const xBase = x.byteOffset >> 2;
+  const colsBase = cols.byteOffset >> 2;
   let dst = 0;
   for (let b = first; b < first + count; b++) {
     const image = b * h * w * ci;
     for (let y = 0; y < oh; y++) {
       for (let xo = 0; xo < ow; xo++) {
-        for (let i = 0; i < kh; i++) {
+        const x0 = xo * sw - padLeft;
+        for (let i = 0; i < kh; i++, dst += run) {
           const yIn = y * sh + i * dh - padTop;
-          const rowInside = yIn >= 0 && yIn < h;
-          for (let j = 0; j < kw; j++, dst += ci) {
-            const xIn = xo * sw + j * dw - padLeft;
-            if (!rowInside || xIn < 0 || xIn >= w) {
-              cols.fill(0, dst, dst + ci);
+          if (yIn < 0 || yIn >= h) {
+            cols.fill(0, dst, dst + run);
+            continue;
+          }
+          const rowStart = image + yIn * w * ci;
+          if (dw === 1) {
+            // Taps j with 0 <= x0 + j < w are inside: [lo, hi).
+            const lo = Math.max(0, -x0);
+            const hi = Math.min(kw, w - x0);
+            if (hi <= lo) {
+              cols.fill(0, dst, dst + run);
               continue;
             }
-            const src = image + (yIn * w + xIn) * ci;
-            if (ci >= 16) cols.set(x.subarray(src, src + ci), dst);
-            else for (let c = 0; c < ci; c++) cols[dst + c] = x[src + c];
+            if (lo > 0) cols.fill(0, dst, dst + lo * ci);
+            const from = rowStart + (x0 + lo) * ci;
+            const to = dst + lo * ci;
+            const n = (hi - lo) * ci;
+            if (n >= COPY_WITHIN_MIN) all.copyWithin(colsBase + to, xBase + from, xBase + from + n);
+            else for (let t = 0; t < n; t++) cols[to + t] = x[from + t];
+            if (hi < kw) cols.fill(0, dst + hi * ci, dst + run);
+          } else {
+            for (let j = 0; j < kw; j++) {
+              const xIn = x0 + j * dw;
+              const to = dst + j * ci;
+              if (xIn < 0 || xIn >= w) {
+                cols.fill(0, to, to + ci);
+                continue;
+              }
+              const from = rowStart + xIn * ci;
+              for (let c = 0; c < ci; c++) cols[to + c] = x[from + c];
+            }
           }
         }
       }
     }
   }
-  return cols;
 }
 
-/** dx[b, oh·sh + kh − padTop, ow·sw + kw − padLeft, c] += cols[(b, oh, ow), (kh, kw, c)], in row order. */
+/**
+ * dx[b, oh·sh + kh − padTop, ow·sw + kw − padLeft, c] += cols[(b, oh, ow), (kh, kw, c)], in row
+ * order (so the same bits every time); a row's in-bounds taps are one contiguous run of dx.
+ */
 function col2im(
   cols: Float32Array,
   dx: Float32Array,
@@ -391,24 +461,72 @@ function col2im(
   const { inHeight: h, inWidth: w, inChannels: ci, outHeight: oh, outWidth: ow } = info;
   const { filterHeight: kh, filterWidth: kw, strideHeight: sh, strideWidth: sw } = info;
   const { top: padTop, left: padLeft } = info.padInfo;
+  const run = kw * ci;
   let src = 0;
   for (let b = first; b < first + count; b++) {
     const image = b * h * w * ci;
     for (let y = 0; y < oh; y++) {
       for (let xo = 0; xo < ow; xo++) {
-        for (let i = 0; i < kh; i++) {
+        const x0 = xo * sw - padLeft;
+        const lo = Math.max(0, -x0);
+        const hi = Math.min(kw, w - x0);
+        for (let i = 0; i < kh; i++, src += run) {
           const yIn = y * sh + i - padTop;
-          const rowInside = yIn >= 0 && yIn < h;
-          for (let j = 0; j < kw; j++, src += ci) {
-            const xIn = xo * sw + j - padLeft;
-            if (!rowInside || xIn < 0 || xIn >= w) continue;
-            const to = image + (yIn * w + xIn) * ci;
-            for (let c = 0; c < ci; c++) dx[to + c] += cols[src + c];
-          }
+          if (yIn < 0 || yIn >= h || hi <= lo) continue;
+          const to = image + (yIn * w + x0 + lo) * ci;
+          const from = src + lo * ci;
+          const n = (hi - lo) * ci;
+          for (let t = 0; t < n; t++) dx[to + t] += cols[from + t];
         }
       }
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reductions over the leading or the trailing axes (bias gradients, batch-norm statistics):
+// with x read as a [rows, cols] matrix, a sum over the leading axes is onesᵀ·x and over the
+// trailing axes x·ones, one GEMM each (a GEMV inside OpenBLAS). The stock wasm kernel first
+// transposes x whenever the reduced axes are not the innermost ones. Mean divides the sums by
+// the count afterwards, as tfjs's own kernels do. Other axis sets stay with wasm.
+
+function reduce(
+  { inputs, backend, attrs }: KernelArgs,
+  blas: Blas,
+  mean: boolean,
+): Info | undefined {
+  const x = inputs.x as Info;
+  if (x.dtype !== "float32" || x.shape.length === 0) return undefined;
+  const { axis, keepDims } = attrs as unknown as tf.SumAttrs;
+  const axes = [...new Set(tf.util.parseAxisParam(axis, x.shape))].sort((a, b) => a - b);
+  const rank = x.shape.length;
+  if (axes.length === 0) return undefined;
+  const leading = axes.every((a, i) => a === i);
+  const trailing = axes.every((a, i) => a === rank - axes.length + i);
+  if (!leading && !trailing) return undefined;
+  const split = leading ? axes.length : rank - axes.length;
+  const rows = product(x.shape.slice(0, split));
+  const cols = product(x.shape.slice(split));
+  const count = leading ? rows : cols;
+  if (count === 0) return undefined; // tfjs's own empty-sum rules
+  const kept = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
+  const shape = keepDims ? kept : x.shape.filter((_, i) => !axes.includes(i));
+  const heap = backend as unknown as WasmHeap;
+  const out = heap.makeOutput(shape, "float32");
+  const xv = heap.typedArrayFromHeap(x);
+  const yv = heap.typedArrayFromHeap(out);
+  const one = onesOf(count);
+  if (leading) gemm(blas, false, false, 1, cols, rows, one, 0, rows, xv, 0, cols, 0, yv, 0, cols);
+  else gemm(blas, false, false, rows, 1, cols, xv, 0, cols, one, 0, 1, 0, yv, 0, 1);
+  if (mean) for (let i = 0; i < yv.length; i++) yv[i] /= count;
+  return out;
+}
+
+let ones = new Float32Array(0);
+
+function onesOf(length: number): Float32Array {
+  if (ones.length < length) ones = new Float32Array(length).fill(1);
+  return ones.subarray(0, length);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,9 +1,14 @@
-// initBackend on this machine: wasm and cpu work, tfjs-node is absent, webgpu finds no GPU.
+// initBackend on this machine: wasm and cpu work, blas when OpenBLAS is installed (CI installs
+// it), tfjs-node is absent, webgpu finds no GPU.
 import { existsSync } from "node:fs";
 import * as tf from "@tensorflow/tfjs-core";
 import { describe, expect, it } from "vitest";
 import { BACKEND_NAMES, type BackendName, initBackend } from "../shared/backend.js";
+import { blasAvailable } from "./helpers/blas.js";
 import { runAgon, tempDir, tinyRing } from "./helpers/cli.js";
+
+/** What auto picks on a machine without a GPU: blas where OpenBLAS loads, else wasm. */
+const AUTO = blasAvailable() ? "blas" : "wasm";
 
 describe("initBackend", () => {
   it("activates cpu", async () => {
@@ -35,12 +40,38 @@ describe("initBackend", () => {
     expect(await initBackend("wasm")).toBe("wasm");
   });
 
-  it("auto picks wasm here (no tfjs-node) and says so", async () => {
+  it(`auto picks ${AUTO} here (no tfjs-node, no GPU) and says so`, async () => {
     const lines: string[] = [];
-    expect(await initBackend("auto", (line) => lines.push(line))).toBe("wasm");
+    expect(await initBackend("auto", (line) => lines.push(line))).toBe(AUTO);
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(/auto chose wasm/);
+    expect(lines[0]).toMatch(new RegExp(`auto chose ${AUTO}\\b`));
     expect(lines[0]).toMatch(/tfjs-node not installed/);
+    if (AUTO === "blas") expect(lines[0]).toMatch(/OpenBLAS [\d.]+ \w+ for matrix products/);
+  });
+
+  it.skipIf(!blasAvailable())(
+    "blas is wasm with OpenBLAS kernels, and switching back to wasm takes them off",
+    async () => {
+      const lines: string[] = [];
+      expect(await initBackend("blas", (line) => lines.push(line))).toBe("blas");
+      expect(tf.getBackend()).toBe("wasm");
+      expect(lines).toEqual([expect.stringMatching(/^backend: blas \(wasm with OpenBLAS /)]);
+      const blasConv = tf.getKernel("Conv2D", "wasm")?.kernelFunc;
+      expect(await initBackend("wasm")).toBe("wasm");
+      expect(tf.getKernel("Conv2D", "wasm")?.kernelFunc).not.toBe(blasConv);
+    },
+  );
+
+  it("blas without OpenBLAS fails in one line that says what is missing", async () => {
+    const r = await runAgon(
+      ["train", ...tinyRing({ steps: 1 }), "--run-dir", tempDir(), "--backend", "blas"],
+      { env: { AGON_OPENBLAS: "/nonexistent/libopenblas.so.0" } },
+    );
+    expect(r.code).not.toBe(0);
+    expect(r.stderr.trim()).toMatch(
+      /^agon: error: backend 'blas': AGON_OPENBLAS=\/nonexistent\/libopenblas\.so\.0 could not be loaded as a shared library$/m,
+    );
+    expect(r.stderr).not.toMatch(/\n\s+at /); // no stack
   });
 
   // Desktop packages (Chromium here) install Mesa's Vulkan drivers; with no GPU to drive
@@ -51,7 +82,7 @@ describe("initBackend", () => {
       const r = await runAgon(["train", ...tinyRing({ steps: 1 }), "--run-dir", tempDir()]);
       expect(r.code, r.stderr).toBe(0);
       expect(r.stderr).toMatch(
-        /^backend: auto chose wasm \(tfjs-node not installed, no GPU device/m,
+        new RegExp(`^backend: auto chose ${AUTO}\\b.*tfjs-node not installed, no GPU device`, "m"),
       );
       expect(r.stderr).not.toMatch(/Vulkan|XDG_RUNTIME_DIR|InitializeImpl|Warning/);
     },
@@ -76,6 +107,6 @@ describe("initBackend", () => {
 
   it("rejects unknown names", async () => {
     await expect(initBackend("metal" as BackendName)).rejects.toThrow(/unknown backend 'metal'/);
-    expect(BACKEND_NAMES).toEqual(["auto", "tensorflow", "webgpu", "wasm", "cpu"]);
+    expect(BACKEND_NAMES).toEqual(["auto", "tensorflow", "webgpu", "blas", "wasm", "cpu"]);
   });
 });

@@ -497,6 +497,35 @@ for (const B of UNDER_TEST) {
   });
 }
 
+for (const B of UNDER_TEST) {
+  describe(`Sum and Mean on ${B}`, () => {
+    beforeAll(() => {
+      current = B;
+    });
+    // Bias gradients and batch-norm statistics (leading axes), per-sample sums (trailing), a
+    // middle axis (left to the stock kernel on blas), everything, and keepDims.
+    const cases: [string, number[], number | number[], boolean][] = [
+      ["conv bias gradient", [16, 14, 14, 32], [0, 1, 2], false],
+      ["dense bias gradient", [64, 256], 0, false],
+      ["batch-norm statistics, keepDims", [8, 7, 7, 64], [0, 1, 2], true],
+      ["per-sample sum", [8, 28, 28, 1], [1, 2, 3], false],
+      ["last axis", [64, 10], -1, true],
+      ["middle axis", [4, 6, 5], 1, false],
+      ["all axes", [3, 5, 7], [0, 1, 2], false],
+      ["one row", [1, 12], 0, false],
+    ];
+    for (const [name, shape, axis, keepDims] of cases) {
+      it(`${name}: sum and mean of [${shape}] over ${JSON.stringify(axis)} match cpu`, async () => {
+        const x = input(
+          shape,
+          shape.reduce((h, d) => h * 13 + d, 5),
+        );
+        await expectMatchesCpu([x], (t) => [tf.sum(t, axis, keepDims), tf.mean(t, axis, keepDims)]);
+      });
+    }
+  });
+}
+
 /** Gradients of a 784-256-1 MLP's loss w.r.t. its weights and its input. */
 function mlpGrads(x: tf.Tensor, w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor): tf.Tensor[] {
   return tf.grads((xi: tf.Tensor, a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => {
@@ -588,3 +617,41 @@ for (const B of UNDER_TEST) {
     });
   });
 }
+
+describe.skipIf(!blasAvailable())("blas kernels", () => {
+  it("run the DCGAN's products and convolutions on OpenBLAS, and unregister cleanly", async () => {
+    const { loadBlas } = await import("../shared/blas.js");
+    const { registerBlasKernels, activeBlas } = await import("../shared/blas-kernels.js");
+    const real = loadBlas();
+    let calls = 0;
+    await initBackend("blas");
+    registerBlasKernels({
+      label: real.label,
+      path: real.path,
+      sgemm: (...args: Parameters<typeof real.sgemm>) => {
+        calls++;
+        real.sgemm(...args);
+      },
+    });
+    const { inputs, grads } = dcganGrads(8, 4);
+    const xs = inputs.map((i) => tf.tensor(i.values, i.shape));
+    const counted = new Map<string, number>();
+    const profile = await tf.profile(() => {
+      tf.dispose(grads(...xs));
+      return [];
+    });
+    for (const k of profile.kernels) counted.set(k.name, (counted.get(k.name) ?? 0) + 1);
+    // Every product and convolution of the step went through sgemm (a conv may chunk into more).
+    const gemmShaped = ["BatchMatMul", "Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter"];
+    const expected = gemmShaped.reduce((n, k) => n + (counted.get(k) ?? 0), 0);
+    expect(expected).toBeGreaterThan(10);
+    expect(calls).toBeGreaterThanOrEqual(expected);
+    expect(activeBlas()).toBeDefined();
+    await initBackend("wasm");
+    expect(activeBlas()).toBeUndefined();
+    const before = calls;
+    tf.dispose(grads(...xs));
+    expect(calls).toBe(before);
+    tf.dispose(xs);
+  });
+});

@@ -132,9 +132,16 @@ export function ringK6(steps: number, sets: string[] = []): string[] {
 /** Weight hashes from a run's `--json` summary: G and D, plus the EMA generator's when kept. */
 export type Hashes = { G: string; D: string; ema?: string };
 
-/** Runs `agon <args> --backend wasm --json` and returns the summary's weight hashes; throws on a non-zero exit. */
-export async function hashesOf(args: string[], timeoutMs?: number): Promise<Hashes> {
-  const r = await runAgon([...args, "--backend", "wasm", "--json"], { timeoutMs });
+/**
+ * Runs `agon <args> --backend <backend> --json` (wasm unless told) and returns the summary's
+ * weight hashes; throws on a non-zero exit.
+ */
+export async function hashesOf(
+  args: string[],
+  timeoutMs?: number,
+  backend = "wasm",
+): Promise<Hashes> {
+  const r = await runAgon([...args, "--backend", backend, "--json"], { timeoutMs });
   if (r.code !== 0) throw new Error(`agon ${args[0]} failed (${r.code}): ${r.stderr}`);
   return (JSON.parse(r.stdout.trim().split("\n").at(-1)!) as { hashes: Hashes }).hashes;
 }
@@ -145,8 +152,8 @@ export function referenceHashes(config: string[], timeoutMs?: number): Promise<H
 }
 
 /**
- * The weight hashes `agon local --workers N` (wasm, the given NATS) ends with for these
- * config flags, under a run id of its own (so runs sharing one NATS never mix).
+ * The weight hashes `agon local --workers N` (wasm unless told, the given NATS) ends with for
+ * these config flags, under a run id of its own (so runs sharing one NATS never mix).
  */
 export function localHashes(
   config: string[],
@@ -154,6 +161,7 @@ export function localHashes(
   natsUrl: string,
   runDir = tempDir(),
   timeoutMs?: number,
+  backend = "wasm",
 ): Promise<Hashes> {
   const runId = `t-${process.pid}-${workers}-${Math.random().toString(36).slice(2, 8)}`;
   return hashesOf(
@@ -170,6 +178,7 @@ export function localHashes(
       runDir,
     ],
     timeoutMs,
+    backend,
   );
 }
 
@@ -178,10 +187,14 @@ export function localHashes(
  * loaded 2-core CI machine: `hashesOf(args)` (agon train and others) and `local(flags,
  * workers)` (agon local on the suite's NATS, in a fresh run dir).
  */
-export function contractRuns(nats: { readonly url: string }, timeoutMs = 170_000) {
+export function contractRuns(
+  nats: { readonly url: string },
+  timeoutMs = 170_000,
+  backend = "wasm",
+) {
   return {
-    hashesOf: (args: string[]) => hashesOf(args, timeoutMs),
+    hashesOf: (args: string[]) => hashesOf(args, timeoutMs, backend),
     local: (flags: string[], workers: number) =>
-      localHashes(flags, workers, nats.url, tempDir(), timeoutMs),
+      localHashes(flags, workers, nats.url, tempDir(), timeoutMs, backend),
   };
 }

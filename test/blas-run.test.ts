@@ -1,0 +1,51 @@
+// The blas backend (wasm with its GEMMs on OpenBLAS) keeps the determinism contract: `agon
+// train` = `agon local --workers 1` = `--workers 3` (K = 6), bit for bit, for a DCGAN and the
+// resnet with rpgan + R1/R2 (second-order gradients through the OpenBLAS kernels), with the
+// compute in the workers' threads. Its bits differ from wasm's (XNNPACK sums in another order),
+// which shows its kernels ran. Skipped where OpenBLAS is missing; CI installs it.
+import { describe, expect, it } from "vitest";
+import { blasAvailable } from "./helpers/blas.js";
+import { contractRuns, tempDir, tinyMnistK6 } from "./helpers/cli.js";
+import { natsForSuite } from "./helpers/nats.js";
+
+const nats = natsForSuite();
+const blas = contractRuns(nats, 170_000, "blas");
+const wasm = contractRuns(nats, 170_000, "wasm");
+
+const CASES: Array<[string, string[]]> = [
+  [
+    "dcgan (batch norm in G, spectral norm in D, EMA)",
+    tinyMnistK6("dcgan", 2, [
+      "model.gFilters=2",
+      "model.dFilters=2",
+      "model.dNorm=spectral",
+      "ema.halfLifeImages=24",
+    ]),
+  ],
+  [
+    "resnet × conditional, rpgan + R1/R2",
+    tinyMnistK6(
+      "resnet",
+      2,
+      [
+        "model.channels=[4,3,2]",
+        "model.conditional=true",
+        "loss.r1=0.5",
+        "loss.r2=0.5",
+        "loss.regEvery=1",
+      ],
+      ["--loss", "rpgan"],
+    ),
+  ],
+];
+
+describe.skipIf(!blasAvailable())("the blas backend is deterministic", () => {
+  for (const [what, flags] of CASES) {
+    it(`${what}: agon train = agon local --workers 1 = --workers 3 (K=6) on blas, and blas ≠ wasm`, async () => {
+      const reference = await blas.hashesOf(["train", ...flags, "--run-dir", tempDir()]);
+      for (const n of [1, 3]) expect(await blas.local(flags, n)).toEqual(reference);
+      const onWasm = await wasm.hashesOf(["train", ...flags, "--run-dir", tempDir()]);
+      expect(onWasm.G).not.toEqual(reference.G);
+    }, 600_000);
+  }
+});
