@@ -69,7 +69,9 @@ async function initAuto(log: (line: string) => void): Promise<string> {
     const { loadBlas } = await import("./blas.js");
     const blas = loadBlas();
     const name = await initBlas(() => {});
-    log(`backend: auto chose ${name}: wasm with ${blas.label} for matrix products and convolutions (${why})`);
+    log(
+      `backend: auto chose ${name}: wasm with ${blas.label} for matrix products and convolutions (${why})`,
+    );
     return name;
   } catch (err) {
     why += `, ${errorText(err).replace(/^backend 'blas' needs /, "no ")}`;
