@@ -113,11 +113,41 @@ export class CoordinatorService {
   bytesIn = 0;
   /** Open gradient uploads per sender (worker id, or "" for callers without a session). */
   private readonly uploads = new Map<string, number>();
+  /** The backend each worker reported at its last Join (describeBackend's words). */
+  private readonly backends = new Map<string, string>();
+  /** The sets of backends already warned about (sorted, joined), so each is said once. */
+  private readonly warnedBackends = new Set<string>();
 
   constructor(
     private readonly core: ServiceCore,
     private readonly opts: ServiceOptions,
   ) {}
+
+  /**
+   * Records a joined worker's backend and, when the members now compute on more than one,
+   * says so once per set: different backends (or OpenBLAS kernels) round differently, so
+   * the run's weights then depend on which worker computed which microtask and will not
+   * equal `agon train`'s bit for bit. Training goes on.
+   */
+  private noteBackend(workerId: string, backend: string): void {
+    this.backends.set(workerId, backend);
+    for (const id of this.backends.keys()) {
+      if (!this.core.scheduler.isMember(id)) this.backends.delete(id);
+    }
+    const distinct = [...new Set(this.backends.values())].sort();
+    const key = distinct.join("\n");
+    if (distinct.length < 2 || this.warnedBackends.has(key)) return;
+    this.warnedBackends.add(key);
+    const who = distinct.map((b) => {
+      const ids = [...this.backends].filter(([, v]) => v === b).map(([id]) => id);
+      return `${ids.join(", ")} on ${b}`;
+    });
+    this.core.event(
+      "mixedBackends",
+      `workers compute on different backends (${who.join("; ")}): they round differently, so this run's weights depend on which worker computes which microtask and will not match agon train's bit for bit; give every worker the same --backend (and OPENBLAS_CORETYPE for blas)`,
+      { backends: Object.fromEntries(this.backends) },
+    );
+  }
 
   /** Sends a microtask to its worker. */
   assign(workerId: string, task: TaskRef): void {
@@ -412,6 +442,7 @@ export class CoordinatorService {
           workerId,
           backend,
         });
+        this.noteBackend(workerId, backend || "?");
         callback(null, {
           workerId,
           leaseMs: core.scheduler.leaseMs,

@@ -88,6 +88,19 @@ async function initAuto(log: (line: string) => void): Promise<string> {
 }
 
 let webgpuAdapter: string | null = null;
+/** The OpenBLAS build and kernels blas runs on, once initBlas has loaded it. */
+let blasLabel: string | null = null;
+
+/**
+ * A backend name as initBackend returned it, with what decides its numbers: "blas (OpenBLAS
+ * 0.3.21 Haswell)", "webgpu (nvidia hopper …)"; other names as they are. Workers report it at
+ * Join, so the coordinator can tell when a run's workers round differently.
+ */
+export function describeBackend(name: string): string {
+  if (name === "blas" && blasLabel != null) return `blas (${blasLabel})`;
+  if (name === "webgpu" && webgpuAdapter != null) return `webgpu (${webgpuAdapter})`;
+  return name;
+}
 
 /**
  * WebGPU through Dawn (the optional npm package `webgpu`, which ships its
@@ -179,6 +192,7 @@ async function initBlas(log: (line: string) => void): Promise<string> {
   await initWasm(false);
   const { registerBlasKernels } = await import("./blas-kernels.js");
   registerBlasKernels(blas);
+  blasLabel = blas.label;
   log(`backend: blas (wasm with ${blas.label} for matrix products and convolutions)`);
   return "blas";
 }

@@ -2,10 +2,12 @@
 // train` = `agon local --workers 1` = `--workers 3` (K = 6), bit for bit, for a DCGAN and the
 // resnet with rpgan + R1/R2 (second-order gradients through the OpenBLAS kernels), with the
 // compute in the workers' threads. Its bits differ from wasm's (XNNPACK sums in another order),
-// which shows its kernels ran. Skipped where OpenBLAS is missing; CI installs it.
-import { describe, expect, it } from "vitest";
+// which shows its kernels ran; a run whose workers mix backends says so. Skipped where OpenBLAS
+// is missing; CI installs it.
+import { afterAll, describe, expect, it } from "vitest";
 import { blasAvailable } from "./helpers/blas.js";
-import { contractRuns, tempDir, tinyMnistK6 } from "./helpers/cli.js";
+import { contractRuns, tempDir, tinyMnistK6, tinyRing } from "./helpers/cli.js";
+import { killAll, startCoordinator, startWorker, within } from "./helpers/cluster.js";
 import { natsForSuite } from "./helpers/nats.js";
 
 const nats = natsForSuite();
@@ -48,4 +50,33 @@ describe.skipIf(!blasAvailable())("the blas backend is deterministic", () => {
       expect(onWasm.G).not.toEqual(reference.G);
     }, 600_000);
   }
+});
+
+describe.skipIf(!blasAvailable())("workers on different backends", () => {
+  afterAll(killAll);
+
+  it("the coordinator says once that they round differently, and the run completes", async () => {
+    const coordinator = await startCoordinator(
+      [...tinyRing({ steps: 30, shards: 4, batch: 32 }), "--run-dir", tempDir()],
+      nats.url,
+    );
+    const workers = [
+      startWorker(coordinator.address, nats.url, "on-wasm"),
+      startWorker(coordinator.address, nats.url, "on-blas", ["--backend", "blas"]),
+    ];
+    await within(coordinator.done, 120_000, "the run's end", {
+      coordinator,
+      "on-wasm": workers[0],
+      "on-blas": workers[1],
+    });
+    const said = coordinator
+      .stderr()
+      .split("\n")
+      .filter((l) => l.includes("workers compute on different backends"));
+    expect(said).toHaveLength(1);
+    expect(said[0]).toMatch(/on-blas#\d+ on blas \(OpenBLAS [\d.]+ \w+\)/);
+    expect(said[0]).toMatch(/on-wasm#\d+ on wasm\b/);
+    expect(said[0]).toMatch(/will not match agon train's bit for bit/);
+    for (const w of workers) w.child.kill("SIGTERM");
+  }, 180_000);
 });

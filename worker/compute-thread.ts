@@ -1,7 +1,7 @@
 // The compute thread of a worker (see compute.ts): initialises the backend,
 // then answers open / prepare / node / evaluate requests one at a time, in order.
 import { parentPort, workerData } from "node:worker_threads";
-import { initBackend } from "../shared/backend.js";
+import { describeBackend, initBackend } from "../shared/backend.js";
 import {
   type FromThread,
   type ThreadData,
@@ -71,7 +71,7 @@ try {
   port.on("message", (msg: ToThread) => {
     queue = queue.then(() => answer(compute, msg));
   });
-  post({ type: "ready", backend });
+  post({ type: "ready", backend: describeBackend(backend) });
 } catch (err) {
   post({ type: "failed", error: toThreadError(err) });
 }

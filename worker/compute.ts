@@ -55,7 +55,10 @@ export interface EvalSources {
 
 /** A worker's compute: opens the dataset, then runs microtasks, one at a time. */
 export interface Compute {
-  /** The tfjs backend it computes on, as tfjs names it ("wasm", "webgpu", ...). */
+  /**
+   * The backend it computes on, as describeBackend gives it: "wasm", "blas (OpenBLAS 0.3.21
+   * Haswell)", "webgpu (adapter)", ...
+   */
   readonly backend: string;
   /** Whether it computes in a thread of its own (the main thread stays free). */
   readonly threaded: boolean;
@@ -115,13 +118,15 @@ export async function startCompute(
   if (requested === "wasm" || requested === "blas" || requested === "cpu") {
     return ThreadCompute.start(requested, log);
   }
-  const { gpuBackendPossible, initBackend } = await import("../shared/backend.js");
+  const { describeBackend, gpuBackendPossible, initBackend } = await import(
+    "../shared/backend.js"
+  );
   if (requested === "auto" && !gpuBackendPossible()) return ThreadCompute.start("auto", log);
   const name = await initBackend(requested, log);
   // auto looked for a GPU and fell back to a CPU backend: compute in a thread after all.
   if (name === "wasm" || name === "blas" || name === "cpu") return ThreadCompute.start(name, log);
   const { LocalCompute } = await import("./local-compute.js");
-  return new LocalCompute(name);
+  return new LocalCompute(describeBackend(name));
 }
 
 /** Messages to the compute thread. */
