@@ -49,6 +49,9 @@ const KERNELS = [
  */
 const MAX_COLS = 4 << 20;
 
+/** shared/wasm-kernels.ts's mark for kernels already ours (Symbol.for: shared across copies). */
+const WASM_KERNEL_MARK = Symbol.for("agon.wasmKernel");
+
 /** The wasm kernels we replaced, to restore them; non-empty while blas kernels are active. */
 const previous = new Map<string, tf.KernelConfig>();
 let active: Blas | undefined;
@@ -99,11 +102,14 @@ function wrap(name: (typeof KERNELS)[number], fallback: tf.KernelFunc): tf.Kerne
     Sum: (args: KernelArgs, b: Blas) => reduce(args, b, false),
     Mean: (args: KernelArgs, b: Blas) => reduce(args, b, true),
   }[name];
-  return (args) => {
+  const kernel: tf.KernelFunc = (args) => {
     const blas = active;
     if (blas == null) return fallback(args);
     return impl(args, blas) ?? fallback(args);
   };
+  // The mark registerWasmKernels looks for: without it, a later initBackend("blas") or
+  // ("wasm") would wrap wasm-kernels' versions around these (computing a mix, other bits).
+  return Object.assign(kernel, { [WASM_KERNEL_MARK]: true });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -56,9 +56,23 @@ describe("initBackend", () => {
       expect(await initBackend("blas", (line) => lines.push(line))).toBe("blas");
       expect(tf.getBackend()).toBe("wasm");
       expect(lines).toEqual([expect.stringMatching(/^backend: blas \(wasm with OpenBLAS /)]);
-      const blasConv = tf.getKernel("Conv2D", "wasm")?.kernelFunc;
+      const names = ["BatchMatMul", "Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter"];
+      const kernels = () => names.map((k) => tf.getKernel(k, "wasm")?.kernelFunc);
+      const onBlas = kernels();
+      const y = tf.randomNormal([8, 7, 7, 8], 0, 1, "float32", 1) as tf.Tensor4D;
+      const w = tf.randomNormal([5, 5, 4, 8], 0, 1, "float32", 2) as tf.Tensor4D;
+      const convT = () => tf.conv2dTranspose(y, w, [8, 14, 14, 4], 2, "same").dataSync().slice();
+      const first = convT();
+      // Initialising blas again (as every command may) changes neither kernels nor bits.
+      expect(await initBackend("blas")).toBe("blas");
+      expect(kernels()).toEqual(onBlas);
+      expect(convT()).toEqual(first);
       expect(await initBackend("wasm")).toBe("wasm");
-      expect(tf.getKernel("Conv2D", "wasm")?.kernelFunc).not.toBe(blasConv);
+      expect(kernels().every((k, i) => k !== onBlas[i])).toBe(true);
+      expect(convT()).not.toEqual(first);
+      expect(await initBackend("blas")).toBe("blas");
+      expect(convT()).toEqual(first);
+      tf.dispose([y, w]);
     },
   );
 
@@ -79,7 +93,10 @@ describe("initBackend", () => {
   it.skipIf(existsSync("/dev/nvidia0") || existsSync("/dev/dri"))(
     "agon train with the default backend prints only its own backend line (no driver noise)",
     async () => {
-      const r = await runAgon(["train", ...tinyRing({ steps: 1 }), "--run-dir", tempDir()]);
+      // The default backend is auto (the suite's AGON_BACKEND=wasm put back to it).
+      const r = await runAgon(["train", ...tinyRing({ steps: 1 }), "--run-dir", tempDir()], {
+        env: { AGON_BACKEND: "auto" },
+      });
       expect(r.code, r.stderr).toBe(0);
       expect(r.stderr).toMatch(
         new RegExp(`^backend: auto chose ${AUTO}\\b.*tfjs-node not installed, no GPU device`, "m"),

@@ -208,7 +208,15 @@ describe("a worker that cannot evaluate", () => {
     // evaluate); the two others have joined by step 40, whose chunks they fail.
     const config = flags({ steps: 40, every: 20 });
     const plain = await runAgon(
-      ["train", ...flags({ plain: true, steps: 40 }), "--run-dir", tempDir(), "--json"],
+      [
+        "train",
+        ...flags({ plain: true, steps: 40 }),
+        "--run-dir",
+        tempDir(),
+        "--backend",
+        "wasm",
+        "--json",
+      ],
       { timeoutMs: 300_000 },
     );
     expect(plain.code, plain.stderr).toBe(0);
@@ -298,6 +306,8 @@ describe("a worker that cannot evaluate", () => {
           weights,
           "--n",
           String(N),
+          "--backend",
+          "wasm",
           "--json",
         ],
         { timeoutMs: 600_000 },

@@ -119,7 +119,14 @@ function pruneOld(keep: string): void {
   }
 }
 
-/** Vitest globalSetup entry: builds the tree once before the lanes start. */
+/**
+ * Vitest globalSetup entry: builds the tree once before the lanes start. It also sets
+ * AGON_BACKEND=wasm (the variable --backend falls back to), inherited by both lanes and every
+ * `agon` they start: the tests compare runs with the bits of wasm runs (hashesOf and the
+ * cluster helpers pass --backend wasm), and `auto` would pick blas on a machine with OpenBLAS.
+ * Tests of auto and blas pass their backend (or AGON_BACKEND) themselves.
+ */
 export default async function setup(): Promise<void> {
+  process.env.AGON_BACKEND = "wasm";
   await buildTestCli();
 }
