@@ -44,6 +44,16 @@ const KERNELS = [
 ] as const;
 
 /**
+ * The conv forward and input gradient go to OpenBLAS only with at least this many output
+ * channels (or as a 1×1 conv, which needs no im2col): im2col (col2im) moves rows · taps floats
+ * for rows · taps · channels multiply-adds, so with few channels the copy costs more than
+ * XNNPACK's whole conv, which needs none (measured per shape: docs/BENCHMARKS.md §9). The
+ * filter gradient, whose GEMM sums over every position, always goes. A function of the shapes
+ * only, so every worker makes the same choice.
+ */
+const MIN_GEMM_CHANNELS = 32;
+
+/**
  * Largest im2col buffer per GEMM call, in floats (16 MiB): bigger convolutions run in chunks of
  * whole images. A function of the shapes only, so the summation order is too.
  */
@@ -169,6 +179,7 @@ function conv2D({ inputs, backend, attrs }: KernelArgs, blas: Blas): Info | unde
     pad,
     dimRoundingMode,
   );
+  if (!isPointwise(info) && info.outChannels < MIN_GEMM_CHANNELS) return undefined;
   const { outHeight: oh, outWidth: ow, outChannels: co } = info;
   const taps = info.filterHeight * info.filterWidth * info.inChannels;
   const heap = backend as unknown as WasmHeap;
@@ -223,6 +234,7 @@ function conv2DBackpropInput({ inputs, backend, attrs }: KernelArgs, blas: Blas)
     pad,
     dimRoundingMode,
   );
+  if (!isPointwise(info) && info.outChannels < MIN_GEMM_CHANNELS) return undefined;
   const { outHeight: oh, outWidth: ow, outChannels: co } = info;
   const taps = info.filterHeight * info.filterWidth * info.inChannels;
   const heap = backend as unknown as WasmHeap;
@@ -477,8 +489,8 @@ function col2im(
 
 // ---------------------------------------------------------------------------------------------
 // Reductions over the leading or the trailing axes (bias gradients, batch-norm statistics):
-// with x read as a [rows, cols] matrix, a sum over the leading axes is onesᵀ·x and over the
-// trailing axes x·ones, one GEMM each (a GEMV inside OpenBLAS). The stock wasm kernel first
+// with x read as a [rows, cols] matrix, a sum over the leading axes is xᵀ·ones and over the
+// trailing axes x·ones, one GEMV each. The stock wasm kernel first
 // transposes x whenever the reduced axes are not the innermost ones. Mean divides the sums by
 // the count afterwards, as tfjs's own kernels do. Other axis sets stay with wasm.
 
@@ -508,8 +520,8 @@ function reduce(
   const xv = heap.typedArrayFromHeap(x);
   const yv = heap.typedArrayFromHeap(out);
   const one = onesOf(count);
-  if (leading) gemm(blas, false, false, 1, cols, rows, one, 0, rows, xv, 0, cols, 0, yv, 0, cols);
-  else gemm(blas, false, false, rows, 1, cols, xv, 0, cols, one, 0, 1, 0, yv, 0, 1);
+  // Leading axes: y = xᵀ·ones (a sum down each column); trailing: y = x·ones (along each row).
+  blas.sgemv(leading, rows, cols, xv, cols, one, yv);
   if (mean) for (let i = 0; i < yv.length; i++) yv[i] /= count;
   return out;
 }

@@ -49,6 +49,20 @@ export interface Blas {
     c: Float32Array,
     ldc: number,
   ): void;
+  /**
+   * Single-precision GEMV on a row-major m × n matrix: y = op(A)·x, op = transpose when set
+   * (y has n values then, else m). Used for sums over an axis (x all ones): unlike a GEMM with
+   * one row it packs nothing, ~4× faster. Bits as sgemm's: operands, shapes, build, core type.
+   */
+  sgemv(
+    trans: boolean,
+    m: number,
+    n: number,
+    a: Float32Array,
+    lda: number,
+    x: Float32Array,
+    y: Float32Array,
+  ): void;
   /** e.g. "OpenBLAS 0.3.21 Haswell": the library version and the kernel set it runs. */
   readonly label: string;
   /** The shared object that was loaded. */
@@ -95,11 +109,15 @@ export function loadBlas(): Blas {
     );
   }
   let sgemm: (...args: unknown[]) => void;
+  let sgemv: (...args: unknown[]) => void;
   let corename: () => string;
   let config: () => string;
   try {
     sgemm = lib.func(
       "void cblas_sgemm(int, int, int, int, int, int, float, const float *, int, const float *, int, float, _Inout_ float *, int)",
+    );
+    sgemv = lib.func(
+      "void cblas_sgemv(int, int, int, int, float, const float *, int, const float *, int, float, _Inout_ float *, int)",
     );
     corename = lib.func("const char *openblas_get_corename()");
     config = lib.func("const char *openblas_get_config()");
@@ -133,6 +151,15 @@ export function loadBlas(): Blas {
         c,
         ldc,
       );
+    },
+    sgemv(trans, m, n, a, lda, x, y) {
+      const out = trans ? n : m;
+      if (out === 0) return;
+      if ((trans ? m : n) === 0) {
+        y.fill(0, 0, out);
+        return;
+      }
+      sgemv(ROW_MAJOR, trans ? TRANS : NO_TRANS, m, n, 1, a, lda, x, 1, 0, y, 1);
     },
   };
   return loaded;

@@ -619,11 +619,12 @@ for (const B of UNDER_TEST) {
 }
 
 describe.skipIf(!blasAvailable())("blas kernels", () => {
-  it("run the DCGAN's products and convolutions on OpenBLAS, and unregister cleanly", async () => {
+  it("run the DCGAN's products, convolutions and sums on OpenBLAS, and unregister cleanly", async () => {
     const { loadBlas } = await import("../shared/blas.js");
     const { registerBlasKernels, activeBlas } = await import("../shared/blas-kernels.js");
     const real = loadBlas();
     let calls = 0;
+    let sums = 0;
     await initBackend("blas");
     registerBlasKernels({
       label: real.label,
@@ -632,8 +633,13 @@ describe.skipIf(!blasAvailable())("blas kernels", () => {
         calls++;
         real.sgemm(...args);
       },
+      sgemv: (...args: Parameters<typeof real.sgemv>) => {
+        sums++;
+        real.sgemv(...args);
+      },
     });
-    const { inputs, grads } = dcganGrads(8, 4);
+    // f = 32: every conv has ≥ 32 output channels, so all of them go to OpenBLAS.
+    const { inputs, grads } = dcganGrads(32, 2);
     const xs = inputs.map((i) => tf.tensor(i.values, i.shape));
     const counted = new Map<string, number>();
     const profile = await tf.profile(() => {
@@ -646,7 +652,21 @@ describe.skipIf(!blasAvailable())("blas kernels", () => {
     const expected = gemmShaped.reduce((n, k) => n + (counted.get(k) ?? 0), 0);
     expect(expected).toBeGreaterThan(10);
     expect(calls).toBeGreaterThanOrEqual(expected);
+    // The bias-free test net still sums: its loss's mean and the gradients' reductions.
+    expect(sums).toBeGreaterThan(0);
     expect(activeBlas()).toBeDefined();
+    // With fewer output channels the conv stays on XNNPACK; a 1×1 conv (no im2col) does not.
+    const x = tf.ones([2, 8, 8, 4]) as tf.Tensor4D;
+    const few = calls;
+    tf.tidy(() => {
+      tf.conv2d(x, tf.ones([3, 3, 4, 8]) as tf.Tensor4D, 1, "same");
+    });
+    expect(calls).toBe(few);
+    tf.tidy(() => {
+      tf.conv2d(x, tf.ones([1, 1, 4, 8]) as tf.Tensor4D, 1, "same");
+    });
+    expect(calls).toBe(few + 1);
+    x.dispose();
     await initBackend("wasm");
     expect(activeBlas()).toBeUndefined();
     const before = calls;
