@@ -69,6 +69,18 @@ export interface Blas {
   readonly path: string;
 }
 
+/**
+ * What we use of koffi (typed here, so that building Agon never needs the optional package):
+ * load a shared library, and declare its functions from C prototypes.
+ */
+interface Koffi {
+  load(path: string): KoffiLibrary;
+}
+interface KoffiLibrary {
+  // biome-ignore lint/suspicious/noExplicitAny: koffi's functions take and return whatever the prototype says.
+  func(prototype: string): (...args: any[]) => any;
+}
+
 let loaded: Blas | undefined;
 
 /**
@@ -80,16 +92,15 @@ let loaded: Blas | undefined;
  */
 export function loadBlas(): Blas {
   if (loaded != null) return loaded;
-  let koffi: typeof import("koffi");
+  let koffi: Koffi;
   try {
-    koffi = require("koffi");
+    koffi = require("koffi") as Koffi;
   } catch (err) {
     throw new BlasUnavailableError(
       `backend 'blas' needs the npm package koffi (an optional dependency of agon; run \`npm install koffi\`): ${firstLine(err)}`,
     );
   }
-  const tried: string[] = [];
-  let lib: ReturnType<typeof koffi.load> | undefined;
+  let lib: KoffiLibrary | undefined;
   let path = "";
   const override = process.env.AGON_OPENBLAS;
   for (const candidate of override ? [override] : LIBRARY_CANDIDATES) {
@@ -98,7 +109,7 @@ export function loadBlas(): Blas {
       path = candidate;
       break;
     } catch {
-      tried.push(candidate);
+      // not there: try the next place
     }
   }
   if (lib == null) {
