@@ -234,7 +234,14 @@ function conv2DBackpropInput({ inputs, backend, attrs }: KernelArgs, blas: Blas)
     pad,
     dimRoundingMode,
   );
-  if (!isPointwise(info) && info.outChannels < MIN_GEMM_CHANNELS) return undefined;
+  // At stride 1 the input gradient is a conv of dy with the flipped filter: the kernel it
+  // replaced (shared/wasm-kernels.ts) runs it as one, and that conv comes back here as a
+  // Conv2D (im2col by copyWithin + GEMM), which beats GEMM + col2im's scatter-add (resnet:
+  // 78 vs 139 ms of input gradients per step). At stride 2 with 5×5 filters that kernel's
+  // four phase convs, their filters and the interleave cost more than col2im (dcgan: 63 vs
+  // 47 ms), so strided ones stay here.
+  const stride1 = info.strideHeight === 1 && info.strideWidth === 1;
+  if (!isPointwise(info) && (stride1 || info.outChannels < MIN_GEMM_CHANNELS)) return undefined;
   const { outHeight: oh, outWidth: ow, outChannels: co } = info;
   const taps = info.filterHeight * info.filterWidth * info.inChannels;
   const heap = backend as unknown as WasmHeap;

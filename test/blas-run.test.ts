@@ -16,10 +16,10 @@ const wasm = contractRuns(nats, 170_000, "wasm");
 
 const CASES: Array<[string, string[]]> = [
   [
-    "dcgan (batch norm in G, spectral norm in D, EMA)",
+    "dcgan, 16 filters (so convs with 32 channels run on OpenBLAS), batch norm in G, spectral norm in D, EMA",
     tinyMnistK6("dcgan", 2, [
-      "model.gFilters=2",
-      "model.dFilters=2",
+      "model.gFilters=16",
+      "model.dFilters=16",
       "model.dNorm=spectral",
       "ema.halfLifeImages=24",
     ]),
