@@ -118,9 +118,7 @@ export async function startCompute(
   if (requested === "wasm" || requested === "blas" || requested === "cpu") {
     return ThreadCompute.start(requested, log);
   }
-  const { describeBackend, gpuBackendPossible, initBackend } = await import(
-    "../shared/backend.js"
-  );
+  const { describeBackend, gpuBackendPossible, initBackend } = await import("../shared/backend.js");
   if (requested === "auto" && !gpuBackendPossible()) return ThreadCompute.start("auto", log);
   const name = await initBackend(requested, log);
   // auto looked for a GPU and fell back to a CPU backend: compute in a thread after all.
