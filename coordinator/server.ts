@@ -1055,7 +1055,8 @@ export class CoordinatorServer implements ServiceCore {
           this.recorder.writeSummary({
             step: this.state.step,
             hashes,
-            backend: "coordinator",
+            // What computed the weights: the workers' backends ("coordinator" before any joined).
+            backend: [...this.service.backendsSeen].join(", ") || "coordinator",
             runDir: this.cfg.run.dir,
             ...(this.failure ? { error: this.failure.message } : {}),
           });

@@ -116,6 +116,8 @@ export class CoordinatorService {
   private readonly uploads = new Map<string, number>();
   /** The backend each worker reported at its last Join (describeBackend's words). */
   private readonly backends = new Map<string, string>();
+  /** Every backend a worker of this run joined with, in order of first appearance. */
+  readonly backendsSeen = new Set<string>();
   /** The sets of backends already warned about (sorted, joined), so each is said once. */
   private readonly warnedBackends = new Set<string>();
 
@@ -132,6 +134,7 @@ export class CoordinatorService {
    */
   private noteBackend(workerId: string, backend: string): void {
     this.backends.set(workerId, backend);
+    this.backendsSeen.add(backend);
     for (const id of this.backends.keys()) {
       if (!this.core.scheduler.isMember(id)) this.backends.delete(id);
     }

@@ -68,7 +68,7 @@ async function initAuto(log: (line: string) => void): Promise<string> {
   try {
     const { loadBlas } = await import("./blas.js");
     const blas = loadBlas();
-    const name = await initBlas(() => {});
+    const name = await initBlas(log, false);
     log(
       `backend: auto chose ${name}: wasm with ${blas.label} for matrix products and convolutions (${why})`,
     );
@@ -186,14 +186,22 @@ async function initWasm(plain = true): Promise<string> {
  * wasm with OpenBLAS for its GEMM-shaped kernels. Returns "blas" (tfjs itself reports "wasm").
  * @throws BlasUnavailableError (one line) when koffi or OpenBLAS cannot be loaded.
  */
-async function initBlas(log: (line: string) => void): Promise<string> {
+async function initBlas(log: (line: string) => void, announce = true): Promise<string> {
   const { loadBlas } = await import("./blas.js");
   const blas = loadBlas();
   await initWasm(false);
   const { registerBlasKernels } = await import("./blas-kernels.js");
   registerBlasKernels(blas);
+  if (announce) log(`backend: blas (wasm with ${blas.label} for matrix products and convolutions)`);
+  // OpenBLAS takes a core type it does not know as a hint and picks its own: the bits then
+  // follow the machine, which pinning was meant to prevent. Said once per process.
+  const pinned = process.env.OPENBLAS_CORETYPE;
+  if (pinned && pinned.toLowerCase() !== blas.coreName.toLowerCase() && blasLabel == null) {
+    log(
+      `backend: blas: OPENBLAS_CORETYPE=${pinned} but OpenBLAS runs its ${blas.coreName} kernels (a core type it does not know, or cannot run here); bits match only machines that run ${blas.coreName}`,
+    );
+  }
   blasLabel = blas.label;
-  log(`backend: blas (wasm with ${blas.label} for matrix products and convolutions)`);
   return "blas";
 }
 

@@ -65,6 +65,8 @@ export interface Blas {
   ): void;
   /** e.g. "OpenBLAS 0.3.21 Haswell": the library version and the kernel set it runs. */
   readonly label: string;
+  /** The kernel set alone, as openblas_get_corename() says it: "Haswell", "Cooperlake", … */
+  readonly coreName: string;
   /** The shared object that was loaded. */
   readonly path: string;
 }
@@ -140,9 +142,11 @@ export function loadBlas(): Blas {
     );
   }
   const version = /OpenBLAS\s+([\d.]+)/.exec(config())?.[1] ?? "?";
-  const label = `OpenBLAS ${version} ${corename()}`;
+  const coreName = corename();
+  const label = `OpenBLAS ${version} ${coreName}`;
   loaded = {
     label,
+    coreName,
     path,
     sgemm(transA, transB, m, n, k, a, lda, b, ldb, beta, c, ldc) {
       if (m === 0 || n === 0) return;

@@ -77,6 +77,20 @@ describe("initBackend", () => {
     },
   );
 
+  it.skipIf(!blasAvailable())(
+    "blas says when OPENBLAS_CORETYPE names kernels OpenBLAS does not run (the bits then follow the machine)",
+    async () => {
+      const r = await runAgon(
+        ["train", ...tinyRing({ steps: 1 }), "--run-dir", tempDir(), "--backend", "blas"],
+        { env: { OPENBLAS_CORETYPE: "Bogus" } },
+      );
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(
+        /^backend: blas: OPENBLAS_CORETYPE=Bogus but OpenBLAS runs its \w+ kernels .*bits match only machines that run \w+$/m,
+      );
+    },
+  );
+
   it("blas without OpenBLAS fails in one line that says what is missing", async () => {
     const r = await runAgon(
       ["train", ...tinyRing({ steps: 1 }), "--run-dir", tempDir(), "--backend", "blas"],

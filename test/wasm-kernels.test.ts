@@ -629,6 +629,7 @@ describe.skipIf(!blasAvailable())("blas kernels", () => {
     await initBackend("blas");
     registerBlasKernels({
       label: real.label,
+      coreName: real.coreName,
       path: real.path,
       sgemm: (...args: Parameters<typeof real.sgemm>) => {
         calls++;
