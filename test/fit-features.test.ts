@@ -133,7 +133,17 @@ describe("agon eval fit-features", () => {
     expect(curve.at(-1)!.fd).toBeLessThan(curve[0].fd);
     expect(Math.min(...curve.slice(1).map((l) => l.fd))).toBeLessThan(curve[0].fd * 0.9);
 
-    const ev = await runAgon(["eval", "--checkpoint", trainDir, "--n", "200", "--json"]);
+    // On the run's backend (wasm): agon eval's default, auto, may pick blas, which rounds otherwise.
+    const ev = await runAgon([
+      "eval",
+      "--checkpoint",
+      trainDir,
+      "--n",
+      "200",
+      "--backend",
+      "wasm",
+      "--json",
+    ]);
     expect(ev.code, ev.stderr).toBe(0);
     expect(JSON.parse(ev.stdout.trim()).fd).toBe(curve.at(-1)!.fd);
 
