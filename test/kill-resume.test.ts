@@ -63,8 +63,22 @@ function killAt(args: string[], dir: string, lines: number, armed: () => boolean
 
 /** Resolves once no process holds `dir` (agon local's orphaned coordinator checkpoints, then exits). */
 async function lockFreed(dir: string): Promise<void> {
-  for (let i = 0; i < 300 && existsSync(join(dir, LOCK_FILE)); i++) {
-    const { pid } = JSON.parse(readFileSync(join(dir, LOCK_FILE), "utf8")) as { pid: number };
+  for (let i = 0; i < 300; i++) {
+    let text: string;
+    try {
+      text = readFileSync(join(dir, LOCK_FILE), "utf8");
+    } catch (err) {
+      // Gone (also between a check and this read: its owner just released it).
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+      throw err;
+    }
+    let pid: number;
+    try {
+      ({ pid } = JSON.parse(text) as { pid: number });
+    } catch {
+      await new Promise((r) => setTimeout(r, 100)); // being written: read it again
+      continue;
+    }
     try {
       process.kill(pid, 0);
     } catch {
