@@ -16,9 +16,6 @@ import type { FeatureSums } from "../shared/fid.js";
 import type { MicrotaskResult } from "../shared/microtask.js";
 import { ownedRange, type TreePart, treeCover } from "../shared/tree.js";
 
-/** The workerLost reason when a Join under a member's name replaced it. */
-export const REJOINED_REASON = "re-joined under the same name";
-
 export interface TaskRef {
   /** `step.phase.shard` for a leaf, `step.phase.lo-hi` for an inner node. */
   taskId: string;
@@ -135,14 +132,11 @@ export class Scheduler {
     this.width = shards;
   }
 
-  /**
-   * A worker joined (or re-joined by name). Returns its id; any old session of that name is
-   * dropped (a workerLost action with REJOINED_REASON).
-   */
+  /** A worker joined (or re-joined by name). Returns its id; any old session of that name is dropped. */
   join(name: string, now: number): { workerId: string; actions: Action[] } {
     const actions: Action[] = [];
     for (const m of this.members.values()) {
-      if (m.name === name) actions.push(...this.lose(m.id, REJOINED_REASON, now));
+      if (m.name === name) actions.push(...this.lose(m.id, "re-joined under the same name", now));
     }
     const workerId = `${name}#${this.nextSeq}`;
     this.members.set(workerId, {

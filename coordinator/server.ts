@@ -46,7 +46,7 @@ import {
   RunDirWriteError,
   trimAfterCheckpoint,
 } from "./rundir.js";
-import { type Action, REJOINED_REASON, Scheduler } from "./scheduler.js";
+import { type Action, Scheduler } from "./scheduler.js";
 import { CoordinatorService, type ServiceCore } from "./service.js";
 import { type PhaseSummary, TrainingState } from "./state.js";
 
@@ -873,7 +873,7 @@ export class CoordinatorServer implements ServiceCore {
               reason: a.reason,
             });
           }
-          this.service.drop(a.workerId, a.reason === REJOINED_REASON);
+          this.service.drop(a.workerId);
           break;
         case "taskReassigned":
           this.event(

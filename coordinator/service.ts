@@ -27,7 +27,6 @@ import {
   ChunkAssembler,
   checkDtype,
   chunksOf,
-  REPLACED_DETAILS,
   STOPPING_DETAILS,
   WireError,
   wireDtype,
@@ -186,13 +185,10 @@ export class CoordinatorService {
   }
 
   /** A worker is gone: its stream ends, and its session and strikes go with it. */
-  drop(workerId: string, replaced = false): void {
+  drop(workerId: string): void {
     const s = this.streams.get(workerId);
     this.streams.delete(workerId);
-    // A worker replaced by a newer Join under its name is told so (it then stops, instead of
-    // re-joining and evicting the newer one); any other loss just ends its stream.
-    if (replaced) s?.emit("error", { code: grpc.status.ALREADY_EXISTS, details: REPLACED_DETAILS });
-    else s?.end();
+    s?.end();
     // A lost worker joins again for a new session, so these do not pile up over many joins.
     this.endSessions(workerId);
     this.strikes.delete(workerId);

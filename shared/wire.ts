@@ -12,13 +12,6 @@ import { bytesPerValue, type Dtype, decodeValues, encodeValues } from "./precisi
 
 export const PROTO_PATH = resolve(import.meta.dirname, "../proto/agon.proto");
 
-/**
- * The status details (with ALREADY_EXISTS) a Work stream ends with when another worker joined
- * under its name: the older process then stops instead of re-joining, which would evict the
- * newer one in turn, for ever.
- */
-export const REPLACED_DETAILS = "another worker joined the coordinator under this name";
-
 /** The status details a Work stream ends with when its coordinator stops on purpose (SIGTERM, Ctrl-C). */
 export const STOPPING_DETAILS = "the coordinator is stopping (its checkpoint is written)";
 

@@ -16,7 +16,6 @@ import {
   startWorker,
   waitFor,
   waitForStep,
-  within,
 } from "./helpers/cluster.js";
 import { natsForSuite } from "./helpers/nats.js";
 
@@ -189,33 +188,5 @@ describe("distributed training is bit-for-bit the single-process run", () => {
     expect(r.steps).toBe(100_000);
     expect(r.done).toBe(false);
     expect(r.workers.map((w) => [w.workerName, w.shards])).toEqual([["s1", [0, 1, 2, 3, 4, 5]]]);
-  });
-
-  it("two workers under one name: the older stops with one line, the newer trains on (no eviction loop)", async () => {
-    const runDir = tempDir();
-    const coord = await startCoordinator([...ring(100_000), "--run-dir", runDir], nats.url);
-    const first = startWorker(coord.address, nats.url, "twin");
-    await waitFor(() => /twin#\d+ joined/.test(coord.stderr()), 60_000, "the first twin's join");
-    const second = startWorker(coord.address, nats.url, "twin");
-    const procs = { coordinator: coord, first, second };
-    expect(await within(first.exited, 60_000, "the older twin's exit", procs)).toBe(1);
-    const said = first
-      .stderr()
-      .split("\n")
-      .filter((l) => l.includes("another worker joined"));
-    expect(said).toEqual([
-      expect.stringMatching(
-        /^agon: error: worker twin#\d+: another worker joined \S+ under the name 'twin', so this one stops; give each worker its own --name$/,
-      ),
-    ]);
-    // The newer one keeps training: the run moves on, and nobody re-joins.
-    const metrics = join(runDir, "metrics.jsonl");
-    const at = lastStep(metrics);
-    await waitForStep(metrics, at + 20);
-    expect(second.child.exitCode).toBeNull();
-    expect(coord.stderr().match(/twin#\d+ joined/g)).toHaveLength(2);
-    second.child.kill("SIGTERM");
-    coord.child.kill("SIGTERM");
-    await second.exited;
   });
 });

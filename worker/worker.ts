@@ -37,7 +37,6 @@ import {
   encodeArray,
   encodeFloat64,
   loadAgonProto,
-  REPLACED_DETAILS,
   STOPPING_DETAILS,
   type WireValues,
   wireDtype,
@@ -412,11 +411,6 @@ export class Worker {
       if (this.finishedStep !== null) {
         this.log(`worker ${this.workerId}: run finished at step ${this.finishedStep}`);
         this.shutdown(0);
-      } else if (why === REPLACED_DETAILS && !this.closed) {
-        this.log(
-          `agon: error: worker ${this.workerId}: another worker joined ${this.address} under the name '${this.opts.name}', so this one stops; give each worker its own --name`,
-        );
-        this.shutdown(1);
       } else if (!this.closed) {
         this.log(
           why === STOPPING_DETAILS
