@@ -168,17 +168,13 @@ function conv2D({ inputs, backend, attrs }: KernelArgs, blas: Blas): Info | unde
   const filter = inputs.filter as Info;
   const { strides, pad, dataFormat, dilations, dimRoundingMode } =
     attrs as unknown as tf.Conv2DAttrs;
-  if (dataFormat !== "NHWC" || x.dtype !== "float32" || filter.dtype !== "float32") {
-    return undefined;
-  }
-  const info = tf.backend_util.computeConv2DInfo(
-    x.shape as Shape4,
-    filter.shape as Shape4,
+  const info = nhwcFloat32Info(dataFormat, [x, filter], x.shape as Shape4, filter.shape as Shape4, {
     strides,
     dilations,
     pad,
     dimRoundingMode,
-  );
+  });
+  if (info == null) return undefined;
   if (!isPointwise(info) && info.outChannels < MIN_GEMM_CHANNELS) return undefined;
   const { outHeight: oh, outWidth: ow, outChannels: co } = info;
   const taps = info.filterHeight * info.filterWidth * info.inChannels;
@@ -223,17 +219,13 @@ function conv2DBackpropInput({ inputs, backend, attrs }: KernelArgs, blas: Blas)
   const filter = inputs.filter as Info;
   const { strides, pad, dataFormat, dimRoundingMode, inputShape } =
     attrs as unknown as tf.Conv2DBackpropInputAttrs;
-  if (dataFormat !== "NHWC" || dy.dtype !== "float32" || filter.dtype !== "float32") {
-    return undefined;
-  }
-  const info = tf.backend_util.computeConv2DInfo(
-    inputShape,
-    filter.shape as Shape4,
+  const info = nhwcFloat32Info(dataFormat, [dy, filter], inputShape, filter.shape as Shape4, {
     strides,
-    1,
+    dilations: 1,
     pad,
     dimRoundingMode,
-  );
+  });
+  if (info == null) return undefined;
   // At stride 1 the input gradient is a conv of dy with the flipped filter: the kernel it
   // replaced (shared/wasm-kernels.ts) runs it as one, and that conv comes back here as a
   // Conv2D (im2col by copyWithin + GEMM), which beats GEMM + col2im's scatter-add (resnet:
@@ -276,15 +268,13 @@ function conv2DBackpropFilter(
   const dy = inputs.dy as Info;
   const { strides, pad, dataFormat, dimRoundingMode, filterShape } =
     attrs as unknown as tf.Conv2DBackpropFilterAttrs;
-  if (dataFormat !== "NHWC" || x.dtype !== "float32" || dy.dtype !== "float32") return undefined;
-  const info = tf.backend_util.computeConv2DInfo(
-    x.shape as Shape4,
-    filterShape,
+  const info = nhwcFloat32Info(dataFormat, [x, dy], x.shape as Shape4, filterShape, {
     strides,
-    1,
+    dilations: 1,
     pad,
     dimRoundingMode,
-  );
+  });
+  if (info == null) return undefined;
   const { outHeight: oh, outWidth: ow, outChannels: co } = info;
   const taps = info.filterHeight * info.filterWidth * info.inChannels;
   const heap = backend as unknown as WasmHeap;
@@ -323,6 +313,29 @@ function conv2DBackpropFilter(
   });
   if (beta === 0) heap.typedArrayFromHeap(out).fill(0); // no images at all
   return out;
+}
+
+/**
+ * The conv's geometry (tfjs's computeConv2DInfo) when blas can compute it: NHWC and every
+ * tensor float32; undefined otherwise (the kernel it replaced takes over).
+ */
+function nhwcFloat32Info(
+  dataFormat: string,
+  tensors: Info[],
+  xShape: Shape4,
+  filterShape: Shape4,
+  geometry: Pick<tf.Conv2DAttrs, "strides" | "dilations" | "pad" | "dimRoundingMode">,
+): tf.backend_util.Conv2DInfo | undefined {
+  if (dataFormat !== "NHWC" || tensors.some((t) => t.dtype !== "float32")) return undefined;
+  const { strides, dilations, pad, dimRoundingMode } = geometry;
+  return tf.backend_util.computeConv2DInfo(
+    xShape,
+    filterShape,
+    strides,
+    dilations,
+    pad,
+    dimRoundingMode,
+  );
 }
 
 function isPointwise(info: tf.backend_util.Conv2DInfo): boolean {
