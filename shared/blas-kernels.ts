@@ -20,6 +20,7 @@ import "@tensorflow/tfjs-backend-wasm"; // registers the stock wasm kernels we b
 import * as tf from "@tensorflow/tfjs-core";
 
 import type { Blas } from "./blas.js";
+import { WASM_BYTES as CONV_COLS_WASM } from "./wasm/conv-cols-bytes.js";
 
 type Info = tf.TensorInfo;
 type Shape4 = [number, number, number, number];
@@ -65,7 +66,74 @@ const WASM_KERNEL_MARK = Symbol.for("agon.wasmKernel");
 /** The wasm kernels we replaced, to restore them; non-empty while blas kernels are active. */
 const previous = new Map<string, tf.KernelConfig>();
 let active: Blas | undefined;
-let scratch = new Float32Array(0);
+let wasmConvCols = true;
+let lastConvCols: "wasm" | "js" | null = null;
+
+/** shared/wasm/conv-cols.wat's exports; pointers are byte offsets into the wasm heap. */
+interface ConvColsExports {
+  im2col(x: number, cols: number, ...geometry: number[]): void;
+  col2im(cols: number, dx: number, ...geometry: number[]): void;
+}
+let convColsModule: WebAssembly.Module | undefined;
+const convColsByMemory = new WeakMap<WebAssembly.Memory, ConvColsExports | null>();
+
+/**
+ * Whether im2col and col2im run in shared/wasm/conv-cols.wat (default) or in the JavaScript
+ * loops below (same bits; tests compare the two, benchmarks time them).
+ */
+export function useWasmConvCols(on: boolean): void {
+  wasmConvCols = on;
+}
+
+/** Where the last im2col or col2im ran ("js": the loops below), null before any. */
+export function lastConvColsPath(): "wasm" | "js" | null {
+  return lastConvCols;
+}
+
+/**
+ * The conv-cols module bound to the wasm backend's heap memory, or null where it cannot be
+ * (turned off, or a threaded build's shared memory): the JavaScript loops then.
+ */
+function convCols(backend: object): ConvColsExports | null {
+  if (!wasmConvCols) return null;
+  const memory = (backend as { wasm?: { asm?: { memory?: unknown } } }).wasm?.asm?.memory;
+  if (!(memory instanceof WebAssembly.Memory)) return null;
+  let c = convColsByMemory.get(memory);
+  if (c === undefined) {
+    try {
+      convColsModule ??= new WebAssembly.Module(CONV_COLS_WASM);
+      const instance = new WebAssembly.Instance(convColsModule, { env: { memory } });
+      c = instance.exports as unknown as ConvColsExports;
+    } catch {
+      c = null;
+    }
+    convColsByMemory.set(memory, c);
+  }
+  return c;
+}
+
+/** The geometry arguments of conv-cols.wat's im2col and col2im for images [first, first + count). */
+function convColsGeometry(
+  info: tf.backend_util.Conv2DInfo,
+  first: number,
+  count: number,
+): number[] {
+  return [
+    first,
+    count,
+    info.inHeight,
+    info.inWidth,
+    info.inChannels,
+    info.outHeight,
+    info.outWidth,
+    info.filterHeight,
+    info.filterWidth,
+    info.strideHeight,
+    info.strideWidth,
+    info.padInfo.top,
+    info.padInfo.left,
+  ];
+}
 
 /**
  * Routes the wasm backend's GEMM-shaped kernels to `blas` (idempotent). Call after the wasm
@@ -190,7 +258,7 @@ function conv2D({ inputs, backend, attrs }: KernelArgs, blas: Blas): Info | unde
     withHeapCols(backend, info.batchSize, perImage * taps, (cols, first, count) => {
       const rows = count * perImage;
       const view = (t: Info) => heap.typedArrayFromHeap(t);
-      im2col(view(x), cols, info, first, count);
+      im2col(backend, view(x), cols, info, first, count);
       gemm(
         blas,
         false,
@@ -250,13 +318,13 @@ function conv2DBackpropInput({ inputs, backend, attrs }: KernelArgs, blas: Blas)
   dxv.fill(0);
   // Wᵀ [co, taps] once, so each chunk's GEMM is untransposed (OpenBLAS: ~1.6× faster here).
   const wT = transposed(wv, taps, co);
-  for (const [first, count] of chunks(info.batchSize, perImage * taps)) {
+  withHeapCols(backend, info.batchSize, perImage * taps, (cols, first, count) => {
     const rows = count * perImage;
-    const cols = scratchOf(rows * taps);
     const dyOff = first * perImage * co;
-    gemm(blas, false, false, rows, taps, co, dyv, dyOff, co, wT, 0, taps, 0, cols, 0, taps);
-    col2im(cols, dxv, info, first, count);
-  }
+    const view = (t: Info) => heap.typedArrayFromHeap(t);
+    gemm(blas, false, false, rows, taps, co, view(dy), dyOff, co, wT, 0, taps, 0, cols, 0, taps);
+    col2im(backend, cols, view(out), info, first, count);
+  });
   return out;
 }
 
@@ -290,7 +358,7 @@ function conv2DBackpropFilter(
   withHeapCols(backend, info.batchSize, perImage * taps, (cols, first, count) => {
     const rows = count * perImage;
     const view = (t: Info) => heap.typedArrayFromHeap(t);
-    im2col(view(x), cols, info, first, count);
+    im2col(backend, view(x), cols, info, first, count);
     gemm(
       blas,
       true,
@@ -397,11 +465,6 @@ function transposed(m: Float32Array, rows: number, cols: number): Float32Array {
   return t;
 }
 
-function scratchOf(length: number): Float32Array {
-  if (scratch.length < length) scratch = new Float32Array(length);
-  return scratch.subarray(0, length);
-}
-
 /**
  * cols[(b, oh, ow), (kh, kw, c)] = x[b, oh·sh + kh·dh − padTop, ow·sw + kw·dw − padLeft, c]
  * (0 outside x) for images first … first + count − 1, into cols (a view of the same heap as x).
@@ -409,12 +472,20 @@ function scratchOf(length: number): Float32Array {
  * loop with its out-of-bounds ends zeroed.
  */
 function im2col(
+  backend: object,
   x: Float32Array,
   cols: Float32Array,
   info: tf.backend_util.Conv2DInfo,
   first: number,
   count: number,
 ): void {
+  const wasm = convCols(backend);
+  if (wasm && info.dilationHeight === 1 && info.dilationWidth === 1) {
+    wasm.im2col(x.byteOffset, cols.byteOffset, ...convColsGeometry(info, first, count));
+    lastConvCols = "wasm";
+    return;
+  }
+  lastConvCols = "js";
   const { inHeight: h, inWidth: w, inChannels: ci, outHeight: oh, outWidth: ow } = info;
   const { filterHeight: kh, filterWidth: kw, strideHeight: sh, strideWidth: sw } = info;
   const { dilationHeight: dh, dilationWidth: dw } = info;
@@ -476,12 +547,20 @@ function im2col(
  * order (so the same bits every time); a row's in-bounds taps are one contiguous run of dx.
  */
 function col2im(
+  backend: object,
   cols: Float32Array,
   dx: Float32Array,
   info: tf.backend_util.Conv2DInfo,
   first: number,
   count: number,
 ): void {
+  const wasm = convCols(backend);
+  if (wasm) {
+    wasm.col2im(cols.byteOffset, dx.byteOffset, ...convColsGeometry(info, first, count));
+    lastConvCols = "wasm";
+    return;
+  }
+  lastConvCols = "js";
   const { inHeight: h, inWidth: w, inChannels: ci, outHeight: oh, outWidth: ow } = info;
   const { filterHeight: kh, filterWidth: kw, strideHeight: sh, strideWidth: sw } = info;
   const { top: padTop, left: padLeft } = info.padInfo;

@@ -628,6 +628,52 @@ for (const B of UNDER_TEST) {
 }
 
 describe.skipIf(!blasAvailable())("blas kernels", () => {
+  it("im2col and col2im in WebAssembly (shared/wasm/conv-cols.wat) give the JavaScript loops' bits", async () => {
+    const { useWasmConvCols, lastConvColsPath } = await import("../shared/blas-kernels.js");
+    const explicit: Pad = [
+      [0, 0],
+      [1, 2],
+      [0, 1],
+      [0, 0],
+    ];
+    // forward, filter and input gradients; strides 1–3, same/valid/explicit padding, odd
+    // sizes, channel counts that leave a scalar tail after the 4-float SIMD runs
+    const convs = [
+      conv2dCase([4, 14, 14, 32], [5, 5, 32, 64], 2, "same"),
+      conv2dCase([3, 13, 11, 3], [3, 4, 3, 33], 2, "valid"),
+      conv2dCase([2, 9, 10, 5], [3, 3, 5, 32], [2, 1], explicit),
+      conv2dCase([2, 8, 8, 7], [3, 3, 7, 40], 1, "same"),
+    ];
+    const convTs = [
+      convTCase([4, 14, 14, 32], [5, 5, 32, 64], 2, "same"),
+      convTCase([2, 13, 13, 9], [3, 3, 9, 33], 3, "same"),
+      convTCase([3, 13, 11, 8], [3, 4, 8, 35], 2, "valid"),
+      convTCase([2, 9, 10, 6], [3, 3, 6, 32], [2, 1], explicit),
+      convTCase([4, 16, 16, 32], [4, 4, 32, 64], 2, "same"),
+    ];
+    const bits = async () => {
+      const outs: Float32Array[] = [];
+      for (const c of convs) outs.push(...(await runOn("blas", c.inputs, c.grads)));
+      for (const c of convTs) {
+        outs.push(...(await runOn("blas", c.inputs.slice(0, 2), c.forward)));
+        outs.push(...(await runOn("blas", c.inputs, c.grads)));
+      }
+      return outs.map(bitsOf);
+    };
+    try {
+      useWasmConvCols(true);
+      const inWasm = await bits();
+      expect(lastConvColsPath()).toBe("wasm");
+      useWasmConvCols(false);
+      const inJs = await bits();
+      expect(lastConvColsPath()).toBe("js");
+      expect(inWasm.length).toBe(4 * 2 + 5 * 3);
+      for (const [k, b] of inWasm.entries()) expect(b, `output ${k}`).toEqual(inJs[k]);
+    } finally {
+      useWasmConvCols(true);
+    }
+  });
+
   it("run the DCGAN's products, convolutions and sums on OpenBLAS, and unregister cleanly", async () => {
     const { loadBlas } = await import("../shared/blas.js");
     const { registerBlasKernels, activeBlas } = await import("../shared/blas-kernels.js");
