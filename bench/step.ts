@@ -157,8 +157,9 @@ Adam, as \`agon train\` runs them, without writing files) per model × backend. 
 blas is measured and a python with torch is found (python3 on PATH, else /usr/bin/python3), every model
 with a PyTorch twin (bench/torch_step.py: non-saturating mlp and dcgan, resnet with rpgan + R1/R2) is then compared with
 PyTorch on the CPU (1 thread, OpenBLAS) in interleaved blocks: tfjs (wasm, then blas) here and one warm
-torch_step.py --serve process per OpenBLAS kernel (the one OpenBLAS picks, and
-OPENBLAS_CORETYPE=Haswell; OPENBLAS_L2_SIZE unset for both) take turns, A B C A B C ..., and
+torch_step.py --serve process per CPU kernel choice (what OpenBLAS and oneDNN pick, and both
+pinned to AVX2: OPENBLAS_CORETYPE=Haswell, DNNL_MAX_CPU_ISA=AVX2; OPENBLAS_L2_SIZE unset for
+both; PyTorch's convolutions run on oneDNN) take turns, A B C A B C ..., and
 each round gives a tfjs / pytorch ratio per kernel (median and spread printed).
 
 options:
@@ -601,7 +602,7 @@ async function versusTorch(
   const servers: TorchServer[] = [];
   try {
     for (const k of KERNELS)
-      servers.push(await TorchServer.start(found.python, TORCH_SCRIPT, specs, k.coretype));
+      servers.push(await TorchServer.start(found.python, TORCH_SCRIPT, specs, k));
     const rows: VersusRow[] = [];
     for (const side of sides) {
       log(`  ${side.name} (${side.backend}): ${opts.rounds} interleaved rounds`);
@@ -663,8 +664,13 @@ export function formatVersusTable(
   });
   return [
     `pytorch ${torch.kernels[0]?.torch} (${torch.python}), ${torch.kernels[0]?.threads} thread(s), ` +
-      `BLAS ${torch.kernels[0]?.blas}; OpenBLAS kernels: ` +
-      torch.kernels.map((k) => `${k.label} → openblas_get_corename() = ${k.corename}`).join(", "),
+      `BLAS ${torch.kernels[0]?.blas}; kernels: ` +
+      torch.kernels
+        .map(
+          (k) =>
+            `${k.label} → openblas_get_corename() = ${k.corename}, oneDNN ${k.onednn ? `${k.onednn.isa} (convolutions: ${k.onednn.conv})` : "not used"}`,
+        )
+        .join("; "),
     "tfjs / pytorch per interleaved round (A B C A B C ...): median (min–max); lower is better, 1 = parity",
     textTable(header, body, new Set([3, 4, 5, 6, 7, 8])),
   ].join("\n");

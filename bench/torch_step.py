@@ -19,6 +19,7 @@ import json
 import os
 import re
 import statistics
+import subprocess
 import sys
 import time
 
@@ -358,6 +359,7 @@ def serve(specs):
         "threads": torch.get_num_threads(),
         "blas": blas_name(),
         "corename": openblas_corename(),
+        "onednn": onednn_kernel(),
         "params": {n: {"G": sum(p.numel() for p in s.g.parameters()),
                        "D": sum(p.numel() for p in s.d.parameters())} for n, s in steppers.items()},
     }}), flush=True)
@@ -365,6 +367,24 @@ def serve(specs):
         req = json.loads(line)
         times = steppers[req["model"]].timed(int(req["steps"]))
         print(json.dumps({"model": req["model"], "stepMs": [round(t, 3) for t in times]}), flush=True)
+
+
+def onednn_kernel():
+    """The ISA oneDNN runs here and the implementation it picks for a DCGAN-like strided conv
+    (PyTorch's CPU convolutions go to oneDNN, not OpenBLAS; DNNL_MAX_CPU_ISA caps the ISA),
+    from its verbose lines in a child process with this environment; None without oneDNN."""
+    if not torch.backends.mkldnn.is_available():
+        return None
+    code = ("import torch; torch.set_num_threads(1); torch.nn.functional.conv2d("
+            "torch.ones(8, 32, 16, 16), torch.ones(64, 32, 4, 4), stride=2, padding=1)")
+    try:
+        out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "DNNL_VERBOSE": "1"},
+                             capture_output=True, text=True, timeout=300).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return {"isa": None, "conv": None}
+    isa = next((l.split("isa:", 1)[1].strip() for l in out if ",info,cpu,isa:" in l), None)
+    conv = next((l.split(",")[4] for l in out if ",exec,cpu,convolution," in l), None)
+    return {"isa": isa, "conv": conv}
 
 
 def openblas_corename():

@@ -9,11 +9,18 @@ import type { RunConfig } from "../shared/config.js";
 import { resnetLayout } from "../shared/models/resnet.js";
 import { median } from "./stats.js";
 
-/** The OpenBLAS kernels PyTorch is measured with: what OpenBLAS picks, and AVX2 (Haswell). */
+/**
+ * The CPU kernels PyTorch is measured with: what its libraries pick (OpenBLAS: AVX-512 on
+ * these machines; oneDNN, which runs PyTorch's convolutions, likewise), and both pinned to
+ * AVX2 (OPENBLAS_CORETYPE=Haswell, DNNL_MAX_CPU_ISA=AVX2), the width nearest wasm SIMD's.
+ */
 export const KERNELS = [
-  { label: "picked", coretype: undefined },
-  { label: "Haswell", coretype: "Haswell" },
+  { label: "picked", coretype: undefined, onednnIsa: undefined },
+  { label: "Haswell", coretype: "Haswell", onednnIsa: "AVX2" },
 ] as const;
+
+/** One entry of KERNELS. */
+export type TorchKernel = (typeof KERNELS)[number];
 
 /**
  * The shape bench/torch_step.py's twin() builds for `cfg`'s model (unconditional mlp or
@@ -71,6 +78,8 @@ export interface TorchReady {
   blas: string;
   /** openblas_get_corename(): the kernel OpenBLAS runs. */
   corename: string | null;
+  /** oneDNN's ISA and its convolution implementation (e.g. "Intel AVX2", "jit:avx2"), or null. */
+  onednn: { isa: string | null; conv: string | null } | null;
   params: Record<string, { G: number; D: number }>;
 }
 
@@ -85,21 +94,26 @@ export class TorchServer {
     readonly ready: TorchReady,
     /** OPENBLAS_CORETYPE it runs with (undefined: OpenBLAS picks). */
     readonly coretype: string | undefined,
+    /** DNNL_MAX_CPU_ISA it runs with (undefined: oneDNN picks). */
+    readonly onednnIsa: string | undefined,
   ) {
     lines.on("line", (line) => this.pending.shift()?.(line));
   }
 
   /**
    * Starts `python script --serve specs` with one thread (torch and OpenBLAS),
-   * OPENBLAS_CORETYPE = `coretype` (unset when undefined) and OPENBLAS_L2_SIZE
-   * unset; resolves once its models are warm. Rejects with its stderr's last line.
+   * OPENBLAS_CORETYPE = the kernel's coretype and DNNL_MAX_CPU_ISA (and
+   * ONEDNN_MAX_CPU_ISA) = its oneDNN ISA (each unset when undefined) and
+   * OPENBLAS_L2_SIZE unset; resolves once its models are warm. Rejects with its
+   * stderr's last line.
    */
   static start(
     python: string,
     script: string,
     specs: Record<string, unknown>,
-    coretype: string | undefined,
+    kernel: TorchKernel,
   ): Promise<TorchServer> {
+    const { coretype, onednnIsa } = kernel;
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       OPENBLAS_NUM_THREADS: "1",
@@ -108,6 +122,12 @@ export class TorchServer {
     delete env.OPENBLAS_L2_SIZE;
     delete env.OPENBLAS_CORETYPE;
     if (coretype) env.OPENBLAS_CORETYPE = coretype;
+    delete env.DNNL_MAX_CPU_ISA;
+    delete env.ONEDNN_MAX_CPU_ISA;
+    if (onednnIsa) {
+      env.DNNL_MAX_CPU_ISA = onednnIsa;
+      env.ONEDNN_MAX_CPU_ISA = onednnIsa;
+    }
     const child = spawn(python, [script, "--serve", JSON.stringify(specs)], {
       env,
       stdio: ["pipe", "pipe", "pipe"],
@@ -128,6 +148,7 @@ export class TorchServer {
           lines,
           (JSON.parse(line) as { ready: TorchReady }).ready,
           coretype,
+          onednnIsa,
         );
         server.stderr = stderr;
         resolve(server);
@@ -165,7 +186,13 @@ export interface VersusRow {
   /** Per round: the tfjs block's median ms/step. */
   tfjsMs: number[];
   /** Per kernel (KERNELS order): the corename, each round's block median, and tfjs ÷ it per round. */
-  torch: Array<{ label: string; corename: string | null; ms: number[]; ratios: number[] }>;
+  torch: Array<{
+    label: string;
+    corename: string | null;
+    onednn: TorchReady["onednn"];
+    ms: number[];
+    ratios: number[];
+  }>;
 }
 
 /**
@@ -190,6 +217,7 @@ export async function interleave(
     torch: servers.map((s) => ({
       label: s.coretype ?? "picked",
       corename: s.ready.corename,
+      onednn: s.ready.onednn,
       ms: [],
       ratios: [],
     })),

@@ -58,7 +58,7 @@ const MIN_GEMM_CHANNELS = 32;
  * Largest im2col buffer per GEMM call, in floats (16 MiB): bigger convolutions run in chunks of
  * whole images. A function of the shapes only, so the summation order is too.
  */
-const MAX_COLS = 4 << 20;
+const MAX_COLS = Number(process.env.X_MC ?? 4 << 20);
 
 /** shared/wasm-kernels.ts's mark for kernels already ours (Symbol.for: shared across copies). */
 const WASM_KERNEL_MARK = Symbol.for("agon.wasmKernel");
