@@ -1,8 +1,10 @@
 // The `blas` backend: tfjs's wasm backend with its matrix products and convolutions (forward,
 // input gradient, filter gradient) and its sums and means over leading or trailing axes computed
-// by the system's OpenBLAS (shared/blas.ts) on the wasm heap's own memory. Everything else
-// (element-wise ops, other reductions, depthwise conv, pooling) stays on wasm. Why: single-threaded wasm SIMD is 4 floats wide without FMA, and a GEMM
-// on it (XNNPACK) runs at ~18 GFLOP/s on these machines against OpenBLAS's ~94 with AVX2 + FMA
+// by the system's OpenBLAS (shared/blas.ts) on the wasm heap's own memory; im2col, col2im and
+// tanh run in small WebAssembly modules of our own (shared/wasm/) bound to that same memory.
+// Everything else (other element-wise ops and reductions, depthwise conv, pooling) stays on
+// wasm. Why: single-threaded wasm SIMD is 4 floats wide without FMA, and a GEMM on it (XNNPACK)
+// runs at ~18 GFLOP/s on these machines against OpenBLAS's ~94 with AVX2 + FMA
 // (docs/BENCHMARKS.md §9), a gap no kernel work inside wasm can close.
 //
 // Convolutions are lowered to GEMMs the classic way (im2col; Chellapilla et al. 2006, "High
@@ -21,6 +23,7 @@ import * as tf from "@tensorflow/tfjs-core";
 
 import type { Blas } from "./blas.js";
 import { WASM_BYTES as CONV_COLS_WASM } from "./wasm/conv-cols-bytes.js";
+import { WASM_BYTES as TANH_WASM } from "./wasm/tanh-bytes.js";
 
 type Info = tf.TensorInfo;
 type Shape4 = [number, number, number, number];
@@ -42,6 +45,7 @@ const KERNELS = [
   "Conv2DBackpropFilter",
   "Sum",
   "Mean",
+  "Tanh",
 ] as const;
 
 /**
@@ -58,7 +62,7 @@ const MIN_GEMM_CHANNELS = 32;
  * Largest im2col buffer per GEMM call, in floats (16 MiB): bigger convolutions run in chunks of
  * whole images. A function of the shapes only, so the summation order is too.
  */
-const MAX_COLS = Number(process.env.X_MC ?? 4 << 20);
+const MAX_COLS = 4 << 20;
 
 /** shared/wasm-kernels.ts's mark for kernels already ours (Symbol.for: shared across copies). */
 const WASM_KERNEL_MARK = Symbol.for("agon.wasmKernel");
@@ -74,8 +78,20 @@ interface ConvColsExports {
   im2col(x: number, cols: number, ...geometry: number[]): void;
   col2im(cols: number, dx: number, ...geometry: number[]): void;
 }
-let convColsModule: WebAssembly.Module | undefined;
-const convColsByMemory = new WeakMap<WebAssembly.Memory, ConvColsExports | null>();
+/** shared/wasm/tanh.wat's export; pointers are byte offsets into the wasm heap. */
+interface TanhExports {
+  tanh(x: number, y: number, n: number): void;
+}
+
+const compiled = new Map<Uint8Array, WebAssembly.Module>();
+const onHeapInstances = new WeakMap<WebAssembly.Memory, Map<Uint8Array, object | null>>();
+
+/**
+ * Where the last im2col or col2im ran ("js": the loops below), null before any.
+ */
+export function lastConvColsPath(): "wasm" | "js" | null {
+  return lastConvCols;
+}
 
 /**
  * Whether im2col and col2im run in shared/wasm/conv-cols.wat (default) or in the JavaScript
@@ -85,31 +101,39 @@ export function useWasmConvCols(on: boolean): void {
   wasmConvCols = on;
 }
 
-/** Where the last im2col or col2im ran ("js": the loops below), null before any. */
-export function lastConvColsPath(): "wasm" | "js" | null {
-  return lastConvCols;
-}
-
 /**
- * The conv-cols module bound to the wasm backend's heap memory, or null where it cannot be
- * (turned off, or a threaded build's shared memory): the JavaScript loops then.
+ * An instance of the module `bytes` (one of shared/wasm/, importing env.memory) bound to the
+ * wasm backend's heap memory, one per memory; null where it cannot be (a threaded build's
+ * shared memory, no heap memory found): callers then fall back.
  */
-function convCols(backend: object): ConvColsExports | null {
-  if (!wasmConvCols) return null;
+function onHeap<T>(backend: object, bytes: Uint8Array<ArrayBuffer>): T | null {
   const memory = (backend as { wasm?: { asm?: { memory?: unknown } } }).wasm?.asm?.memory;
   if (!(memory instanceof WebAssembly.Memory)) return null;
-  let c = convColsByMemory.get(memory);
-  if (c === undefined) {
-    try {
-      convColsModule ??= new WebAssembly.Module(CONV_COLS_WASM);
-      const instance = new WebAssembly.Instance(convColsModule, { env: { memory } });
-      c = instance.exports as unknown as ConvColsExports;
-    } catch {
-      c = null;
-    }
-    convColsByMemory.set(memory, c);
+  let byModule = onHeapInstances.get(memory);
+  if (byModule == null) {
+    byModule = new Map();
+    onHeapInstances.set(memory, byModule);
   }
-  return c;
+  let exports = byModule.get(bytes);
+  if (exports === undefined) {
+    try {
+      let mod = compiled.get(bytes);
+      if (mod == null) {
+        mod = new WebAssembly.Module(bytes);
+        compiled.set(bytes, mod);
+      }
+      exports = new WebAssembly.Instance(mod, { env: { memory } }).exports;
+    } catch {
+      exports = null;
+    }
+    byModule.set(bytes, exports);
+  }
+  return exports as T | null;
+}
+
+/** conv-cols.wat on the backend's heap, or null (turned off, or unavailable: the JS loops). */
+function convCols(backend: object): ConvColsExports | null {
+  return wasmConvCols ? onHeap<ConvColsExports>(backend, CONV_COLS_WASM) : null;
 }
 
 /** The geometry arguments of conv-cols.wat's im2col and col2im for images [first, first + count). */
@@ -179,6 +203,7 @@ function wrap(name: (typeof KERNELS)[number], fallback: tf.KernelFunc): tf.Kerne
     Conv2DBackpropFilter: conv2DBackpropFilter,
     Sum: (args: KernelArgs, b: Blas) => reduce(args, b, false),
     Mean: (args: KernelArgs, b: Blas) => reduce(args, b, true),
+    Tanh: (args: KernelArgs) => tanh(args),
   }[name];
   const kernel: tf.KernelFunc = (args) => {
     const blas = active;
@@ -584,6 +609,23 @@ function col2im(
       }
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tanh (G's output layer): the stock kernel calls libm's tanhf per value (~9 ns each here);
+// shared/wasm/tanh.wat evaluates Eigen's rational interpolant four values at a time.
+
+function tanh({ inputs, backend }: KernelArgs): Info | undefined {
+  const x = inputs.x as Info;
+  if (x.dtype !== "float32") return undefined;
+  const wasm = onHeap<TanhExports>(backend, TANH_WASM);
+  if (wasm == null) return undefined;
+  const heap = backend as unknown as WasmHeap;
+  const out = heap.makeOutput([...x.shape], "float32");
+  // Views after makeOutput: the allocation may have moved the heap.
+  const xv = heap.typedArrayFromHeap(x);
+  wasm.tanh(xv.byteOffset, heap.typedArrayFromHeap(out).byteOffset, xv.length);
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------

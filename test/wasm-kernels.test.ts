@@ -628,6 +628,51 @@ for (const B of UNDER_TEST) {
 }
 
 describe.skipIf(!blasAvailable())("blas kernels", () => {
+  it("Tanh (shared/wasm/tanh.wat) is within 1e-6 of tanh, exact at 0 and ±Inf, NaN for NaN, and the same per value in SIMD lanes and the scalar tail", async () => {
+    const special = [
+      0, -0, 1e-30, -3e-5, 0.0003999, 0.0004, -0.0004, 0.5, 1, -2.5, 8.99, 9, -9, 9.5, 20, -1e30,
+    ];
+    const rng = new Rng(5);
+    const values = [
+      ...special,
+      Number.POSITIVE_INFINITY,
+      Number.NEGATIVE_INFINITY,
+      Number.NaN,
+      ...Array.from(
+        { length: 20000 },
+        () => (rng.nextFloat() * 2 - 1) * 10 ** (rng.nextFloat() * 5 - 4),
+      ),
+    ];
+    // 20019 values: the last 3 take the scalar tail
+    const x = Float32Array.from(values);
+    const [y] = await runOn("blas", [{ shape: [x.length], values: x }], (t) => tf.tanh(t));
+    let worst = 0;
+    for (let i = 0; i < x.length; i++) {
+      if (Number.isNaN(x[i])) {
+        expect(Number.isNaN(y[i])).toBe(true);
+        continue;
+      }
+      const err = Math.abs(y[i] - Math.tanh(x[i]));
+      worst = Math.max(worst, err / Math.max(Math.abs(Math.tanh(x[i])), 1e-30));
+      expect(Math.abs(y[i])).toBeLessThanOrEqual(1);
+      expect(Math.sign(y[i]) === Math.sign(x[i])).toBe(true);
+    }
+    expect(worst).toBeLessThan(1e-6);
+    expect(y[0]).toBe(0);
+    expect(Object.is(y[1], -0)).toBe(true);
+    expect(y[special.length]).toBe(1);
+    expect(y[special.length + 1]).toBe(-1);
+    // the tail (values.length % 4 of them) computes what the lanes do: the same values again,
+    // at offsets that put them in lanes
+    const tail = x.subarray(x.length - 8);
+    const [again] = await runOn(
+      "blas",
+      [{ shape: [12], values: Float32Array.from([...tail, 1, 2, 3, 4]) }],
+      (t) => tf.tanh(t),
+    );
+    expect(bitsOf(again.subarray(0, 8))).toEqual(bitsOf(y.subarray(y.length - 8)));
+  });
+
   it("im2col and col2im in WebAssembly (shared/wasm/conv-cols.wat) give the JavaScript loops' bits", async () => {
     const { useWasmConvCols, lastConvColsPath } = await import("../shared/blas-kernels.js");
     const explicit: Pad = [
