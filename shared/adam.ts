@@ -7,6 +7,7 @@
 // specification (test/adam.test.ts compares them).
 import type { AdamConfig } from "./config.js";
 import { WASM_BYTES } from "./wasm/adam-bytes.js";
+import { CHUNK, type FlatInstance, flatInstance } from "./wasm/flat.js";
 
 export interface AdamState {
   /** Number of updates applied so far. */
@@ -51,13 +52,7 @@ export function jsAdamStep(
   }
 }
 
-/** Values per call into the module: weights and gradient are copied in by chunks this long. */
-const CHUNK = 16384;
-const PAGE = 65536;
-let wasmModule: WebAssembly.Module | null = null;
-
 interface AdamExports {
-  memory: WebAssembly.Memory;
   adam(
     w: number,
     g: number,
@@ -75,44 +70,14 @@ interface AdamExports {
   ): void;
 }
 
-/** The module's memory laid out for `size` parameters: m, v, then a chunk each of w and g. */
-interface AdamMemory {
-  exports: AdamExports;
-  m: Float32Array;
-  v: Float32Array;
-  w: Float32Array;
-  g: Float32Array;
-}
-
-/** An instance whose memory holds the moments of `size` parameters; null when it cannot grow. */
-function adamMemory(size: number): AdamMemory | null {
-  wasmModule ??= new WebAssembly.Module(WASM_BYTES);
-  const exports = new WebAssembly.Instance(wasmModule, {}).exports as unknown as AdamExports;
-  const vec = Math.ceil((size * 4) / 16) * 16;
-  const bytes = 2 * vec + 2 * CHUNK * 4;
-  const have = exports.memory.buffer.byteLength;
-  try {
-    if (bytes > have) exports.memory.grow(Math.ceil((bytes - have) / PAGE));
-  } catch {
-    return null; // past what this engine lets one memory hold: the JavaScript loop instead
-  }
-  const buf = exports.memory.buffer;
-  return {
-    exports,
-    m: new Float32Array(buf, 0, size),
-    v: new Float32Array(buf, vec, size),
-    w: new Float32Array(buf, 2 * vec, CHUNK),
-    g: new Float32Array(buf, 2 * vec + CHUNK * 4, CHUNK),
-  };
-}
-
 /**
  * Adam's state and update for one flat parameter vector of `size` float32 values.
  * The moments live in the WebAssembly module's memory (8 bytes per parameter).
  */
 export class FlatAdam {
   private t: number;
-  private readonly mem: AdamMemory | null;
+  /** The module, its memory holding m and v (resident) and a chunk each of w and g. */
+  private readonly mem: FlatInstance<AdamExports> | null;
   private readonly m: Float32Array;
   private readonly v: Float32Array;
 
@@ -130,9 +95,9 @@ export class FlatAdam {
     if (state && (state.m.length !== size || state.v.length !== size)) {
       throw new RangeError(`Adam state has ${state.m.length} values, expected ${size}`);
     }
-    this.mem = adamMemory(size);
-    this.m = this.mem?.m ?? new Float32Array(size);
-    this.v = this.mem?.v ?? new Float32Array(size);
+    this.mem = flatInstance<AdamExports>(WASM_BYTES, size, 2, 2);
+    this.m = this.mem?.resident[0] ?? new Float32Array(size);
+    this.v = this.mem?.resident[1] ?? new Float32Array(size);
     this.t = state?.t ?? 0;
     if (state) {
       this.m.set(state.m);
@@ -164,7 +129,8 @@ export class FlatAdam {
     const { lr, beta1, beta2, eps } = this.cfg;
     const c1 = 1 - beta1 ** t;
     const c2 = 1 - beta2 ** t;
-    const { exports, w, g } = mem;
+    const { exports } = mem;
+    const [w, g] = mem.scratch;
     const mOff = this.m.byteOffset;
     const vOff = this.v.byteOffset;
     for (let lo = 0; lo < this.size; lo += CHUNK) {

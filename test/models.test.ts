@@ -3,7 +3,7 @@
 // their state (batch-norm statistics, spectral-norm vectors, the EMA) advances.
 import * as tf from "@tensorflow/tfjs-core";
 import { beforeAll, describe, expect, it } from "vitest";
-import { EmaGenerator, emaBeta } from "../coordinator/ema.js";
+import { EmaGenerator, emaBeta, jsEmaUpdate } from "../coordinator/ema.js";
 import { initBackend } from "../shared/backend.js";
 import { parseConfig } from "../shared/config.js";
 import { selectLoss } from "../shared/losses.js";
@@ -236,5 +236,33 @@ describe("network state", () => {
     const n = model.g.trainableSize;
     expect(ema.weights[0]).toBe(Math.fround(next[0] + (start[0] - next[0]) * 0.5));
     expect(ema.weights.subarray(n)).toEqual(next.subarray(n));
+  });
+
+  it("EMA: the WebAssembly update (shared/wasm/ema.wat) gives jsEmaUpdate's bits over many updates, across chunks, and after restore", () => {
+    const model = buildModel(dcganCfg({ latentDim: 9, gFilters: 16 }), [16, 16, 1]);
+    const n = model.g.trainableSize;
+    expect(n).toBeGreaterThan(16384); // more than one chunk, and an odd tail when n is odd
+    const start = initWeights(model.g, 3);
+    const cfg = { halfLifeImages: 500, rampup: 0.05 };
+    const ema = new EmaGenerator(cfg, 64, model.g, start);
+    const ref = start.slice();
+    const rng = new Rng(9);
+    let g = start.slice();
+    const bits = (a: Float32Array) => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
+    for (let t = 1; t <= 6; t++) {
+      g = g.map((v) => v + (rng.nextFloat() - 0.5) * 10 ** (rng.nextFloat() * 6 - 5));
+      ema.update(g, t);
+      jsEmaUpdate(ref.subarray(0, n), g.subarray(0, n), emaBeta(cfg, 64, t));
+      ref.set(g.subarray(n), n);
+      expect(bits(ema.weights)).toEqual(bits(ref));
+    }
+    expect(ema.weights.some((v, i) => v !== g[i] && i < n)).toBe(true);
+    // restore (a checkpoint) replaces the average that later updates start from
+    const again = new EmaGenerator(cfg, 64, model.g, start);
+    again.restore(ema.weights);
+    g = g.map((v) => v * 0.99);
+    again.update(g, 7);
+    ema.update(g, 7);
+    expect(bits(again.weights)).toEqual(bits(ema.weights));
   });
 });
