@@ -1,9 +1,9 @@
 // The `blas` backend: tfjs's wasm backend with its matrix products and convolutions (forward,
 // input gradient, filter gradient) and its sums and means over leading or trailing axes computed
-// by the system's OpenBLAS (shared/blas.ts) on the wasm heap's own memory; im2col, col2im and
-// tanh run in small WebAssembly modules of our own (shared/wasm/) bound to that same memory.
-// Everything else (other element-wise ops and reductions, depthwise conv, pooling) stays on
-// wasm. Why: single-threaded wasm SIMD is 4 floats wide without FMA, and a GEMM on it (XNNPACK)
+// by the system's OpenBLAS (shared/blas.ts) on the wasm heap's own memory; im2col, col2im,
+// tanh and float32 add/sub/mul/div run in small WebAssembly modules of our own (shared/wasm/)
+// bound to that same memory. Everything else (other element-wise ops and reductions, depthwise
+// conv, pooling) stays on wasm. Why: single-threaded wasm SIMD is 4 floats wide without FMA, and a GEMM on it (XNNPACK)
 // runs at ~18 GFLOP/s on these machines against OpenBLAS's ~94 with AVX2 + FMA
 // (docs/BENCHMARKS.md §9), a gap no kernel work inside wasm can close.
 //
@@ -22,6 +22,7 @@ import "@tensorflow/tfjs-backend-wasm"; // registers the stock wasm kernels we b
 import * as tf from "@tensorflow/tfjs-core";
 
 import type { Blas } from "./blas.js";
+import { WASM_BYTES as BINARY_WASM } from "./wasm/binary-bytes.js";
 import { WASM_BYTES as CONV_COLS_WASM } from "./wasm/conv-cols-bytes.js";
 import { WASM_BYTES as TANH_WASM } from "./wasm/tanh-bytes.js";
 
@@ -46,6 +47,10 @@ const KERNELS = [
   "Sum",
   "Mean",
   "Tanh",
+  "Add",
+  "Sub",
+  "Multiply",
+  "RealDiv",
 ] as const;
 
 /**
@@ -71,13 +76,26 @@ const WASM_KERNEL_MARK = Symbol.for("agon.wasmKernel");
 const previous = new Map<string, tf.KernelConfig>();
 let active: Blas | undefined;
 let wasmConvCols = true;
-let lastConvCols: "wasm" | "js" | null = null;
+/** Calls that ran in shared/wasm/ modules, by function (see wasmCalls). */
+const calls = { im2col: 0, col2im: 0, jsConvCols: 0, tanh: 0, binary: 0 };
 
 /** shared/wasm/conv-cols.wat's exports; pointers are byte offsets into the wasm heap. */
 interface ConvColsExports {
   im2col(x: number, cols: number, ...geometry: number[]): void;
   col2im(cols: number, dx: number, ...geometry: number[]): void;
 }
+/**
+ * shared/wasm/binary.wat's exports: y[i] = x[i] op p[i mod m] (p op x[i] when rev = 1);
+ * pointers are byte offsets into the wasm heap.
+ */
+type BinaryFn = (x: number, p: number, y: number, n: number, m: number, rev: number) => void;
+interface BinaryExports {
+  add: BinaryFn;
+  sub: BinaryFn;
+  mul: BinaryFn;
+  div: BinaryFn;
+}
+
 /** shared/wasm/tanh.wat's export; pointers are byte offsets into the wasm heap. */
 interface TanhExports {
   tanh(x: number, y: number, n: number): void;
@@ -87,10 +105,12 @@ const compiled = new Map<Uint8Array, WebAssembly.Module>();
 const onHeapInstances = new WeakMap<WebAssembly.Memory, Map<Uint8Array, object | null>>();
 
 /**
- * Where the last im2col or col2im ran ("js": the loops below), null before any.
+ * How many im2col/col2im, tanh and add/sub/mul/div calls ran in shared/wasm/ modules since
+ * start-up, and how many im2col/col2im ran in the JavaScript loops (jsConvCols): a copy, for
+ * tests and benchmarks to see which path ran.
  */
-export function lastConvColsPath(): "wasm" | "js" | null {
-  return lastConvCols;
+export function wasmCalls(): Readonly<typeof calls> {
+  return { ...calls };
 }
 
 /**
@@ -204,6 +224,10 @@ function wrap(name: (typeof KERNELS)[number], fallback: tf.KernelFunc): tf.Kerne
     Sum: (args: KernelArgs, b: Blas) => reduce(args, b, false),
     Mean: (args: KernelArgs, b: Blas) => reduce(args, b, true),
     Tanh: (args: KernelArgs) => tanh(args),
+    Add: (args: KernelArgs) => binary(args, "add"),
+    Sub: (args: KernelArgs) => binary(args, "sub"),
+    Multiply: (args: KernelArgs) => binary(args, "mul"),
+    RealDiv: (args: KernelArgs) => binary(args, "div"),
   }[name];
   const kernel: tf.KernelFunc = (args) => {
     const blas = active;
@@ -507,10 +531,10 @@ function im2col(
   const wasm = convCols(backend);
   if (wasm && info.dilationHeight === 1 && info.dilationWidth === 1) {
     wasm.im2col(x.byteOffset, cols.byteOffset, ...convColsGeometry(info, first, count));
-    lastConvCols = "wasm";
+    calls.im2col++;
     return;
   }
-  lastConvCols = "js";
+  calls.jsConvCols++;
   const { inHeight: h, inWidth: w, inChannels: ci, outHeight: oh, outWidth: ow } = info;
   const { filterHeight: kh, filterWidth: kw, strideHeight: sh, strideWidth: sw } = info;
   const { dilationHeight: dh, dilationWidth: dw } = info;
@@ -582,10 +606,10 @@ function col2im(
   const wasm = convCols(backend);
   if (wasm) {
     wasm.col2im(cols.byteOffset, dx.byteOffset, ...convColsGeometry(info, first, count));
-    lastConvCols = "wasm";
+    calls.col2im++;
     return;
   }
-  lastConvCols = "js";
+  calls.jsConvCols++;
   const { inHeight: h, inWidth: w, inChannels: ci, outHeight: oh, outWidth: ow } = info;
   const { filterHeight: kh, filterWidth: kw, strideHeight: sh, strideWidth: sw } = info;
   const { top: padTop, left: padLeft } = info.padInfo;
@@ -625,7 +649,51 @@ function tanh({ inputs, backend }: KernelArgs): Info | undefined {
   // Views after makeOutput: the allocation may have moved the heap.
   const xv = heap.typedArrayFromHeap(x);
   wasm.tanh(xv.byteOffset, heap.typedArrayFromHeap(out).byteOffset, xv.length);
+  calls.tanh++;
   return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Add, Sub, Multiply, RealDiv on float32: the stock kernels call the operation through a
+// function pointer per value (2–4 ns each here, more when broadcasting); shared/wasm/binary.wat
+// runs the same float32 operation four values at a time, so the bits are the stock kernels'.
+// Covered: equal shapes, a one-value operand, and an operand broadcast over the other's leading
+// axes (a bias [c] or [1, 1, 1, c] against [n, h, w, c]); anything else goes to the stock kernel.
+
+function binary({ inputs, backend }: KernelArgs, op: keyof BinaryExports): Info | undefined {
+  const a = inputs.a as Info;
+  const b = inputs.b as Info;
+  if (a.dtype !== "float32" || b.dtype !== "float32") return undefined;
+  const big = tf.util.sizeFromShape(a.shape) >= tf.util.sizeFromShape(b.shape) ? a : b;
+  const small = big === a ? b : a;
+  if (!broadcastsOverLeadingAxes(small.shape, big.shape)) return undefined;
+  const n = tf.util.sizeFromShape(big.shape);
+  const m = tf.util.sizeFromShape(small.shape);
+  if (n === 0 || m === 0) return undefined;
+  const wasm = onHeap<BinaryExports>(backend, BINARY_WASM);
+  if (wasm == null) return undefined;
+  const heap = backend as unknown as WasmHeap;
+  const out = heap.makeOutput([...big.shape], "float32");
+  // Views after makeOutput: the allocation may have moved the heap.
+  const view = (t: Info) => heap.typedArrayFromHeap(t).byteOffset;
+  wasm[op](view(big), view(small), view(out), n, m, big === a ? 0 : 1);
+  calls.binary++;
+  return out;
+}
+
+/**
+ * Whether `small` (after dropping its leading 1s) is `big`'s trailing axes, so that
+ * small[i mod size(small)] is what broadcasting pairs with big's value i (the output then has
+ * big's shape). A one-value `small` always is.
+ */
+function broadcastsOverLeadingAxes(small: number[], big: number[]): boolean {
+  if (tf.util.sizeFromShape(small) === 1) return true;
+  let lead = 0;
+  while (lead < small.length && small[lead] === 1) lead++;
+  const tail = small.slice(lead);
+  if (tail.length > big.length) return false;
+  const off = big.length - tail.length;
+  return tail.every((d, i) => d === big[off + i]) && small.length <= big.length;
 }
 
 // ---------------------------------------------------------------------------------------------

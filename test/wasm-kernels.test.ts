@@ -628,6 +628,65 @@ for (const B of UNDER_TEST) {
 }
 
 describe.skipIf(!blasAvailable())("blas kernels", () => {
+  it("Add, Sub, Multiply, RealDiv (shared/wasm/binary.wat) give the stock wasm kernels' bits: equal shapes, scalars, biases broadcast either side, odd sizes, NaN/Inf/-0/subnormals", async () => {
+    const pairs: [number[], number[]][] = [
+      [
+        [64, 5, 5, 32],
+        [64, 5, 5, 32],
+      ],
+      [
+        [7, 3],
+        [7, 3],
+      ],
+      [[3, 5, 5, 16], [16]],
+      [
+        [3, 5, 5, 16],
+        [1, 1, 1, 16],
+      ],
+      [
+        [1, 1, 1, 16],
+        [3, 5, 5, 16],
+      ],
+      [[16], [2, 4, 16]],
+      [[2, 9, 9, 3], [3]],
+      [[33], []],
+      [[], [33]],
+      [[], []],
+      [
+        [5, 7],
+        [5, 1],
+      ], // not over leading axes: the stock kernel
+      [[16], [1, 1, 1, 16]], // output has the smaller operand's rank: the stock kernel
+    ];
+    const specials = [0, -0, 1e-40, -1e-40, Number.NaN, Number.POSITIVE_INFINITY, -3.5];
+    const fill = (shape: number[], seed: number): Input => {
+      const x = input(shape, seed);
+      for (let i = 0; i < x.values.length; i += 5)
+        x.values[i] = specials[(i / 5 + seed) % specials.length];
+      return x;
+    };
+    const ops: [string, (a: tf.Tensor, b: tf.Tensor) => tf.Tensor][] = [
+      ["add", tf.add],
+      ["sub", tf.sub],
+      ["mul", tf.mul],
+      ["div", tf.div],
+    ];
+    const { wasmCalls } = await import("../shared/blas-kernels.js");
+    for (const [k, [sa, sb]] of pairs.entries()) {
+      const inputs = [fill(sa, 2 * k + 1), fill(sb, 2 * k + 2)];
+      for (const [name, op] of ops) {
+        const [stock] = await runOn("wasm", inputs, op);
+        const before = wasmCalls().binary;
+        const [ours] = await runOn("blas", inputs, op);
+        // the last two pairs are not ours to compute: the stock kernel runs on blas too
+        expect(wasmCalls().binary - before, `${name} [${sa}] [${sb}] in binary.wat`).toBe(
+          k < pairs.length - 2 ? 1 : 0,
+        );
+        expect(bitsOf(ours), `${name} [${sa}] [${sb}]`).toEqual(bitsOf(stock));
+      }
+    }
+  });
+
   it("Tanh (shared/wasm/tanh.wat) is within 1e-6 of tanh, exact at 0 and ±Inf, NaN for NaN, and the same per value in SIMD lanes and the scalar tail", async () => {
     const special = [
       0, -0, 1e-30, -3e-5, 0.0003999, 0.0004, -0.0004, 0.5, 1, -2.5, 8.99, 9, -9, 9.5, 20, -1e30,
@@ -645,7 +704,10 @@ describe.skipIf(!blasAvailable())("blas kernels", () => {
     ];
     // 20019 values: the last 3 take the scalar tail
     const x = Float32Array.from(values);
+    const { wasmCalls } = await import("../shared/blas-kernels.js");
+    const before = wasmCalls().tanh;
     const [y] = await runOn("blas", [{ shape: [x.length], values: x }], (t) => tf.tanh(t));
+    expect(wasmCalls().tanh).toBe(before + 1);
     let worst = 0;
     for (let i = 0; i < x.length; i++) {
       if (Number.isNaN(x[i])) {
@@ -674,7 +736,7 @@ describe.skipIf(!blasAvailable())("blas kernels", () => {
   });
 
   it("im2col and col2im in WebAssembly (shared/wasm/conv-cols.wat) give the JavaScript loops' bits", async () => {
-    const { useWasmConvCols, lastConvColsPath } = await import("../shared/blas-kernels.js");
+    const { useWasmConvCols, wasmCalls } = await import("../shared/blas-kernels.js");
     const explicit: Pad = [
       [0, 0],
       [1, 2],
@@ -707,11 +769,17 @@ describe.skipIf(!blasAvailable())("blas kernels", () => {
     };
     try {
       useWasmConvCols(true);
+      const before = wasmCalls();
       const inWasm = await bits();
-      expect(lastConvColsPath()).toBe("wasm");
+      const mid = wasmCalls();
+      expect(mid.im2col).toBeGreaterThan(before.im2col);
+      expect(mid.col2im).toBeGreaterThan(before.col2im);
+      expect(mid.jsConvCols).toBe(before.jsConvCols);
       useWasmConvCols(false);
       const inJs = await bits();
-      expect(lastConvColsPath()).toBe("js");
+      const after = wasmCalls();
+      expect(after.im2col + after.col2im).toBe(mid.im2col + mid.col2im);
+      expect(after.jsConvCols).toBeGreaterThan(mid.jsConvCols);
       expect(inWasm.length).toBe(4 * 2 + 5 * 3);
       for (const [k, b] of inWasm.entries()) expect(b, `output ${k}`).toEqual(inJs[k]);
     } finally {
