@@ -59,13 +59,28 @@ export function toFlat(net: Network, tensors: tf.Tensor[]): Float32Array {
   const flat = new Float32Array(net.trainableSize);
   let offset = 0;
   tensors.forEach((t, i) => {
-    const data = t.dataSync() as Float32Array;
+    const data = hostView(t);
     const expected = count(net.params[i].shape);
     if (data.length !== expected) throw new RangeError(`${net.params[i].name}: size mismatch`);
     flat.set(data, offset);
     offset += data.length;
   });
   return flat;
+}
+
+/**
+ * A float32 tensor's values for reading at once: on the wasm backend (and blas, which is
+ * wasm) a view of the wasm heap, no copy (it is valid until the next tfjs call allocates);
+ * elsewhere dataSync's copy.
+ */
+function hostView(t: tf.Tensor): Float32Array {
+  const backend = tf.engine().backend as unknown as {
+    typedArrayFromHeap?: (t: tf.TensorInfo) => Float32Array;
+  };
+  if (t.dtype === "float32" && tf.getBackend() === "wasm" && backend.typedArrayFromHeap) {
+    return backend.typedArrayFromHeap(t);
+  }
+  return t.dataSync() as Float32Array;
 }
 
 /** The length of a microtask's result vector in the network's own phase: gradient, then report. */
