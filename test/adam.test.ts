@@ -58,6 +58,23 @@ describe("FlatAdam", () => {
     }
   });
 
+  it("keeps jsAdamStep's bits once the bias corrections round to exactly 1 (its divisions are then skipped)", () => {
+    const cfg: AdamConfig = { lr: 1e-3, beta1: 0.5, beta2: 0.5, eps: 1e-8 };
+    expect(1 - 0.5 ** 54).toBe(1); // from step 54 on, both corrections are exactly 1
+    expect(1 - 0.5 ** 53).toBeLessThan(1);
+    const n = 1001;
+    const rng = new Rng(11);
+    const w = Float32Array.from({ length: n }, () => rng.nextFloat() - 0.5);
+    const ref = { w: w.slice(), m: new Float32Array(n), v: new Float32Array(n) };
+    const adam = new FlatAdam(n, cfg);
+    for (let t = 1; t <= 70; t++) {
+      const g = gradient(rng, n);
+      jsAdamStep(ref.w, g, ref.m, ref.v, cfg, t);
+      adam.step(w, g);
+      expect(bits(w), `step ${t}`).toEqual(bits(ref.w));
+    }
+  });
+
   it("continues from an exported state with the bits of an uninterrupted run", () => {
     const n = 20000;
     const cfg = CONFIGS[0];

@@ -24,6 +24,11 @@
     (local $LR v128) (local $C1 v128) (local $C2 v128) (local $EPS v128)
     (local $gv v128) (local $mv v128) (local $vv v128)
     (local $gs f64) (local $ms f64) (local $vs f64)
+    ;; c = 1 exactly (1 − β^t rounds to 1 once β^t < 2^-53: t ≥ 54 for β1 = 0.5, t ≥ 349 for
+    ;; 0.9): x / 1 = x exactly, so the division is skipped with the same bits.
+    (local $c1one i32) (local $c2one i32)
+    (local.set $c1one (f64.eq (local.get $c1) (f64.const 1)))
+    (local.set $c2one (f64.eq (local.get $c2) (f64.const 1)))
     (local.set $B1 (f64x2.splat (local.get $beta1)))
     (local.set $B1C (f64x2.splat (local.get $b1c)))
     (local.set $B2 (f64x2.splat (local.get $beta2)))
@@ -59,8 +64,15 @@
           (f32x4.demote_f64x2_zero (f64x2.sub
             (f64x2.promote_low_f32x4 (v128.load64_zero (i32.add (local.get $w) (local.get $o))))
             (f64x2.div
-              (f64x2.mul (local.get $LR) (f64x2.div (local.get $mv) (local.get $C1)))
-              (f64x2.add (f64x2.sqrt (f64x2.div (local.get $vv) (local.get $C2)))
+              (f64x2.mul (local.get $LR)
+                (if (result v128) (local.get $c1one)
+                  (then (local.get $mv))
+                  (else (f64x2.div (local.get $mv) (local.get $C1)))))
+              (f64x2.add
+                (f64x2.sqrt
+                  (if (result v128) (local.get $c2one)
+                    (then (local.get $vv))
+                    (else (f64x2.div (local.get $vv) (local.get $C2)))))
                 (local.get $EPS))))))
         (local.set $o (i32.add (local.get $o) (i32.const 8)))
         (br $pair)))
