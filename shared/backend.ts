@@ -24,16 +24,25 @@ export async function initBackend(
   log: (line: string) => void = () => {},
 ): Promise<string> {
   switch (requested) {
-    case "tensorflow":
-      return initTensorflow();
+    case "tensorflow": {
+      const name = await initTensorflow();
+      log(`backend: tensorflow (${installedTfjsNode()})`);
+      return name;
+    }
     case "webgpu":
       return initWebgpu(log, true);
     case "blas":
       return initBlas(log);
-    case "wasm":
-      return initWasm();
-    case "cpu":
-      return initCpu();
+    case "wasm": {
+      const name = await initWasm();
+      log("backend: wasm (tfjs-backend-wasm, XNNPACK with 128-bit SIMD, one thread)");
+      return name;
+    }
+    case "cpu": {
+      const name = await initCpu();
+      log("backend: cpu (tfjs's plain JavaScript kernels: slow, for tests and as a last resort)");
+      return name;
+    }
     case "auto":
       return initAuto(log);
     default:

@@ -49,6 +49,18 @@ describe("initBackend", () => {
     if (AUTO === "blas") expect(lines[0]).toMatch(/OpenBLAS [\d.]+ \w+ for matrix products/);
   });
 
+  it("an explicit wasm or cpu backend says which it is in one line", async () => {
+    for (const [name, pattern] of [
+      ["wasm", /^backend: wasm \(tfjs-backend-wasm, XNNPACK/],
+      ["cpu", /^backend: cpu \(tfjs's plain JavaScript kernels/],
+    ] as const) {
+      const lines: string[] = [];
+      expect(await initBackend(name, (line) => lines.push(line))).toBe(name);
+      expect(lines).toEqual([expect.stringMatching(pattern)]);
+    }
+    await initBackend("wasm");
+  });
+
   it.skipIf(!blasAvailable())(
     "blas is wasm with OpenBLAS kernels, and switching back to wasm takes them off",
     async () => {

@@ -121,8 +121,13 @@ export async function startCompute(
   const { describeBackend, gpuBackendPossible, initBackend } = await import("../shared/backend.js");
   if (requested === "auto" && !gpuBackendPossible()) return ThreadCompute.start("auto", log);
   const name = await initBackend(requested, log);
-  // auto looked for a GPU and fell back to a CPU backend: compute in a thread after all.
-  if (name === "wasm" || name === "blas" || name === "cpu") return ThreadCompute.start(name, log);
+  // auto looked for a GPU and fell back to a CPU backend: compute in a thread after all (its
+  // "backend: …" line would repeat what auto just said).
+  if (name === "wasm" || name === "blas" || name === "cpu") {
+    return ThreadCompute.start(name, (line) => {
+      if (!line.startsWith("backend: ")) log(line);
+    });
+  }
   const { LocalCompute } = await import("./local-compute.js");
   return new LocalCompute(describeBackend(name));
 }
