@@ -104,20 +104,21 @@ export function loadBlas(): Blas {
   }
   let lib: KoffiLibrary | undefined;
   let path = "";
+  let reason = "";
   const override = process.env.AGON_OPENBLAS;
   for (const candidate of override ? [override] : LIBRARY_CANDIDATES) {
     try {
       lib = koffi.load(candidate);
       path = candidate;
       break;
-    } catch {
-      // not there: try the next place
+    } catch (err) {
+      reason = firstLine(err); // not there: try the next place
     }
   }
   if (lib == null) {
     throw new BlasUnavailableError(
       override
-        ? `backend 'blas': AGON_OPENBLAS=${override} could not be loaded as a shared library`
+        ? `backend 'blas': AGON_OPENBLAS=${override} could not be loaded as a shared library (${reason})`
         : "backend 'blas' needs OpenBLAS (Debian/Ubuntu: apt-get install libopenblas0-pthread; or set AGON_OPENBLAS to its libopenblas.so.0)",
     );
   }

@@ -110,7 +110,7 @@ describe("initBackend", () => {
     );
     expect(r.code).not.toBe(0);
     expect(r.stderr.trim()).toMatch(
-      /^agon: error: backend 'blas': AGON_OPENBLAS=\/nonexistent\/libopenblas\.so\.0 could not be loaded as a shared library$/m,
+      /^agon: error: backend 'blas': AGON_OPENBLAS=\/nonexistent\/libopenblas\.so\.0 could not be loaded as a shared library \(Failed to load shared library: cannot open shared object file: No such file or directory\)$/m,
     );
     expect(r.stderr).not.toMatch(/\n\s+at /); // no stack
   });
