@@ -60,6 +60,20 @@ describe("agon start-up", () => {
     console.log(`agon ${command}: ${r.ms.toFixed(0)} ms (under test load, compiled sources)`);
   });
 
+  it("a command's --help marks the options it cannot run without as (required)", async () => {
+    for (const [command, required, optional] of [
+      ["sample", ["--checkpoint", "--out"], "--n"],
+      ["worker", ["--coordinator"], "--name"],
+      ["data prepare", ["--out"], "--resolution"],
+    ] as const) {
+      const r = await runAgon([...command.split(" "), "--help"]);
+      expect(r.code, r.stderr).toBe(0);
+      for (const flag of required)
+        expect(r.stdout).toMatch(new RegExp(`${flag} <[^>]+>\\s+\\(required\\)`));
+      expect(r.stdout).not.toMatch(new RegExp(`${optional} <[^>]+>\\s+\\(required\\)`));
+    }
+  });
+
   it("agon --version prints package.json's version and loads nothing heavy", async () => {
     const r = await traced(["--version"]);
     expect(r.code, r.stderr).toBe(0);

@@ -6,7 +6,7 @@ import type { EventEmitter } from "node:events";
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Command, CommanderError, type Option } from "commander";
+import { Command, CommanderError, Help, type Option } from "commander";
 import { registerCoordinatorCommand } from "./commands/coordinator.js";
 import { registerDataCommand } from "./commands/data.js";
 import { registerEvalCommand } from "./commands/eval.js";
@@ -25,6 +25,13 @@ export function buildCli(): Command {
     // Flag errors (unknown option, bad choice, missing value) as one `agon: error:` line,
     // like every other bad input; subcommands inherit this.
     .configureOutput({ outputError: (str, write) => write(oneErrorLine(str)) })
+    // Options a command cannot run without say so in its --help; subcommands inherit this.
+    .configureHelp({
+      optionDescription(option) {
+        const text = new Help().optionDescription(option);
+        return option.mandatory ? `(required) ${text}` : text;
+      },
+    })
     .exitOverride();
 
   registerTrainCommand(program);
