@@ -71,7 +71,7 @@ describe("a conditional model needs a labelled dataset", () => {
     for (let i = 0; i < 4; i++) writeFileSync(join(flat, `${i}.png`), encodePng(16, 16, 1, pixels));
     const cases: [string[], RegExp][] = [
       [
-        ["--set", "dataset.name=folder", `dataset.path=${flat}`, "dataset.size=16"],
+        ["--dataset", "folder", "--set", `dataset.path=${flat}`, "dataset.size=16"],
         /model\.conditional needs a labelled dataset, but the folder dataset .* has no classes/,
       ],
       [["--set", "model.classes=3"], /model\.classes is 3, but the mnist dataset has 10 classes/],

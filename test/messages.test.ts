@@ -40,6 +40,12 @@ const CASES: Array<[string, () => string[], RegExp, number]> = [
     2,
   ],
   [
+    "a shorthand flag and --set that disagree (neither silently wins)",
+    () => ["train", ...ring, "--set", "steps=3", "--run-dir", join(dir, "r")],
+    /--steps 1 and --set steps=3 \(or AGON_SET\) both set steps, to different values; give it once$/,
+    2,
+  ],
+  [
     "an image folder where a prepared dataset belongs",
     () => ["eval", "fit-features", "--dataset", join(dir, "images")],
     /images is an image folder, not a prepared dataset \(no manifest\.json\); run `agon data prepare .*images --out .*images-prepared`/,

@@ -42,19 +42,31 @@ export function configFromOptions(opts: Record<string, unknown>): RunConfig {
   const overrides: string[] = [];
   /** Config key → where its value came from, so an error blames the flag, not the file. */
   const origins = new Map<string, string>();
+  /** Config key → [the flag that set it, its value]: two that disagree are an error. */
+  const given = new Map<string, [string, string]>();
   for (const [flag, key] of CONFIG_FLAGS) {
     const value = opts[optionKey(flag)];
     if (value !== undefined) {
       overrides.push(`${key}=${String(value)}`);
       const name = flag.split(" ")[0];
       origins.set(key, `${name} or ${envName(name)}`);
+      given.set(key, [`${name} ${String(value)}`, String(value)]);
     }
   }
   // AGON_SET carries several overrides in one variable, separated by spaces.
   for (const entry of (opts.set as string[] | undefined) ?? []) {
     for (const o of entry.split(/\s+/).filter((s) => s !== "")) {
+      const key = o.slice(0, Math.max(0, o.indexOf("=")));
+      const value = o.slice(key.length + 1);
+      const earlier = given.get(key);
+      if (earlier && earlier[1] !== value) {
+        throw new ConfigError(
+          `${earlier[0]} and --set ${o} (or AGON_SET) both set ${key}, to different values; give it once`,
+        );
+      }
+      given.set(key, [`--set ${o}`, value]);
       overrides.push(o);
-      origins.set(o.slice(0, Math.max(0, o.indexOf("="))), "--set or AGON_SET");
+      origins.set(key, "--set or AGON_SET");
     }
   }
   if (opts.config === undefined && overrides.length === 0) {
