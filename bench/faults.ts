@@ -448,7 +448,6 @@ async function appendCost(nats: string, n: number): Promise<{ D: number; G: numb
         gLoss: 1,
         dReal: 0.5,
         dFake: 0.5,
-        gradNorm: 1,
       },
       adamSteps: { G: i, D: i },
       hashes: { [kind]: weightsHash(weights) },

@@ -20,6 +20,7 @@ export interface PhaseSummary {
   gLoss: number;
   dReal: number | null;
   dFake: number;
+  /** L2 norm of the mean gradient (trainable parameters), summed in parameter order in double. */
   gradNorm: number;
   versions: { G: number; D: number };
 }
@@ -41,7 +42,6 @@ export interface PhaseUpdate {
   gLoss: number;
   dReal: number | null;
   dFake: number;
-  gradNorm: number;
 }
 
 export class TrainingState {
@@ -143,7 +143,8 @@ export class TrainingState {
         );
     }
     const root = completeTree(parts, this.cfg.shards, this.cfg.transport.gradients);
-    const mean = treeMean(root, this.cfg.shards, n);
+    // The norm is taken in applyUpdate, in Adam's pass over the same values.
+    const mean = treeMean(root, this.cfg.shards, 0);
     return {
       step: this.step,
       phase: this.phase,
@@ -154,7 +155,6 @@ export class TrainingState {
       gLoss: mean.gLoss,
       dReal: kind === "D" ? mean.dReal : null,
       dFake: mean.dFake,
-      gradNorm: mean.norm,
     };
   }
 
@@ -182,7 +182,7 @@ export class TrainingState {
       );
     }
     const weights = this.weights[kind];
-    this.adam[kind].step(weights.subarray(0, n), u.grad.subarray(0, n));
+    const squaredNorm = this.adam[kind].step(weights.subarray(0, n), u.grad.subarray(0, n));
     if (net.reportSize > 0) net.absorbReports(weights, [u.grad.subarray(n)], [u.count]);
     net.advanceState(weights);
     this.versions[kind] += 1;
@@ -195,7 +195,7 @@ export class TrainingState {
       gLoss: u.gLoss,
       dReal: u.dReal,
       dFake: u.dFake,
-      gradNorm: u.gradNorm,
+      gradNorm: Math.sqrt(squaredNorm),
       versions: { ...this.versions },
     };
     this.phase += 1;

@@ -24,7 +24,8 @@ export interface AdamState {
  * "Adam: A Method for Stochastic Optimization", Algorithm 1; torch.optim.Adam without
  * weight decay or amsgrad), every operation in IEEE double, the moments rounded to float32
  * when stored. This is the specification of the bits; `FlatAdam` runs the same arithmetic
- * in WebAssembly.
+ * in WebAssembly. Returns Σ grad[i]² (double, added in index order): the gradient's squared
+ * L2 norm, which the coordinator reports.
  */
 export function jsAdamStep(
   weights: Float32Array,
@@ -33,7 +34,7 @@ export function jsAdamStep(
   v: Float32Array,
   cfg: AdamConfig,
   t: number,
-): void {
+): number {
   const { lr, beta1, beta2, eps } = cfg;
   const c1 = 1 - beta1 ** t;
   const c2 = 1 - beta2 ** t;
@@ -42,14 +43,17 @@ export function jsAdamStep(
   const b1c = 1 - beta1;
   const b2c = 1 - beta2;
   const n = weights.length;
+  let sq = 0;
   for (let i = 0; i < n; i++) {
     const g = grad[i];
+    sq += g * g;
     const mi = Math.fround(beta1 * m[i] + b1c * g);
     const vi = Math.fround(beta2 * v[i] + b2c * g * g);
     m[i] = mi;
     v[i] = vi;
     weights[i] = weights[i] - (lr * (mi / c1)) / (Math.sqrt(vi / c2) + eps);
   }
+  return sq;
 }
 
 interface AdamExports {
@@ -67,7 +71,8 @@ interface AdamExports {
     c1: number,
     c2: number,
     eps: number,
-  ): void;
+    sq: number,
+  ): number;
 }
 
 /**
@@ -111,10 +116,11 @@ export class FlatAdam {
   }
 
   /**
-   * Applies one update to `weights` in place (the bits of `jsAdamStep`).
+   * Applies one update to `weights` in place (the bits of `jsAdamStep`) and returns the
+   * gradient's squared L2 norm (Σ grad[i]² in index order, in double).
    * @throws RangeError when `weights` or `grad` is not `size` long
    */
-  step(weights: Float32Array, grad: Float32Array): void {
+  step(weights: Float32Array, grad: Float32Array): number {
     if (weights.length !== this.size || grad.length !== this.size) {
       throw new RangeError(
         `Adam.step: expected ${this.size} values, got ${weights.length}/${grad.length}`,
@@ -122,10 +128,7 @@ export class FlatAdam {
     }
     const t = ++this.t;
     const mem = this.mem;
-    if (!mem) {
-      jsAdamStep(weights, grad, this.m, this.v, this.cfg, t);
-      return;
-    }
+    if (!mem) return jsAdamStep(weights, grad, this.m, this.v, this.cfg, t);
     const { lr, beta1, beta2, eps } = this.cfg;
     const c1 = 1 - beta1 ** t;
     const c2 = 1 - beta2 ** t;
@@ -133,11 +136,12 @@ export class FlatAdam {
     const [w, g] = mem.scratch;
     const mOff = this.m.byteOffset;
     const vOff = this.v.byteOffset;
+    let sq = 0;
     for (let lo = 0; lo < this.size; lo += CHUNK) {
       const hi = Math.min(this.size, lo + CHUNK);
       w.set(weights.subarray(lo, hi));
       g.set(grad.subarray(lo, hi));
-      exports.adam(
+      sq = exports.adam(
         w.byteOffset,
         g.byteOffset,
         mOff + lo * 4,
@@ -151,9 +155,11 @@ export class FlatAdam {
         c1,
         c2,
         eps,
+        sq,
       );
       weights.set(w.subarray(0, hi - lo), lo);
     }
+    return sq;
   }
 
   /** A copy of the state, safe to write out while training continues. */

@@ -188,7 +188,9 @@ export function completeTreeWith<R>(
  * (each value rounded once to float32). Divides the root's gradient in place
  * (no copy: the coordinator's update is passes over flat arrays) and returns
  * it with the L2 norm of its first `normOf` values (the trainable parameters;
- * reports follow them), taken in the same pass.
+ * reports follow them), taken in the same pass (normOf = 0: no norm, 0 returned;
+ * the coordinator takes it in Adam's pass). With K = 1 the values are left as
+ * they are (x / 1 = x).
  */
 export function treeMean(
   root: MicrotaskResult,
@@ -211,7 +213,7 @@ export function treeMean(
     grad[i] = g;
     sq += g * g;
   }
-  for (let i = m; i < n; i++) grad[i] = grad[i] / shards;
+  if (shards !== 1) for (let i = m; i < n; i++) grad[i] = grad[i] / shards;
   return {
     grad,
     norm: Math.sqrt(sq),

@@ -34,7 +34,7 @@ const CONFIGS: AdamConfig[] = [
 ];
 
 describe("FlatAdam", () => {
-  it("gives jsAdamStep's bits for weights and moments (sizes across the 16384-value chunks, odd tails)", () => {
+  it("gives jsAdamStep's bits for weights, moments and the gradient's squared norm (sizes across the 16384-value chunks, odd tails)", () => {
     for (const [k, cfg] of CONFIGS.entries()) {
       for (const n of [1, 2, 7, 16384, 16385, 50001]) {
         const rng = new Rng(1000 * k + n);
@@ -44,9 +44,12 @@ describe("FlatAdam", () => {
         const w = w0.slice();
         for (let t = 1; t <= 12; t++) {
           const g = gradient(rng, n);
-          jsAdamStep(ref.w, g, ref.m, ref.v, cfg, t);
-          adam.step(w, g);
+          const sqRef = jsAdamStep(ref.w, g, ref.m, ref.v, cfg, t);
+          const sq = adam.step(w, g);
           expect(bits(w)).toEqual(bits(ref.w));
+          // the squared norm, added in index order in double, as the coordinator reports it
+          expect(sq).toBe(sqRef);
+          expect(sq).toBe(g.reduce((acc, x) => acc + x * x, 0));
         }
         const s = adam.exportState();
         expect(s.t).toBe(12);

@@ -32,7 +32,6 @@ function phaseEntry(epoch: number, step: number, n = 10): LogEntry {
       gLoss: 0.5,
       dReal: 0.6,
       dFake: 0.4,
-      gradNorm: 2,
     },
     adamSteps: { G: step, D: step + 1 },
     hashes: { D: "ab" },
@@ -180,7 +179,6 @@ describe("replicated log and lease", () => {
         gLoss: 1,
         dReal: kind === "D" ? 0.5 : null,
         dFake: 0.5,
-        gradNorm: 1,
       };
       leader.applyUpdate({ ...update, grad: update.grad.slice() });
       await log.append({

@@ -11,6 +11,8 @@
 ;;   mi   = f32(beta1 * m[i] + b1c * g[i])
 ;;   vi   = f32(beta2 * v[i] + (b2c * g[i]) * g[i])
 ;;   w[i] = f32(w[i] - (lr * (mi / c1)) / (sqrt(vi / c2) + eps))
+;;   sq   = sq + g[i] * g[i]      (the gradient's squared norm, one value after the other,
+;;                                 from the caller's running sum `sq`, which is returned)
 ;;
 ;; Build: `npm run wasm` (wabt) writes shared/wasm/adam-bytes.ts from this file.
 (module
@@ -18,7 +20,8 @@
   (func (export "adam")
     (param $w i32) (param $g i32) (param $m i32) (param $v i32) (param $n i32)
     (param $beta1 f64) (param $b1c f64) (param $beta2 f64) (param $b2c f64)
-    (param $lr f64) (param $c1 f64) (param $c2 f64) (param $eps f64)
+    (param $lr f64) (param $c1 f64) (param $c2 f64) (param $eps f64) (param $sq f64)
+    (result f64)
     (local $o i32) (local $pairs i32) (local $end i32)
     (local $B1 v128) (local $B1C v128) (local $B2 v128) (local $B2C v128)
     (local $LR v128) (local $C1 v128) (local $C2 v128) (local $EPS v128)
@@ -45,6 +48,11 @@
         (br_if $done (i32.ge_u (local.get $o) (local.get $end)))
         (local.set $gv (f64x2.promote_low_f32x4
           (v128.load64_zero (i32.add (local.get $g) (local.get $o)))))
+        ;; the squared norm, in order: a dependency chain that hides under the divisions below
+        (local.set $sq (f64.add (local.get $sq)
+          (f64.mul (f64x2.extract_lane 0 (local.get $gv)) (f64x2.extract_lane 0 (local.get $gv)))))
+        (local.set $sq (f64.add (local.get $sq)
+          (f64.mul (f64x2.extract_lane 1 (local.get $gv)) (f64x2.extract_lane 1 (local.get $gv)))))
         ;; mi = f32(beta1 * m + b1c * g), stored, then used as its double value
         (local.set $mv (f32x4.demote_f64x2_zero (f64x2.add
           (f64x2.mul (local.get $B1) (f64x2.promote_low_f32x4
@@ -80,6 +88,7 @@
     (if (i32.and (local.get $n) (i32.const 1))
       (then
         (local.set $gs (f64.promote_f32 (f32.load (i32.add (local.get $g) (local.get $o)))))
+        (local.set $sq (f64.add (local.get $sq) (f64.mul (local.get $gs) (local.get $gs))))
         (local.set $ms (f64.promote_f32 (f32.demote_f64 (f64.add
           (f64.mul (local.get $beta1)
             (f64.promote_f32 (f32.load (i32.add (local.get $m) (local.get $o)))))
@@ -96,5 +105,6 @@
             (f64.div
               (f64.mul (local.get $lr) (f64.div (local.get $ms) (local.get $c1)))
               (f64.add (f64.sqrt (f64.div (local.get $vs) (local.get $c2)))
-                (local.get $eps)))))))))
+                (local.get $eps))))))))
+    (local.get $sq))
 )
