@@ -51,6 +51,8 @@ export type Action =
 interface Member {
   id: string;
   name: string;
+  /** The worker process's instance id from its Join ("" from a worker that sends none). */
+  instance: string;
   /** Connected with an open Work stream: can take tasks. */
   live: boolean;
   leaseUntil: number;
@@ -132,8 +134,30 @@ export class Scheduler {
     this.width = shards;
   }
 
-  /** A worker joined (or re-joined by name). Returns its id; any old session of that name is dropped. */
-  join(name: string, now: number): { workerId: string; actions: Action[] } {
+  /**
+   * The member that holds `name` for another worker process, if a Join of `name` from process
+   * `instance` must be refused: its instance differs, and its lease still runs. A Join from the
+   * holder's own process (a re-join after a blip) is not refused, nor one where either side
+   * sent no instance (a worker from before instance ids), nor one after the lease ran out.
+   */
+  nameHolder(
+    name: string,
+    instance: string,
+    now: number,
+  ): { workerId: string; instance: string } | null {
+    for (const m of this.members.values()) {
+      if (m.name !== name || m.instance === "" || instance === "") continue;
+      if (m.instance !== instance && now <= m.leaseUntil)
+        return { workerId: m.id, instance: m.instance };
+    }
+    return null;
+  }
+
+  /**
+   * A worker joined (or re-joined by name). Returns its id; any old session of that name is
+   * dropped. Ask nameHolder first: this replaces whoever holds the name.
+   */
+  join(name: string, now: number, instance = ""): { workerId: string; actions: Action[] } {
     const actions: Action[] = [];
     for (const m of this.members.values()) {
       if (m.name === name) actions.push(...this.lose(m.id, "re-joined under the same name", now));
@@ -142,6 +166,7 @@ export class Scheduler {
     this.members.set(workerId, {
       id: workerId,
       name,
+      instance,
       live: false,
       leaseUntil: now + this.leaseMs,
       seq: this.nextSeq++,

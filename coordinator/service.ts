@@ -430,7 +430,28 @@ export class CoordinatorService {
           callback({ code: grpc.status.FAILED_PRECONDITION, details: refusal });
           return;
         }
-        const { workerId, actions } = core.scheduler.join(name, Date.now());
+        const instance = call.request.instanceId;
+        if (!/^[A-Za-z0-9-]{0,64}$/.test(instance)) {
+          callback({
+            code: grpc.status.INVALID_ARGUMENT,
+            details: "instance_id must be 0-64 of [A-Za-z0-9-]",
+          });
+          return;
+        }
+        const now = Date.now();
+        // Two processes under one name would evict each other for ever (each re-joins when
+        // replaced); the newcomer is refused, so the running one trains on and nothing loops.
+        const holder = core.scheduler.nameHolder(name, instance, now);
+        if (holder) {
+          const refusal = nameInUse(name, holder.workerId, holder.instance);
+          core.event("workerRefused", `worker ${name} refused at Join: ${refusal}`, {
+            workerName: name,
+            reason: refusal,
+          });
+          callback({ code: grpc.status.ALREADY_EXISTS, details: refusal });
+          return;
+        }
+        const { workerId, actions } = core.scheduler.join(name, now, instance);
         // A re-join under the same name starts a new session; the old secret stops
         // working (its worker id is no longer a member), and is forgotten here.
         for (const [key, id] of this.sessions) {
@@ -733,4 +754,12 @@ export function datasetRefusal(run: string, worker: string, error: string): stri
     return `its dataset could not be opened (${clip(error)}); the run's fingerprint is ${short(run)}`;
   if (worker === run) return null;
   return `its dataset fingerprint ${short(worker)} differs from the run's ${short(run)}; give the worker the run's data (--data-path)`;
+}
+
+/**
+ * Why a Join is refused (ALREADY_EXISTS) when `holder`, another live worker process, has
+ * its name: the newcomer's one line, ending with the fix.
+ */
+export function nameInUse(name: string, holder: string, instance: string): string {
+  return `worker name '${name}' is in use by another live process (${holder}, instance ${instance.slice(0, 8)}); give each worker its own --name`;
 }

@@ -21,6 +21,7 @@ import { InceptionWeightsError } from "../shared/features/inception.js";
 import { ModelError } from "../shared/models/errors.js";
 import { NatsError } from "../shared/nats.js";
 import { SecurityError } from "../shared/security.js";
+import { WorkerNameInUseError } from "../worker/worker.js";
 import { AGON, runAgon, tempDir, tinyRing } from "./helpers/cli.js";
 
 const TRACE = ["--import", resolve(import.meta.dirname, "helpers/trace-imports.js")];
@@ -198,6 +199,7 @@ describe("agon start-up", () => {
       SecurityError,
       RunDirError,
       ModelError,
+      WorkerNameInUseError,
     ];
     const names = classes.map((Cls) => new Cls("x").name);
     expect(names).toEqual(classes.map((Cls) => Cls.name));

@@ -16,6 +16,7 @@ import {
   startWorker,
   waitFor,
   waitForStep,
+  within,
 } from "./helpers/cluster.js";
 import { natsForSuite } from "./helpers/nats.js";
 
@@ -188,5 +189,36 @@ describe("distributed training is bit-for-bit the single-process run", () => {
     expect(r.steps).toBe(100_000);
     expect(r.done).toBe(false);
     expect(r.workers.map((w) => [w.workerName, w.shards])).toEqual([["s1", [0, 1, 2, 3, 4, 5]]]);
+  });
+
+  it("a second process under a live worker's name is refused with one line and exits; the first trains on to agon train's hashes", async () => {
+    const config = ring(600);
+    const expected = await referenceHashes(config);
+    const runDir = tempDir();
+    const metrics = join(runDir, "metrics.jsonl");
+    const coord = await startCoordinator([...config, "--run-dir", runDir], nats.url);
+    const first = startWorker(coord.address, nats.url, "twin");
+    await waitForStep(metrics, 5);
+    const second = startWorker(coord.address, nats.url, "twin");
+    const procs = { coordinator: coord, first, second };
+    expect(await within(second.exited, 30_000, "the second twin's exit", procs)).toBe(2);
+    const said = second
+      .stderr()
+      .split("\n")
+      .filter((l) => l.startsWith("agon: error:"));
+    expect(said).toEqual([
+      expect.stringMatching(
+        /^agon: error: worker name 'twin' is in use by another live process \(twin#0, instance [0-9a-f]{8}\); give each worker its own --name$/,
+      ),
+    ]);
+    expect(lastStep(metrics)).toBeLessThan(590); // refused mid-run, not after it
+    // The first never noticed: no loss, no re-join, and the run ends as agon train's.
+    const done = await within(coord.done, 100_000, "the run's end", procs);
+    expect(done.hashes).toEqual(expected);
+    expect(coord.stderr().match(/twin#\d+ joined/g)).toEqual(["twin#0 joined"]);
+    expect(coord.stderr()).toMatch(/worker twin refused at Join: worker name 'twin' is in use/);
+    expect(coord.stderr()).not.toMatch(/lost|reassigned/);
+    expect(first.stderr()).not.toMatch(/re-join/);
+    expect(await first.exited).toBe(0);
   });
 });

@@ -154,6 +154,29 @@ describe("scheduler", () => {
     expect(actions.some((x) => x.type === "workerLost" && x.workerId === ids[0])).toBe(true);
     expect(assigns(actions)).toEqual([`0->${ids[1]}`]);
   });
+
+  it("a name is held against another process only while its holder's lease runs, never against its own", () => {
+    const s = new Scheduler(2, 2000);
+    const { workerId } = s.join("a", 0, "process-1");
+    s.connect(workerId, 0);
+    // The same process re-joining (its old stream still open after a blip) is not refused.
+    expect(s.nameHolder("a", "process-1", 1000)).toBeNull();
+    // Another process is, while the holder's lease runs (heartbeats extend it).
+    expect(s.nameHolder("a", "process-2", 1000)).toEqual({ workerId, instance: "process-1" });
+    s.heartbeat(workerId, 1500);
+    expect(s.nameHolder("a", "process-2", 3500)).toEqual({ workerId, instance: "process-1" });
+    // Once the lease has run out (the holder froze or vanished), the name is free.
+    expect(s.nameHolder("a", "process-2", 3501)).toBeNull();
+    // Other names, and workers that send no instance (from before instance ids), are not held.
+    expect(s.nameHolder("b", "process-2", 1000)).toBeNull();
+    expect(s.nameHolder("a", "", 1000)).toBeNull();
+    const old = new Scheduler(2, 2000);
+    old.join("a", 0);
+    expect(old.nameHolder("a", "process-2", 1000)).toBeNull();
+    // A holder that is gone (its stream ended) holds nothing.
+    s.lose(workerId, "stream ended", 1600);
+    expect(s.nameHolder("a", "process-2", 1700)).toBeNull();
+  });
 });
 
 describe("scheduler evaluation phases", () => {

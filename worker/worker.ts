@@ -2,6 +2,7 @@
 // microtasks need (NATS broadcast first, gRPC FetchParams when a broadcast was
 // missed, or always in a run without NATS), computes one gradient per microtask
 // and streams it back in chunks.
+import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { cpus } from "node:os";
 import * as grpc from "@grpc/grpc-js";
@@ -94,6 +95,11 @@ const FIRST_WAITING_LOG_MS = 2_000;
 /** The coordinator stayed unreachable for the whole --coordinator-timeout. */
 export class CoordinatorUnreachableError extends Error {}
 
+/** Another live worker process holds this worker's --name at the coordinator (Join: ALREADY_EXISTS). */
+export class WorkerNameInUseError extends Error {
+  override name = "WorkerNameInUseError";
+}
+
 export class Worker {
   /** One client per coordinator address; `current` is the one in use. */
   private clients: CoordinatorClient[] = [];
@@ -109,6 +115,11 @@ export class Worker {
   private params!: ParamSubscriber;
   private nc: NatsConnection | null = null;
   private workerId = "";
+  /**
+   * Drawn once per process and sent with every Join: the coordinator lets this process
+   * re-join in place of its own old session, and refuses another process under its name.
+   */
+  private readonly instanceId = randomUUID();
   /** This session's secret from Join, sent with every later call. */
   private session = "";
   private stream: grpc.ClientDuplexStream<WorkerMessage, CoordinatorMessage__Output> | null = null;
@@ -365,6 +376,7 @@ export class Worker {
             capabilities: { cores: cpus().length },
             datasetFingerprint: this.dataset.fingerprint,
             datasetError: this.dataset.error,
+            instanceId: this.instanceId,
           },
           callMetadata(this.opts.joinToken),
           { deadline },
@@ -373,7 +385,9 @@ export class Worker {
       (err) =>
         err?.code === grpc.status.FAILED_PRECONDITION
           ? new DatasetError(`the coordinator refused this worker: ${err.details}`)
-          : new Error(`join ${this.address} failed: ${whyFailed(err)}`),
+          : err?.code === grpc.status.ALREADY_EXISTS
+            ? new WorkerNameInUseError(err.details)
+            : new Error(`join ${this.address} failed: ${whyFailed(err)}`),
     );
     if (!res) return null;
     this.workerId = res.workerId;
@@ -445,6 +459,12 @@ export class Worker {
         return;
       }
     } catch (err) {
+      if (err instanceof WorkerNameInUseError) {
+        // Its lease ran out and another process took the name: that one trains on.
+        this.failure = err;
+        this.shutdown(2);
+        return;
+      }
       this.log(
         `agon: error: worker ${this.opts.name} could not re-join: ${(err as Error).message}`,
       );

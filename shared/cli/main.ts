@@ -121,6 +121,7 @@ export const USER_ERROR_NAMES: ReadonlySet<string> = new Set([
   "SecurityError",
   "RunDirError",
   "ModelError",
+  "WorkerNameInUseError",
 ]);
 
 export async function main(argv: string[]): Promise<number> {

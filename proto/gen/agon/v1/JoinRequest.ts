@@ -17,6 +17,13 @@ export interface JoinRequest {
    * Why the worker could not open its dataset (then dataset_fingerprint is empty).
    */
   'datasetError'?: (string);
+  /**
+   * Drawn once per worker process at start-up: a Join under a name whose holder has the
+   * same instance is that process re-joining (it replaces its old session); another
+   * instance while the holder's lease runs is refused (ALREADY_EXISTS). Empty from
+   * workers that predate it: such a Join replaces the holder, as before.
+   */
+  'instanceId'?: (string);
 }
 
 export interface JoinRequest__Output {
@@ -34,4 +41,11 @@ export interface JoinRequest__Output {
    * Why the worker could not open its dataset (then dataset_fingerprint is empty).
    */
   'datasetError': (string);
+  /**
+   * Drawn once per worker process at start-up: a Join under a name whose holder has the
+   * same instance is that process re-joining (it replaces its old session); another
+   * instance while the holder's lease runs is refused (ALREADY_EXISTS). Empty from
+   * workers that predate it: such a Join replaces the holder, as before.
+   */
+  'instanceId': (string);
 }
