@@ -369,7 +369,9 @@ export async function startWatch(opts: WatchOptions, out: WatchOutput): Promise<
       if (graceTimer) clearTimeout(graceTimer);
       if (drawTimer) clearTimeout(drawTimer);
       if (!opts.json) {
-        if (tty) draw();
+        // Stopped before anything arrived: say so, not an empty status line.
+        if (!heard) out.write(`stopped: nothing arrived from run ${run}\n`);
+        else if (tty) draw();
         else out.write(`${statusLine(state)}\n`);
       }
       void nc

@@ -174,6 +174,9 @@ describe("agon watch, stopping and errors", () => {
     const r = await handle.done;
     expect(r.reason).toBe("stopped");
     expect(s.text()).toContain("watching run nobody");
+    // nothing arrived: it says so instead of a status line of dashes
+    expect(s.text()).toContain("stopped: nothing arrived from run nobody\n");
+    expect(s.text()).not.toMatch(/^step 0\/\?/m);
   });
 
   it("says what it waits for while no run of that name is active, until stopped", async () => {
