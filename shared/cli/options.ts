@@ -42,7 +42,11 @@ export function configFromOptions(opts: Record<string, unknown>): RunConfig {
   const overrides: string[] = [];
   /** Config key → where its value came from, so an error blames the flag, not the file. */
   const origins = new Map<string, string>();
-  /** Config key → [the flag that set it, its value]: two that disagree are an error. */
+  /**
+   * Config key → [the shorthand that set it, its value]: a --set that disagrees is an error
+   * (neither may silently win); a key given twice in --set takes the later value, as a
+   * repeated flag does.
+   */
   const given = new Map<string, [string, string]>();
   for (const [flag, key] of CONFIG_FLAGS) {
     const value = opts[optionKey(flag)];
@@ -64,7 +68,6 @@ export function configFromOptions(opts: Record<string, unknown>): RunConfig {
           `${earlier[0]} and --set ${o} (or AGON_SET) both set ${key}, to different values; give it once`,
         );
       }
-      given.set(key, [`--set ${o}`, value]);
       overrides.push(o);
       origins.set(key, "--set or AGON_SET");
     }
