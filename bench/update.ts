@@ -91,7 +91,7 @@ export async function runUpdateBench(argv: string[]): Promise<number> {
         result: { grad: received[i], count: 1, dLoss: 0, gLoss: 0, dReal: 0, dFake: 0 },
       }));
       // As coordinator/state.ts: the mean here, its norm in Adam's pass.
-      const mean = treeMean(completeTree(parts, shards, "fp32"), shards, 0);
+      const mean = treeMean(completeTree(parts, shards, "fp32"), shards);
       const t2 = performance.now();
       adam.step(weights, mean.grad);
       const t3 = performance.now();

@@ -410,32 +410,31 @@ export class CoordinatorService {
       Join: (call, callback) => {
         if (!this.admit(call, "Join", (e) => callback(e))) return;
         const name = call.request.workerName;
-        if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) {
-          callback({
-            code: grpc.status.INVALID_ARGUMENT,
-            details: "worker_name must be 1-64 of [A-Za-z0-9_.-]",
-          });
+        const instance = call.request.instanceId;
+        const invalid = !/^[A-Za-z0-9_.-]{1,64}$/.test(name)
+          ? "worker_name must be 1-64 of [A-Za-z0-9_.-]"
+          : !/^[A-Za-z0-9-]{0,64}$/.test(instance)
+            ? "instance_id must be 0-64 of [A-Za-z0-9-]"
+            : null;
+        if (invalid) {
+          callback({ code: grpc.status.INVALID_ARGUMENT, details: invalid });
           return;
         }
+        /** Turns this Join away with `reason` (an event and the worker's one line). */
+        const refuse = (code: grpc.status, reason: string) => {
+          core.event("workerRefused", `worker ${name} refused at Join: ${reason}`, {
+            workerName: name,
+            reason,
+          });
+          callback({ code, details: reason });
+        };
         const refusal = datasetRefusal(
           core.datasetFingerprint,
           call.request.datasetFingerprint,
           call.request.datasetError,
         );
         if (refusal) {
-          core.event("workerRefused", `worker ${name} refused at Join: ${refusal}`, {
-            workerName: name,
-            reason: refusal,
-          });
-          callback({ code: grpc.status.FAILED_PRECONDITION, details: refusal });
-          return;
-        }
-        const instance = call.request.instanceId;
-        if (!/^[A-Za-z0-9-]{0,64}$/.test(instance)) {
-          callback({
-            code: grpc.status.INVALID_ARGUMENT,
-            details: "instance_id must be 0-64 of [A-Za-z0-9-]",
-          });
+          refuse(grpc.status.FAILED_PRECONDITION, refusal);
           return;
         }
         const now = Date.now();
@@ -443,12 +442,7 @@ export class CoordinatorService {
         // replaced); the newcomer is refused, so the running one trains on and nothing loops.
         const holder = core.scheduler.nameHolder(name, instance, now);
         if (holder) {
-          const refusal = nameInUse(name, holder.workerId, holder.instance);
-          core.event("workerRefused", `worker ${name} refused at Join: ${refusal}`, {
-            workerName: name,
-            reason: refusal,
-          });
-          callback({ code: grpc.status.ALREADY_EXISTS, details: refusal });
+          refuse(grpc.status.ALREADY_EXISTS, nameInUse(name, holder.workerId, holder.instance));
           return;
         }
         const { workerId, actions } = core.scheduler.join(name, now, instance);

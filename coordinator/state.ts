@@ -144,7 +144,7 @@ export class TrainingState {
     }
     const root = completeTree(parts, this.cfg.shards, this.cfg.transport.gradients);
     // The norm is taken in applyUpdate, in Adam's pass over the same values.
-    const mean = treeMean(root, this.cfg.shards, 0);
+    const mean = treeMean(root, this.cfg.shards);
     return {
       step: this.step,
       phase: this.phase,

@@ -24,6 +24,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import type { Blas } from "./blas.js";
 import { WASM_BYTES as BINARY_WASM } from "./wasm/binary-bytes.js";
 import { WASM_BYTES as CONV_COLS_WASM } from "./wasm/conv-cols-bytes.js";
+import { compiledModule } from "./wasm/flat.js";
 import { WASM_BYTES as TANH_WASM } from "./wasm/tanh-bytes.js";
 
 type Info = tf.TensorInfo;
@@ -101,7 +102,6 @@ interface TanhExports {
   tanh(x: number, y: number, n: number): void;
 }
 
-const compiled = new Map<Uint8Array, WebAssembly.Module>();
 const onHeapInstances = new WeakMap<WebAssembly.Memory, Map<Uint8Array, object | null>>();
 
 /**
@@ -137,12 +137,7 @@ function onHeap<T>(backend: object, bytes: Uint8Array<ArrayBuffer>): T | null {
   let exports = byModule.get(bytes);
   if (exports === undefined) {
     try {
-      let mod = compiled.get(bytes);
-      if (mod == null) {
-        mod = new WebAssembly.Module(bytes);
-        compiled.set(bytes, mod);
-      }
-      exports = new WebAssembly.Instance(mod, { env: { memory } }).exports;
+      exports = new WebAssembly.Instance(compiledModule(bytes), { env: { memory } }).exports;
     } catch {
       exports = null;
     }

@@ -186,37 +186,24 @@ export function completeTreeWith<R>(
  * The phase's gradient and statistics from the root: every microtask has the
  * same sample count, so the sample-weighted mean is the tree sum divided by K
  * (each value rounded once to float32). Divides the root's gradient in place
- * (no copy: the coordinator's update is passes over flat arrays) and returns
- * it with the L2 norm of its first `normOf` values (the trainable parameters;
- * reports follow them), taken in the same pass (normOf = 0: no norm, 0 returned;
- * the coordinator takes it in Adam's pass). With K = 1 the values are left as
- * they are (x / 1 = x).
+ * (no copy: the coordinator's update is passes over flat arrays); with K = 1 the
+ * values are left as they are (x / 1 = x). The gradient's norm is taken in
+ * Adam's pass over the same values (FlatAdam.step).
  */
 export function treeMean(
   root: MicrotaskResult,
   shards: number,
-  normOf = root.grad.length,
 ): {
   grad: Float32Array;
-  norm: number;
   dLoss: number | null;
   gLoss: number;
   dReal: number | null;
   dFake: number;
 } {
   const grad = root.grad;
-  const n = grad.length;
-  const m = Math.min(normOf, n);
-  let sq = 0;
-  for (let i = 0; i < m; i++) {
-    const g = Math.fround(grad[i] / shards);
-    grad[i] = g;
-    sq += g * g;
-  }
-  if (shards !== 1) for (let i = m; i < n; i++) grad[i] = grad[i] / shards;
+  if (shards !== 1) for (let i = 0; i < grad.length; i++) grad[i] = grad[i] / shards;
   return {
     grad,
-    norm: Math.sqrt(sq),
     dLoss: root.dLoss === null ? null : root.dLoss / shards,
     gLoss: root.gLoss / shards,
     dReal: root.dReal === null ? null : root.dReal / shards,

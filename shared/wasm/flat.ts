@@ -7,6 +7,16 @@ export const CHUNK = 16384;
 const PAGE = 65536;
 const compiled = new Map<Uint8Array, WebAssembly.Module>();
 
+/** The compiled module of one of shared/wasm's `-bytes.ts`, compiled once per process. */
+export function compiledModule(bytes: Uint8Array<ArrayBuffer>): WebAssembly.Module {
+  let mod = compiled.get(bytes);
+  if (mod == null) {
+    mod = new WebAssembly.Module(bytes);
+    compiled.set(bytes, mod);
+  }
+  return mod;
+}
+
 /** A module instance with its resident arrays and scratch chunks laid out in its memory. */
 export interface FlatInstance<T> {
   exports: T;
@@ -28,12 +38,9 @@ export function flatInstance<T>(
   resident: number,
   scratch: number,
 ): FlatInstance<T> | null {
-  let mod = compiled.get(bytes);
-  if (mod == null) {
-    mod = new WebAssembly.Module(bytes);
-    compiled.set(bytes, mod);
-  }
-  const exports = new WebAssembly.Instance(mod, {}).exports as { memory: WebAssembly.Memory };
+  const exports = new WebAssembly.Instance(compiledModule(bytes), {}).exports as {
+    memory: WebAssembly.Memory;
+  };
   const vec = Math.ceil((size * 4) / 16) * 16;
   const need = resident * vec + scratch * CHUNK * 4;
   const have = exports.memory.buffer.byteLength;
