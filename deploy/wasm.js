@@ -1,7 +1,7 @@
 // `npm run wasm`: assembles the hand-written WebAssembly modules (shared/wasm/*.wat) with
 // wabt and writes each one's bytes beside it as a TypeScript module (NAME-bytes.ts,
 // base64), which the code imports: nothing reads a .wasm file at run time and the build
-// needs no assembler. test/adam.test.ts checks that the checked-in bytes are this output.
+// needs no assembler. test/adam.test.ts checks that every checked-in -bytes.ts is this output.
 //
 // usage: node deploy/wasm.js [--check]   (--check: exit 1 if a -bytes.ts is stale)
 

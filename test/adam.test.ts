@@ -1,7 +1,8 @@
 // The coordinator's Adam: the WebAssembly module gives the textbook loop's bits
 // (jsAdamStep, the specification) on every size, chunk boundary and magnitude, across a
 // checkpoint; and the checked-in bytes are what its .wat source assembles to.
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 // @ts-expect-error deploy/wasm.js is plain JavaScript without declarations
@@ -111,9 +112,17 @@ describe("FlatAdam", () => {
 });
 
 describe("shared/wasm", () => {
-  it("adam-bytes.ts is what adam.wat assembles to (npm run wasm)", async () => {
-    const wat = fileURLToPath(new URL("../shared/wasm/adam.wat", import.meta.url));
-    const ts = fileURLToPath(new URL("../shared/wasm/adam-bytes.ts", import.meta.url));
-    expect(readFileSync(ts, "utf8")).toBe(bytesModule("adam", await assemble(wat)));
+  it("every NAME-bytes.ts is what its NAME.wat assembles to (npm run wasm)", async () => {
+    const dir = fileURLToPath(new URL("../shared/wasm/", import.meta.url));
+    const names = readdirSync(dir)
+      .filter((f) => f.endsWith(".wat"))
+      .map((f) => f.slice(0, -4));
+    expect(names).toEqual(expect.arrayContaining(["adam", "binary", "conv-cols", "ema", "tanh"]));
+    for (const name of names) {
+      const ts = readFileSync(join(dir, `${name}-bytes.ts`), "utf8");
+      expect(ts, `${name}-bytes.ts is stale: run npm run wasm`).toBe(
+        bytesModule(name, await assemble(join(dir, `${name}.wat`))),
+      );
+    }
   });
 });
