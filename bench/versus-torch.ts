@@ -19,6 +19,21 @@ export const KERNELS = [
   { label: "Haswell", coretype: "Haswell", onednnIsa: "AVX2" },
 ] as const;
 
+/**
+ * glibc malloc settings for the PyTorch processes: blocks up to 32 MiB come from the heap, and
+ * freed memory stays with the process instead of going back to the kernel. With glibc's
+ * defaults PyTorch's activations (megabytes each) are mmap'ed and unmapped every step and their
+ * pages faulted in again, which on these VMs cost a dcgan64 step 90–250 ms of 230 (oneDNN's
+ * layout reorders showing 7 ms per 4 MiB tensor); tfjs's wasm heap never gives memory back, so
+ * without this the comparison would measure the page faults. Where page faults are cheap this
+ * changes little; it is the allocator behaviour PyTorch deployments get from jemalloc/tcmalloc.
+ */
+export const KEEP_FREED_MEMORY = {
+  MALLOC_MMAP_THRESHOLD_: String(32 << 20),
+  MALLOC_TRIM_THRESHOLD_: String(4 * 2 ** 30),
+  MALLOC_TOP_PAD_: String(256 << 20),
+} as const;
+
 /** One entry of KERNELS. */
 export type TorchKernel = (typeof KERNELS)[number];
 
@@ -104,7 +119,7 @@ export class TorchServer {
    * Starts `python script --serve specs` with one thread (torch and OpenBLAS),
    * OPENBLAS_CORETYPE = the kernel's coretype and DNNL_MAX_CPU_ISA (and
    * ONEDNN_MAX_CPU_ISA) = its oneDNN ISA (each unset when undefined) and
-   * OPENBLAS_L2_SIZE unset; resolves once its models are warm. Rejects with its
+   * OPENBLAS_L2_SIZE unset, malloc as KEEP_FREED_MEMORY; resolves once its models are warm. Rejects with its
    * stderr's last line.
    */
   static start(
@@ -118,6 +133,7 @@ export class TorchServer {
       ...process.env,
       OPENBLAS_NUM_THREADS: "1",
       OMP_NUM_THREADS: "1",
+      ...KEEP_FREED_MEMORY,
     };
     delete env.OPENBLAS_L2_SIZE;
     delete env.OPENBLAS_CORETYPE;

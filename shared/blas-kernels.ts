@@ -55,20 +55,13 @@ const KERNELS = [
 ] as const;
 
 /**
- * The conv forward and input gradient go to OpenBLAS only with at least this many output
- * channels (or as a 1×1 conv, which needs no im2col): im2col (col2im) moves rows · taps floats
- * for rows · taps · channels multiply-adds, so with few channels the copy costs more than
- * XNNPACK's whole conv, which needs none (measured per shape: docs/BENCHMARKS.md §9). The
- * filter gradient, whose GEMM sums over every position, always goes. A function of the shapes
- * only, so every worker makes the same choice.
+ * Largest im2col buffer per GEMM call, in floats (512 KiB): convolutions run in chunks of whole
+ * images (at least one) so that a chunk's im2col is still in the L2 cache when the GEMM reads it
+ * (and the GEMM's output when col2im reads it). Against one 16 MiB buffer this took the convs of
+ * a dcgan64 step from 77 to 57 ms (docs/BENCHMARKS.md §9). A function of the shapes only, so the
+ * summation order is too.
  */
-const MIN_GEMM_CHANNELS = 32;
-
-/**
- * Largest im2col buffer per GEMM call, in floats (16 MiB): bigger convolutions run in chunks of
- * whole images. A function of the shapes only, so the summation order is too.
- */
-const MAX_COLS = 4 << 20;
+const MAX_COLS = 128 << 10;
 
 /** shared/wasm-kernels.ts's mark for kernels already ours (Symbol.for: shared across copies). */
 const WASM_KERNEL_MARK = Symbol.for("agon.wasmKernel");
@@ -287,7 +280,6 @@ function conv2D({ inputs, backend, attrs }: KernelArgs, blas: Blas): Info | unde
     dimRoundingMode,
   });
   if (info == null) return undefined;
-  if (!isPointwise(info) && info.outChannels < MIN_GEMM_CHANNELS) return undefined;
   const { outHeight: oh, outWidth: ow, outChannels: co } = info;
   const taps = info.filterHeight * info.filterWidth * info.inChannels;
   const heap = backend as unknown as WasmHeap;
@@ -345,7 +337,7 @@ function conv2DBackpropInput({ inputs, backend, attrs }: KernelArgs, blas: Blas)
   // four phase convs, their filters and the interleave cost more than col2im (dcgan: 63 vs
   // 47 ms), so strided ones stay here.
   const stride1 = info.strideHeight === 1 && info.strideWidth === 1;
-  if (!isPointwise(info) && (stride1 || info.outChannels < MIN_GEMM_CHANNELS)) return undefined;
+  if (!isPointwise(info) && stride1) return undefined;
   const { outHeight: oh, outWidth: ow, outChannels: co } = info;
   const taps = info.filterHeight * info.filterWidth * info.inChannels;
   const heap = backend as unknown as WasmHeap;
