@@ -139,7 +139,7 @@ export function loadBlas(): Blas {
     setThreads(1);
   } catch (err) {
     throw new BlasUnavailableError(
-      `backend 'blas': ${path} is not OpenBLAS (no cblas_sgemm/openblas_get_corename): ${firstLine(err)}`,
+      `backend 'blas': ${override ? "AGON_OPENBLAS=" : ""}${path} is not OpenBLAS (no cblas_sgemm/openblas_get_corename): ${firstLine(err)}`,
     );
   }
   const version = /OpenBLAS\s+([\d.]+)/.exec(config())?.[1] ?? "?";

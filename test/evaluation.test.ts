@@ -166,7 +166,7 @@ describe("eval.every during training", () => {
     expect(r.code).toBe(2);
     expect(r.stderr.trim().split("\n")).toHaveLength(1);
     expect(r.stderr).toMatch(
-      /^agon: error: .*checkpoint\.keepBest \(from --set or AGON_SET\): ranks checkpoints by the evaluation's FD/,
+      /^agon: error: .*checkpoint\.keepBest \(from --set\): ranks checkpoints by the evaluation's FD/,
     );
     expect(existsSync(join(dir, "config.json"))).toBe(false);
   }, 60_000);

@@ -262,7 +262,7 @@ describe("agon local", () => {
     const lines = r.stderr.trim().split("\n");
     expect(lines, r.stderr).toHaveLength(1);
     expect(lines[0]).toMatch(
-      /^agon: error: config: batch \(from --batch or AGON_BATCH\): must be a multiple of shards/,
+      /^agon: error: config: batch \(from --batch\): must be a multiple of shards/,
     );
   });
 });

@@ -36,13 +36,13 @@ const CASES: Array<[string, () => string[], RegExp, number]> = [
   [
     "a --set value out of range",
     () => ["train", ...ring, "--set", "optimizer.g.lr=-1", "--run-dir", join(dir, "r")],
-    /optimizer\.g\.lr \(from --set or AGON_SET\): must be [>≥] 0, got -1/,
+    /optimizer\.g\.lr \(from --set\): must be [>≥] 0, got -1/,
     2,
   ],
   [
     "a shorthand flag and --set that disagree (neither silently wins)",
     () => ["train", ...ring, "--set", "steps=3", "--run-dir", join(dir, "r")],
-    /--steps 1 and --set steps=3 \(or AGON_SET\) both set steps, to different values; give it once$/,
+    /--steps 1 and --set steps=3 both set steps, to different values; give it once$/,
     2,
   ],
   [
@@ -277,5 +277,26 @@ describe("error messages are for people", () => {
       // No field left empty: nothing ends in a colon, no colon before a separator.
       expect(last, `${what}: an empty field`).not.toMatch(/:\s*$|:\s*[;,)]|\(\s*\)/);
     });
+  });
+});
+
+describe("a value from the environment is blamed on its variable", () => {
+  it("AGON_SET and AGON_<FLAG> name themselves, not the flag nobody typed", async () => {
+    const [set, batch] = await Promise.all([
+      runAgon(["train", ...ring, "--run-dir", join(dir, "env-set")], {
+        env: { ...process.env, AGON_SET: "steps=3" },
+      }),
+      runAgon(["train", "--dataset", "ring", "--model", "mlp", "--steps", "1", "--shards", "2"], {
+        env: { ...process.env, AGON_BATCH: "7", AGON_RUN_DIR: join(dir, "env-batch") },
+      }),
+    ]);
+    expect(set.code, set.stderr).toBe(2);
+    expect(set.stderr.trim().split("\n").at(-1)).toMatch(
+      /--steps 1 and AGON_SET=steps=3 both set steps, to different values; give it once$/,
+    );
+    expect(batch.code, batch.stderr).toBe(2);
+    expect(batch.stderr.trim().split("\n").at(-1)).toMatch(
+      /batch \(from AGON_BATCH\): must be a multiple of shards/,
+    );
   });
 });

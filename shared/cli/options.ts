@@ -52,24 +52,33 @@ export function configFromOptions(opts: Record<string, unknown>): RunConfig {
     const value = opts[optionKey(flag)];
     if (value !== undefined) {
       overrides.push(`${key}=${String(value)}`);
-      const name = flag.split(" ")[0];
-      origins.set(key, `${name} or ${envName(name)}`);
-      given.set(key, [`${name} ${String(value)}`, String(value)]);
+      const flagName = flag.split(" ")[0];
+      // Commander reads AGON_<FLAG> only when the flag is absent: blame the one that was given.
+      const env = envName(flagName);
+      const name = process.env[env] === String(value) ? env : flagName;
+      origins.set(key, name);
+      given.set(key, [`${name}${name === env ? "=" : " "}${String(value)}`, String(value)]);
     }
   }
-  // AGON_SET carries several overrides in one variable, separated by spaces.
-  for (const entry of (opts.set as string[] | undefined) ?? []) {
+  // AGON_SET carries several overrides in one variable, separated by spaces; commander reads it
+  // only when no --set is given, so a single entry equal to it came from there.
+  const sets = (opts.set as string[] | undefined) ?? [];
+  const setFlag =
+    process.env.AGON_SET !== undefined && sets.length === 1 && sets[0] === process.env.AGON_SET
+      ? "AGON_SET="
+      : "--set ";
+  for (const entry of sets) {
     for (const o of entry.split(/\s+/).filter((s) => s !== "")) {
       const key = o.slice(0, Math.max(0, o.indexOf("=")));
       const value = o.slice(key.length + 1);
       const earlier = given.get(key);
       if (earlier && earlier[1] !== value) {
         throw new ConfigError(
-          `${earlier[0]} and --set ${o} (or AGON_SET) both set ${key}, to different values; give it once`,
+          `${earlier[0]} and ${setFlag}${o} both set ${key}, to different values; give it once`,
         );
       }
       overrides.push(o);
-      origins.set(key, "--set or AGON_SET");
+      origins.set(key, setFlag.trim().replace(/=$/, ""));
     }
   }
   if (opts.config === undefined && overrides.length === 0) {
