@@ -1,9 +1,10 @@
 // SIGTERM and SIGINT reach every long-running command in its waiting states
 // (starting, waiting for workers, waiting for a run, computing): each exits
 // cleanly, 0 or the shell's 128 + signal, without a stack trace, and leaves no
-// lock behind. (A worker waiting for its coordinator: test/patience.test.ts.)
+// lock behind. (A worker waiting for its coordinator: test/patience.test.ts.) And a
+// reader that goes away (`agon train 2>&1 | head`) stops a run the same way.
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { LOCK_FILE } from "../coordinator/rundir.js";
@@ -112,4 +113,29 @@ describe("SIGTERM and SIGINT in every waiting state", () => {
       for (const dir of dirs) expect(existsSync(join(dir, LOCK_FILE)), dir).toBe(false);
     }, 150_000);
   }
+});
+
+describe("a reader that goes away", () => {
+  it("train piped into `head`: the write that fails with EPIPE stops the run as SIGTERM does (checkpoint, no lock), not exit 7", async () => {
+    const dir = tempDir();
+    // `agon train 2>&1 | …` in a shell: one pipe for both streams, closed by its reader at
+    // the first progress line (training has begun). The run's next progress line fails.
+    const script = `"${process.execPath}" "${AGON}" train ${[...config(100000), "--run-dir", dir]
+      .map((a) => `'${a}'`)
+      .join(" ")} 2>&1 | awk '/^step /{print; exit}'; echo "rc=\${PIPESTATUS[0]}"`;
+    const child = spawn("bash", ["-c", script], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (b: Buffer) => {
+      out += b.toString();
+    });
+    const guard = setTimeout(() => child.kill("SIGKILL"), 90_000);
+    await new Promise((done) => child.on("close", done));
+    clearTimeout(guard);
+    const lines = out.trim().split("\n");
+    expect(lines, out).toHaveLength(2);
+    expect(lines[0]).toMatch(/^step \d+\/100000 /);
+    expect(lines[1]).toBe("rc=0");
+    expect(existsSync(join(dir, LOCK_FILE)), out).toBe(false);
+    expect(readdirSync(dir).filter((f) => f.startsWith("ckpt-")).length, out).toBeGreaterThan(0);
+  }, 120_000);
 });

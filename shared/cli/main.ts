@@ -16,7 +16,7 @@ import { registerTrainCommand } from "./commands/train.js";
 import { registerWatchCommand } from "./commands/watch.js";
 import { registerWorkerCommand } from "./commands/worker.js";
 import { addNatsAuthOptions } from "./nats-options.js";
-import { stopWhenParentDies } from "./orphan.js";
+import { stopWhenOutputCloses, stopWhenParentDies } from "./orphan.js";
 
 export function buildCli(): Command {
   const program = new Command("agon")
@@ -126,6 +126,7 @@ export const USER_ERROR_NAMES: ReadonlySet<string> = new Set([
 
 export async function main(argv: string[]): Promise<number> {
   stopWhenParentDies();
+  stopWhenOutputCloses();
   const program = buildCli();
   try {
     await program.parseAsync(argv, { from: "user" });
