@@ -144,11 +144,11 @@ export class Scheduler {
     name: string,
     instance: string,
     now: number,
-  ): { workerId: string; instance: string } | null {
+  ): { workerId: string; instance: string; leaseLeftMs: number } | null {
     for (const m of this.members.values()) {
       if (m.name !== name || m.instance === "" || instance === "") continue;
       if (m.instance !== instance && now <= m.leaseUntil)
-        return { workerId: m.id, instance: m.instance };
+        return { workerId: m.id, instance: m.instance, leaseLeftMs: m.leaseUntil - now };
     }
     return null;
   }

@@ -27,6 +27,7 @@ import {
   ChunkAssembler,
   checkDtype,
   chunksOf,
+  LEASE_LEFT_MS_KEY,
   STOPPING_DETAILS,
   WireError,
   wireDtype,
@@ -421,12 +422,12 @@ export class CoordinatorService {
           return;
         }
         /** Turns this Join away with `reason` (an event and the worker's one line). */
-        const refuse = (code: grpc.status, reason: string) => {
+        const refuse = (code: grpc.status, reason: string, metadata?: grpc.Metadata) => {
           core.event("workerRefused", `worker ${name} refused at Join: ${reason}`, {
             workerName: name,
             reason,
           });
-          callback({ code, details: reason });
+          callback({ code, details: reason, metadata });
         };
         const refusal = datasetRefusal(
           core.datasetFingerprint,
@@ -442,7 +443,15 @@ export class CoordinatorService {
         // replaced); the newcomer is refused, so the running one trains on and nothing loops.
         const holder = core.scheduler.nameHolder(name, instance, now);
         if (holder) {
-          refuse(grpc.status.ALREADY_EXISTS, nameInUse(name, holder.workerId, holder.instance));
+          // The holder's lease left, so that a restarted worker whose predecessor died without
+          // closing its stream (a frozen host, a cut link) can wait it out and join.
+          const metadata = new grpc.Metadata();
+          metadata.set(LEASE_LEFT_MS_KEY, String(holder.leaseLeftMs));
+          refuse(
+            grpc.status.ALREADY_EXISTS,
+            nameInUse(name, holder.workerId, holder.instance),
+            metadata,
+          );
           return;
         }
         const { workerId, actions } = core.scheduler.join(name, now, instance);

@@ -15,6 +15,13 @@ export const PROTO_PATH = resolve(import.meta.dirname, "../proto/agon.proto");
 /** The status details a Work stream ends with when its coordinator stops on purpose (SIGTERM, Ctrl-C). */
 export const STOPPING_DETAILS = "the coordinator is stopping (its checkpoint is written)";
 
+/**
+ * Trailing metadata of a Join refused because another live process holds the worker's name
+ * (ALREADY_EXISTS): milliseconds until that holder's lease runs out unless it heartbeats,
+ * a decimal integer ≥ 0.
+ */
+export const LEASE_LEFT_MS_KEY = "agon-lease-left-ms";
+
 /** Chunk payload size: well under gRPC's 4 MiB default and NATS's 1 MiB max payload, headers included. */
 export const CHUNK_BYTES = 512 * 1024;
 /** Largest message either side accepts: one chunk plus headers, with room to spare. */

@@ -211,6 +211,12 @@ describe("distributed training is bit-for-bit the single-process run", () => {
         /^agon: error: worker name 'twin' is in use by another live process \(twin#0, instance [0-9a-f]{8}\); give each worker its own --name$/,
       ),
     ]);
+    // It waited out the holder's lease once (the holder might have been a frozen process), and
+    // was refused again: the holder heartbeats, it is alive (test/worker-name-lease.test.ts).
+    expect(second.stderr()).toMatch(
+      /waiting [\d.]+ ?m?s for its lease to run out, then asking again/,
+    );
+    expect(coord.stderr().match(/worker twin refused at Join/g)).toHaveLength(2);
     expect(lastStep(metrics)).toBeLessThan(590); // refused mid-run, not after it
     // The first never noticed: no loss, no re-join, and the run ends as agon train's.
     const done = await within(coord.done, 100_000, "the run's end", procs);

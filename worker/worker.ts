@@ -37,6 +37,7 @@ import {
   chunksOf,
   encodeArray,
   encodeFloat64,
+  LEASE_LEFT_MS_KEY,
   loadAgonProto,
   STOPPING_DETAILS,
   type WireValues,
@@ -98,7 +99,19 @@ export class CoordinatorUnreachableError extends Error {}
 /** Another live worker process holds this worker's --name at the coordinator (Join: ALREADY_EXISTS). */
 export class WorkerNameInUseError extends Error {
   override name = "WorkerNameInUseError";
+  constructor(
+    message: string,
+    /** Until the holder's lease runs out without a heartbeat, in ms (null: not said). */
+    readonly leaseLeftMs: number | null = null,
+  ) {
+    super(message);
+  }
 }
+
+/** Past the holder's lease, how long a refused worker waits more before it asks again. */
+const NAME_LEASE_MARGIN_MS = 250;
+/** The longest a refused worker waits for a holder's lease, whatever the coordinator says. */
+const NAME_WAIT_MAX_MS = 120_000;
 
 export class Worker {
   /** One client per coordinator address; `current` is the one in use. */
@@ -366,6 +379,33 @@ export class Worker {
   private async join(
     backend: string,
   ): Promise<{ workerId: string; runId: string; configJson: string } | null> {
+    // Refused for a name another process holds: when that one died without closing its
+    // stream (a frozen host, a cut link), its lease still runs; wait it out once and ask
+    // again. A second refusal means the holder heartbeats: it is alive, and keeps the name.
+    try {
+      return await this.joinOnce(backend);
+    } catch (err) {
+      if (!(err instanceof WorkerNameInUseError) || err.leaseLeftMs == null) throw err;
+      const waitMs = Math.min(NAME_WAIT_MAX_MS, err.leaseLeftMs + NAME_LEASE_MARGIN_MS);
+      this.log(
+        `worker ${this.opts.name}: ${err.message.replace(/; give each worker its own --name$/, "")}; waiting ${formatSeconds(waitMs)} for its lease to run out, then asking again`,
+      );
+      const woke = await new Promise<boolean>((done) => {
+        const timer = setTimeout(() => done(true), waitMs);
+        this.stopWaiting = () => {
+          clearTimeout(timer);
+          done(false);
+        };
+      });
+      if (!woke || this.closed) return null;
+      return await this.joinOnce(backend);
+    }
+  }
+
+  /** One patient Join (see join). */
+  private async joinOnce(
+    backend: string,
+  ): Promise<{ workerId: string; runId: string; configJson: string } | null> {
     const res = await this.patiently<JoinResponse__Output>(
       "Join",
       (deadline, done) =>
@@ -386,7 +426,7 @@ export class Worker {
         err?.code === grpc.status.FAILED_PRECONDITION
           ? new DatasetError(`the coordinator refused this worker: ${err.details}`)
           : err?.code === grpc.status.ALREADY_EXISTS
-            ? new WorkerNameInUseError(err.details)
+            ? new WorkerNameInUseError(err.details, leaseLeftMs(err.metadata))
             : new Error(`join ${this.address} failed: ${whyFailed(err)}`),
     );
     if (!res) return null;
@@ -857,4 +897,11 @@ function whyFailed(err: grpc.ServiceError | null): string {
   if (/ETIMEDOUT|Deadline exceeded/i.test(details)) return "timed out";
   if (/ECONNRESET/.test(details)) return "connection reset";
   return details || "no reply";
+}
+
+/** The LEASE_LEFT_MS_KEY trailer of a refused Join, or null when absent or not a count of ms. */
+function leaseLeftMs(metadata: grpc.Metadata | undefined): number | null {
+  const raw = metadata?.get(LEASE_LEFT_MS_KEY)[0];
+  const ms = typeof raw === "string" && /^\d{1,9}$/.test(raw) ? Number(raw) : Number.NaN;
+  return Number.isFinite(ms) ? ms : null;
 }
