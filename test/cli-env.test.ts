@@ -2,6 +2,7 @@
 // (containers and manifests need no wrapper scripts): the variable beats the
 // default, the flag beats the variable, and a bad value gets the same one-line
 // error as the flag would.
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { runAgon, tempDir, tinyRing } from "./helpers/cli.js";
@@ -80,6 +81,25 @@ describe("AGON_* variables", () => {
     );
     expect(again.code, again.stderr).toBe(0);
     expect(JSON.parse(again.stdout.trim().split("\n").at(-1)!).resumedFrom).toBe(2);
+
+    // AGON_BACKEND reaches the short commands too (sample, eval, export), alone of their flags.
+    const [sampled, badBackend] = await Promise.all([
+      runAgon(["sample", "--checkpoint", dir, "--out", join(dir, "grid.png")], {
+        env: { AGON_BACKEND: "cpu", AGON_OUT: join(dir, "ignored.png") },
+      }),
+      runAgon(["sample", "--checkpoint", dir, "--out", join(dir, "grid.png")], {
+        env: { AGON_BACKEND: "nonsense" },
+      }),
+    ]);
+    expect(sampled.code, sampled.stderr).toBe(0);
+    expect(sampled.stderr).toMatch(/^backend: cpu/m);
+    expect(existsSync(join(dir, "grid.png"))).toBe(true);
+    expect(existsSync(join(dir, "ignored.png"))).toBe(false);
+    expect(badBackend.code).toBe(2);
+    expect(badBackend.stderr).toMatch(
+      /^agon: error: AGON_BACKEND="nonsense": allowed choices are /,
+    );
+    expect(badBackend.stderr.trim().split("\n")).toHaveLength(1);
 
     const bad = await runAgon(["worker"], {
       env: { AGON_COORDINATOR: "not an address", AGON_NATS: "nats://127.0.0.1:1" },

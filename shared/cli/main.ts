@@ -47,9 +47,13 @@ export function buildCli(): Command {
   for (const cmd of program.commands) {
     if (["coordinator", "worker", "watch", "local"].includes(cmd.name())) addNatsAuthOptions(cmd);
     if (ENV_COMMANDS.includes(cmd.name())) bindEnvironment(cmd);
+    else bindBackendVariable(cmd);
   }
   return program;
 }
+
+/** The AGON_* variable whose value commander is parsing (bindEnvironment), else null. */
+let parsingVariable: string | null = null;
 
 /**
  * Commander's error text ("error: unknown option '--stepz'\n(Did you mean --steps?)")
@@ -65,7 +69,7 @@ export function oneErrorLine(text: string): string {
     .replace(
       /^option '(-[^' ]+)(?:, (--[^' ]+))?(?: [<[][^'>\]]*[>\]])?' argument '([^']*)' is invalid\.? ?(.?)/,
       (_m, short: string, long: string | undefined, value: string, first: string) =>
-        `${long ?? short} ${JSON.stringify(value)}: ${first.toLowerCase()}`,
+        `${parsingVariable != null ? `${parsingVariable}=` : `${long ?? short} `}${JSON.stringify(value)}: ${first.toLowerCase()}`,
     );
   return `agon: error: ${body}; see --help\n`;
 }
@@ -87,18 +91,33 @@ export function envName(option: Option): string {
  * default. A boolean flag is on when its variable is set to anything but
  * "", "0" or "false".
  */
-function bindEnvironment(cmd: Command): void {
+function bindEnvironment(cmd: Command, only: (o: Option) => boolean = () => true): void {
   for (const option of cmd.options) {
-    if (!option.long || option.envVar) continue;
+    if (!option.long || option.envVar || !only(option)) continue;
     const name = envName(option);
     const isBoolean = !option.required && !option.optional;
     if (isBoolean && /^(|0|false)$/i.test(process.env[name] ?? "x")) continue;
     option.env(name);
     // Commander wires the env listener when an option is added; these exist already.
-    cmd.on(`optionEnv:${option.name()}`, (value?: string) =>
-      (cmd as unknown as EventEmitter).emit(`option:${option.name()}`, value),
-    );
+    // A bad value is then blamed on the variable (oneErrorLine), not on the flag.
+    cmd.on(`optionEnv:${option.name()}`, (value?: string) => {
+      parsingVariable = name;
+      try {
+        (cmd as unknown as EventEmitter).emit(`option:${option.name()}`, value);
+      } finally {
+        parsingVariable = null;
+      }
+    });
   }
+}
+
+/**
+ * AGON_BACKEND for every other command with a --backend (sample, eval, export and their
+ * subcommands): a machine's backend is set once, in its environment, for every command.
+ */
+function bindBackendVariable(cmd: Command): void {
+  bindEnvironment(cmd, (o) => o.long === "--backend");
+  for (const sub of cmd.commands) bindBackendVariable(sub);
 }
 
 /**
