@@ -3,6 +3,7 @@
 // GEMMs on the system's OpenBLAS) when OpenBLAS loads, else wasm (with our kernel fixes), else
 // the plain JS cpu backend.
 
+import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
@@ -127,6 +128,15 @@ async function initWebgpu(log: (line: string) => void, explicit: boolean): Promi
         `webgpu: the optional package \`webgpu\` is not installed or cannot load (${errorText(err).split("\n")[0]})`,
       );
     }
+    // Without an adapter, Dawn and the Vulkan loader print their warnings straight to fd 2
+    // (several lines and a C++ source location per attempt); ask in a child first, so that a
+    // machine without one gets our line alone.
+    const missing = adapterMissing();
+    if (missing != null) {
+      throw new Error(
+        `webgpu: no GPU adapter found (needs a GPU, its Vulkan driver and libvulkan1${missing ? `; Vulkan said: ${missing}` : ""})`,
+      );
+    }
     Object.assign(globalThis, dawn.globals);
     const gpu = dawn.create([]);
     let adapter: GPUAdapter | null = null;
@@ -158,6 +168,29 @@ async function initWebgpu(log: (line: string) => void, explicit: boolean): Promi
   const name = await activate("webgpu");
   log(`backend: webgpu on ${webgpuAdapter}${explicit ? "" : " (found by auto)"}`);
   return name;
+}
+
+/**
+ * Asks Dawn for an adapter in a child process (~0.3 s): null when one is found (or the probe
+ * itself could not run: the caller then asks in-process), else the first thing the driver
+ * stack said on stderr ("" when nothing), as one line without Dawn's source locations.
+ */
+function adapterMissing(): string | null {
+  const probe =
+    "const { create, globals } = await import('webgpu'); Object.assign(globalThis, globals);" +
+    "const a = await create([]).requestAdapter({ powerPreference: 'high-performance' });" +
+    "process.exit(a ? 0 : 3);";
+  const r = spawnSync(process.execPath, ["--input-type=module", "-e", probe], {
+    cwd: dirname(require.resolve("webgpu/package.json")),
+    encoding: "utf8",
+    timeout: 60_000,
+  });
+  if (r.status !== 3) return null;
+  const said = (r.stderr ?? "")
+    .split("\n")
+    .map((l) => l.trim().replace(/^Warning:\s*/, ""))
+    .filter((l) => l !== "" && !l.startsWith("at "));
+  return said[0] ?? "";
 }
 
 async function initTensorflow(): Promise<string> {
