@@ -6,10 +6,10 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { CoordinatorServer } from "../coordinator/server.js";
 import { parseConfig, readConfigFile } from "../shared/config.js";
 import { referenceHashes, tempDir } from "./helpers/cli.js";
 import { startWorker } from "./helpers/cluster.js";
+import { inProcessCoordinator } from "./helpers/in-process.js";
 import { natsForSuite } from "./helpers/nats.js";
 
 const nats = natsForSuite();
@@ -36,20 +36,12 @@ describe("long microtasks", () => {
 
     const runDir = join(dir, "run");
     const cfg = parseConfig({ ...readConfigFile(configFile), run: { dir: runDir } });
-    const lines: string[] = [];
-    let hashes: unknown = null;
-    const coordinator = new CoordinatorServer(cfg, {
-      listen: "127.0.0.1:0",
-      nats: [nats.url],
-      backend: "wasm",
-      fresh: true,
-      leaseMs: LEASE_MS,
-      log: (line) => lines.push(line),
-      emit: (event) => {
-        if (event.event === "done") hashes = event.hashes;
-      },
-    });
-    const address = await coordinator.start();
+    const {
+      server: coordinator,
+      address,
+      lines,
+      hashes,
+    } = await inProcessCoordinator(cfg, nats.url, LEASE_MS);
     const worker = startWorker(address, nats.url, "w0");
     await coordinator.done;
     await worker.exited;
@@ -69,6 +61,6 @@ describe("long microtasks", () => {
     console.log(
       `compute per microtask ${phases.map((p) => Math.round(p.computeSeconds * 1000)).join(", ")} ms; lease ${LEASE_MS} ms`,
     );
-    expect(hashes).toEqual(expected);
+    expect(hashes()).toEqual(expected);
   }, 600_000);
 });

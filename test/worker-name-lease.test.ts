@@ -9,7 +9,6 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
-import { CoordinatorServer } from "../coordinator/server.js";
 import type { CoordinatorClient } from "../proto/gen/agon/v1/Coordinator.js";
 import type { JoinResponse__Output } from "../proto/gen/agon/v1/JoinResponse.js";
 import { parseConfig, readConfigFile } from "../shared/config.js";
@@ -17,6 +16,7 @@ import { callMetadata } from "../shared/security.js";
 import { CHANNEL_OPTIONS, loadAgonProto } from "../shared/wire.js";
 import { referenceHashes, tempDir } from "./helpers/cli.js";
 import { startWorker } from "./helpers/cluster.js";
+import { inProcessCoordinator } from "./helpers/in-process.js";
 import { natsForSuite } from "./helpers/nats.js";
 
 const nats = natsForSuite();
@@ -41,20 +41,12 @@ describe("a worker name held by a frozen process", () => {
     );
     const expected = await referenceHashes(["-c", configFile]);
     const cfg = parseConfig({ ...readConfigFile(configFile), run: { dir: join(dir, "run") } });
-    const lines: string[] = [];
-    let hashes: unknown = null;
-    const coordinator = new CoordinatorServer(cfg, {
-      listen: "127.0.0.1:0",
-      nats: [nats.url],
-      backend: "wasm",
-      fresh: true,
-      leaseMs: LEASE_MS,
-      log: (line) => lines.push(line),
-      emit: (event) => {
-        if (event.event === "done") hashes = event.hashes;
-      },
-    });
-    const address = await coordinator.start();
+    const {
+      server: coordinator,
+      address,
+      lines,
+      hashes,
+    } = await inProcessCoordinator(cfg, nats.url, LEASE_MS);
 
     // The predecessor: joins as "phoenix", opens its Work stream, heartbeats every 200 ms.
     const client = new (loadAgonProto().agon.v1.Coordinator)(
@@ -98,6 +90,6 @@ describe("a worker name held by a frozen process", () => {
       /worker phoenix: worker name 'phoenix' is in use by another live process \(phoenix#0, instance [0-9a-f]{8}\); waiting [\d.]+ ?m?s for its lease to run out, then asking again/,
     );
     expect(worker.stderr()).not.toMatch(/agon: error/);
-    expect(hashes).toEqual(expected);
+    expect(hashes()).toEqual(expected);
   }, 180_000);
 });
