@@ -15,7 +15,12 @@ import {
 } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import type { AdamState } from "../shared/adam.js";
-import { canonicalJson, type RunConfig } from "../shared/config.js";
+import {
+  CHECKPOINT_IGNORES,
+  canonicalJson,
+  configDifferences,
+  type RunConfig,
+} from "../shared/config.js";
 import { sha256 } from "../shared/hash.js";
 import { asWriteError } from "./rundir.js";
 
@@ -84,33 +89,6 @@ export function configHash(cfg: RunConfig): string {
   const common = { ...trajectory, dataset, schedule: reuseFakes ? trajectory.schedule : schedule };
   const hashed = fp32 ? common : { ...common, transport };
   return sha256(new TextEncoder().encode(canonicalJson(hashed)));
-}
-
-/**
- * The fields in which two configs differ, as "optimizer.g.lr 0.0002 → 0.01" (at most 3, then
- * "and N more"), leaving out what configHash leaves out (steps, run, checkpoint, …).
- */
-export function configDifferences(was: RunConfig, now: RunConfig): string {
-  const ignored = new Set(["steps", "run", "checkpoint", "samples", "health", "eval", "ema"]);
-  const leaves = (v: unknown, path: string, out: Map<string, string>) => {
-    if (v !== null && typeof v === "object" && !Array.isArray(v)) {
-      for (const [k, x] of Object.entries(v)) {
-        if (path === "" && ignored.has(k)) continue;
-        leaves(x, path ? `${path}.${k}` : k, out);
-      }
-    } else out.set(path, JSON.stringify(v) ?? "absent");
-    return out;
-  };
-  const a = leaves(was, "", new Map());
-  const b = leaves(now, "", new Map());
-  const keys = [...new Set([...a.keys(), ...b.keys()])].sort();
-  const diffs = keys
-    .filter((k) => a.get(k) !== b.get(k))
-    .map((k) => `${k} ${a.get(k) ?? "absent"} → ${b.get(k) ?? "absent"}`);
-  if (diffs.length === 0) return "the same fields, another config hash";
-  return diffs.length > 3
-    ? `${diffs.slice(0, 3).join(", ")} and ${diffs.length - 3} more`
-    : diffs.join(", ");
 }
 
 function bytesOf(a: Float32Array): Uint8Array {
@@ -423,7 +401,7 @@ export async function resumableCheckpoint(
   const found = await latestValidCheckpoint(runDir, onRejected);
   if (found && found.manifest.configHash !== configHash(cfg) && !force) {
     throw new CheckpointError(
-      `${found.dir} was written with a different config (${configDifferences(found.manifest.config, cfg)}); use --fresh to start over or --force to resume anyway`,
+      `${found.dir} was written with a different config (${configDifferences(found.manifest.config, cfg, CHECKPOINT_IGNORES)}); use --fresh to start over or --force to resume anyway`,
     );
   }
   return found;

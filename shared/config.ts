@@ -659,6 +659,71 @@ export function loadConfig(
   return parseConfig(applyOverrides(raw, overrides), path ?? "config", origins);
 }
 
+/**
+ * What a checkpoint's config may differ in and still resume without --force (as
+ * coordinator/checkpoint.ts configHash leaves them out): top-level fields.
+ */
+export const CHECKPOINT_IGNORES: readonly string[] = [
+  "steps",
+  "run",
+  "checkpoint",
+  "samples",
+  "health",
+  "eval",
+  "ema",
+];
+
+/**
+ * What a worker never reads (the coordinator's alone): a worker carries on across a
+ * coordinator restart whose config differs only here (a raised --steps, other checkpoint or
+ * sample settings, another run dir). run.id, the model, data, loss, schedule, transport and
+ * eval are the worker's too.
+ */
+export const WORKER_IGNORES: readonly string[] = [
+  "steps",
+  "run.dir",
+  "checkpoint",
+  "samples",
+  "health",
+  "ema",
+];
+
+/**
+ * The leaves in which two configs (parsed, or as JSON objects) differ, as
+ * "optimizer.g.lr 0.0002 → 0.01", sorted by path; `ignores` are dotted paths (a field and
+ * everything under it) left out.
+ */
+export function configChanges(was: unknown, now: unknown, ignores: readonly string[]): string[] {
+  const ignored = new Set(ignores);
+  const leaves = (v: unknown, path: string, out: Map<string, string>) => {
+    if (v !== null && typeof v === "object" && !Array.isArray(v)) {
+      for (const [k, x] of Object.entries(v)) {
+        const at = path ? `${path}.${k}` : k;
+        if (!ignored.has(at)) leaves(x, at, out);
+      }
+    } else out.set(path, JSON.stringify(v) ?? "absent");
+    return out;
+  };
+  const a = leaves(was, "", new Map());
+  const b = leaves(now, "", new Map());
+  return [...new Set([...a.keys(), ...b.keys()])]
+    .sort()
+    .filter((k) => a.get(k) !== b.get(k))
+    .map((k) => `${k} ${a.get(k) ?? "absent"} → ${b.get(k) ?? "absent"}`);
+}
+
+/**
+ * configChanges as one phrase: at most 3 changes, then "and N more"; "the same fields,
+ * another config hash" when none (a difference the hash sees in what is left out here).
+ */
+export function configDifferences(was: unknown, now: unknown, ignores: readonly string[]): string {
+  const diffs = configChanges(was, now, ignores);
+  if (diffs.length === 0) return "the same fields, another config hash";
+  return diffs.length > 3
+    ? `${diffs.slice(0, 3).join(", ")} and ${diffs.length - 3} more`
+    : diffs.join(", ");
+}
+
 /** Canonical JSON of a config (sorted keys), the input of the config hash. */
 export function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;

@@ -144,9 +144,12 @@ describe("distributed training is bit-for-bit the single-process run", () => {
     expect(existsSync(join(runDir, "summary.json"))).toBe(true);
   });
 
-  it("workers re-join a restarted coordinator, which resumes from its checkpoint with the same result", async () => {
+  it("workers re-join a restarted coordinator, which resumes from its checkpoint with the same result, also with --steps raised", async () => {
+    // The restart raises --steps (what "nothing to do … raise --steps" asks for): nothing a
+    // worker reads, so the workers carry on instead of exiting on "a different config".
     const config = [...ring(300), "--set", "checkpoint.every=10"];
-    const expected = await referenceHashes(config);
+    const raised = [...ring(360), "--set", "checkpoint.every=10"];
+    const expected = await referenceHashes(raised);
     const runDir = tempDir();
     const metrics = join(runDir, "metrics.jsonl");
     const first = await startCoordinator([...config, "--run-dir", runDir], nats.url);
@@ -154,7 +157,7 @@ describe("distributed training is bit-for-bit the single-process run", () => {
     await waitForStep(metrics, 40);
     first.child.kill("SIGTERM"); // checkpoints the last completed phase, then exits
     expect(await first.exited).toBe(0);
-    const second = await startCoordinator([...config, "--run-dir", runDir], nats.url, {
+    const second = await startCoordinator([...raised, "--run-dir", runDir], nats.url, {
       listen: first.address,
       fresh: false,
     });

@@ -161,10 +161,19 @@ describe("scheduler", () => {
     s.connect(workerId, 0);
     // The same process re-joining (its old stream still open after a blip) is not refused.
     expect(s.nameHolder("a", "process-1", 1000)).toBeNull();
-    // Another process is, while the holder's lease runs (heartbeats extend it).
-    expect(s.nameHolder("a", "process-2", 1000)).toEqual({ workerId, instance: "process-1" });
+    // Another process is, while the holder's lease runs (heartbeats extend it); the answer
+    // says how long that lease has left (the refused worker waits it out once).
+    expect(s.nameHolder("a", "process-2", 1000)).toEqual({
+      workerId,
+      instance: "process-1",
+      leaseLeftMs: 1000,
+    });
     s.heartbeat(workerId, 1500);
-    expect(s.nameHolder("a", "process-2", 3500)).toEqual({ workerId, instance: "process-1" });
+    expect(s.nameHolder("a", "process-2", 3500)).toEqual({
+      workerId,
+      instance: "process-1",
+      leaseLeftMs: 0,
+    });
     // Once the lease has run out (the holder froze or vanished), the name is free.
     expect(s.nameHolder("a", "process-2", 3501)).toBeNull();
     // Other names, and workers that send no instance (from before instance ids), are not held.

@@ -16,7 +16,7 @@ import type { ParamChunk__Output } from "../proto/gen/agon/v1/ParamChunk.js";
 import type { RunInfoReply__Output } from "../proto/gen/agon/v1/RunInfoReply.js";
 import type { WorkerMessage } from "../proto/gen/agon/v1/WorkerMessage.js";
 import type { BackendName } from "../shared/backend.js";
-import { parseConfig, type RunConfig } from "../shared/config.js";
+import { configChanges, parseConfig, type RunConfig, WORKER_IGNORES } from "../shared/config.js";
 import { DatasetError } from "../shared/data/index.js";
 import { fileErrorCause } from "../shared/errno.js";
 import { sha256 } from "../shared/hash.js";
@@ -493,11 +493,22 @@ export class Worker {
     try {
       const joined = await this.join(this.backend);
       if (!joined) return; // stopped while waiting
-      if (!sameRun(joined.configJson, this.configJson)) {
-        this.log(`worker ${this.workerId}: the coordinator now runs a different config; exiting`);
+      // A restarted coordinator may run on with more steps, other checkpoint or sample
+      // settings: nothing a worker reads. Anything else needs a worker started for it.
+      const changes = configChanges(
+        JSON.parse(this.configJson),
+        JSON.parse(joined.configJson),
+        WORKER_IGNORES,
+      );
+      if (changes.length > 0) {
+        const shown = changes.length > 3 ? [...changes.slice(0, 3), "…"] : changes;
+        this.log(
+          `agon: error: worker ${this.opts.name}: the coordinator now runs a different config (${shown.join(", ")}); start the worker again to join that run`,
+        );
         this.shutdown(1);
         return;
       }
+      this.configJson = joined.configJson;
     } catch (err) {
       if (err instanceof WorkerNameInUseError) {
         // Its lease ran out and another process took the name: that one trains on.
@@ -868,16 +879,6 @@ export class Worker {
  * Whether two coordinators' configs (Join's config_json) describe the same
  * run: a standby has a run dir of its own, everything else must be equal.
  */
-function sameRun(a: string, b: string): boolean {
-  if (a === b) return true;
-  const strip = (json: string) => {
-    const cfg = JSON.parse(json);
-    if (cfg?.run) delete cfg.run.dir;
-    return JSON.stringify(cfg);
-  };
-  return strip(a) === strip(b);
-}
-
 /** "45 s", "10 min", "1.5 min": a duration as a log line says it. */
 function formatSeconds(ms: number): string {
   const s = Math.round(ms / 1000);
