@@ -329,6 +329,8 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
   let standby: Child | null = null;
   const workers: Child[] = [];
   let doneEvent: Record<string, unknown> | null = null;
+  /** The coordinator found the run already at its last step: no workers are needed. */
+  let finishedAlready = false;
   let workersTimer: ReturnType<typeof waitMs> | null = null;
 
   // --- Live progress from the metrics subject.
@@ -447,6 +449,7 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
         }
         if (ev.event === "listening" && typeof ev.address === "string") {
           coordinatorListening = true;
+          if (leader && ev.finished === true) finishedAlready = true;
           if (leader) onListening(ev.address);
           else say(`local: the standby took over on ${ev.address}`);
         } else if (leader && ev.event === "http" && typeof ev.address === "string") {
@@ -493,7 +496,8 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
       onWorkersGone = r;
     });
     const failures: string[] = [];
-    for (let i = 1; i <= opts.workers; i++) {
+    const workerCount = finishedAlready ? 0 : opts.workers;
+    for (let i = 1; i <= workerCount; i++) {
       const name = `worker-${i}`;
       const w = startChild(name, [
         "worker",
@@ -528,11 +532,13 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
         }
       });
     }
-    say(
-      `local: coordinator (pid ${coord.pid}) on ${address}, ${opts.workers} worker(s) (pids ${workers
-        .map((w) => w.pid)
-        .join(", ")}), ${natsUrl ? `NATS ${natsUrl}` : "no NATS"}`,
-    );
+    if (!finishedAlready) {
+      say(
+        `local: coordinator (pid ${coord.pid}) on ${address}, ${opts.workers} worker(s) (pids ${workers
+          .map((w) => w.pid)
+          .join(", ")}), ${natsUrl ? `NATS ${natsUrl}` : "no NATS"}`,
+      );
+    }
 
     // With a standby the run ends when both coordinators have exited (one took over or both died).
     const coordinatorsExited = standby
@@ -608,12 +614,12 @@ export async function runLocal(cfg: RunConfig, opts: LocalOptions): Promise<Loca
       const summary = readSummary(runDir) ?? outcome.done;
       const step = Number(summary.step);
       lastInfo = infoFrom(step, last);
-      if (!progress) progress = new Progress(out);
-      (progress as Progress).finish(lastInfo);
+      // No progress line when this invocation trained nothing (the run was already done).
+      if (progress) (progress as Progress).finish(lastInfo);
       lastInfo = null;
       const hashes = (summary.hashes ?? {}) as { G?: string; D?: string };
       say(
-        `local: done: step ${step} in ${elapsed} s with ${opts.workers} worker(s); G sha256 ${hashes.G}, D sha256 ${hashes.D}; run dir ${runDir}${tookOver ? ` (the standby's: it took over from the leader, whose run dir ${cfg.run.dir} stops where the leader did)` : ""}`,
+        `local: done: step ${step} ${finishedAlready ? "(the run was already there; no workers started)" : `in ${elapsed} s with ${opts.workers} worker(s)`}; G sha256 ${hashes.G}, D sha256 ${hashes.D}; run dir ${runDir}${tookOver ? ` (the standby's: it took over from the leader, whose run dir ${cfg.run.dir} stops where the leader did)` : ""}`,
       );
       return { status: "done", summary: { ...summary, runDir } };
     }

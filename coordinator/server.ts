@@ -290,7 +290,12 @@ export class CoordinatorServer implements ServiceCore {
     this.log(
       `coordinator: run ${cfg.run.id} at step ${this.state.step}/${cfg.steps}, listening on ${address}, K=${cfg.shards}`,
     );
-    this.opts.emit?.({ event: "listening", address });
+    // `finished`: the run had nothing left to do (resumed at its last step); it ends at once.
+    this.opts.emit?.({
+      event: "listening",
+      address,
+      ...(this.state.done ? { finished: true } : {}),
+    });
     await this.startHttp();
     if (this.state.done) void this.finish();
     else this.startPhase();

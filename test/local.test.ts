@@ -115,7 +115,21 @@ describe("agon local", () => {
     // The dashboard's address is said once (local's own line, not the coordinator's as well).
     expect(local.stderr.match(/http:\/\/127\.0\.0\.1:\d+/g), local.stderr).toHaveLength(2);
     expect(local.stderr).toMatch(/^dashboard: http:\/\/127\.0\.0\.1:\d+\/ {2}\(Prometheus: /m);
-  }, 180_000);
+
+    // The same command again: the run is done, so no worker starts, no progress line shows a
+    // rate over no steps, and the summary is the same.
+    const again = await runAgon(
+      ["local", "--workers", "2", ...ringFlags(localDir, 20), ...localFlags(), "--json"],
+      { timeoutMs: 170_000 },
+    );
+    expect(again.code, again.stderr).toBe(0);
+    expect(lastJson(again.stdout).hashes).toEqual(l.hashes);
+    expect(again.stderr).toMatch(/nothing to do: the checkpoint is at step 20/);
+    expect(again.stderr).toMatch(
+      /^local: done: step 20 \(the run was already there; no workers started\)/m,
+    );
+    expect(again.stderr).not.toMatch(/\[worker-|steps\/s|waiting for the coordinator/);
+  }, 240_000);
 
   it.skipIf(process.platform !== "linux")(
     "on SIGINT checkpoints, stops every child process and says how to resume",
