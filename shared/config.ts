@@ -490,13 +490,16 @@ export function parseConfig(
 ): RunConfig {
   const result = configSchema.safeParse(raw);
   if (result.success) return result.data;
+  let fromFile = false;
   const lines = result.error.issues.map((issue) => {
     const field = issue.path.length > 0 ? issue.path.join(".") : "(top level)";
     // A value given by a flag or --set is blamed on it, not on the file.
     const origin = origins?.get(field);
+    if (!origin) fromFile = true;
     return `${field}${origin ? ` (from ${origin})` : ""}: ${describeIssue(issue, raw)}`;
   });
-  throw new ConfigError(`${source}: ${lines.join("; ")}`);
+  // Named only when something wrong came from it (a bad flag is not the file's fault).
+  throw new ConfigError(`${fromFile ? source : "config"}: ${lines.join("; ")}`);
 }
 
 /** The value at `path` in a raw config (undefined where the path leads nowhere). */

@@ -40,6 +40,12 @@ const CASES: Array<[string, () => string[], RegExp, number]> = [
     2,
   ],
   [
+    "a --set without a value",
+    () => ["train", ...ring, "--set", "steps", "--run-dir", join(dir, "r")],
+    /^agon: error: --set steps: expected key\.path=value \(e\.g\. steps=2000\)$/,
+    2,
+  ],
+  [
     "a shorthand flag and --set that disagree (neither silently wins)",
     () => ["train", ...ring, "--set", "steps=3", "--run-dir", join(dir, "r")],
     /--steps 1 and --set steps=3 both set steps, to different values; give it once$/,

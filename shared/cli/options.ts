@@ -69,7 +69,10 @@ export function configFromOptions(opts: Record<string, unknown>): RunConfig {
       : "--set ";
   for (const entry of sets) {
     for (const o of entry.split(/\s+/).filter((s) => s !== "")) {
-      const key = o.slice(0, Math.max(0, o.indexOf("=")));
+      if (o.indexOf("=") <= 0) {
+        throw new ConfigError(`${setFlag}${o}: expected key.path=value (e.g. steps=2000)`);
+      }
+      const key = o.slice(0, o.indexOf("="));
       const value = o.slice(key.length + 1);
       const earlier = given.get(key);
       if (earlier && earlier[1] !== value) {
