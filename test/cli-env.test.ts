@@ -67,7 +67,7 @@ describe("AGON_* variables", () => {
     expect(summary(both.stdout).step).toBe(3);
   });
 
-  it("a boolean variable set to 0 or false is off; a bad value fails in one line", async () => {
+  it("a boolean variable set to 0, false, no or off is off; a bad value fails in one line", async () => {
     const dir = tempDir();
     const first = await runAgon(
       ["train", ...tinyRing({ steps: 2, shards: 2, batch: 16 }), "--json"],
@@ -81,6 +81,12 @@ describe("AGON_* variables", () => {
     );
     expect(again.code, again.stderr).toBe(0);
     expect(JSON.parse(again.stdout.trim().split("\n").at(-1)!).resumedFrom).toBe(2);
+    // So is AGON_FRESH=no (or off): the run is resumed again, not archived.
+    const no = await runAgon(["train", ...tinyRing({ steps: 2, shards: 2, batch: 16 }), "--json"], {
+      env: { AGON_RUN_DIR: dir, AGON_FRESH: "no" },
+    });
+    expect(no.code, no.stderr).toBe(0);
+    expect(JSON.parse(no.stdout.trim().split("\n").at(-1)!).resumedFrom).toBe(2);
 
     // AGON_BACKEND reaches the short commands too (sample, eval, export), alone of their flags.
     const [sampled, badBackend] = await Promise.all([

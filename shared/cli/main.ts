@@ -89,14 +89,14 @@ export function envName(option: Option): string {
  * Every long flag of `cmd` may also be given as `AGON_<FLAG>` (see envName);
  * a flag on the command line wins over the variable, the variable over the
  * default. A boolean flag is on when its variable is set to anything but
- * "", "0" or "false".
+ * "", "0", "false", "no" or "off".
  */
 function bindEnvironment(cmd: Command, only: (o: Option) => boolean = () => true): void {
   for (const option of cmd.options) {
     if (!option.long || option.envVar || !only(option)) continue;
     const name = envName(option);
     const isBoolean = !option.required && !option.optional;
-    if (isBoolean && /^(|0|false)$/i.test(process.env[name] ?? "x")) continue;
+    if (isBoolean && /^(|0|false|no|off)$/i.test(process.env[name] ?? "x")) continue;
     option.env(name);
     // Commander wires the env listener when an option is added; these exist already.
     // A bad value is then blamed on the variable (oneErrorLine), not on the flag.
