@@ -10,7 +10,7 @@ import { describe, expect, it } from "vitest";
 import { latestValidCheckpoint } from "../coordinator/checkpoint.js";
 import { LOCK_FILE } from "../coordinator/rundir.js";
 import { AGON, runAgon, tempDir, tinyRing } from "./helpers/cli.js";
-import { type Proc, startCoordinator, startWorker } from "./helpers/cluster.js";
+import { type Proc, startCoordinator, startWorker, within } from "./helpers/cluster.js";
 import { completeJsonLines } from "./helpers/jsonl.js";
 import { natsForSuite } from "./helpers/nats.js";
 
@@ -187,7 +187,9 @@ describe("killed at random moments and resumed", () => {
       const poll = setInterval(() => {
         if (armed() && metricsLines(dir) >= at) coord.child.kill("SIGKILL");
       }, 10);
-      await coord.exited;
+      // A hang says where it is and what the processes said last (a bare test timeout does not).
+      const procs = { coordinator: coord, w0: workers[0], w1: workers[1] };
+      await within(coord.exited, 100_000, `coordinator ${kill} reaching step ${at}`, procs);
       clearInterval(poll);
       expect(coord.stderr()).not.toMatch(/resumed from [^\n]*archive/);
       newest = await newestAfterKill(dir, newest);
@@ -196,7 +198,11 @@ describe("killed at random moments and resumed", () => {
       listen: address,
       fresh: false,
     });
-    const done = await last.done;
+    const done = await within(last.done, 100_000, "the last coordinator's end", {
+      coordinator: last,
+      w0: workers[0],
+      w1: workers[1],
+    });
     expect(await last.exited, last.stderr()).toBe(0);
     expect(last.stderr()).toMatch(/resumed from /);
     expect(done.hashes).toEqual(JSON.parse(calm.stdout.trim().split("\n").at(-1)!).hashes);
@@ -205,5 +211,5 @@ describe("killed at random moments and resumed", () => {
       expect(w.stderr()).toMatch(/re-joined/);
     }
     expectCalmRunFiles(dir);
-  }, 240_000);
+  }, 480_000);
 });
