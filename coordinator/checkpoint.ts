@@ -67,17 +67,12 @@ export class CheckpointError extends Error {
  * checkpoints from before the setting existed still resume.
  */
 export function configHash(cfg: RunConfig): string {
-  const {
-    steps: _steps,
-    run: _run,
-    checkpoint: _checkpoint,
-    samples: _samples,
-    health: _health,
-    eval: _eval,
-    ema: _ema,
-    transport,
-    ...trajectory
-  } = cfg;
+  const { transport } = cfg;
+  // Everything but the fields a resume may change (CHECKPOINT_IGNORES, which
+  // configDifferences leaves out too); canonicalJson sorts the keys.
+  const trajectory = Object.fromEntries(
+    Object.entries(cfg).filter(([k]) => k !== "transport" && !CHECKPOINT_IGNORES.includes(k)),
+  ) as Pick<RunConfig, "dataset" | "schedule">;
   const fp32 = transport.gradients === "fp32" && transport.params === "fp32";
   // A prepared dataset is identified by its fingerprint: where it is mounted and
   // how much of it is cached do not change the trajectory.

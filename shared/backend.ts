@@ -131,8 +131,8 @@ async function initWebgpu(log: (line: string) => void, explicit: boolean): Promi
     // Without an adapter, Dawn and the Vulkan loader print their warnings straight to fd 2
     // (several lines and a C++ source location per attempt); ask in a child first, so that a
     // machine without one gets our line alone.
-    const missing = adapterMissing();
-    if (missing != null) {
+    const missing = webgpuAdapterMissing();
+    if (typeof missing === "string") {
       throw new Error(
         `webgpu: no GPU adapter found (needs a GPU, its Vulkan driver and libvulkan1${missing ? `; Vulkan said: ${missing}` : ""})`,
       );
@@ -171,21 +171,30 @@ async function initWebgpu(log: (line: string) => void, explicit: boolean): Promi
 }
 
 /**
- * Asks Dawn for an adapter in a child process (~0.3 s): null when one is found (or the probe
- * itself could not run: the caller then asks in-process), else the first thing the driver
- * stack said on stderr ("" when nothing), as one line without Dawn's source locations.
+ * Asks Dawn (npm `webgpu`) for an adapter in a child process (~0.3 s), so this process never
+ * loads Dawn for the question: null when one is found; when none is, the first thing the
+ * driver stack said on stderr ("" when nothing), as one line without Dawn's source locations;
+ * undefined when the probe itself could not run (no `webgpu` package; initBackend then asks
+ * in-process).
  */
-function adapterMissing(): string | null {
+export function webgpuAdapterMissing(): string | null | undefined {
+  let cwd: string;
+  try {
+    cwd = dirname(require.resolve("webgpu/package.json"));
+  } catch {
+    return undefined;
+  }
   const probe =
     "const { create, globals } = await import('webgpu'); Object.assign(globalThis, globals);" +
     "const a = await create([]).requestAdapter({ powerPreference: 'high-performance' });" +
     "process.exit(a ? 0 : 3);";
   const r = spawnSync(process.execPath, ["--input-type=module", "-e", probe], {
-    cwd: dirname(require.resolve("webgpu/package.json")),
+    cwd,
     encoding: "utf8",
     timeout: 60_000,
   });
-  if (r.status !== 3) return null;
+  if (r.status === 0) return null;
+  if (r.status !== 3) return undefined;
   const said = (r.stderr ?? "")
     .split("\n")
     .map((l) => l.trim().replace(/^Warning:\s*/, ""))

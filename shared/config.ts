@@ -715,16 +715,20 @@ export function configChanges(was: unknown, now: unknown, ignores: readonly stri
     .map((k) => `${k} ${a.get(k) ?? "absent"} → ${b.get(k) ?? "absent"}`);
 }
 
-/**
- * configChanges as one phrase: at most 3 changes, then "and N more"; "the same fields,
- * another config hash" when none (a difference the hash sees in what is left out here).
- */
-export function configDifferences(was: unknown, now: unknown, ignores: readonly string[]): string {
-  const diffs = configChanges(was, now, ignores);
-  if (diffs.length === 0) return "the same fields, another config hash";
+/** configChanges' list as one phrase: at most 3 changes, then "and N more". */
+export function describeChanges(diffs: readonly string[]): string {
   return diffs.length > 3
     ? `${diffs.slice(0, 3).join(", ")} and ${diffs.length - 3} more`
     : diffs.join(", ");
+}
+
+/**
+ * configChanges as one phrase (describeChanges); "the same fields, another config hash" when
+ * none (a difference the hash sees in what is left out here).
+ */
+export function configDifferences(was: unknown, now: unknown, ignores: readonly string[]): string {
+  const diffs = configChanges(was, now, ignores);
+  return diffs.length === 0 ? "the same fields, another config hash" : describeChanges(diffs);
 }
 
 /** Canonical JSON of a config (sorted keys), the input of the config hash. */

@@ -36,14 +36,10 @@ describe("long microtasks", () => {
 
     const runDir = join(dir, "run");
     const cfg = parseConfig({ ...readConfigFile(configFile), run: { dir: runDir } });
-    const {
-      server: coordinator,
-      address,
-      lines,
-      hashes,
-    } = await inProcessCoordinator(cfg, nats.url, LEASE_MS);
+    const coordinator = await inProcessCoordinator(cfg, nats.url, LEASE_MS);
+    const { address, lines } = coordinator;
     const worker = startWorker(address, nats.url, "w0");
-    await coordinator.done;
+    await coordinator.server.done;
     await worker.exited;
 
     const log = lines.join("\n");
@@ -61,6 +57,6 @@ describe("long microtasks", () => {
     console.log(
       `compute per microtask ${phases.map((p) => Math.round(p.computeSeconds * 1000)).join(", ")} ms; lease ${LEASE_MS} ms`,
     );
-    expect(hashes()).toEqual(expected);
+    expect(coordinator.hashes()).toEqual(expected);
   }, 600_000);
 });

@@ -41,12 +41,8 @@ describe("a worker name held by a frozen process", () => {
     );
     const expected = await referenceHashes(["-c", configFile]);
     const cfg = parseConfig({ ...readConfigFile(configFile), run: { dir: join(dir, "run") } });
-    const {
-      server: coordinator,
-      address,
-      lines,
-      hashes,
-    } = await inProcessCoordinator(cfg, nats.url, LEASE_MS);
+    const coordinator = await inProcessCoordinator(cfg, nats.url, LEASE_MS);
+    const { address, lines } = coordinator;
 
     // The predecessor: joins as "phoenix", opens its Work stream, heartbeats every 200 ms.
     const client = new (loadAgonProto().agon.v1.Coordinator)(
@@ -74,7 +70,7 @@ describe("a worker name held by a frozen process", () => {
 
     const worker = startWorker(address, nats.url, "phoenix");
     try {
-      await coordinator.done;
+      await coordinator.server.done;
       expect(await worker.exited, worker.stderr()).toBe(0);
     } finally {
       clearInterval(heartbeat);
@@ -90,6 +86,6 @@ describe("a worker name held by a frozen process", () => {
       /worker phoenix: worker name 'phoenix' is in use by another live process \(phoenix#0, instance [0-9a-f]{8}\); waiting [\d.]+ ?m?s for its lease to run out, then asking again/,
     );
     expect(worker.stderr()).not.toMatch(/agon: error/);
-    expect(hashes()).toEqual(expected);
+    expect(coordinator.hashes()).toEqual(expected);
   }, 180_000);
 });

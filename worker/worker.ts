@@ -16,7 +16,13 @@ import type { ParamChunk__Output } from "../proto/gen/agon/v1/ParamChunk.js";
 import type { RunInfoReply__Output } from "../proto/gen/agon/v1/RunInfoReply.js";
 import type { WorkerMessage } from "../proto/gen/agon/v1/WorkerMessage.js";
 import type { BackendName } from "../shared/backend.js";
-import { configChanges, parseConfig, type RunConfig, WORKER_IGNORES } from "../shared/config.js";
+import {
+  configChanges,
+  describeChanges,
+  parseConfig,
+  type RunConfig,
+  WORKER_IGNORES,
+} from "../shared/config.js";
 import { DatasetError } from "../shared/data/index.js";
 import { fileErrorCause } from "../shared/errno.js";
 import { sha256 } from "../shared/hash.js";
@@ -501,9 +507,8 @@ export class Worker {
         WORKER_IGNORES,
       );
       if (changes.length > 0) {
-        const shown = changes.length > 3 ? [...changes.slice(0, 3), "…"] : changes;
         this.log(
-          `agon: error: worker ${this.opts.name}: the coordinator now runs a different config (${shown.join(", ")}); start the worker again to join that run`,
+          `agon: error: worker ${this.opts.name}: the coordinator now runs a different config (${describeChanges(changes)}); start the worker again to join that run`,
         );
         this.shutdown(1);
         return;

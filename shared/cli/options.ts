@@ -55,33 +55,35 @@ export function configFromOptions(opts: Record<string, unknown>): RunConfig {
       const flagName = flag.split(" ")[0];
       // Commander reads AGON_<FLAG> only when the flag is absent: blame the one that was given.
       const env = envName(flagName);
-      const name = process.env[env] === String(value) ? env : flagName;
-      origins.set(key, name);
-      given.set(key, [`${name}${name === env ? "=" : " "}${String(value)}`, String(value)]);
+      const source = process.env[env] === String(value) ? env : flagName;
+      origins.set(key, source);
+      given.set(key, [asGiven(source, String(value)), String(value)]);
     }
   }
   // AGON_SET carries several overrides in one variable, separated by spaces; commander reads it
   // only when no --set is given, so a single entry equal to it came from there.
   const sets = (opts.set as string[] | undefined) ?? [];
-  const setFlag =
+  const setSource =
     process.env.AGON_SET !== undefined && sets.length === 1 && sets[0] === process.env.AGON_SET
-      ? "AGON_SET="
-      : "--set ";
+      ? "AGON_SET"
+      : "--set";
   for (const entry of sets) {
     for (const o of entry.split(/\s+/).filter((s) => s !== "")) {
       if (o.indexOf("=") <= 0) {
-        throw new ConfigError(`${setFlag}${o}: expected key.path=value (e.g. steps=2000)`);
+        throw new ConfigError(
+          `${asGiven(setSource, o)}: expected key.path=value (e.g. steps=2000)`,
+        );
       }
       const key = o.slice(0, o.indexOf("="));
       const value = o.slice(key.length + 1);
       const earlier = given.get(key);
       if (earlier && earlier[1] !== value) {
         throw new ConfigError(
-          `${earlier[0]} and ${setFlag}${o} both set ${key}, to different values; give it once`,
+          `${earlier[0]} and ${asGiven(setSource, o)} both set ${key}, to different values; give it once`,
         );
       }
       overrides.push(o);
-      origins.set(key, setFlag.trim().replace(/=$/, ""));
+      origins.set(key, setSource);
     }
   }
   if (opts.config === undefined && overrides.length === 0) {
@@ -90,6 +92,11 @@ export function configFromOptions(opts: Record<string, unknown>): RunConfig {
     );
   }
   return loadConfig(opts.config as string | undefined, overrides, origins);
+}
+
+/** A value as the user gave it: `--steps 3` for a flag, `AGON_STEPS=3` for a variable. */
+function asGiven(source: string, value: string): string {
+  return source.startsWith("AGON_") ? `${source}=${value}` : `${source} ${value}`;
 }
 
 /** `--run-dir` → `AGON_RUN_DIR` (as shared/cli/main.ts binds the variables). */
